@@ -1,0 +1,146 @@
+//! mandala: computations that save, query and version themselves.
+//!
+//! Mark functions with [`op`]; inside a storage context every call is memoized on disk (or in
+//! memory), so the same call is never computed twice: not later in the process, not in the
+//! next run, not on a colleague's machine that pulled the store.
+//!
+//! ```
+//! use mandala::{op, Storage};
+//!
+//! #[op]
+//! fn inc(x: u64) -> u64 {
+//!     x + 1
+//! }
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let storage = Storage::open(dir.path().join("demo.mandala"))?;
+//! let y = storage.run(|| inc(inc(1)?))?;      // executes twice
+//! assert_eq!(storage.unwrap(&y)?, 3);
+//! storage.run(|| inc(inc(1)?))?;              // executes nothing
+//! assert_eq!(storage.stats().total.executed, 2);
+//! assert_eq!(storage.stats().total.hits, 2);
+//! # Ok::<(), mandala::Error>(())
+//! ```
+//!
+//! # `#[op]`
+//! - Arguments and results are any `serde` types (`Serialize + DeserializeOwned + Clone`).
+//!   Each parameter `x: T` accepts `T`, `Ref<T>` or `&Ref<T>`; passing another op's output
+//!   keeps its history, passing a plain value makes a source ref.
+//! - The op returns `mandala::Result<Ref<T>>`, or a tuple of refs for a tuple return type.
+//!   An op returning `Result<T, E>` returns `Result<Ref<T>, E>` (with `E: From<mandala::Error>`)
+//!   and stores only `Ok` values.
+//! - Options: `#[op(name = "...")]` pins the op's identity (renaming the Rust function keeps its
+//!   results); `output_names(a, b)` names the outputs (default `output_0`, `output_1`, …);
+//!   `ignore(arg)` passes the argument without hashing or storing it;
+//!   `new_default(arg = EXPR)` leaves the argument out of the call's identity when it equals
+//!   `EXPR`, so calls made before the argument existed stay hits.
+//! - Outside a storage context an op runs as a plain function (its results are detached refs);
+//!   in a [`Storage::noop`] context it executes without reading or writing anything. An op
+//!   called inside another op's body is memoized as its own call.
+//!
+//! # Guarantees
+//! See `docs/FORMAT.md` for the on-disk format and its invariants (write-once files, merge by
+//! union of files, every object verifiable).
+
+use std::ops::Deref;
+use std::path::Path;
+
+pub use store_core::{
+    CallRecord, Engine, Error, Id, IdPrefix, IntoArg, Mode, OpStats, Ref, RefIds, Result, Slot,
+    Stats, StoredCall, Value,
+};
+pub use store_fs::{Durability, FsBackend, OpenOptions, VerifyReport};
+/// Makes a function a memoized op. See the [crate docs](crate#op) for its options.
+///
+/// ```
+/// use mandala::{op, Storage};
+///
+/// #[op(output_names(quotient, remainder))]
+/// fn divmod(a: u64, b: u64) -> (u64, u64) {
+///     (a / b, a % b)
+/// }
+///
+/// let storage = Storage::in_memory();
+/// let (q, r) = storage.run(|| divmod(17, 5))?;
+/// assert_eq!((storage.unwrap(&q)?, storage.unwrap(&r)?), (3, 2));
+/// # Ok::<(), mandala::Error>(())
+/// ```
+pub use store_macros::op;
+
+/// Support code for the `#[op]` macro. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use store_core::call::{begin, detached, Begin, CallBuilder, Hit, Input, OpSpec};
+}
+
+/// A store of memoized calls, and the context ops run in.
+///
+/// Cheap to clone (shared). Everything the engine offers ([`Engine::run`],
+/// [`Engine::unwrap`], [`Engine::get_ref_creator`], …) is available through `Deref`.
+#[derive(Clone)]
+pub struct Storage {
+    engine: Engine,
+    fs: Option<FsBackend>,
+}
+
+impl Storage {
+    /// Opens the store at `path`, creating it if the directory does not exist or is empty.
+    ///
+    /// Fails with [`Error::NotAStore`] for a non-empty directory without `mandala.toml`, and
+    /// with [`Error::UnsupportedFormat`] for a store written by a newer format.
+    pub fn open(path: impl AsRef<Path>) -> Result<Storage> {
+        Self::open_with(path, OpenOptions::default())
+    }
+
+    /// Opens (or creates) the store at `path` with explicit options.
+    pub fn open_with(path: impl AsRef<Path>, options: OpenOptions) -> Result<Storage> {
+        let fs = FsBackend::open_with(path.as_ref(), options)?;
+        Ok(Storage {
+            engine: Engine::new(Box::new(fs.clone())),
+            fs: Some(fs),
+        })
+    }
+
+    /// A store that lives in memory and disappears with the process.
+    pub fn in_memory() -> Storage {
+        Storage {
+            engine: Engine::in_memory(),
+            fs: None,
+        }
+    }
+
+    /// The on-disk backend, for a store opened from a path.
+    pub fn fs(&self) -> Option<&FsBackend> {
+        self.fs.as_ref()
+    }
+
+    /// Checks every object of an on-disk store (see [`FsBackend::verify`]); an in-memory store
+    /// has nothing to verify and reports clean.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        match &self.fs {
+            Some(fs) => fs.verify(),
+            None => Ok(VerifyReport::default()),
+        }
+    }
+}
+
+impl Deref for Storage {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// The value of `r`, loading it through the current storage context if it is lazy. Useful in
+/// an op's body, where nested ops return refs.
+pub fn unwrap<T: Value>(r: &Ref<T>) -> Result<T> {
+    if let Some(v) = r.get() {
+        return Ok(v.clone());
+    }
+    match store_core::context::current() {
+        Some((engine, _)) => engine.unwrap(r),
+        None => Err(Error::NotLoaded {
+            hid: r.known_ids().map(|i| i.hid.to_string()).unwrap_or_default(),
+        }),
+    }
+}

@@ -1,0 +1,133 @@
+//! The Backend trait the memo engine stores through, and the in-memory backend.
+//!
+//! A backend keeps two kinds of object: values (canonical CBOR bytes by content id) and call
+//! records (by call cid, call hid and record id). Every object is written once and never
+//! changed, so backends need no transactions: writers order their writes (values before the
+//! call record that names them) and readers never see a call whose values are missing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use crate::error::Result;
+use crate::id::Id;
+use crate::record::{CallRecord, StoredCall};
+
+/// Where calls and values live. Implementations: [`MemoryBackend`], and `store_fs::FsBackend`.
+pub trait Backend: Send + Sync {
+    /// A short description for messages: the store's path, or `in-memory`.
+    fn describe(&self) -> String;
+
+    /// Whether the value `cid` is stored.
+    fn has_value(&self, cid: &Id) -> Result<bool>;
+
+    /// The canonical CBOR bytes of value `cid`, verified against `cid`, or `None`.
+    fn get_value(&self, cid: &Id) -> Result<Option<Vec<u8>>>;
+
+    /// Stores a value's canonical CBOR bytes under its content id. Storing an existing value is
+    /// a no-op.
+    fn put_value(&self, cid: &Id, cbor: &[u8]) -> Result<()>;
+
+    /// The (call hid, record id) pairs stored under call cid `cid`, sorted.
+    fn list_calls(&self, cid: &Id) -> Result<Vec<(Id, Id)>>;
+
+    /// Reads one call record, verified against its ids.
+    fn get_call(&self, cid: &Id, hid: &Id, rid: &Id) -> Result<CallRecord>;
+
+    /// Stores a call record (its values must already be stored). Idempotent.
+    fn put_call(&self, record: &CallRecord) -> Result<()>;
+
+    /// Every stored call, in a deterministic order (by call cid, hid, record id).
+    fn all_calls(&self) -> Result<Vec<StoredCall>>;
+
+    /// The content ids of every stored value, sorted.
+    fn all_values(&self) -> Result<Vec<Id>>;
+}
+
+/// A backend that keeps everything in memory, for tests and throwaway sessions.
+#[derive(Default)]
+pub struct MemoryBackend {
+    values: Mutex<HashMap<Id, Vec<u8>>>,
+    calls: Mutex<BTreeMap<(Id, Id, Id), CallRecord>>,
+}
+
+impl MemoryBackend {
+    /// An empty in-memory store.
+    pub fn new() -> MemoryBackend {
+        MemoryBackend::default()
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn describe(&self) -> String {
+        "in-memory".into()
+    }
+
+    fn has_value(&self, cid: &Id) -> Result<bool> {
+        Ok(self.values.lock().unwrap().contains_key(cid))
+    }
+
+    fn get_value(&self, cid: &Id) -> Result<Option<Vec<u8>>> {
+        Ok(self.values.lock().unwrap().get(cid).cloned())
+    }
+
+    fn put_value(&self, cid: &Id, cbor: &[u8]) -> Result<()> {
+        self.values
+            .lock()
+            .unwrap()
+            .entry(*cid)
+            .or_insert_with(|| cbor.to_vec());
+        Ok(())
+    }
+
+    fn list_calls(&self, cid: &Id) -> Result<Vec<(Id, Id)>> {
+        let calls = self.calls.lock().unwrap();
+        Ok(calls
+            .range((*cid, Id([0; 32]), Id([0; 32]))..=(*cid, Id([0xff; 32]), Id([0xff; 32])))
+            .map(|((_, h, r), _)| (*h, *r))
+            .collect())
+    }
+
+    fn get_call(&self, cid: &Id, hid: &Id, rid: &Id) -> Result<CallRecord> {
+        self.calls
+            .lock()
+            .unwrap()
+            .get(&(*cid, *hid, *rid))
+            .cloned()
+            .ok_or_else(|| crate::Error::NotFound {
+                what: "call",
+                id: hid.to_string(),
+                store: self.describe(),
+            })
+    }
+
+    fn put_call(&self, record: &CallRecord) -> Result<()> {
+        let key = (record.cid(), record.hid(), record.rid());
+        self.calls
+            .lock()
+            .unwrap()
+            .entry(key)
+            .or_insert_with(|| record.clone());
+        Ok(())
+    }
+
+    fn all_calls(&self) -> Result<Vec<StoredCall>> {
+        Ok(self
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|((cid, hid, rid), record)| StoredCall {
+                cid: *cid,
+                hid: *hid,
+                rid: *rid,
+                record: record.clone(),
+            })
+            .collect())
+    }
+
+    fn all_values(&self) -> Result<Vec<Id>> {
+        let mut v: Vec<Id> = self.values.lock().unwrap().keys().copied().collect();
+        v.sort();
+        Ok(v)
+    }
+}

@@ -1,0 +1,293 @@
+//! The memo engine: looks calls up, records new ones, loads values, answers provenance.
+//!
+//! An [`Engine`] wraps one [`Backend`]. It is cheap to clone (shared) and safe to use from
+//! several threads; `#[op]` calls reach it through the thread's current context
+//! ([`Engine::run`], [`Engine::noop`]).
+//!
+//! # Guarantees
+//! - A call found in the store is never executed: first by call hid (same history), then by
+//!   call cid (same content, other history), which is recorded under the new hid.
+//! - Every write goes to the backend as the call completes, values before the record that
+//!   names them, so calls completed before an error or a panic are stored.
+//! - Hits are lazy: no value is read until it is unwrapped or a call that executes needs it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::backend::{Backend, MemoryBackend};
+use crate::cbor;
+use crate::context::{ContextGuard, Mode};
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::record::{CallRecord, Slot, StoredCall};
+use crate::stats::Stats;
+use crate::value::{Ref, RefIds, Value};
+
+/// The memo engine over one backend. See the module docs.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Box<dyn Backend>,
+    memo: Mutex<Memo>,
+    allow_new_calls: AtomicBool,
+    stats: Mutex<Stats>,
+}
+
+#[derive(Default)]
+struct Memo {
+    /// Records seen or written by this process, by call hid.
+    by_hid: HashMap<Id, Arc<CallRecord>>,
+    /// Values known to be stored.
+    values: HashSet<Id>,
+}
+
+/// How a lookup found a call.
+pub(crate) enum Found {
+    /// Same history: a plain hit.
+    Hit(Arc<CallRecord>),
+    /// Same content under another history: recorded anew under the caller's hid.
+    Reused(Arc<CallRecord>),
+}
+
+impl Engine {
+    /// An engine over `backend`.
+    pub fn new(backend: Box<dyn Backend>) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                backend,
+                memo: Mutex::new(Memo::default()),
+                allow_new_calls: AtomicBool::new(true),
+                stats: Mutex::new(Stats::default()),
+            }),
+        }
+    }
+
+    /// An engine over a fresh in-memory backend.
+    pub fn in_memory() -> Engine {
+        Engine::new(Box::new(MemoryBackend::new()))
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.inner.backend
+    }
+
+    /// Runs `f` with this engine as the current context: `#[op]` calls inside are memoized.
+    /// Contexts nest. Every call completed inside is stored, whether `f` returns an error,
+    /// panics, or succeeds.
+    ///
+    /// ```
+    /// let engine = store_core::Engine::in_memory();
+    /// let n: Result<u32, store_core::Error> = engine.run(|| Ok(1 + 1));
+    /// assert_eq!(n.unwrap(), 2);
+    /// ```
+    pub fn run<R, E: From<Error>>(&self, f: impl FnOnce() -> Result<R, E>) -> Result<R, E> {
+        let _guard = self.enter(Mode::Run);
+        f()
+    }
+
+    /// Runs `f` with ops executing as plain calls: nothing is looked up or stored.
+    pub fn noop<R, E: From<Error>>(&self, f: impl FnOnce() -> Result<R, E>) -> Result<R, E> {
+        let _guard = self.enter(Mode::Noop);
+        f()
+    }
+
+    /// Makes this engine the current context (in `mode`) until the guard is dropped.
+    pub fn enter(&self, mode: Mode) -> ContextGuard {
+        ContextGuard::push(self.clone(), mode)
+    }
+
+    /// With `false`, a call that is not in the store fails with [`Error::NewCallNotAllowed`]
+    /// instead of executing; stored calls still return.
+    pub fn allow_new_calls(&self, allow: bool) {
+        self.inner.allow_new_calls.store(allow, Ordering::Relaxed);
+    }
+
+    pub(crate) fn new_calls_allowed(&self) -> bool {
+        self.inner.allow_new_calls.load(Ordering::Relaxed)
+    }
+
+    /// What the engine did since it was created (or since [`Engine::reset_stats`]).
+    pub fn stats(&self) -> Stats {
+        self.inner.stats.lock().unwrap().clone()
+    }
+
+    /// Sets every counter back to zero.
+    pub fn reset_stats(&self) {
+        *self.inner.stats.lock().unwrap() = Stats::default();
+    }
+
+    pub(crate) fn count(&self, op: &str, f: impl Fn(&mut crate::stats::OpStats)) {
+        self.inner.stats.lock().unwrap().count(op, f);
+    }
+
+    /// The value of `r`, loading it from the store if needed (and keeping it in `r`).
+    pub fn unwrap<T: Value>(&self, r: &Ref<T>) -> Result<T> {
+        Ok(self.attach(r)?.clone())
+    }
+
+    /// Loads the value of `r` into it if it is lazy, and returns a reference to it.
+    pub fn attach<'r, T: Value>(&self, r: &'r Ref<T>) -> Result<&'r T> {
+        if let Some(v) = r.get() {
+            return Ok(v);
+        }
+        let ids = r.known_ids().expect("a ref without a value has ids");
+        Ok(r.fill(self.load_value(&ids.cid)?))
+    }
+
+    /// Reads and decodes the value with content id `cid`.
+    pub fn load_value<T: Value>(&self, cid: &Id) -> Result<T> {
+        let bytes = self
+            .inner
+            .backend
+            .get_value(cid)?
+            .ok_or_else(|| Error::MissingValue {
+                cid: cid.to_string(),
+                store: self.inner.backend.describe(),
+            })?;
+        cbor::from_slice(&bytes).map_err(|source| Error::Decode {
+            cid: cid.to_string(),
+            ty: std::any::type_name::<T>(),
+            source,
+        })
+    }
+
+    /// A lazy ref for history id `hid`, found among the inputs and outputs of stored calls.
+    pub fn load_ref<T>(&self, hid: &Id) -> Result<Ref<T>> {
+        let index = self.index()?;
+        let cid = index.cid_of.get(hid).ok_or_else(|| Error::NotFound {
+            what: "ref",
+            id: hid.to_string(),
+            store: self.inner.backend.describe(),
+        })?;
+        Ok(Ref::lazy(RefIds {
+            cid: *cid,
+            hid: *hid,
+        }))
+    }
+
+    /// The call that created `r` (`None` for a value passed in from outside).
+    pub fn get_ref_creator<T: Serialize>(&self, r: &Ref<T>) -> Result<Option<StoredCall>> {
+        let hid = self.ids_of(r)?.hid;
+        let index = self.index()?;
+        Ok(index.creator.get(&hid).map(|i| index.calls[*i].clone()))
+    }
+
+    /// Every stored call that took `r` as an input, in a deterministic order.
+    pub fn get_consumers<T: Serialize>(&self, r: &Ref<T>) -> Result<Vec<StoredCall>> {
+        let hid = self.ids_of(r)?.hid;
+        let index = self.index()?;
+        Ok(index
+            .consumers
+            .get(&hid)
+            .map(|v| v.iter().map(|i| index.calls[*i].clone()).collect())
+            .unwrap_or_default())
+    }
+
+    fn ids_of<T: Serialize>(&self, r: &Ref<T>) -> Result<RefIds> {
+        r.try_ids().map_err(|source| Error::Encode {
+            op: "(none)".into(),
+            what: "a detached ref".into(),
+            source,
+        })
+    }
+
+    /// Builds the provenance index from the backend. It reads every call record, so it also
+    /// sees calls other processes stored since the last query.
+    fn index(&self) -> Result<Index> {
+        Index::build(self.inner.backend.all_calls()?)
+    }
+
+    /// Finds a stored call by content id and history id; see the module docs.
+    pub(crate) fn lookup(&self, cid: &Id, hid: &Id, inputs: &[Slot]) -> Result<Option<Found>> {
+        if let Some(rec) = self.inner.memo.lock().unwrap().by_hid.get(hid) {
+            return Ok(Some(Found::Hit(rec.clone())));
+        }
+        let listed = self.inner.backend.list_calls(cid)?;
+        if listed.is_empty() {
+            return Ok(None);
+        }
+        // Several records for one hid only happen when merged stores computed a
+        // non-deterministic op differently: the smallest record id wins, everywhere.
+        let same_history = listed.iter().find(|(h, _)| h == hid);
+        let (h, r) = same_history.unwrap_or(&listed[0]);
+        let record = self.inner.backend.get_call(cid, h, r)?;
+        if same_history.is_some() {
+            let rec = Arc::new(record);
+            self.remember(hid, &rec);
+            return Ok(Some(Found::Hit(rec)));
+        }
+        let rec = Arc::new(record.rehistoried(inputs.to_vec()));
+        self.inner.backend.put_call(&rec)?;
+        self.remember(hid, &rec);
+        Ok(Some(Found::Reused(rec)))
+    }
+
+    pub(crate) fn remember(&self, hid: &Id, rec: &Arc<CallRecord>) {
+        let mut memo = self.inner.memo.lock().unwrap();
+        for s in rec.inputs.iter().chain(&rec.outputs) {
+            memo.values.insert(s.cid);
+        }
+        memo.by_hid.insert(*hid, rec.clone());
+    }
+
+    /// Stores a value's bytes unless it is known to be stored. `bytes` is called only then.
+    pub(crate) fn ensure_value(
+        &self,
+        cid: &Id,
+        bytes: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<()> {
+        if self.inner.memo.lock().unwrap().values.contains(cid) {
+            return Ok(());
+        }
+        if !self.inner.backend.has_value(cid)? {
+            self.inner.backend.put_value(cid, &bytes()?)?;
+        }
+        self.inner.memo.lock().unwrap().values.insert(*cid);
+        Ok(())
+    }
+
+    /// Stores a new call record (its values must be stored already).
+    pub(crate) fn store_call(&self, rec: CallRecord, hid: &Id) -> Result<()> {
+        self.inner.backend.put_call(&rec)?;
+        self.remember(hid, &Arc::new(rec));
+        Ok(())
+    }
+}
+
+/// Provenance maps over every stored call.
+struct Index {
+    calls: Vec<StoredCall>,
+    creator: HashMap<Id, usize>,
+    consumers: HashMap<Id, Vec<usize>>,
+    cid_of: HashMap<Id, Id>,
+}
+
+impl Index {
+    fn build(calls: Vec<StoredCall>) -> Result<Index> {
+        let mut index = Index {
+            creator: HashMap::new(),
+            consumers: HashMap::new(),
+            cid_of: HashMap::new(),
+            calls: Vec::new(),
+        };
+        for (i, c) in calls.iter().enumerate() {
+            for s in &c.record.inputs {
+                index.consumers.entry(s.hid).or_default().push(i);
+                index.cid_of.insert(s.hid, s.cid);
+            }
+            for s in &c.record.outputs {
+                index.creator.entry(s.hid).or_insert(i);
+                index.cid_of.insert(s.hid, s.cid);
+            }
+        }
+        index.calls = calls;
+        Ok(index)
+    }
+}

@@ -1,0 +1,149 @@
+//! The error type of the library crates: every variant names the thing and where it is.
+
+use std::path::PathBuf;
+
+use crate::cbor::{DecodeError, EncodeError};
+use crate::id::ParseIdError;
+
+/// Shorthand for results of mandala operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in mandala's library code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A filesystem operation failed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("read", "create directory", …).
+        action: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A stored object is damaged: it does not decompress, decode or hash to its name.
+    #[error("corrupt object {}: {reason}", path.display())]
+    Corrupt {
+        /// The file (or in-memory object description) that is damaged.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The directory exists, is not empty, and has no `mandala.toml`.
+    #[error("{} is not a mandala store (no mandala.toml); use an empty or new directory, or `mandala init`", path.display())]
+    NotAStore {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The store was written by a newer (or unknown) format.
+    #[error("{} uses store format {found}, but this mandala reads format {supported}; upgrade mandala", path.display())]
+    UnsupportedFormat {
+        /// The `mandala.toml` file.
+        path: PathBuf,
+        /// The format it declares.
+        found: String,
+        /// The format this build reads.
+        supported: u32,
+    },
+    /// `mandala.toml` exists but cannot be understood.
+    #[error("invalid store config {}: {reason}", path.display())]
+    BadConfig {
+        /// The `mandala.toml` file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value passed to or returned from an op cannot be encoded as CBOR.
+    #[error("op '{op}': {what} cannot be stored: {source}")]
+    Encode {
+        /// The op.
+        op: String,
+        /// Which argument or output ("argument 'x'", "output 'model'").
+        what: String,
+        /// The serializer's error.
+        source: EncodeError,
+    },
+    /// A stored value does not decode into the type asked for.
+    #[error("value {cid} does not decode as {ty}: {source}")]
+    Decode {
+        /// The value's content id.
+        cid: String,
+        /// The Rust type requested.
+        ty: &'static str,
+        /// The decoder's error.
+        source: DecodeError,
+    },
+    /// A call record refers to a value the store does not hold.
+    #[error("value {cid} is not in the store {store}")]
+    MissingValue {
+        /// The value's content id.
+        cid: String,
+        /// The store (path or "in-memory").
+        store: String,
+    },
+    /// `allow_new_calls(false)` is set and the call is not memoized.
+    #[error("call to op '{op}' is not in the store and new calls are not allowed")]
+    NewCallNotAllowed {
+        /// The op.
+        op: String,
+    },
+    /// A stored call of an op has other outputs than the op declares now.
+    #[error("op '{op}' now has outputs {current:?}, but its stored call {call} has {stored:?}; give the changed op a new name with #[op(name = \"...\")]")]
+    SignatureChanged {
+        /// The op.
+        op: String,
+        /// The stored call's hid.
+        call: String,
+        /// Output names in the store.
+        stored: Vec<String>,
+        /// Output names the op declares.
+        current: Vec<String>,
+    },
+    /// A lazy ref's value is needed but no storage is at hand to load it from.
+    #[error("ref {hid} is not loaded and no storage context is active to load it from")]
+    NotLoaded {
+        /// The ref's history id.
+        hid: String,
+    },
+    /// Nothing in the store has this id.
+    #[error("{what} {id} is not in the store {store}")]
+    NotFound {
+        /// "ref", "call", "object", …
+        what: &'static str,
+        /// The id or prefix looked up.
+        id: String,
+        /// The store.
+        store: String,
+    },
+    /// A hash prefix matches more than one object.
+    #[error("hash prefix {prefix} is ambiguous: it matches {}", candidates.join(", "))]
+    AmbiguousPrefix {
+        /// The prefix typed.
+        prefix: String,
+        /// Descriptions of the matches ("value 3fa9c2…", "call 3fa9d0…").
+        candidates: Vec<String>,
+    },
+    /// A string is not a hash or hash prefix.
+    #[error(transparent)]
+    BadId(#[from] ParseIdError),
+}
+
+impl Error {
+    /// An [`Error::Io`] for `action` on `path`.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// An [`Error::Corrupt`] for `path`.
+    pub fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Error {
+        Error::Corrupt {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! Ids: 32-byte BLAKE3 hashes, domain-separated by what they identify.
+//!
+//! Every id is `BLAKE3-derive_key(context, preimage)` with one context string per kind
+//! (see [`Kind`]), so a value id can never equal a call id even over the same bytes, and any id
+//! of a stored object can be re-checked with `b3sum --derive-key CONTEXT`.
+//! Ids display as 64 lowercase hex characters; [`IdPrefix`] parses the abbreviations users type.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A 32-byte BLAKE3 hash identifying a value, a call, a record or a version.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Id(pub [u8; 32]);
+
+/// What an id identifies; each kind hashes under its own BLAKE3 derive-key context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The content of a value: its canonical CBOR bytes.
+    Value,
+    /// The history id of a value passed in from outside: its cid.
+    SourceHid,
+    /// A call's content id: op name, input cids, semantic version.
+    CallCid,
+    /// A call's history id: op name, input hids, semantic version.
+    CallHid,
+    /// A call's key: op name and input cids, without any version.
+    CallKey,
+    /// The history id of one output of a call: call hid and output name.
+    OutputHid,
+    /// The id of a stored call record: its canonical CBOR bytes.
+    CallRecord,
+    /// The semantic version used while versioning is off.
+    Unversioned,
+}
+
+impl Kind {
+    /// The BLAKE3 derive-key context string of this kind. Frozen: changing one is a format break.
+    pub const fn context(self) -> &'static str {
+        match self {
+            Kind::Value => "mandala v1 value",
+            Kind::SourceHid => "mandala v1 source hid",
+            Kind::CallCid => "mandala v1 call cid",
+            Kind::CallHid => "mandala v1 call hid",
+            Kind::CallKey => "mandala v1 call key",
+            Kind::OutputHid => "mandala v1 output hid",
+            Kind::CallRecord => "mandala v1 call record",
+            Kind::Unversioned => "mandala v1 unversioned",
+        }
+    }
+
+    fn hasher(self) -> &'static blake3::Hasher {
+        macro_rules! proto {
+            ($k:expr) => {{
+                static H: LazyLock<blake3::Hasher> =
+                    LazyLock::new(|| blake3::Hasher::new_derive_key($k.context()));
+                &H
+            }};
+        }
+        match self {
+            Kind::Value => proto!(Kind::Value),
+            Kind::SourceHid => proto!(Kind::SourceHid),
+            Kind::CallCid => proto!(Kind::CallCid),
+            Kind::CallHid => proto!(Kind::CallHid),
+            Kind::CallKey => proto!(Kind::CallKey),
+            Kind::OutputHid => proto!(Kind::OutputHid),
+            Kind::CallRecord => proto!(Kind::CallRecord),
+            Kind::Unversioned => proto!(Kind::Unversioned),
+        }
+    }
+}
+
+impl Id {
+    /// Hashes `bytes` under `kind`'s context: `BLAKE3-derive_key(kind.context(), bytes)`.
+    ///
+    /// ```
+    /// use store_core::{Id, Kind};
+    /// let a = Id::hash(Kind::Value, b"x");
+    /// assert_ne!(a, Id::hash(Kind::CallCid, b"x"));
+    /// assert_eq!(a.to_string().len(), 64);
+    /// ```
+    pub fn hash(kind: Kind, bytes: &[u8]) -> Id {
+        let mut h = kind.hasher().clone();
+        h.update(bytes);
+        Id(*h.finalize().as_bytes())
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The full 64-character lowercase hex form.
+    pub fn to_hex(&self) -> String {
+        self.to_string()
+    }
+
+    /// The first `n` hex characters (at most 64), for display.
+    pub fn short(&self, n: usize) -> String {
+        let mut s = self.to_string();
+        s.truncate(n.min(64));
+        s
+    }
+
+    /// The semantic version every call carries while versioning is off.
+    pub fn unversioned() -> Id {
+        static U: LazyLock<Id> = LazyLock::new(|| Id::hash(Kind::Unversioned, b""));
+        *U
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 64];
+        for (i, b) in self.0.iter().enumerate() {
+            buf[2 * i] = HEX[(b >> 4) as usize];
+            buf[2 * i + 1] = HEX[(b & 15) as usize];
+        }
+        f.write_str(std::str::from_utf8(&buf).expect("hex is ascii"))
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({})", self.short(12))
+    }
+}
+
+/// Why a string is not an id or an id prefix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseIdError {
+    /// A character outside `0-9a-f` (upper case is accepted and folded).
+    #[error("'{input}' is not a hash: '{bad}' at position {pos} is not a hex digit")]
+    NotHex {
+        input: String,
+        bad: char,
+        pos: usize,
+    },
+    /// Too short to be a useful prefix, or too long to be an id.
+    #[error("'{input}' has {len} hex digits; a hash prefix needs {min} to 64")]
+    BadLength {
+        input: String,
+        len: usize,
+        min: usize,
+    },
+}
+
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+impl FromStr for Id {
+    type Err = ParseIdError;
+    fn from_str(s: &str) -> Result<Id, ParseIdError> {
+        let p = IdPrefix::parse_with_min(s, 64)?;
+        let mut out = [0u8; 32];
+        for (i, pair) in p.hex.as_bytes().chunks(2).enumerate() {
+            out[i] = (nibble(pair[0]).unwrap() << 4) | nibble(pair[1]).unwrap();
+        }
+        Ok(Id(out))
+    }
+}
+
+/// A validated, lower-cased hex prefix of an id, as users type it (`mandala show 3fa9c2`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdPrefix {
+    hex: String,
+}
+
+impl IdPrefix {
+    /// The shortest prefix accepted: 4 hex digits, as git.
+    pub const MIN_LEN: usize = 4;
+
+    /// Parses a prefix of 4 to 64 hex digits.
+    ///
+    /// ```
+    /// use store_core::IdPrefix;
+    /// assert!(IdPrefix::parse("3FA9").is_ok());
+    /// assert!(IdPrefix::parse("3fz9").is_err());
+    /// assert!(IdPrefix::parse("3f").is_err());
+    /// ```
+    pub fn parse(s: &str) -> Result<IdPrefix, ParseIdError> {
+        Self::parse_with_min(s, Self::MIN_LEN)
+    }
+
+    fn parse_with_min(s: &str, min: usize) -> Result<IdPrefix, ParseIdError> {
+        if let Some((pos, bad)) = s.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
+            return Err(ParseIdError::NotHex {
+                input: s.to_string(),
+                bad,
+                pos,
+            });
+        }
+        if s.len() < min || s.len() > 64 {
+            return Err(ParseIdError::BadLength {
+                input: s.to_string(),
+                len: s.len(),
+                min,
+            });
+        }
+        Ok(IdPrefix {
+            hex: s.to_ascii_lowercase(),
+        })
+    }
+
+    /// The prefix as lowercase hex.
+    pub fn as_str(&self) -> &str {
+        &self.hex
+    }
+
+    /// Whether `id` starts with this prefix.
+    pub fn matches(&self, id: &Id) -> bool {
+        id.to_string().starts_with(&self.hex)
+    }
+}
+
+impl fmt::Display for IdPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.hex)
+    }
+}
+
+impl Serialize for Id {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Id, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Id;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a 32-byte id")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Id, E> {
+                let arr: [u8; 32] = v
+                    .try_into()
+                    .map_err(|_| E::invalid_length(v.len(), &self))?;
+                Ok(Id(arr))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Id, E> {
+                self.visit_bytes(&v)
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        let id = Id::hash(Kind::Value, b"abc");
+        let s = id.to_string();
+        assert_eq!(s.parse::<Id>().unwrap(), id);
+        assert_eq!(s.to_uppercase().parse::<Id>().unwrap(), id);
+    }
+
+    #[test]
+    fn kinds_are_domain_separated() {
+        let kinds = [
+            Kind::Value,
+            Kind::SourceHid,
+            Kind::CallCid,
+            Kind::CallHid,
+            Kind::CallKey,
+            Kind::OutputHid,
+            Kind::CallRecord,
+            Kind::Unversioned,
+        ];
+        let mut ids: Vec<Id> = kinds.iter().map(|k| Id::hash(*k, b"same bytes")).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), kinds.len());
+    }
+
+    #[test]
+    fn matches_b3sum_derive_key() {
+        // `printf abc | b3sum --derive-key "mandala v1 value"`
+        assert_eq!(
+            Id::hash(Kind::Value, b"abc").0,
+            blake3::derive_key("mandala v1 value", b"abc")
+        );
+    }
+
+    #[test]
+    fn prefix_errors_name_the_input() {
+        let e = IdPrefix::parse("12g4").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "'12g4' is not a hash: 'g' at position 2 is not a hex digit"
+        );
+        let e = IdPrefix::parse("12").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "'12' has 2 hex digits; a hash prefix needs 4 to 64"
+        );
+        assert!(IdPrefix::parse("abab").unwrap().matches(&Id([0xab; 32])));
+        assert!(!IdPrefix::parse("abac").unwrap().matches(&Id([0xab; 32])));
+    }
+}

@@ -1,0 +1,36 @@
+//! mandala's core: ids, canonical CBOR, refs and call records, the memo engine, and the
+//! [`Backend`] trait with its in-memory implementation.
+//!
+//! Users depend on the `mandala` facade crate; this crate is what it re-exports.
+//!
+//! ```
+//! use store_core::{Engine, Id, Kind};
+//! let engine = Engine::in_memory();
+//! assert_eq!(engine.backend().describe(), "in-memory");
+//! assert_eq!(Id::hash(Kind::Value, b"").to_string().len(), 64);
+//! ```
+//!
+//! Glossary: a *value* is data an op takes or returns; its *cid* hashes its content. A *ref*
+//! is a value with a *hid*, the hash of its history. A *call* is one execution of an *op*,
+//! identified by a call cid (op, input cids, semantic version) and a call hid (op, input hids,
+//! semantic version). A *store* keeps values and call records.
+
+pub mod backend;
+pub mod call;
+pub mod cbor;
+pub mod context;
+pub mod engine;
+pub mod error;
+pub mod id;
+pub mod record;
+pub mod stats;
+pub mod value;
+
+pub use backend::{Backend, MemoryBackend};
+pub use context::{ContextGuard, Mode};
+pub use engine::Engine;
+pub use error::{Error, Result};
+pub use id::{Id, IdPrefix, Kind, ParseIdError};
+pub use record::{CallRecord, Slot, StoredCall};
+pub use stats::{OpStats, Stats};
+pub use value::{Arg, IntoArg, Ref, RefIds, Value};

@@ -1,0 +1,227 @@
+//! Refs: values with their content id and history id, loaded lazily; and the argument forms
+//! an op accepts.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::cbor::{self, EncodeError};
+use crate::id::{Id, Kind};
+use crate::record::source_hid;
+
+/// What an op argument or output must be: serializable, cloneable and shareable.
+///
+/// Implemented for every type that qualifies; you never implement it yourself.
+pub trait Value: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Value for T {}
+
+/// The two ids of a ref.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RefIds {
+    /// Content id: the hash of the value's canonical CBOR.
+    pub cid: Id,
+    /// History id: how the value was computed (or "from outside", for source values).
+    pub hid: Id,
+}
+
+impl RefIds {
+    /// The ids of a value passed in from outside with content id `cid`.
+    pub fn source(cid: Id) -> RefIds {
+        RefIds {
+            cid,
+            hid: source_hid(&cid),
+        }
+    }
+}
+
+/// A value in the store (or on its way there): content id, history id, and the value itself
+/// once loaded. Cloning a `Ref` is cheap (it is shared).
+///
+/// Refs returned by a memoized call that was found in the store are *lazy*: they hold ids
+/// only, and the value is read when unwrapped or needed by a call that executes.
+pub struct Ref<T> {
+    inner: Arc<RefInner<T>>,
+}
+
+struct RefInner<T> {
+    ids: OnceLock<RefIds>,
+    value: OnceLock<T>,
+}
+
+impl<T> Clone for Ref<T> {
+    fn clone(&self) -> Self {
+        Ref {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> Ref<T> {
+    /// A lazy ref: ids known, value not loaded.
+    pub fn lazy(ids: RefIds) -> Ref<T> {
+        let r = Ref {
+            inner: Arc::new(RefInner {
+                ids: OnceLock::new(),
+                value: OnceLock::new(),
+            }),
+        };
+        let _ = r.inner.ids.set(ids);
+        r
+    }
+
+    /// A ref with both ids and value.
+    pub fn loaded(ids: RefIds, value: T) -> Ref<T> {
+        let r = Self::lazy(ids);
+        let _ = r.inner.value.set(value);
+        r
+    }
+
+    /// A ref of a plain value with no history; its ids are computed when first asked for.
+    pub fn detached(value: T) -> Ref<T> {
+        let r = Ref {
+            inner: Arc::new(RefInner {
+                ids: OnceLock::new(),
+                value: OnceLock::new(),
+            }),
+        };
+        let _ = r.inner.value.set(value);
+        r
+    }
+
+    /// The value, if it is loaded.
+    pub fn get(&self) -> Option<&T> {
+        self.inner.value.get()
+    }
+
+    /// Whether the value is loaded.
+    pub fn in_memory(&self) -> bool {
+        self.inner.value.get().is_some()
+    }
+
+    /// Stores `value` in this ref (and its clones) if none is loaded yet.
+    pub fn fill(&self, value: T) -> &T {
+        let _ = self.inner.value.set(value);
+        self.inner.value.get().expect("just set")
+    }
+
+    /// The ids if already known, without computing anything.
+    pub fn known_ids(&self) -> Option<RefIds> {
+        self.inner.ids.get().copied()
+    }
+
+    /// Whether two refs are the same shared ref object.
+    pub fn ptr_eq(&self, other: &Ref<T>) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl<T: Serialize> Ref<T> {
+    /// The ids, computing them for a detached ref (which encodes the value).
+    pub fn try_ids(&self) -> Result<RefIds, EncodeError> {
+        if let Some(ids) = self.inner.ids.get() {
+            return Ok(*ids);
+        }
+        let value = self.inner.value.get().expect("a ref has ids or a value");
+        let cid = Id::hash(Kind::Value, &cbor::to_canonical(value)?);
+        Ok(*self.inner.ids.get_or_init(|| RefIds::source(cid)))
+    }
+
+    /// Both ids.
+    ///
+    /// # Panics
+    /// Only for a detached ref (made outside a storage context) whose value's `Serialize`
+    /// implementation fails; use [`Ref::try_ids`] to get that error instead.
+    pub fn ids(&self) -> RefIds {
+        match self.try_ids() {
+            Ok(ids) => ids,
+            Err(e) => panic!("cannot compute the id of a detached ref: {e}"),
+        }
+    }
+
+    /// The content id. See [`Ref::ids`] for when it can panic.
+    pub fn cid(&self) -> Id {
+        self.ids().cid
+    }
+
+    /// The history id. See [`Ref::ids`] for when it can panic.
+    pub fn hid(&self) -> Id {
+        self.ids().hid
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Ref<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Ref");
+        if let Some(ids) = self.inner.ids.get() {
+            d.field("cid", &ids.cid).field("hid", &ids.hid);
+        }
+        match self.inner.value.get() {
+            Some(v) => d.field("value", v),
+            None => d.field("value", &format_args!("<not loaded>")),
+        };
+        d.finish()
+    }
+}
+
+/// An op argument: a plain value (a new source ref) or an existing ref (keeping its history).
+pub enum Arg<T> {
+    /// A plain value passed in from outside.
+    Value(T),
+    /// A ref, typically an op's output.
+    Ref(Ref<T>),
+}
+
+/// What an op parameter of type `T` accepts: `T`, `Ref<T>`, `&Ref<T>` (and `&str` for
+/// `String`).
+pub trait IntoArg<T> {
+    /// Converts into an [`Arg`].
+    fn into_arg(self) -> Arg<T>;
+}
+
+impl<T> IntoArg<T> for T {
+    fn into_arg(self) -> Arg<T> {
+        Arg::Value(self)
+    }
+}
+
+impl<T> IntoArg<T> for Ref<T> {
+    fn into_arg(self) -> Arg<T> {
+        Arg::Ref(self)
+    }
+}
+
+impl<T> IntoArg<T> for &Ref<T> {
+    fn into_arg(self) -> Arg<T> {
+        Arg::Ref(self.clone())
+    }
+}
+
+impl IntoArg<String> for &str {
+    fn into_arg(self) -> Arg<String> {
+        Arg::Value(self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detached_refs_get_source_ids() {
+        let r = Ref::detached(5u32);
+        let cid = Id::hash(Kind::Value, &cbor::to_canonical(&5u32).unwrap());
+        assert_eq!(r.cid(), cid);
+        assert_eq!(r.hid(), source_hid(&cid));
+        assert_eq!(r.get(), Some(&5));
+    }
+
+    #[test]
+    fn lazy_refs_hold_no_value() {
+        let r: Ref<u8> = Ref::lazy(RefIds::source(Id([1; 32])));
+        assert!(!r.in_memory());
+        assert_eq!(r.clone().fill(3), &3);
+        assert_eq!(r.get(), Some(&3), "clones share the loaded value");
+    }
+}

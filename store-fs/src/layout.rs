@@ -1,0 +1,101 @@
+//! Where each object lives in a store directory, and how names parse back into ids.
+//!
+//! ```text
+//! mandala.toml                       format version and settings
+//! values/ab/cdef…(62 hex)            a value, named by its cid
+//! calls/ab/cdef…(62 hex)/HID.RID     a call record: directory = call cid,
+//!                                    file = call hid "." record id (64 hex each)
+//! tmp/                               staging for atomic writes (ignored by git)
+//! index/                             derived caches (ignored by git)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use store_core::Id;
+
+/// Top-level names of a store, in the order `status` shows them.
+pub const VALUES: &str = "values";
+/// Directory of call records.
+pub const CALLS: &str = "calls";
+/// Staging directory for atomic writes.
+pub const TMP: &str = "tmp";
+/// Derived, rebuildable caches.
+pub const INDEX: &str = "index";
+/// Reserved for named refs (component heads, in a later format revision of version 1).
+pub const REFS: &str = "refs";
+/// The config file.
+pub const CONFIG: &str = "mandala.toml";
+/// Every name that may appear at the top of a store.
+pub const TOP_LEVEL: &[&str] = &[
+    CONFIG,
+    ".gitignore",
+    ".gitattributes",
+    VALUES,
+    CALLS,
+    REFS,
+    TMP,
+    INDEX,
+    ".git",
+];
+
+/// Splits an id into its shard directory (2 hex) and the rest (62 hex).
+pub fn shard(id: &Id) -> (String, String) {
+    let hex = id.to_string();
+    (hex[..2].to_string(), hex[2..].to_string())
+}
+
+/// The path of value `cid` under `root`.
+pub fn value_path(root: &Path, cid: &Id) -> PathBuf {
+    let (a, b) = shard(cid);
+    root.join(VALUES).join(a).join(b)
+}
+
+/// The directory of the calls with call cid `cid`.
+pub fn call_dir(root: &Path, cid: &Id) -> PathBuf {
+    let (a, b) = shard(cid);
+    root.join(CALLS).join(a).join(b)
+}
+
+/// The file name of a call record: `HID.RID`.
+pub fn call_file_name(hid: &Id, rid: &Id) -> String {
+    format!("{hid}.{rid}")
+}
+
+/// Parses `HID.RID`.
+pub fn parse_call_file_name(name: &str) -> Option<(Id, Id)> {
+    let (h, r) = name.split_once('.')?;
+    Some((h.parse().ok()?, r.parse().ok()?))
+}
+
+/// Parses a shard directory name and a file name back into an id.
+pub fn parse_sharded(shard: &str, rest: &str) -> Option<Id> {
+    if shard.len() != 2 || rest.len() != 62 {
+        return None;
+    }
+    format!("{shard}{rest}").parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_pinned() {
+        let id: Id = "3fa9c2d1000000000000000000000000000000000000000000000000000000ff"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            value_path(Path::new("s"), &id),
+            Path::new("s/values/3f/a9c2d1000000000000000000000000000000000000000000000000000000ff")
+        );
+        assert_eq!(
+            call_dir(Path::new("s"), &id),
+            Path::new("s/calls/3f/a9c2d1000000000000000000000000000000000000000000000000000000ff")
+        );
+        let name = call_file_name(&id, &Id([0; 32]));
+        assert_eq!(name.len(), 129);
+        assert_eq!(parse_call_file_name(&name), Some((id, Id([0; 32]))));
+        assert_eq!(parse_sharded("3f", &id.to_string()[2..]), Some(id));
+        assert_eq!(parse_sharded("3", "x"), None);
+    }
+}

@@ -1,0 +1,350 @@
+//! mandala's on-disk store: a directory of write-once, content-named files.
+//!
+//! ```
+//! use store_core::Backend;
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = store_fs::FsBackend::open(&dir.path().join("s.mandala")).unwrap();
+//! assert!(dir.path().join("s.mandala/mandala.toml").exists());
+//! assert!(store.all_calls().unwrap().is_empty());
+//! ```
+//!
+//! # Guarantees
+//! - **Write-once**: every file is created complete by an atomic rename and never modified.
+//! - **Merge by union**: a file's name is the hash of its content (values), or names both the
+//!   ids it is found by and the hash of its content (calls: `HID.RID`), so the union of two
+//!   stores' files is a valid store holding the calls of both, with no conflicting paths.
+//! - **Verifiable**: every object re-hashes to its name; [`FsBackend::verify`] checks them all.
+//! - **Concurrent writers** need no lock: they only ever add files that no one modifies.
+//! - **Readable by standard tools**: blobs are single zstd frames of standard CBOR.
+//!
+//! # Limitations
+//! - Two stores that compress the same object with different zstd versions or levels may hold
+//!   different bytes under one name; a git merge then reports a binary conflict on that file
+//!   (either side is correct: keep one).
+//! - Without [`Durability::Sync`], a power failure can leave the newest files empty; they are
+//!   then reported as corrupt by reads and by `verify`.
+
+mod blob;
+pub mod config;
+pub mod layout;
+pub mod status;
+pub mod verify;
+pub mod write;
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use store_core::{cbor, Backend, CallRecord, Error, Id, Kind, Result, StoredCall};
+
+pub use config::{Config, FORMAT_VERSION};
+pub use status::{KindStatus, StoreStatus};
+pub use verify::{Problem, VerifyReport};
+pub use write::Durability;
+
+/// How to open a store.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// Create the store if the directory does not exist or is empty (default `true`).
+    pub create: bool,
+    /// How writes are flushed (default [`Durability::Flush`]).
+    pub durability: Durability,
+    /// The zstd level of a store created by this open (default 3); an existing store keeps
+    /// the level in its `mandala.toml`.
+    pub zstd_level: i32,
+}
+
+impl Default for OpenOptions {
+    fn default() -> OpenOptions {
+        OpenOptions {
+            create: true,
+            durability: Durability::Flush,
+            zstd_level: config::DEFAULT_ZSTD_LEVEL,
+        }
+    }
+}
+
+/// A store directory. Cheap to clone.
+#[derive(Clone)]
+pub struct FsBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    tmp: PathBuf,
+    config: Config,
+    durability: Durability,
+}
+
+const GITIGNORE: &str = "# Local, derived or in-flight files of a mandala store.\ntmp/\nindex/\n";
+const GITATTRIBUTES: &str =
+    "# Blobs are zstd-compressed CBOR.\nvalues/** binary\ncalls/** binary\n";
+
+impl FsBackend {
+    /// Opens the store at `root`, creating it if the directory is missing or empty.
+    pub fn open(root: &Path) -> Result<FsBackend> {
+        Self::open_with(root, OpenOptions::default())
+    }
+
+    /// Opens an existing store; never creates one.
+    pub fn open_existing(root: &Path) -> Result<FsBackend> {
+        Self::open_with(
+            root,
+            OpenOptions {
+                create: false,
+                ..OpenOptions::default()
+            },
+        )
+    }
+
+    /// Opens the store at `root` with `options`.
+    pub fn open_with(root: &Path, options: OpenOptions) -> Result<FsBackend> {
+        let config_path = root.join(layout::CONFIG);
+        let config = match fs::read_to_string(&config_path) {
+            Ok(text) => Config::parse(&text, &config_path)?,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                if !options.create || !Self::can_create_in(root)? {
+                    return Err(Error::NotAStore {
+                        path: root.to_path_buf(),
+                    });
+                }
+                let config = Config {
+                    zstd_level: options.zstd_level,
+                    ..Config::default()
+                };
+                Self::init(root, &config)?;
+                config
+            }
+            Err(e) if e.kind() == ErrorKind::NotADirectory => {
+                return Err(Error::NotAStore {
+                    path: root.to_path_buf(),
+                })
+            }
+            Err(e) => return Err(Error::io("read", config_path, e)),
+        };
+        let tmp = root.join(layout::TMP);
+        fs::create_dir_all(&tmp).map_err(|e| Error::io("create directory", &tmp, e))?;
+        Ok(FsBackend {
+            inner: Arc::new(Inner {
+                root: root.to_path_buf(),
+                tmp,
+                config,
+                durability: options.durability,
+            }),
+        })
+    }
+
+    /// A directory can become a store if it is missing, empty, or holds only store files (a
+    /// concurrent process may be creating the store right now).
+    fn can_create_in(root: &Path) -> Result<bool> {
+        match fs::read_dir(root) {
+            Ok(rd) => {
+                for e in rd {
+                    let e = e.map_err(|e| Error::io("list", root, e))?;
+                    let name = e.file_name();
+                    if !layout::TOP_LEVEL.iter().any(|t| name == *t) {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotADirectory => Ok(false),
+            Err(e) => Err(Error::io("list", root, e)),
+        }
+    }
+
+    fn init(root: &Path, config: &Config) -> Result<()> {
+        let tmp = root.join(layout::TMP);
+        for dir in [layout::TMP, layout::VALUES, layout::CALLS] {
+            let d = root.join(dir);
+            fs::create_dir_all(&d).map_err(|e| Error::io("create directory", &d, e))?;
+        }
+        let d = Durability::Sync;
+        write::write_once(&tmp, &root.join(".gitignore"), GITIGNORE.as_bytes(), d)?;
+        write::write_once(
+            &tmp,
+            &root.join(".gitattributes"),
+            GITATTRIBUTES.as_bytes(),
+            d,
+        )?;
+        // Written last: its presence marks a complete store.
+        write::write_once(
+            &tmp,
+            &root.join(layout::CONFIG),
+            config.to_toml().as_bytes(),
+            d,
+        )?;
+        Ok(())
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The store's settings.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    fn put_blob(&self, dest: &Path, cbor: &[u8]) -> Result<bool> {
+        if dest.exists() {
+            return Ok(false);
+        }
+        let z = blob::compress(cbor, self.inner.config.zstd_level)?;
+        write::write_once(&self.inner.tmp, dest, &z, self.inner.durability)
+    }
+
+    /// Reads and decompresses the blob at `path`; `None` if there is no such file.
+    pub fn read_blob(&self, path: &Path) -> Result<Option<Vec<u8>>> {
+        match fs::read(path) {
+            Ok(z) => blob::decompress(&z, path).map(Some),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("read", path, e)),
+        }
+    }
+
+    /// Reads value `cid` and checks that it hashes to its name.
+    fn read_value(&self, path: &Path, cid: &Id) -> Result<Option<Vec<u8>>> {
+        let Some(bytes) = self.read_blob(path)? else {
+            return Ok(None);
+        };
+        let actual = Id::hash(Kind::Value, &bytes);
+        if actual != *cid {
+            return Err(Error::corrupt(
+                path,
+                format!("content hashes to {actual}, not to its name"),
+            ));
+        }
+        Ok(Some(bytes))
+    }
+
+    fn read_call(&self, path: &Path, cid: &Id, hid: &Id, rid: &Id) -> Result<CallRecord> {
+        let bytes = self.read_blob(path)?.ok_or_else(|| Error::NotFound {
+            what: "call",
+            id: hid.to_string(),
+            store: self.describe(),
+        })?;
+        let actual = Id::hash(Kind::CallRecord, &bytes);
+        if actual != *rid {
+            return Err(Error::corrupt(
+                path,
+                format!("record hashes to {actual}, not to its name"),
+            ));
+        }
+        let rec: CallRecord = cbor::from_slice(&bytes)
+            .map_err(|e| Error::corrupt(path, format!("not a call record: {e}")))?;
+        if rec.hid() != *hid || rec.cid() != *cid {
+            return Err(Error::corrupt(
+                path,
+                "record's call ids do not match its location",
+            ));
+        }
+        Ok(rec)
+    }
+
+    fn list_dir(dir: &Path) -> Result<Vec<String>> {
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("list", dir, e)),
+        };
+        let mut names = Vec::new();
+        for e in rd {
+            let e = e.map_err(|e| Error::io("list", dir, e))?;
+            names.push(e.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Every (shard, rest) pair under `dir` (`values` or `calls`), sorted; names that are not
+    /// well-formed are returned too, for `verify` to report.
+    fn list_sharded(&self, top: &str) -> Result<Vec<(String, String)>> {
+        let dir = self.inner.root.join(top);
+        let mut out = Vec::new();
+        for shard in Self::list_dir(&dir)? {
+            for rest in Self::list_dir(&dir.join(&shard))? {
+                out.push((shard.clone(), rest));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Backend for FsBackend {
+    fn describe(&self) -> String {
+        self.inner.root.display().to_string()
+    }
+
+    fn has_value(&self, cid: &Id) -> Result<bool> {
+        Ok(layout::value_path(&self.inner.root, cid).exists())
+    }
+
+    fn get_value(&self, cid: &Id) -> Result<Option<Vec<u8>>> {
+        self.read_value(&layout::value_path(&self.inner.root, cid), cid)
+    }
+
+    fn put_value(&self, cid: &Id, cbor: &[u8]) -> Result<()> {
+        self.put_blob(&layout::value_path(&self.inner.root, cid), cbor)
+            .map(|_| ())
+    }
+
+    fn list_calls(&self, cid: &Id) -> Result<Vec<(Id, Id)>> {
+        let dir = layout::call_dir(&self.inner.root, cid);
+        Self::list_dir(&dir)?
+            .into_iter()
+            .map(|n| {
+                layout::parse_call_file_name(&n)
+                    .ok_or_else(|| Error::corrupt(dir.join(&n), "not a call record name (HID.RID)"))
+            })
+            .collect()
+    }
+
+    fn get_call(&self, cid: &Id, hid: &Id, rid: &Id) -> Result<CallRecord> {
+        let path = layout::call_dir(&self.inner.root, cid).join(layout::call_file_name(hid, rid));
+        self.read_call(&path, cid, hid, rid)
+    }
+
+    fn put_call(&self, record: &CallRecord) -> Result<()> {
+        let bytes = record.to_cbor();
+        let rid = Id::hash(Kind::CallRecord, &bytes);
+        let path = layout::call_dir(&self.inner.root, &record.cid())
+            .join(layout::call_file_name(&record.hid(), &rid));
+        self.put_blob(&path, &bytes).map(|_| ())
+    }
+
+    fn all_calls(&self) -> Result<Vec<StoredCall>> {
+        let root = self.inner.root.join(layout::CALLS);
+        let mut out = Vec::new();
+        for (shard, rest) in self.list_sharded(layout::CALLS)? {
+            let dir = root.join(&shard).join(&rest);
+            let cid = layout::parse_sharded(&shard, &rest)
+                .ok_or_else(|| Error::corrupt(&dir, "not a call directory name"))?;
+            for (hid, rid) in self.list_calls(&cid)? {
+                let record = self.get_call(&cid, &hid, &rid)?;
+                out.push(StoredCall {
+                    cid,
+                    hid,
+                    rid,
+                    record,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn all_values(&self) -> Result<Vec<Id>> {
+        let root = self.inner.root.join(layout::VALUES);
+        self.list_sharded(layout::VALUES)?
+            .into_iter()
+            .map(|(s, r)| {
+                layout::parse_sharded(&s, &r)
+                    .ok_or_else(|| Error::corrupt(root.join(&s).join(&r), "not a value name"))
+            })
+            .collect()
+    }
+}

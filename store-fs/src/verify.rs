@@ -1,0 +1,164 @@
+//! `fsck` as a library function: re-hash, decode and cross-check every object of a store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::fs;
+use std::path::PathBuf;
+
+use store_core::{Backend, Id, Result};
+
+use crate::{layout, FsBackend};
+
+/// One thing wrong in a store, with the file it is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The file or directory.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub what: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.what)
+    }
+}
+
+/// What [`FsBackend::verify`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Values checked.
+    pub values: u64,
+    /// Call records checked.
+    pub calls: u64,
+    /// Damage: corrupt, truncated, misnamed or dangling objects, unexpected files.
+    pub problems: Vec<Problem>,
+    /// Not damage, but worth knowing: calls whose merged stores computed different results
+    /// (non-deterministic ops), stray temp files of killed writers.
+    pub warnings: Vec<Problem>,
+}
+
+impl VerifyReport {
+    /// Whether no problem was found (warnings allowed).
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl FsBackend {
+    /// Checks every object: values re-hash to their names; call records decompress, decode,
+    /// re-hash to their record ids, sit in the directory of their call cid under their call
+    /// hid, and name only stored values. Reports, never repairs.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let root = self.root().to_path_buf();
+        let mut report = VerifyReport::default();
+        let mut problem =
+            |path: PathBuf, what: String| report.problems.push(Problem { path, what });
+
+        for e in fs::read_dir(&root).map_err(|e| store_core::Error::io("list", &root, e))? {
+            let e = e.map_err(|e| store_core::Error::io("list", &root, e))?;
+            let name = e.file_name();
+            if !layout::TOP_LEVEL.iter().any(|t| name == *t) {
+                problem(e.path(), "unexpected file in a store".into());
+            }
+        }
+
+        let mut values = BTreeSet::new();
+        for (shard, rest) in self.list_sharded(layout::VALUES)? {
+            let path = root.join(layout::VALUES).join(&shard).join(&rest);
+            let Some(cid) = layout::parse_sharded(&shard, &rest) else {
+                problem(path, "not a value name (2 + 62 hex digits)".into());
+                continue;
+            };
+            match self.get_value(&cid) {
+                Ok(Some(bytes)) => match store_core::cbor::from_slice::<ciborium::Value>(&bytes) {
+                    Ok(_) => {
+                        values.insert(cid);
+                    }
+                    Err(e) => problem(path, format!("not CBOR: {e}")),
+                },
+                Ok(None) => problem(path, "vanished while checking".into()),
+                Err(e) => problem(path, error_reason(e)),
+            }
+        }
+
+        // call cid → (hid → output cids) to spot divergent results.
+        let mut outcomes: BTreeMap<Id, BTreeMap<Id, BTreeSet<Vec<Id>>>> = BTreeMap::new();
+        let mut n_calls = 0;
+        for (shard, rest) in self.list_sharded(layout::CALLS)? {
+            let dir = root.join(layout::CALLS).join(&shard).join(&rest);
+            let Some(cid) = layout::parse_sharded(&shard, &rest) else {
+                problem(dir, "not a call directory name (2 + 62 hex digits)".into());
+                continue;
+            };
+            for name in Self::list_dir(&dir)? {
+                let path = dir.join(&name);
+                let Some((hid, rid)) = layout::parse_call_file_name(&name) else {
+                    problem(path, "not a call record name (HID.RID)".into());
+                    continue;
+                };
+                let rec = match self.get_call(&cid, &hid, &rid) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        problem(path, error_reason(e));
+                        continue;
+                    }
+                };
+                n_calls += 1;
+                for s in rec.inputs.iter().chain(&rec.outputs) {
+                    if !values.contains(&s.cid) {
+                        problem(
+                            path.clone(),
+                            format!(
+                                "names value {} ({}) which is not in the store",
+                                s.cid, s.name
+                            ),
+                        );
+                    }
+                }
+                for o in &rec.outputs {
+                    if o.hid != store_core::record::output_hid(&hid, &o.name) {
+                        problem(
+                            path.clone(),
+                            format!("output '{}' has a wrong history id", o.name),
+                        );
+                    }
+                }
+                outcomes
+                    .entry(cid)
+                    .or_default()
+                    .entry(hid)
+                    .or_default()
+                    .insert(rec.outputs.iter().map(|o| o.cid).collect());
+            }
+        }
+        for (cid, by_hid) in outcomes {
+            let all: BTreeSet<&Vec<Id>> = by_hid.values().flatten().collect();
+            if all.len() > 1 {
+                report.warnings.push(Problem {
+                    path: layout::call_dir(&root, &cid),
+                    what: format!(
+                        "{} different results for one call (a non-deterministic op computed in merged stores); lookups use the smallest record id",
+                        all.len()
+                    ),
+                });
+            }
+        }
+        for t in crate::write::stray_temp_files(&root.join(layout::TMP))? {
+            report.warnings.push(Problem {
+                path: t,
+                what: "temp file of an interrupted or ongoing write".into(),
+            });
+        }
+        report.values = values.len() as u64;
+        report.calls = n_calls;
+        Ok(report)
+    }
+}
+
+fn error_reason(e: store_core::Error) -> String {
+    match e {
+        store_core::Error::Corrupt { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}

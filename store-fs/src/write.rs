@@ -1,0 +1,142 @@
+//! Atomic, write-once file creation: write a temp file in `tmp/`, then rename it into place.
+//!
+//! # Guarantees
+//! - A file appears in the store complete or not at all, whatever happens to the writing
+//!   process; a killed writer leaves at most a stray file in `tmp/`.
+//! - An existing file is never rewritten: names are hashes (or deterministic keys), so an
+//!   existing file already has the right content.
+//! - With [`Durability::Sync`], the data is on disk (file fsync before the rename, directory
+//!   fsync after) when the write returns.
+
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use store_core::{Error, Result};
+
+/// How hard a write tries to survive a crash of the machine (a killed process never loses a
+/// completed write, whatever the setting).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Rename without fsync: safe against process crashes; after a power failure the newest
+    /// files may be missing or empty, which `fsck` reports and reads treat as corrupt objects.
+    #[default]
+    Flush,
+    /// fsync each file before its rename and its directory after: safe against power loss, at
+    /// the cost of a disk flush per file.
+    Sync,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn temp_name() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut h = blake3::Hasher::new();
+    h.update(&std::process::id().to_le_bytes());
+    h.update(&nanos.to_le_bytes());
+    h.update(&n.to_le_bytes());
+    let tag = h.finalize().to_hex();
+    format!("{}-{}-{}", std::process::id(), n, &tag[..12])
+}
+
+/// Writes `bytes` to `dest` atomically via `tmp_dir`, unless `dest` exists. Returns whether
+/// this call created the file.
+pub fn write_once(
+    tmp_dir: &Path,
+    dest: &Path,
+    bytes: &[u8],
+    durability: Durability,
+) -> Result<bool> {
+    if dest.exists() {
+        return Ok(false);
+    }
+    let tmp = tmp_dir.join(temp_name());
+    let result =
+        write_temp(&tmp, bytes, durability).and_then(|_| rename_into(&tmp, dest, durability));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map(|_| true)
+}
+
+fn write_temp(tmp: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
+    let mut f = File::create_new(tmp).map_err(|e| Error::io("create temp file", tmp, e))?;
+    f.write_all(bytes).map_err(|e| Error::io("write", tmp, e))?;
+    if durability == Durability::Sync {
+        f.sync_all().map_err(|e| Error::io("fsync", tmp, e))?;
+    }
+    Ok(())
+}
+
+fn rename_into(tmp: &Path, dest: &Path, durability: Durability) -> Result<()> {
+    let parent = dest.parent().expect("objects live in directories");
+    match fs::rename(tmp, dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            fs::create_dir_all(parent).map_err(|e| Error::io("create directory", parent, e))?;
+            fs::rename(tmp, dest).map_err(|e| Error::io("rename into place", dest, e))?;
+        }
+        Err(e) => return Err(Error::io("rename into place", dest, e)),
+    }
+    if durability == Durability::Sync {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// The temp files left in `tmp_dir` (by killed writers, or by writers at work right now).
+pub fn stray_temp_files(tmp_dir: &Path) -> Result<Vec<PathBuf>> {
+    match fs::read_dir(tmp_dir) {
+        Ok(rd) => {
+            let mut v = Vec::new();
+            for e in rd {
+                v.push(e.map_err(|e| Error::io("list", tmp_dir, e))?.path());
+            }
+            v.sort();
+            Ok(v)
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io("list", tmp_dir, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_once_and_creates_parents() {
+        let d = tempfile::tempdir().unwrap();
+        let tmp = d.path().join("tmp");
+        fs::create_dir(&tmp).unwrap();
+        let dest = d.path().join("values/ab/cd");
+        assert!(write_once(&tmp, &dest, b"one", Durability::Flush).unwrap());
+        assert!(!write_once(&tmp, &dest, b"two", Durability::Sync).unwrap());
+        assert_eq!(fs::read(&dest).unwrap(), b"one");
+        assert!(stray_temp_files(&tmp).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temp_file() {
+        let d = tempfile::tempdir().unwrap();
+        let tmp = d.path().join("tmp");
+        fs::create_dir(&tmp).unwrap();
+        // The destination's parent is a file: the rename must fail.
+        fs::write(d.path().join("blocker"), b"").unwrap();
+        let dest = d.path().join("blocker/x");
+        let e = write_once(&tmp, &dest, b"x", Durability::Flush).unwrap_err();
+        assert!(e.to_string().contains("blocker"), "{e}");
+        assert!(stray_temp_files(&tmp).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,24 @@
+//! `#[op]`: turns a function into a memoized op of mandala.
+//!
+//! The macro parses the attribute ([`options`]), checks the function and collects every
+//! problem at once ([`signature`]), then writes the wrapper ([`expand`]). See the `mandala`
+//! crate for the user-facing documentation of `#[op]`.
+
+use proc_macro::TokenStream;
+
+mod expand;
+mod options;
+mod signature;
+
+/// Makes a function a memoized op. See `mandala::op` for the options and an example.
+#[proc_macro_attribute]
+pub fn op(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let func = syn::parse_macro_input!(item as syn::ItemFn);
+    let result = options::Options::parse(attr.into())
+        .and_then(|opts| signature::Signature::check(&func, opts))
+        .map(|sig| expand::expand(&func, &sig));
+    match result {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
