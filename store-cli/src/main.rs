@@ -1,1 +1,87 @@
-fn main() {}
+//! `mandala`: inspect and verify a mandala store without the program that wrote it.
+//!
+//! Definitions of the command line live here; each command is a function in [`commands`]
+//! that writes to an `impl Write`. Exit codes: 0 success, 1 a failed check (`fsck` found
+//! problems), 2 an error (bad input, missing store, I/O). A closed pipe exits 0.
+
+mod commands;
+mod discover;
+mod json;
+mod lookup;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Inspect, query and verify mandala stores.
+#[derive(Parser, Debug)]
+#[command(name = "mandala", version, about)]
+pub struct Cli {
+    /// The store to use. Default: $MANDALA_STORE, else the nearest store in the current
+    /// directory or its parents (a directory with mandala.toml, or a single *.mandala child).
+    #[arg(long, global = true, value_name = "PATH")]
+    store: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a store (in PATH, or --store, or ./.mandala).
+    Init {
+        /// Where to create it.
+        path: Option<PathBuf>,
+    },
+    /// Counts and sizes per kind of object.
+    Status,
+    /// Each op with its number of stored calls.
+    Ops,
+    /// One line per stored call of OP: inputs → outputs.
+    Calls {
+        /// The op's name.
+        op: String,
+        /// Show at most this many characters of each value.
+        #[arg(long, default_value_t = 40)]
+        width: usize,
+    },
+    /// Show the object with this hash prefix: a value, a call, or a ref.
+    Show {
+        /// At least 4 hex digits of a cid, call hid, call cid or ref hid.
+        prefix: String,
+    },
+    /// Print the value with this hash prefix (a value cid or a ref hid) as JSON.
+    Cat {
+        /// At least 4 hex digits.
+        prefix: String,
+    },
+    /// Check every object of the store; exit 1 if any is damaged.
+    Fsck,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    match commands::run(&cli, &mut out) {
+        Ok(code) => {
+            let _ = out.flush();
+            code
+        }
+        Err(e) => {
+            if e.chain().any(|c| {
+                c.downcast_ref::<io::Error>()
+                    .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            let _ = out.flush();
+            eprintln!("mandala: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

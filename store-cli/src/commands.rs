@@ -1,0 +1,353 @@
+//! The commands: each reads the store and writes text or JSON to `out`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value as Json};
+use store_core::{Backend, Id, Slot, StoredCall};
+use store_fs::{FsBackend, OpenOptions};
+
+use crate::json::{short, to_json};
+use crate::lookup::{resolve, Object};
+use crate::{discover, Cli, Command};
+
+/// Runs the command line `cli`, writing its output to `out`.
+pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
+    if let Command::Init { path } = &cli.command {
+        let path = path
+            .clone()
+            .or_else(|| cli.store.clone())
+            .unwrap_or_else(|| ".mandala".into());
+        let existed = path.join("mandala.toml").exists();
+        let store = FsBackend::open_with(&path, OpenOptions::default())
+            .with_context(|| format!("cannot create a store in {}", path.display()))?;
+        let verb = if existed {
+            "Store already exists in"
+        } else {
+            "Created an empty store in"
+        };
+        if cli.json {
+            writeln!(
+                out,
+                "{}",
+                json!({"store": store.describe(), "created": !existed})
+            )?;
+        } else {
+            writeln!(out, "{verb} {}", store.describe())?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let path = discover::find(cli.store.as_deref())?;
+    let store = FsBackend::open_existing(&path)?;
+    match &cli.command {
+        Command::Init { .. } => unreachable!("handled above"),
+        Command::Status => status(&store, cli.json, out),
+        Command::Ops => ops(&store, cli.json, out),
+        Command::Calls { op, width } => calls(&store, op, *width, cli.json, out),
+        Command::Show { prefix } => show(&store, prefix, cli.json, out),
+        Command::Cat { prefix } => cat(&store, prefix, out),
+        Command::Fsck => fsck(&store, cli.json, out),
+    }
+}
+
+fn value_json(store: &FsBackend, cid: &Id) -> Result<Json> {
+    let bytes = store
+        .get_value(cid)?
+        .with_context(|| format!("value {cid} is not in the store {}", store.describe()))?;
+    let v: ciborium::Value = store_core::cbor::from_slice(&bytes)
+        .with_context(|| format!("value {cid} is not valid CBOR"))?;
+    Ok(to_json(&v))
+}
+
+fn ops_of(calls: &[StoredCall]) -> BTreeMap<&str, usize> {
+    let mut m = BTreeMap::new();
+    for c in calls {
+        *m.entry(c.record.op.as_str()).or_insert(0) += 1;
+    }
+    m
+}
+
+fn status(store: &FsBackend, as_json: bool, out: &mut impl Write) -> Result<ExitCode> {
+    let st = store.status()?;
+    let n_ops = ops_of(&store.all_calls()?).len();
+    if as_json {
+        let kind = |k: store_fs::KindStatus| json!({"count": k.count, "bytes": k.bytes});
+        writeln!(
+            out,
+            "{}",
+            json!({
+                "store": store.describe(),
+                "format": store.config().format,
+                "ops": n_ops,
+                "values": kind(st.values),
+                "calls": kind(st.calls),
+                "temp": kind(st.temp),
+            })
+        )?;
+    } else {
+        writeln!(out, "store   {}", store.describe())?;
+        writeln!(out, "format  {}", store.config().format)?;
+        writeln!(out, "ops     {n_ops}")?;
+        writeln!(
+            out,
+            "calls   {:>8} files {:>12} bytes",
+            st.calls.count, st.calls.bytes
+        )?;
+        writeln!(
+            out,
+            "values  {:>8} files {:>12} bytes",
+            st.values.count, st.values.bytes
+        )?;
+        if st.temp.count > 0 {
+            writeln!(
+                out,
+                "temp    {:>8} files (interrupted or ongoing writes)",
+                st.temp.count
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ops(store: &FsBackend, as_json: bool, out: &mut impl Write) -> Result<ExitCode> {
+    let calls = store.all_calls()?;
+    let ops = ops_of(&calls);
+    if as_json {
+        let list: Vec<Json> = ops
+            .iter()
+            .map(|(op, n)| json!({"op": op, "calls": n}))
+            .collect();
+        writeln!(out, "{}", Json::Array(list))?;
+    } else {
+        let w = ops.keys().map(|k| k.len()).max().unwrap_or(0);
+        for (op, n) in ops {
+            writeln!(out, "{op:<w$}  {n} call{}", if n == 1 { "" } else { "s" })?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn slots_json(store: &FsBackend, slots: &[Slot]) -> Result<Json> {
+    let mut v = Vec::new();
+    for s in slots {
+        v.push(json!({"name": s.name, "hid": s.hid.to_string(), "cid": s.cid.to_string(), "value": value_json(store, &s.cid)?}));
+    }
+    Ok(Json::Array(v))
+}
+
+fn call_json(store: &FsBackend, c: &StoredCall) -> Result<Json> {
+    Ok(json!({
+        "kind": "call",
+        "op": c.record.op,
+        "hid": c.hid.to_string(),
+        "cid": c.cid.to_string(),
+        "rid": c.rid.to_string(),
+        "semver": c.record.semver.to_string(),
+        "inputs": slots_json(store, &c.record.inputs)?,
+        "outputs": slots_json(store, &c.record.outputs)?,
+    }))
+}
+
+fn calls(
+    store: &FsBackend,
+    op: &str,
+    width: usize,
+    as_json: bool,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    let all = store.all_calls()?;
+    let mine: Vec<&StoredCall> = all.iter().filter(|c| c.record.op == op).collect();
+    if mine.is_empty() {
+        let known = ops_of(&all).keys().copied().collect::<Vec<_>>().join(", ");
+        anyhow::bail!(
+            "no calls of op '{op}' in {} (ops: {})",
+            store.describe(),
+            if known.is_empty() { "none" } else { &known }
+        );
+    }
+    if as_json {
+        let mut v = Vec::new();
+        for c in mine {
+            v.push(call_json(store, c)?);
+        }
+        writeln!(out, "{}", Json::Array(v))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let fmt = |slots: &[Slot]| -> Result<String> {
+        let mut parts = Vec::new();
+        for s in slots {
+            parts.push(format!(
+                "{}={}",
+                s.name,
+                short(&value_json(store, &s.cid)?, width)
+            ));
+        }
+        Ok(parts.join(" "))
+    };
+    for c in mine {
+        writeln!(
+            out,
+            "{}  {} → {}",
+            c.hid.short(12),
+            fmt(&c.record.inputs)?,
+            fmt(&c.record.outputs)?
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_call(store: &FsBackend, c: &StoredCall, out: &mut impl Write) -> Result<()> {
+    writeln!(out, "call {}", c.hid)?;
+    writeln!(out, "op       {}", c.record.op)?;
+    writeln!(out, "cid      {}", c.cid)?;
+    writeln!(out, "record   {}", c.rid)?;
+    for (title, slots) in [("inputs", &c.record.inputs), ("outputs", &c.record.outputs)] {
+        writeln!(out, "{title}:")?;
+        for s in slots {
+            writeln!(
+                out,
+                "  {} = {}",
+                s.name,
+                short(&value_json(store, &s.cid)?, 60)
+            )?;
+            writeln!(
+                out,
+                "      hid {}  cid {}",
+                s.hid.short(16),
+                s.cid.short(16)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn show(store: &FsBackend, prefix: &str, as_json: bool, out: &mut impl Write) -> Result<ExitCode> {
+    match resolve(store, prefix)? {
+        Object::Value(cid) => {
+            let v = value_json(store, &cid)?;
+            if as_json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"kind": "value", "cid": cid.to_string(), "value": v})
+                )?;
+            } else {
+                writeln!(out, "value {cid}")?;
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            }
+        }
+        Object::Call(c) => {
+            if as_json {
+                writeln!(out, "{}", call_json(store, &c)?)?;
+            } else {
+                write_call(store, &c, out)?;
+            }
+        }
+        Object::CallGroup(cid, calls) => {
+            if as_json {
+                let mut v = Vec::new();
+                for c in &calls {
+                    v.push(call_json(store, c)?);
+                }
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"kind": "calls", "cid": cid.to_string(), "calls": v})
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "call cid {cid}: {} call(s) with this content",
+                    calls.len()
+                )?;
+                for c in &calls {
+                    writeln!(out)?;
+                    write_call(store, c, out)?;
+                }
+            }
+        }
+        Object::Ref { hid, cid, creator } => {
+            let v = value_json(store, &cid)?;
+            if as_json {
+                let created = creator.map(|(c, name)| json!({"call": c.hid.to_string(), "op": c.record.op, "output": name}));
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"kind": "ref", "hid": hid.to_string(), "cid": cid.to_string(), "creator": created, "value": v})
+                )?;
+            } else {
+                writeln!(out, "ref {hid}")?;
+                writeln!(out, "cid      {cid}")?;
+                match creator {
+                    Some((c, name)) => writeln!(
+                        out,
+                        "created  output '{name}' of {} call {}",
+                        c.record.op,
+                        c.hid.short(16)
+                    )?,
+                    None => writeln!(out, "created  outside any op (a source value)")?,
+                }
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cat(store: &FsBackend, prefix: &str, out: &mut impl Write) -> Result<ExitCode> {
+    let cid = match resolve(store, prefix)? {
+        Object::Value(cid) | Object::Ref { cid, .. } => cid,
+        Object::Call(c) => anyhow::bail!(
+            "{prefix} names call {} of op '{}', not a value; use `mandala show`",
+            c.hid,
+            c.record.op
+        ),
+        Object::CallGroup(cid, _) => {
+            anyhow::bail!("{prefix} names call cid {cid}, not a value; use `mandala show`")
+        }
+    };
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(&value_json(store, &cid)?)?
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fsck(store: &FsBackend, as_json: bool, out: &mut impl Write) -> Result<ExitCode> {
+    let r = store.verify()?;
+    if as_json {
+        let list = |v: &[store_fs::Problem]| -> Vec<Json> {
+            v.iter()
+                .map(|p| json!({"path": p.path.display().to_string(), "problem": p.what}))
+                .collect()
+        };
+        writeln!(
+            out,
+            "{}",
+            json!({"values": r.values, "calls": r.calls, "problems": list(&r.problems), "warnings": list(&r.warnings), "clean": r.is_clean()})
+        )?;
+    } else {
+        for p in &r.problems {
+            writeln!(out, "error: {p}")?;
+        }
+        for p in &r.warnings {
+            writeln!(out, "warning: {p}")?;
+        }
+        writeln!(
+            out,
+            "checked {} values and {} calls: {} problem(s), {} warning(s)",
+            r.values,
+            r.calls,
+            r.problems.len(),
+            r.warnings.len()
+        )?;
+    }
+    Ok(if r.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,107 @@
+//! Resolving a hash prefix to the one object it names: a value, a call, a group of calls with
+//! one content id, or a ref (an input or output of some call).
+
+use std::collections::BTreeMap;
+
+use store_core::{Backend, Error, Id, IdPrefix, StoredCall};
+use store_fs::{layout, FsBackend};
+
+/// What a prefix named.
+pub enum Object {
+    /// A stored value.
+    Value(Id),
+    /// A call, found by its hid or its record id.
+    Call(StoredCall),
+    /// The calls sharing one call cid.
+    CallGroup(Id, Vec<StoredCall>),
+    /// A ref: its hid, cid, and the call that created it with the output name (none for a
+    /// source value).
+    Ref {
+        hid: Id,
+        cid: Id,
+        creator: Option<(StoredCall, String)>,
+    },
+}
+
+impl Object {
+    fn describe(&self) -> String {
+        match self {
+            Object::Value(c) => format!("value {}", c.short(16)),
+            Object::Call(c) => format!("call {}", c.hid.short(16)),
+            Object::CallGroup(c, _) => format!("call cid {}", c.short(16)),
+            Object::Ref { hid, .. } => format!("ref {}", hid.short(16)),
+        }
+    }
+}
+
+fn sharded_matches(store: &FsBackend, top: &str, prefix: &IdPrefix) -> Vec<Id> {
+    let p = prefix.as_str();
+    let dir = store.root().join(top).join(&p[..2]);
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<Id> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(&p[2..])
+                .then(|| layout::parse_sharded(&p[..2], &name))
+                .flatten()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every object `prefix` names; with `calls`, all stored calls (read once by the caller).
+pub fn candidates(store: &FsBackend, prefix: &IdPrefix, calls: &[StoredCall]) -> Vec<Object> {
+    let mut out: Vec<Object> = sharded_matches(store, layout::VALUES, prefix)
+        .into_iter()
+        .map(Object::Value)
+        .collect();
+    let mut groups: BTreeMap<Id, Vec<StoredCall>> = BTreeMap::new();
+    let mut refs: BTreeMap<Id, (Id, Option<(StoredCall, String)>)> = BTreeMap::new();
+    for c in calls {
+        if prefix.matches(&c.hid) || prefix.matches(&c.rid) {
+            out.push(Object::Call(c.clone()));
+        }
+        if prefix.matches(&c.cid) {
+            groups.entry(c.cid).or_default().push(c.clone());
+        }
+        for s in &c.record.inputs {
+            if prefix.matches(&s.hid) {
+                refs.entry(s.hid).or_insert((s.cid, None));
+            }
+        }
+        for s in &c.record.outputs {
+            if prefix.matches(&s.hid) {
+                refs.insert(s.hid, (s.cid, Some((c.clone(), s.name.clone()))));
+            }
+        }
+    }
+    out.extend(groups.into_iter().map(|(cid, v)| Object::CallGroup(cid, v)));
+    out.extend(
+        refs.into_iter()
+            .map(|(hid, (cid, creator))| Object::Ref { hid, cid, creator }),
+    );
+    out
+}
+
+/// The single object `prefix` names, or a precise error.
+pub fn resolve(store: &FsBackend, prefix: &str) -> Result<Object, Error> {
+    let prefix = IdPrefix::parse(prefix)?;
+    let calls = store.all_calls()?;
+    let mut found = candidates(store, &prefix, &calls);
+    match found.len() {
+        0 => Err(Error::NotFound {
+            what: "object",
+            id: prefix.to_string(),
+            store: store.describe(),
+        }),
+        1 => Ok(found.pop().expect("one")),
+        _ => Err(Error::AmbiguousPrefix {
+            prefix: prefix.to_string(),
+            candidates: found.iter().map(Object::describe).collect(),
+        }),
+    }
+}

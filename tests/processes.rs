@@ -1,0 +1,291 @@
+//! Several processes and one store: restarts, a killed writer, concurrent writers, and stores
+//! merged with rsync and git.
+//!
+//! Child processes are this test binary run again on one `#[ignore]`d helper test
+//! (`child`), which reads its job from environment variables and prints its counters.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mandala::{op, Storage};
+
+#[op]
+fn inc(x: i64) -> i64 {
+    x + 1
+}
+
+#[op]
+fn square(x: i64) -> i64 {
+    x * x
+}
+
+/// The job a child runs, from `MANDALA_CHILD_JOB`:
+/// - `incs A B`: `inc(inc(i))` and `square(inc(i))` for i in A..B;
+/// - `inc12`: `inc(1)`, `inc(2)`;  `nested`: `inc(inc(1))`.
+fn run_job(storage: &Storage, job: &str) -> mandala::Result<()> {
+    let words: Vec<&str> = job.split_whitespace().collect();
+    storage.run(|| -> mandala::Result<()> {
+        match words.as_slice() {
+            ["incs", a, b] => {
+                for i in a.parse::<i64>().unwrap()..b.parse::<i64>().unwrap() {
+                    let y = inc(i)?;
+                    inc(&y)?;
+                    square(&y)?;
+                }
+            }
+            ["inc12"] => {
+                inc(1)?;
+                inc(2)?;
+            }
+            ["nested"] => {
+                let z = inc(inc(1)?)?;
+                assert_eq!(storage.unwrap(&z)?, 3);
+            }
+            other => panic!("unknown job {other:?}"),
+        }
+        Ok(())
+    })
+}
+
+#[test]
+#[ignore = "helper: runs inside child processes started by the other tests"]
+fn child() {
+    let store = std::env::var("MANDALA_CHILD_STORE").expect("run by a parent test");
+    let job = std::env::var("MANDALA_CHILD_JOB").unwrap();
+    let storage = Storage::open(&store).unwrap();
+    run_job(&storage, &job).unwrap();
+    let t = storage.stats().total;
+    println!(
+        "STATS executed={} hits={} reused={}",
+        t.executed, t.hits, t.reused
+    );
+}
+
+fn child_command(store: &Path, job: &str) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args([
+        "--exact",
+        "child",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("MANDALA_CHILD_STORE", store)
+    .env("MANDALA_CHILD_JOB", job)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    c
+}
+
+/// Runs a child to completion and returns its (executed, hits, reused).
+fn run_child(store: &Path, job: &str) -> (u64, u64, u64) {
+    let out = child_command(store, job).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.find("STATS ").map(|i| &l[i..]))
+        .expect("child prints its stats");
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|kv| kv.split('=').nth(1).unwrap().parse().unwrap())
+        .collect();
+    (n[0], n[1], n[2])
+}
+
+/// Opens `store` in this process and checks that every call of job `incs a b` is a hit.
+fn assert_all_hits(store: &Path, a: i64, b: i64) {
+    let storage = Storage::open(store).unwrap();
+    storage.allow_new_calls(false);
+    run_job(&storage, &format!("incs {a} {b}")).expect("every call is stored");
+    assert_eq!(storage.stats().total.executed, 0);
+    assert_eq!(storage.stats().total.hits, 3 * (b - a) as u64);
+}
+
+fn assert_verifies(store: &Path) {
+    let report = Storage::open(store).unwrap().verify().unwrap();
+    assert!(report.is_clean(), "{:#?}", report.problems);
+}
+
+fn store_in(dir: &Path) -> PathBuf {
+    dir.join("s.mandala")
+}
+
+#[test]
+fn a_new_process_executes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    // inc(inc(i)) has the content of inc(i + 1): 19 of the 20 are reused, not executed.
+    assert_eq!(run_child(&s, "incs 0 20"), (41, 0, 19));
+    assert_eq!(run_child(&s, "incs 0 20"), (0, 60, 0));
+    assert_verifies(&s);
+}
+
+#[test]
+fn content_reuse_works_across_processes() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    assert_eq!(run_child(&s, "inc12"), (2, 0, 0));
+    // inc(1) is a hit; inc(<2 computed by inc>) has inc(2)'s content: reused, not executed.
+    assert_eq!(run_child(&s, "nested"), (0, 1, 1));
+    assert_eq!(run_child(&s, "nested"), (0, 2, 0));
+    let storage = Storage::open(&s).unwrap();
+    assert_eq!(
+        storage.backend().all_values().unwrap().len(),
+        3,
+        "values 1, 2, 3 once each"
+    );
+    assert_eq!(storage.backend().all_calls().unwrap().len(), 3);
+}
+
+#[test]
+fn a_killed_writer_leaves_a_valid_store() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    let mut child = child_command(&s, "incs 0 1000000").spawn().unwrap();
+    let calls = s.join("calls");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Wait until the child has written a good number of calls, then SIGKILL it mid-stream.
+    loop {
+        let n = std::fs::read_dir(&calls).map(|r| r.count()).unwrap_or(0);
+        if n >= 200 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the child was killed, not finished");
+
+    let storage = Storage::open(&s).unwrap();
+    let report = storage.verify().unwrap();
+    assert!(report.is_clean(), "{:#?}", report.problems);
+    let calls = storage.backend().all_calls().unwrap();
+    assert!(calls.len() >= 200, "{} calls survived", calls.len());
+    // Every call the store reports is complete: its values load, and it is a hit.
+    storage.allow_new_calls(false);
+    storage
+        .run(|| -> mandala::Result<()> {
+            for c in &calls {
+                for s in c.record.inputs.iter().chain(&c.record.outputs) {
+                    storage.load_value::<i64>(&s.cid)?;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn concurrent_writers_lose_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    Storage::open(&s).unwrap();
+    let a = child_command(&s, "incs 0 600").spawn().unwrap();
+    let b = child_command(&s, "incs 300 900").spawn().unwrap();
+    for c in [a, b] {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_verifies(&s);
+    assert_all_hits(&s, 0, 900);
+    // Each distinct call is stored once however the two writers interleaved.
+    let storage = Storage::open(&s).unwrap();
+    assert_eq!(storage.backend().all_calls().unwrap().len(), 3 * 900);
+}
+
+fn sh(dir: &Path, cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn stores_merge_with_rsync() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b, merged) = (
+        d.path().join("a.mandala"),
+        d.path().join("b.mandala"),
+        d.path().join("m.mandala"),
+    );
+    run_child(&a, "incs 0 200");
+    run_child(&b, "incs 100 300");
+    for src in [&a, &b] {
+        sh(
+            d.path(),
+            "rsync",
+            &[
+                "-a",
+                &format!("{}/", src.display()),
+                &format!("{}/", merged.display()),
+            ],
+        );
+    }
+    assert_verifies(&merged);
+    assert_all_hits(&merged, 0, 300);
+}
+
+#[test]
+fn stores_merge_with_git_without_conflicts() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = d.path();
+    let git = |args: &[&str]| {
+        let mut all = vec![
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "-c",
+            "init.defaultBranch=main",
+        ];
+        all.extend_from_slice(args);
+        sh(repo, "git", &all)
+    };
+    git(&["init", "-q"]);
+    let s = store_in(repo);
+    Storage::open(&s).unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "empty store"]);
+    git(&["checkout", "-qb", "a"]);
+    run_child(&s, "incs 0 150");
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "a's calls"]);
+    git(&["checkout", "-q", "main"]);
+    git(&["checkout", "-qb", "b"]);
+    run_child(&s, "incs 100 250");
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "b's calls"]);
+    git(&["checkout", "-q", "a"]);
+    git(&["merge", "-q", "--no-edit", "b"]);
+    assert_eq!(
+        git(&["status", "--porcelain"]),
+        "",
+        "a clean merge, nothing left over"
+    );
+    assert!(!s
+        .join("tmp")
+        .read_dir()
+        .map(|mut r| r.next().is_some())
+        .unwrap_or(false));
+    assert_verifies(&s);
+    assert_all_hits(&s, 0, 250);
+}
