@@ -46,8 +46,8 @@ use std::ops::Deref;
 use std::path::Path;
 
 pub use store_core::{
-    CallRecord, Engine, Error, Id, IdPrefix, IntoArg, Mode, OpStats, Ref, RefIds, Result, Slot,
-    Stats, StoredCall, Value,
+    Backend, CallRecord, Engine, Error, Id, IdPrefix, IntoArg, MemoryBackend, Mode, OpStats, Ref,
+    RefIds, Result, Slot, Stats, StoredCall, Value,
 };
 pub use store_fs::{Durability, FsBackend, OpenOptions, VerifyReport};
 /// Makes a function a memoized op. See the [crate docs](crate#op) for its options.
@@ -143,4 +143,9 @@ pub fn unwrap<T: Value>(r: &Ref<T>) -> Result<T> {
             hid: r.known_ids().map(|i| i.hid.to_string()).unwrap_or_default(),
         }),
     }
+}
+
+/// Whether a storage context (`run` or `noop`) is active on this thread.
+pub fn in_context() -> bool {
+    store_core::context::current().is_some()
 }

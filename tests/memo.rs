@@ -227,3 +227,144 @@ fn new_calls_can_be_forbidden() {
     storage.allow_new_calls(true);
     storage.run(|| inc(11)).unwrap();
 }
+
+static FIT_RUNS: AtomicU64 = AtomicU64::new(0);
+
+// Version 1 of `fit` had no `tol` argument; version 2 adds it with new_default so the calls
+// made by version 1 remain hits.
+#[op(name = "fit")]
+fn fit_v1(x: i64) -> i64 {
+    FIT_RUNS.fetch_add(1, Ordering::SeqCst);
+    x * 3
+}
+
+#[op(name = "fit", new_default(tol = 0.5))]
+fn fit_v2(x: i64, tol: f64) -> i64 {
+    FIT_RUNS.fetch_add(1, Ordering::SeqCst);
+    x * 3 + if tol == 0.5 { 0 } else { 1 }
+}
+
+#[test]
+fn new_default_arguments_keep_old_calls() {
+    let storage = Storage::in_memory();
+    let before = FIT_RUNS.load(Ordering::SeqCst);
+    let old = storage.run(|| fit_v1(4)).unwrap();
+    let same = storage.run(|| fit_v2(4, 0.5)).unwrap();
+    assert_eq!(
+        FIT_RUNS.load(Ordering::SeqCst) - before,
+        1,
+        "the default value is a hit on the old call"
+    );
+    assert_eq!(old.hid(), same.hid());
+    let other = storage.run(|| fit_v2(4, 0.1)).unwrap();
+    assert_eq!(storage.unwrap(&other).unwrap(), 13);
+    assert_eq!(FIT_RUNS.load(Ordering::SeqCst) - before, 2);
+    let call = storage.get_ref_creator(&other).unwrap().unwrap();
+    let inputs: Vec<_> = call.record.inputs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(inputs, ["tol", "x"]);
+}
+
+static OUTER_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[op]
+fn outer(x: i64) -> i64 {
+    OUTER_RUNS.fetch_add(1, Ordering::SeqCst);
+    let y = inc(x).unwrap();
+    mandala::unwrap(&y).unwrap() * 10
+}
+
+#[test]
+fn an_op_inside_an_op_is_its_own_call() {
+    let storage = Storage::in_memory();
+    let r = storage.run(|| outer(5)).unwrap();
+    assert_eq!(storage.unwrap(&r).unwrap(), 60);
+    assert_eq!(storage.stats().op("inc").executed, 1);
+    assert_eq!(storage.stats().op("outer").executed, 1);
+    // The inner call is stored on its own: calling it directly is a hit.
+    storage.run(|| inc(5)).unwrap();
+    assert_eq!(storage.stats().op("inc").hits, 1);
+    // A hit of the outer call does not run the inner one at all.
+    storage.run(|| outer(5)).unwrap();
+    assert_eq!(storage.stats().op("outer").hits, 1);
+    assert_eq!(storage.stats().op("inc").hits, 1);
+}
+
+#[test]
+fn calls_completed_before_an_error_or_a_panic_are_stored() {
+    let (dir, storage) = tempstore();
+    let r: Result<(), Error> = storage.run(|| {
+        inc(1000)?;
+        Err(Error::NewCallNotAllowed {
+            op: "pretend".into(),
+        })
+    });
+    assert!(r.is_err());
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        storage
+            .run(|| -> mandala::Result<()> {
+                inc(2000)?;
+                panic!("user code panics");
+            })
+            .unwrap()
+    }));
+    assert!(panicked.is_err());
+    assert!(!mandala::in_context(), "the context ended with the panic");
+    let fresh = Storage::open(dir.path().join("s.mandala")).unwrap();
+    fresh.allow_new_calls(false);
+    fresh
+        .run(|| -> mandala::Result<()> {
+            inc(1000).map(|_| ())?;
+            inc(2000).map(|_| ())
+        })
+        .unwrap();
+    assert_eq!(fresh.stats().op("inc").hits, 2);
+}
+
+#[test]
+fn contexts_nest_and_noop_inside_run_stores_nothing() {
+    let storage = Storage::in_memory();
+    storage
+        .run(|| -> mandala::Result<()> {
+            inc(7)?;
+            storage.noop(|| inc(8))?;
+            storage.run(|| inc(9))?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(storage.stats().op("inc").executed, 2);
+    assert_eq!(storage.backend().all_calls().unwrap().len(), 2);
+}
+
+/// A value whose serialization always fails.
+#[derive(Clone, Debug, serde::Deserialize)]
+struct Unstorable;
+
+impl serde::Serialize for Unstorable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "Unstorable refuses to be serialized",
+        ))
+    }
+}
+
+#[op]
+fn consume(u: Unstorable) -> u8 {
+    let _ = u;
+    1
+}
+
+#[op]
+fn produce(x: u8) -> Unstorable {
+    let _ = x;
+    Unstorable
+}
+
+#[test]
+fn values_that_cannot_be_serialized_give_an_error_naming_op_and_argument() {
+    let storage = Storage::in_memory();
+    let e = storage.run(|| consume(Unstorable)).unwrap_err();
+    assert_eq!(e.to_string(), "op 'consume': argument 'u' cannot be stored: value cannot be serialized: Unstorable refuses to be serialized");
+    let e = storage.run(|| produce(1)).unwrap_err();
+    assert_eq!(e.to_string(), "op 'produce': output 'output_0' cannot be stored: value cannot be serialized: Unstorable refuses to be serialized");
+    assert!(storage.backend().all_calls().unwrap().is_empty());
+}

@@ -267,7 +267,13 @@ impl FsBackend {
         let dir = self.inner.root.join(top);
         let mut out = Vec::new();
         for shard in Self::list_dir(&dir)? {
-            for rest in Self::list_dir(&dir.join(&shard))? {
+            let sub = dir.join(&shard);
+            if !sub.is_dir() {
+                // A stray file where a shard directory belongs: reported by name, never parsed.
+                out.push((shard, String::new()));
+                continue;
+            }
+            for rest in Self::list_dir(&sub)? {
                 out.push((shard.clone(), rest));
             }
         }

@@ -64,12 +64,15 @@ impl FsBackend {
         }
 
         let mut values = BTreeSet::new();
+        // Values present, sound or not: a call naming a damaged value is not dangling.
+        let mut present = BTreeSet::new();
         for (shard, rest) in self.list_sharded(layout::VALUES)? {
             let path = root.join(layout::VALUES).join(&shard).join(&rest);
             let Some(cid) = layout::parse_sharded(&shard, &rest) else {
                 problem(path, "not a value name (2 + 62 hex digits)".into());
                 continue;
             };
+            present.insert(cid);
             match self.get_value(&cid) {
                 Ok(Some(bytes)) => match store_core::cbor::from_slice::<ciborium::Value>(&bytes) {
                     Ok(_) => {
@@ -91,6 +94,10 @@ impl FsBackend {
                 problem(dir, "not a call directory name (2 + 62 hex digits)".into());
                 continue;
             };
+            if !dir.is_dir() {
+                problem(dir, "not a call directory".into());
+                continue;
+            }
             for name in Self::list_dir(&dir)? {
                 let path = dir.join(&name);
                 let Some((hid, rid)) = layout::parse_call_file_name(&name) else {
@@ -106,7 +113,7 @@ impl FsBackend {
                 };
                 n_calls += 1;
                 for s in rec.inputs.iter().chain(&rec.outputs) {
-                    if !values.contains(&s.cid) {
+                    if !present.contains(&s.cid) {
                         problem(
                             path.clone(),
                             format!(

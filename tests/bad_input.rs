@@ -1,0 +1,235 @@
+//! Damaged stores and bad input: each gives a specific error naming the file or id, never a
+//! panic, never a silent recomputation, and never a change to what is stored.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mandala::{op, Error, Id, Storage};
+
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[op]
+fn inc(x: i64) -> i64 {
+    RUNS.fetch_add(1, Ordering::SeqCst);
+    x + 1
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: PathBuf,
+    input: Id,
+    output: Id,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("s.mandala");
+        let storage = Storage::open(&store).unwrap();
+        let y = storage.run(|| inc(1)).unwrap();
+        let call = storage.get_ref_creator(&y).unwrap().unwrap();
+        Fixture {
+            _dir: dir,
+            store,
+            input: call.record.inputs[0].cid,
+            output: y.cid(),
+        }
+    }
+
+    fn value_path(&self, cid: &Id) -> PathBuf {
+        store_fs::layout::value_path(&self.store, cid)
+    }
+
+    fn call_path(&self) -> PathBuf {
+        let calls = self.store.join("calls");
+        let shard = fs::read_dir(&calls)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let dir = fs::read_dir(shard).unwrap().next().unwrap().unwrap().path();
+        fs::read_dir(dir).unwrap().next().unwrap().unwrap().path()
+    }
+
+    /// Opens the store afresh and unwraps `inc(1)`'s result.
+    fn load_output(&self) -> mandala::Result<i64> {
+        let storage = Storage::open(&self.store)?;
+        let y = storage.run(|| inc(1))?;
+        storage.unwrap(&y)
+    }
+
+    fn problems(&self) -> Vec<String> {
+        Storage::open(&self.store)
+            .unwrap()
+            .verify()
+            .unwrap()
+            .problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
+}
+
+fn corrupt_message(e: Error, path: &Path) -> String {
+    match e {
+        Error::Corrupt { path: p, reason } => {
+            assert_eq!(p, path);
+            reason
+        }
+        other => panic!(
+            "expected a Corrupt error for {}, got {other}",
+            path.display()
+        ),
+    }
+}
+
+#[test]
+fn a_truncated_blob_is_reported_with_its_path() {
+    let f = Fixture::new();
+    let p = f.value_path(&f.output);
+    let bytes = fs::read(&p).unwrap();
+    fs::write(&p, &bytes[..bytes.len() - 4]).unwrap();
+    let reason = corrupt_message(f.load_output().unwrap_err(), &p);
+    assert!(reason.starts_with("not a complete zstd frame"), "{reason}");
+    assert_eq!(f.problems(), [format!("{}: {reason}", p.display())]);
+}
+
+#[test]
+fn a_flipped_byte_is_reported_with_its_path() {
+    let f = Fixture::new();
+    let p = f.value_path(&f.output);
+    let mut bytes = fs::read(&p).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01; // inside the frame checksum
+    fs::write(&p, &bytes).unwrap();
+    let reason = corrupt_message(f.load_output().unwrap_err(), &p);
+    assert!(reason.starts_with("zstd:"), "{reason}");
+    assert_eq!(f.problems().len(), 1);
+}
+
+#[test]
+fn a_blob_under_the_wrong_name_is_reported() {
+    let f = Fixture::new();
+    let p = f.value_path(&f.output);
+    fs::copy(f.value_path(&f.input), &p).unwrap();
+    let reason = corrupt_message(f.load_output().unwrap_err(), &p);
+    assert_eq!(
+        reason,
+        format!("content hashes to {}, not to its name", f.input)
+    );
+}
+
+#[test]
+fn a_damaged_call_record_is_an_error_not_a_recomputation() {
+    let f = Fixture::new();
+    let p = f.call_path();
+    let bytes = fs::read(&p).unwrap();
+    fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    let before = RUNS.load(Ordering::SeqCst);
+    let storage = Storage::open(&f.store).unwrap();
+    let e = storage.run(|| inc(1)).unwrap_err();
+    corrupt_message(e, &p);
+    assert_eq!(RUNS.load(Ordering::SeqCst), before, "the op did not run");
+    assert_eq!(
+        fs::read(&p).unwrap(),
+        &bytes[..bytes.len() / 2],
+        "nothing was rewritten"
+    );
+}
+
+#[test]
+fn a_call_record_under_another_call_id_is_reported() {
+    let f = Fixture::new();
+    let p = f.call_path();
+    let name = p.file_name().unwrap().to_str().unwrap().to_string();
+    let wrong = format!("{}{}", "0".repeat(64), &name[64..]);
+    fs::rename(&p, p.with_file_name(&wrong)).unwrap();
+    assert_eq!(
+        f.problems(),
+        [format!(
+            "{}: record's call ids do not match its location",
+            p.with_file_name(&wrong).display()
+        )]
+    );
+}
+
+#[test]
+fn a_call_naming_a_missing_value_is_reported() {
+    let f = Fixture::new();
+    fs::remove_file(f.value_path(&f.output)).unwrap();
+    let e = f.load_output().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "value {} is not in the store {}",
+            f.output,
+            f.store.display()
+        )
+    );
+    let problems = f.problems();
+    assert_eq!(problems.len(), 1);
+    assert!(
+        problems[0].ends_with(&format!(
+            "names value {} (output_0) which is not in the store",
+            f.output
+        )),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_newer_format_is_refused_and_left_alone() {
+    let f = Fixture::new();
+    let toml = f.store.join("mandala.toml");
+    fs::write(&toml, "format = 2\n").unwrap();
+    let e = Storage::open(&f.store).err().unwrap();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{} uses store format 2, but this mandala reads format 1; upgrade mandala",
+            toml.display()
+        )
+    );
+    assert_eq!(fs::read_to_string(&toml).unwrap(), "format = 2\n");
+}
+
+#[test]
+fn a_directory_that_is_not_a_store_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+    let e = Storage::open(dir.path()).err().unwrap();
+    assert!(matches!(e, Error::NotAStore { ref path } if path == dir.path()));
+    assert!(
+        e.to_string()
+            .contains("is not a mandala store (no mandala.toml)"),
+        "{e}"
+    );
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["notes.txt"]);
+
+    let file = dir.path().join("notes.txt");
+    assert!(matches!(Storage::open(&file), Err(Error::NotAStore { .. })));
+}
+
+#[test]
+fn a_stray_file_in_the_store_is_reported() {
+    let f = Fixture::new();
+    fs::write(f.store.join("values/zz"), "x").unwrap();
+    fs::create_dir_all(f.store.join("values/ab")).unwrap();
+    fs::write(f.store.join("values/ab/short"), "x").unwrap();
+    fs::write(f.store.join("README"), "x").unwrap();
+    let mut problems = f.problems();
+    problems.sort();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(problems
+        .iter()
+        .any(|p| p.ends_with("README: unexpected file in a store")));
+    assert!(problems
+        .iter()
+        .any(|p| p.ends_with("values/ab/short: not a value name (2 + 62 hex digits)")));
+}

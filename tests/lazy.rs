@@ -1,0 +1,89 @@
+//! Hits are lazy: a memoized call loads no value until one is unwrapped or needed by a call
+//! that executes. Asserted with a backend that counts value reads.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use mandala::{op, Backend, CallRecord, Engine, Id, MemoryBackend, Result, StoredCall};
+
+#[op]
+fn double(x: Vec<u32>) -> Vec<u32> {
+    x.iter().map(|v| v * 2).collect()
+}
+
+#[op]
+fn total(x: Vec<u32>) -> u64 {
+    x.iter().map(|v| u64::from(*v)).sum()
+}
+
+#[derive(Clone, Default)]
+struct Counting {
+    inner: Arc<MemoryBackend>,
+    reads: Arc<AtomicU64>,
+}
+
+impl Backend for Counting {
+    fn describe(&self) -> String {
+        "counting".into()
+    }
+    fn has_value(&self, cid: &Id) -> Result<bool> {
+        self.inner.has_value(cid)
+    }
+    fn get_value(&self, cid: &Id) -> Result<Option<Vec<u8>>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_value(cid)
+    }
+    fn put_value(&self, cid: &Id, cbor: &[u8]) -> Result<()> {
+        self.inner.put_value(cid, cbor)
+    }
+    fn list_calls(&self, cid: &Id) -> Result<Vec<(Id, Id)>> {
+        self.inner.list_calls(cid)
+    }
+    fn get_call(&self, cid: &Id, hid: &Id, rid: &Id) -> Result<CallRecord> {
+        self.inner.get_call(cid, hid, rid)
+    }
+    fn put_call(&self, record: &CallRecord) -> Result<()> {
+        self.inner.put_call(record)
+    }
+    fn all_calls(&self) -> Result<Vec<StoredCall>> {
+        self.inner.all_calls()
+    }
+    fn all_values(&self) -> Result<Vec<Id>> {
+        self.inner.all_values()
+    }
+}
+
+#[test]
+fn hits_load_nothing_until_needed() {
+    let backend = Counting::default();
+    let reads = backend.reads.clone();
+    let first = Engine::new(Box::new(backend.clone()));
+    first.run(|| total(double(vec![1, 2, 3])?)).unwrap();
+    assert_eq!(
+        reads.load(Ordering::SeqCst),
+        0,
+        "a fresh pipeline reads nothing back"
+    );
+
+    // A new engine over the same data: everything is a hit, nothing is read.
+    let second = Engine::new(Box::new(backend.clone()));
+    let t = second.run(|| total(double(vec![1, 2, 3])?)).unwrap();
+    assert_eq!(second.stats().total.hits, 2);
+    assert_eq!(reads.load(Ordering::SeqCst), 0, "hits are lazy");
+    assert_eq!(second.unwrap(&t).unwrap(), 12);
+    assert_eq!(
+        reads.load(Ordering::SeqCst),
+        1,
+        "unwrap reads exactly the value asked for"
+    );
+    assert_eq!(second.unwrap(&t).unwrap(), 12);
+    assert_eq!(reads.load(Ordering::SeqCst), 1, "and keeps it");
+
+    // A lazy ref passed to a call that executes is loaded for it.
+    let d = second.run(|| double(vec![1, 2, 3])).unwrap();
+    assert!(!d.in_memory());
+    let dd = second.run(|| double(&d)).unwrap();
+    assert_eq!(second.stats().op("double").executed, 1);
+    assert_eq!(reads.load(Ordering::SeqCst), 2);
+    assert_eq!(dd.get(), Some(&vec![4, 8, 12]));
+}
