@@ -1,0 +1,355 @@
+//! Golden vectors: the canonical CBOR and the content id of representative values, and the ids
+//! derived for a call. Any change here is a format break: stores written before it would no
+//! longer find their calls. `fixtures/golden-ids.tsv` holds the same vectors for other readers
+//! (regenerate it with `MANDALA_BLESS=1` only for a deliberate, documented format change).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use store_core::cbor::to_canonical;
+use store_core::record::{call_cid, call_hid, call_key, output_hid, source_hid};
+use store_core::{Id, Kind, Slot};
+
+struct Bytes(Vec<u8>);
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+#[derive(Serialize)]
+enum Shape {
+    Empty,
+    Circle(f64),
+    Rect(u32, u32),
+    Poly { sides: u8, name: String },
+}
+
+#[derive(Serialize)]
+struct Inner {
+    label: String,
+    weights: Vec<f32>,
+}
+
+#[derive(Serialize)]
+struct Outer {
+    id: u64,
+    inner: Inner,
+    tags: Option<Vec<String>>,
+    shape: Shape,
+}
+
+fn vectors() -> Vec<(&'static str, Vec<u8>)> {
+    fn c<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
+        to_canonical(v).unwrap()
+    }
+    let map100: HashMap<String, u32> = (0..100).map(|i| (format!("key{i}"), i * i)).collect();
+    let floats: Vec<f64> = (0..16).map(|i| f64::from(i) / 3.0 - 2.0).collect();
+    vec![
+        ("u64 0", c(&0u64)),
+        ("u8 23", c(&23u8)),
+        ("u16 24", c(&24u16)),
+        ("i32 -1", c(&-1i32)),
+        ("u64 max", c(&u64::MAX)),
+        ("i64 min", c(&i64::MIN)),
+        ("u128 2^64", c(&(1u128 << 64))),
+        ("f64 0.0", c(&0.0f64)),
+        ("f64 -0.0", c(&-0.0f64)),
+        ("f64 1.5", c(&1.5f64)),
+        ("f64 0.1", c(&0.1f64)),
+        ("f32 0.1", c(&0.1f32)),
+        ("f64 NaN", c(&f64::NAN)),
+        ("f64 inf", c(&f64::INFINITY)),
+        ("f64 -inf", c(&f64::NEG_INFINITY)),
+        ("bool true", c(&true)),
+        ("unit", c(&())),
+        ("str empty", c("")),
+        ("str mandala", c("mandala")),
+        ("str unicode", c("día ☀")),
+        ("bytes", c(&Bytes(vec![0, 1, 2, 254, 255]))),
+        ("option none", c(&None::<u8>)),
+        ("option some", c(&Some(5u8))),
+        ("enum unit", c(&Shape::Empty)),
+        ("enum newtype", c(&Shape::Circle(2.5))),
+        ("enum tuple", c(&Shape::Rect(3, 4))),
+        (
+            "enum struct",
+            c(&Shape::Poly {
+                sides: 6,
+                name: "hex".into(),
+            }),
+        ),
+        (
+            "nested struct",
+            c(&Outer {
+                id: 7,
+                inner: Inner {
+                    label: "w".into(),
+                    weights: vec![0.5, -1.25],
+                },
+                tags: Some(vec!["a".into(), "b".into()]),
+                shape: Shape::Rect(1, 2),
+            }),
+        ),
+        ("hashmap 100 keys", c(&map100)),
+        (
+            "btreemap mixed keys",
+            c(&BTreeMap::from([(-1i64, "neg"), (10, "ten"), (1000, "k")])),
+        ),
+        ("vec f64", c(&floats)),
+        ("tuple", c(&(1u8, "two", 3.0f64))),
+    ]
+}
+
+/// (name, expected content id). Hard-coded: the ids of these values must never change.
+const EXPECTED: &[(&str, &str)] = &[
+    (
+        "u64 0",
+        "a99bb2a9e5a96af5ed740df2c4fc30dedd23d48fbb0af623d5d641a2cef43229",
+    ),
+    (
+        "u8 23",
+        "1682428f21297507abac5329cc00007029e8e6b12a6272333c23e1035586a2c9",
+    ),
+    (
+        "u16 24",
+        "5876f7b7a734312fe3c40e7341184010174da70e1a33b146f6bf9cf4ccf2e18e",
+    ),
+    (
+        "i32 -1",
+        "3a1fbecd0a339f3910b0a25ac63c605685d0cae4ba2a2ee9ea8f333ea46c5583",
+    ),
+    (
+        "u64 max",
+        "a2870449ba8f719e119acd16e00b178f1d2886aaf08920f248ab46cc9ce22c25",
+    ),
+    (
+        "i64 min",
+        "d5b531b87fedbe6c3a7701516087fba181dfdef31f62fbe54ee4992b60404339",
+    ),
+    (
+        "u128 2^64",
+        "f621acb99446f7408e4848567a702ce4552d032aa711491c0bd1d3be2a47ec60",
+    ),
+    (
+        "f64 0.0",
+        "a2e65f2e9fe73997dd91f0f45c36f8117c11b7f8a62c013113a39a50a131182a",
+    ),
+    (
+        "f64 -0.0",
+        "3b6d41dddfb4f06932497e0b6ffb7951e8d28a510ab9275b77ebb9a3fb34ac56",
+    ),
+    (
+        "f64 1.5",
+        "503dfa27f008548f848e10f3b0644c3169dc44aeab2737a9088eff40b6bb2568",
+    ),
+    (
+        "f64 0.1",
+        "2a48d0a729481920984f8872fc070381e6901b47b54f6945bc005224730d5c51",
+    ),
+    (
+        "f32 0.1",
+        "2c08234f6688b63c2f81d9219956674775ee4b286fd80e5dd8c229988b547e48",
+    ),
+    (
+        "f64 NaN",
+        "27acc7d2ef5753fbe1d42dea5ed0bee3d6f01147a06d7c1ebdcb8f71fb0f1353",
+    ),
+    (
+        "f64 inf",
+        "2a9884aed93725a505182a27bf0f5c088c6e9333c17d002e98fa41b329a000eb",
+    ),
+    (
+        "f64 -inf",
+        "d7cd0e951806dccfa260292c136936be7583c9a3e3c63746aa9e1b4a605066ed",
+    ),
+    (
+        "bool true",
+        "dd08d6f20d810dc5f5fc5890b38980d74ac94a4b0e2f9d5d39bbf04bfa68c886",
+    ),
+    (
+        "unit",
+        "8a4e11bf13202c1bfca21aad20fa475a3676c19e21fb29c0c5cc84956a1f99e4",
+    ),
+    (
+        "str empty",
+        "17f3c95289f17a39b1b89e34683fb3bd37d5796d571e90778e72578e6717455d",
+    ),
+    (
+        "str mandala",
+        "a8b3ba78f4dbe3086371f55be7739c10be02b093baca26aae06725f90f9cd26b",
+    ),
+    (
+        "str unicode",
+        "b1459ff7298e00efc9ba9e0d7c0a1037c9ae3d12352d56c904f0710174997c03",
+    ),
+    (
+        "bytes",
+        "53d8524806dc1192de049395f8968412c9e1d88174eaab15a76aba37fc63b5d3",
+    ),
+    (
+        "option none",
+        "8a4e11bf13202c1bfca21aad20fa475a3676c19e21fb29c0c5cc84956a1f99e4",
+    ),
+    (
+        "option some",
+        "e69f304a07139450c2549af2b26944e7163a79b43dd23849db6390dfd53033b0",
+    ),
+    (
+        "enum unit",
+        "f7c1de4405be1f981b4d2391415f54199f7f302b0ca86e9d45336ccc990c2eaf",
+    ),
+    (
+        "enum newtype",
+        "04f7681377b06c26694b323e51f8c028ebbb86d939d087646c1cac3953f7473e",
+    ),
+    (
+        "enum tuple",
+        "b30879963dc00a4cc41f55707a16a43748ff41c89cd2e3c7c3900527c7b007cb",
+    ),
+    (
+        "enum struct",
+        "0dae20871b7677233f57723fedd0bfd6e64ea2d7c76706c28e27bb45eded3066",
+    ),
+    (
+        "nested struct",
+        "7d31a939a09e876e99451551e3e3d65ce7c0d8a30894c557b2fe35f4cf95707a",
+    ),
+    (
+        "hashmap 100 keys",
+        "1f130b747d9f84a714e53aae5473f697123a601fe2fbf7aefa41de064e1b080e",
+    ),
+    (
+        "btreemap mixed keys",
+        "98968e50c30d4a50efd6f5de783b1b06c6af0ab365b6e937b1aebf96060c4c2e",
+    ),
+    (
+        "vec f64",
+        "1f39c01f27d0e7e10b1aa46e884b794f4ed55bca0b32c2e5b71ce954374352cc",
+    ),
+    (
+        "tuple",
+        "6812300f84ce1d0fdb3424e0e0f3499ba49973bfabd096f7e5e9a1fc40a3f8a9",
+    ),
+];
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn table() -> String {
+    let mut s = String::from(
+        "# name\tcanonical CBOR (hex)\tcid = BLAKE3-derive_key(\"mandala v1 value\", CBOR)\n",
+    );
+    for (name, cbor) in vectors() {
+        s.push_str(&format!(
+            "{name}\t{}\t{}\n",
+            hex(&cbor),
+            Id::hash(Kind::Value, &cbor)
+        ));
+    }
+    s
+}
+
+#[test]
+fn value_ids_are_frozen() {
+    let actual: Vec<(&str, String)> = vectors()
+        .into_iter()
+        .map(|(n, cbor)| (n, Id::hash(Kind::Value, &cbor).to_string()))
+        .collect();
+    let printed: String = actual
+        .iter()
+        .map(|(n, id)| format!("    ({n:?}, {id:?}),\n"))
+        .collect();
+    assert_eq!(
+        actual.len(),
+        EXPECTED.len(),
+        "vectors and expected ids differ in number; actual:\n{printed}"
+    );
+    for ((name, id), (ename, eid)) in actual.iter().zip(EXPECTED) {
+        assert_eq!(
+            (name, id.as_str()),
+            (ename, *eid),
+            "format break! actual:\n{printed}"
+        );
+    }
+}
+
+#[test]
+fn the_fixture_file_matches_the_code() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/golden-ids.tsv");
+    if std::env::var_os("MANDALA_BLESS").is_some() {
+        std::fs::write(path, table()).unwrap();
+    }
+    assert_eq!(std::fs::read_to_string(path).unwrap(), table());
+}
+
+#[test]
+fn call_ids_are_frozen() {
+    let x = Id::hash(Kind::Value, &to_canonical(&1i64).unwrap());
+    let inputs = vec![Slot {
+        name: "x".into(),
+        hid: source_hid(&x),
+        cid: x,
+    }];
+    let semver = Id::unversioned();
+    let hid = call_hid("inc", &inputs, &semver);
+    let got = [
+        ("source hid", source_hid(&x)),
+        ("unversioned", semver),
+        ("call key", call_key("inc", &inputs)),
+        ("call cid", call_cid("inc", &inputs, &semver)),
+        ("call hid", hid),
+        ("output hid", output_hid(&hid, "output_0")),
+    ];
+    let printed: String = got
+        .iter()
+        .map(|(n, id)| format!("    ({n:?}, \"{id}\"),\n"))
+        .collect();
+    let expected: &[(&str, &str)] = &[
+        (
+            "source hid",
+            "54ac8c4afa623317ddfe02825684ac4e22fe81856e1677edeba3b6ac8ad0acc6",
+        ),
+        (
+            "unversioned",
+            "0e1a211dda81d2273c3501384ddb25e67af81ac4238d959d30ebf31147c83dab",
+        ),
+        (
+            "call key",
+            "4b42b15fd77f2b65cb6823cdaa7f5e71627b346ab70ffd148b0c2d7236579b74",
+        ),
+        (
+            "call cid",
+            "f71b507a31fa6948f72deec7d5c3086d7c4b551736e02dc61f94d3e7b78d4994",
+        ),
+        (
+            "call hid",
+            "558445c581b4b2332c28679fb398399aceaeda982313dfae1c1b990cefe871c5",
+        ),
+        (
+            "output hid",
+            "d18790c8d696e1c2ea4673c852b5c1f75dc646f14ff2df768de29a17f28c650f",
+        ),
+    ];
+    assert_eq!(got.len(), expected.len(), "actual:\n{printed}");
+    for ((n, id), (en, eid)) in got.iter().zip(expected) {
+        assert_eq!(
+            (*n, id.to_string()),
+            (*en, eid.to_string()),
+            "format break! actual:\n{printed}"
+        );
+    }
+}
+
+#[test]
+fn some_encodings_are_as_rfc_8949_says() {
+    let v: BTreeMap<&str, Vec<u8>> = vectors().into_iter().collect();
+    assert_eq!(hex(&v["f64 -0.0"]), "f98000");
+    assert_eq!(hex(&v["f64 NaN"]), "f97e00");
+    assert_eq!(hex(&v["u128 2^64"]), "c249010000000000000000");
+    assert_eq!(hex(&v["enum unit"]), "65456d707479");
+    assert_eq!(hex(&v["option none"]), "f6");
+    assert_eq!(hex(&v["bytes"]), "45000102feff");
+}
