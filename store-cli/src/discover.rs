@@ -1,5 +1,6 @@
 //! Finding the store a command works on: `--store`, `$MANDALA_STORE`, or the nearest store
-//! in the current directory or its parents, as git finds `.git`.
+//! in the current directory or its parents, as git finds `.git` (stopping before any directory
+//! listed in `$MANDALA_CEILING_DIRECTORIES`, as git's `GIT_CEILING_DIRECTORIES`).
 
 use std::path::{Path, PathBuf};
 
@@ -39,7 +40,14 @@ pub fn find(explicit: Option<&Path>) -> Result<PathBuf> {
         return Ok(PathBuf::from(p));
     }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    // As git's GIT_CEILING_DIRECTORIES: the search stops before entering these.
+    let ceilings: Vec<PathBuf> = std::env::var_os("MANDALA_CEILING_DIRECTORIES")
+        .map(|v| std::env::split_paths(&v).collect())
+        .unwrap_or_default();
     for dir in cwd.ancestors() {
+        if ceilings.iter().any(|c| c == dir) {
+            break;
+        }
         let found = stores_in(dir)?;
         match found.len() {
             0 => continue,

@@ -20,7 +20,8 @@ use clap::{Parser, Subcommand};
 #[command(name = "mandala", version, about)]
 pub struct Cli {
     /// The store to use. Default: $MANDALA_STORE, else the nearest store in the current
-    /// directory or its parents (a directory with mandala.toml, or a single *.mandala child).
+    /// directory or its parents (a directory with mandala.toml, or a single *.mandala child),
+    /// stopping before the directories in $MANDALA_CEILING_DIRECTORIES.
     #[arg(long, global = true, value_name = "PATH")]
     store: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.

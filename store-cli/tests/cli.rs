@@ -1,0 +1,255 @@
+//! The `mandala` binary against stores written by the library.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use mandala::{op, Id, Storage};
+use serde_json::Value as Json;
+
+#[op]
+fn inc(x: i64) -> i64 {
+    x + 1
+}
+
+#[op(output_names(quotient, remainder))]
+fn divmod(a: u64, b: u64) -> (u64, u64) {
+    (a / b, a % b)
+}
+
+fn mandala(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mandala"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("MANDALA_STORE")
+        .output()
+        .unwrap()
+}
+
+fn ok(cwd: &Path, args: &[&str]) -> String {
+    let out = mandala(cwd, args);
+    assert!(
+        out.status.success(),
+        "mandala {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(cwd: &Path, args: &[&str], code: i32) -> String {
+    let out = mandala(cwd, args);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "mandala {args:?}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// A store with inc(1), inc(2), inc(inc(1)) and divmod(17, 5).
+fn sample() -> (tempfile::TempDir, Storage) {
+    let d = tempfile::tempdir().unwrap();
+    let storage = Storage::open(d.path().join("lab.mandala")).unwrap();
+    storage
+        .run(|| -> mandala::Result<()> {
+            inc(1)?;
+            inc(2)?;
+            inc(inc(1)?)?;
+            divmod(17, 5)?;
+            Ok(())
+        })
+        .unwrap();
+    (d, storage)
+}
+
+#[test]
+fn status_ops_and_calls() {
+    let (d, _s) = sample();
+    let status = ok(d.path(), &["status"]);
+    assert!(status.contains("ops     2\n"), "{status}");
+    assert!(status.contains("calls          4 files"), "{status}");
+    assert!(status.contains("values         5 files"), "{status}");
+    let j: Json = serde_json::from_str(&ok(d.path(), &["status", "--json"])).unwrap();
+    assert_eq!(j["calls"]["count"], 4);
+    assert_eq!(
+        j["values"]["count"], 5,
+        "1, 2, 3, 17, 5: the quotient and remainder are 3 and 2 again"
+    );
+    assert_eq!(ok(d.path(), &["ops"]), "divmod  1 call\ninc     3 calls\n");
+    let j: Json = serde_json::from_str(&ok(d.path(), &["ops", "--json"])).unwrap();
+    assert_eq!(
+        j,
+        serde_json::json!([{"op": "divmod", "calls": 1}, {"op": "inc", "calls": 3}])
+    );
+    let calls = ok(d.path(), &["calls", "divmod"]);
+    assert!(
+        calls.ends_with("  a=17 b=5 → quotient=3 remainder=2\n"),
+        "{calls}"
+    );
+    let inc_calls = ok(d.path(), &["calls", "inc"]);
+    let mut rows: Vec<&str> = inc_calls.lines().map(|l| &l[14..]).collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        ["x=1 → output_0=2", "x=2 → output_0=3", "x=2 → output_0=3"]
+    );
+    let e = fails(d.path(), &["calls", "nope"], 2);
+    assert!(
+        e.contains("no calls of op 'nope' in") && e.contains("(ops: divmod, inc)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn show_and_cat_by_prefix() {
+    let (d, storage) = sample();
+    let (q, _r) = storage.run(|| divmod(17, 5)).unwrap();
+    let cid = q.cid().to_string();
+    assert_eq!(ok(d.path(), &["cat", &cid[..10]]), "3\n");
+    assert_eq!(
+        ok(d.path(), &["cat", &q.hid().to_string()[..10]]),
+        "3\n",
+        "a ref hid works too"
+    );
+    let shown = ok(d.path(), &["show", &cid[..8]]);
+    assert_eq!(shown, format!("value {cid}\n3\n"));
+    let call = storage.get_ref_creator(&q).unwrap().unwrap();
+    let j: Json = serde_json::from_str(&ok(
+        d.path(),
+        &["show", "--json", &call.hid.to_string()[..12]],
+    ))
+    .unwrap();
+    assert_eq!(j["kind"], "call");
+    assert_eq!(j["op"], "divmod");
+    assert_eq!(j["outputs"][1]["name"], "remainder");
+    assert_eq!(j["outputs"][1]["value"], 2);
+    assert_eq!(j["inputs"][0]["value"], 17);
+    let r = ok(d.path(), &["show", &q.hid().to_string()[..12]]);
+    assert!(
+        r.starts_with(&format!(
+            "ref {}\ncid      {cid}\ncreated  output 'quotient' of divmod call",
+            q.hid()
+        )),
+        "{r}"
+    );
+    let e = fails(d.path(), &["cat", &call.hid.to_string()[..12]], 2);
+    assert!(e.contains("not a value; use `mandala show`"), "{e}");
+}
+
+#[test]
+fn bad_prefixes_are_explained() {
+    let (d, storage) = sample();
+    let e = fails(d.path(), &["show", "12zz"], 2);
+    assert_eq!(
+        e,
+        "mandala: error: '12zz' is not a hash: 'z' at position 2 is not a hex digit\n"
+    );
+    let e = fails(d.path(), &["show", "12"], 2);
+    assert_eq!(
+        e,
+        "mandala: error: '12' has 2 hex digits; a hash prefix needs 4 to 64\n"
+    );
+    // Find two values whose cids share 4 hex digits, and store both.
+    let cid = |i: i64| {
+        Id::hash(
+            mandala::Kind::Value,
+            &store_core::cbor::to_canonical(&i).unwrap(),
+        )
+        .to_string()
+    };
+    let mut seen = std::collections::HashMap::new();
+    let (a, b) = (0..100_000i64)
+        .find_map(|i| seen.insert(cid(i)[..4].to_string(), i).map(|j| (j, i)))
+        .unwrap();
+    storage
+        .run(|| -> mandala::Result<()> {
+            inc(a - 1)?;
+            inc(b - 1).map(|_| ())
+        })
+        .unwrap();
+    let prefix = &cid(a)[..4];
+    let e = fails(d.path(), &["show", prefix], 2);
+    assert!(
+        e.starts_with(&format!(
+            "mandala: error: hash prefix {prefix} is ambiguous: it matches value "
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains(&cid(a)[..16]) && e.contains(&cid(b)[..16]),
+        "{e}"
+    );
+    let e = fails(d.path(), &["show", "0000000000"], 2);
+    assert!(e.contains("object 0000000000 is not in the store"), "{e}");
+}
+
+#[test]
+fn finds_the_store_like_git_and_explains_when_it_cannot() {
+    let (d, _s) = sample();
+    let sub = d.path().join("lab.mandala/values");
+    assert!(ok(&sub, &["ops"]).contains("inc"), "inside the store");
+    let other = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mandala"))
+        .arg("status")
+        .current_dir(other.path())
+        .env_remove("MANDALA_STORE")
+        .env(
+            "MANDALA_CEILING_DIRECTORIES",
+            other.path().parent().unwrap(),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        e.contains("no mandala store in") && e.contains("pass --store PATH"),
+        "{e}"
+    );
+    std::fs::write(other.path().join("x"), "").unwrap();
+    let e = fails(
+        d.path(),
+        &["status", "--store", other.path().to_str().unwrap()],
+        2,
+    );
+    assert!(
+        e.contains("is not a mandala store (no mandala.toml)"),
+        "{e}"
+    );
+    let child = d.path().join("project");
+    std::fs::create_dir(&child).unwrap();
+    assert!(
+        ok(&child, &["ops"]).contains("divmod"),
+        "found in the parent as a *.mandala child"
+    );
+}
+
+#[test]
+fn init_and_fsck() {
+    let d = tempfile::tempdir().unwrap();
+    assert!(ok(d.path(), &["init", "new.mandala"]).starts_with("Created an empty store in"));
+    assert!(ok(d.path(), &["init", "new.mandala"]).starts_with("Store already exists in"));
+    let (d, storage) = sample();
+    assert_eq!(
+        ok(d.path(), &["fsck"]),
+        "checked 5 values and 4 calls: 0 problem(s), 0 warning(s)\n"
+    );
+    let y = storage.run(|| inc(1)).unwrap();
+    let path = store_fs::layout::value_path(&d.path().join("lab.mandala"), &y.cid());
+    std::fs::write(&path, b"garbage").unwrap();
+    let out = mandala(d.path(), &["fsck"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(&format!(
+            "error: {}: not a complete zstd frame",
+            path.display()
+        )),
+        "{text}"
+    );
+    let j: Json = serde_json::from_str(&ok_or_code(d.path(), &["fsck", "--json"])).unwrap();
+    assert_eq!(j["clean"], false);
+}
+
+fn ok_or_code(cwd: &Path, args: &[&str]) -> String {
+    String::from_utf8(mandala(cwd, args).stdout).unwrap()
+}
