@@ -1,1 +1,280 @@
-fn main() {}
+//! Benchmarks of the memo engine and the on-disk store, each beside a raw baseline measured in
+//! the same run and reported as a ratio. Run: `cargo bench --bench memo` (add `-- --quick` for
+//! a short run). Figures are recorded in docs/PERFORMANCE.md.
+
+use std::fs;
+use std::hint::black_box;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mandala::{op, Backend, Id, Kind, Storage};
+
+#[op]
+fn add2(a: u64, b: u64) -> u64 {
+    a.wrapping_add(b)
+}
+
+/// The median of `runs` timings of `f`, each divided by `per`.
+fn median_per(runs: usize, per: u64, mut f: impl FnMut()) -> Duration {
+    let mut v: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed() / per as u32
+        })
+        .collect();
+    v.sort();
+    v[runs / 2]
+}
+
+fn ns(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e9
+}
+
+fn row(name: &str, ours: f64, unit: &str, baseline_name: &str, base: f64, target: &str) {
+    println!("{name:<44} {ours:>12.1} {unit:<5} | {baseline_name:<34} {base:>10.1} {unit:<5} | ratio {:>6.2}  (target {target})", ours / base);
+}
+
+fn hit_in_process(quick: bool) {
+    let storage = Storage::in_memory();
+    storage.run(|| add2(1, 2)).unwrap();
+    let n = if quick { 20_000 } else { 200_000 };
+    let per = median_per(5, n, || {
+        storage
+            .run(|| -> mandala::Result<()> {
+                for _ in 0..n {
+                    black_box(add2(black_box(1), black_box(2))?);
+                }
+                Ok(())
+            })
+            .unwrap()
+    });
+    let input = [7u8; 64];
+    let base = median_per(5, n, || {
+        for _ in 0..n {
+            black_box(blake3::hash(black_box(&input)));
+        }
+    });
+    row(
+        "hit, same process (lazy), per call",
+        ns(per),
+        "ns",
+        "blake3 of 64 bytes",
+        ns(base),
+        "<= 2000 ns",
+    );
+}
+
+/// Runs in a child process: opens the store fresh and times `n` hits.
+fn child_hits(store: &str, n: u64) {
+    let t = Instant::now();
+    let storage = Storage::open(store).unwrap();
+    storage.allow_new_calls(false);
+    storage
+        .run(|| -> mandala::Result<()> {
+            for i in 0..n {
+                black_box(add2(i, i + 1)?);
+            }
+            Ok(())
+        })
+        .unwrap();
+    let per = t.elapsed() / n as u32;
+    assert_eq!(storage.stats().total.hits, n);
+    println!("PER_CALL_NS {}", ns(per));
+}
+
+fn hit_fresh_process(dir: &Path, quick: bool) {
+    let n: u64 = if quick { 2_000 } else { 20_000 };
+    let store = dir.join("hits.mandala");
+    let storage = Storage::open(&store).unwrap();
+    storage
+        .run(|| -> mandala::Result<()> {
+            for i in 0..n {
+                add2(i, i + 1)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    // Baseline: one open + read of a small existing file, over as many distinct files.
+    let files: Vec<_> = storage
+        .backend()
+        .all_values()
+        .unwrap()
+        .into_iter()
+        .map(|cid| store_fs::layout::value_path(&store, &cid))
+        .collect();
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--child-hits", store.to_str().unwrap(), &n.to_string()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("PER_CALL_NS "))
+            .unwrap_or_else(|| panic!("child: {text} {}", String::from_utf8_lossy(&out.stderr)))
+            .parse()
+            .unwrap();
+        runs.push(v);
+    }
+    runs.sort_by(f64::total_cmp);
+    let base = median_per(5, files.len() as u64, || {
+        for f in &files {
+            black_box(fs::read(f).unwrap());
+        }
+    });
+    row(
+        "hit from disk, fresh process, per call",
+        runs[2],
+        "ns",
+        "open+read of a small file",
+        ns(base),
+        "<= 3",
+    );
+}
+
+fn record_new_calls(dir: &Path, quick: bool) {
+    let n: u64 = if quick { 1_000 } else { 5_000 };
+    let mut per_call = Vec::new();
+    let mut files_per_call = 0.0;
+    for run in 0..5u64 {
+        let store = dir.join(format!("new{run}.mandala"));
+        let storage = Storage::open(&store).unwrap();
+        let before = storage.fs().unwrap().status().unwrap();
+        let t = Instant::now();
+        storage
+            .run(|| -> mandala::Result<()> {
+                for i in 0..n {
+                    add2(i * 3, i * 3 + 1)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        per_call.push(t.elapsed() / n as u32);
+        let after = storage.fs().unwrap().status().unwrap();
+        let files =
+            (after.values.count + after.calls.count) - (before.values.count + before.calls.count);
+        files_per_call = files as f64 / n as f64;
+    }
+    per_call.sort();
+    // Baseline: an atomic small-file write (temp file + rename) into a sharded directory.
+    let base_dir = dir.join("raw");
+    fs::create_dir_all(base_dir.join("tmp")).unwrap();
+    let mut k = 0u64;
+    let base = median_per(5, n, || {
+        for _ in 0..n {
+            k += 1;
+            let id = Id::hash(Kind::Value, &k.to_le_bytes()).to_string();
+            let dest = base_dir.join(&id[..2]).join(&id[2..]);
+            let tmp = base_dir.join("tmp").join(&id);
+            fs::write(&tmp, b"0123456789abcdef0123").unwrap();
+            if fs::rename(&tmp, &dest).is_err() {
+                fs::create_dir_all(dest.parent().unwrap()).unwrap();
+                fs::rename(&tmp, &dest).unwrap();
+            }
+        }
+    });
+    println!("new call creates {files_per_call:.2} files (2 new inputs, 1 new output, 1 record)");
+    row(
+        "record a new call, per file it creates",
+        ns(per_call[2]) / files_per_call,
+        "ns",
+        "atomic small-file write",
+        ns(base),
+        "<= 3",
+    );
+}
+
+fn big_vector(dir: &Path, quick: bool) {
+    let n = if quick { 1_000_000 } else { 10_000_000 };
+    let v: Vec<f64> = (0..n).map(|i| (i as f64 * 0.001).sin() * 1e3).collect();
+    let storage = Storage::open(dir.join("big.mandala")).unwrap();
+    let fs_backend = storage.fs().unwrap().clone();
+    let cbor = store_core::cbor::to_canonical(&v).unwrap();
+    let mb = cbor.len() as f64 / 1e6;
+    let runs = 3;
+    let mut cid = Id([0; 32]);
+    let mut k = 0;
+    let store = median_per(runs, 1, || {
+        // What recording an output does: encode, hash, compress, write. A fresh store each
+        // time, so the write is never skipped as already present.
+        k += 1;
+        let b = store_fs::FsBackend::open(&dir.join(format!("big{k}.mandala"))).unwrap();
+        let bytes = store_core::cbor::to_canonical(&v).unwrap();
+        cid = Id::hash(Kind::Value, &bytes);
+        b.put_value(&cid, &bytes).unwrap();
+    });
+    let z1 = median_per(runs, 1, || {
+        black_box(zstd::bulk::compress(&cbor, 1).unwrap());
+    });
+    let compressed = zstd::bulk::compress(&cbor, 1).unwrap();
+    let _ = fs_backend;
+    let b = store_fs::FsBackend::open(&dir.join("big1.mandala")).unwrap();
+    let engine = mandala::Engine::new(Box::new(b));
+    let load = median_per(runs, 1, || {
+        black_box(engine.load_value::<Vec<f64>>(&cid).unwrap());
+    });
+    let unz1 = median_per(runs, 1, || {
+        black_box(zstd::bulk::decompress(&compressed, cbor.len()).unwrap());
+    });
+    let mbps = |d: Duration| mb / d.as_secs_f64();
+    println!("Vec<f64> of {n} elements = {mb:.1} MB of CBOR");
+    println!(
+        "{:<44} {:>12.1} MB/s  | {:<34} {:>10.1} MB/s  | ratio {:>6.2}  (target >= 0.5)",
+        "store (encode+hash+compress+write)",
+        mbps(store),
+        "zstd -1 compress",
+        mbps(z1),
+        mbps(store) / mbps(z1)
+    );
+    println!(
+        "{:<44} {:>12.1} MB/s  | {:<34} {:>10.1} MB/s  | ratio {:>6.2}  (target >= 0.5)",
+        "load (read+decompress+verify+decode)",
+        mbps(load),
+        "zstd decompress",
+        mbps(unz1),
+        mbps(load) / mbps(unz1)
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() >= 4 && args[1] == "--child-hits" {
+        child_hits(&args[2], args[3].parse().unwrap());
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let filter = args.iter().skip(1).find(|a| !a.starts_with("--")).cloned();
+    let want = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    // MANDALA_BENCH_DIR keeps the stores for inspection (e.g. profiling `--child-hits`).
+    let kept = std::env::var_os("MANDALA_BENCH_DIR").map(std::path::PathBuf::from);
+    let temp = tempfile::tempdir().unwrap();
+    let dir = match &kept {
+        Some(d) => {
+            fs::create_dir_all(d).unwrap();
+            tempfile::tempdir_in(d).unwrap().keep()
+        }
+        None => temp.path().to_path_buf(),
+    };
+    println!(
+        "mandala benchmarks ({} cores){}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        if quick { ", quick" } else { "" }
+    );
+    if want("hit_in_process") {
+        hit_in_process(quick);
+    }
+    if want("hit_fresh_process") {
+        hit_fresh_process(&dir, quick);
+    }
+    if want("record_new_calls") {
+        record_new_calls(&dir, quick);
+    }
+    if want("big_vector") {
+        big_vector(&dir, quick);
+    }
+}

@@ -30,7 +30,9 @@ pub trait Backend: Send + Sync {
     /// The (call hid, record id) pairs stored under call cid `cid`, sorted.
     fn list_calls(&self, cid: &Id) -> Result<Vec<(Id, Id)>>;
 
-    /// Reads one call record, verified against its ids.
+    /// Reads one call record, verified against its record id. Whether the record belongs at
+    /// (`cid`, `hid`) is for the caller to check (the engine compares it with the call it looks
+    /// up; `fsck` recomputes the ids).
     fn get_call(&self, cid: &Id, hid: &Id, rid: &Id) -> Result<CallRecord>;
 
     /// Stores a call record (its values must already be stored). Idempotent.

@@ -110,8 +110,8 @@ pub struct CallBuilder {
     spec: &'static OpSpec,
     inputs: Vec<Slot>,
     pending: Vec<Pending>,
-    /// (call cid, call hid), known after [`CallBuilder::lookup`].
-    ids: Option<(Id, Id)>,
+    /// The call hid, known after [`CallBuilder::lookup`].
+    ids: Option<Id>,
     outputs: Vec<(Slot, Vec<u8>)>,
 }
 
@@ -142,7 +142,7 @@ impl CallBuilder {
         };
         let ids = match &input.arg {
             Arg::Value(v) => {
-                let bytes = cbor::to_canonical(v).map_err(encode_error)?;
+                let bytes = cbor::encode_value(v).map_err(encode_error)?;
                 let ids = RefIds::source(Id::hash(Kind::Value, &bytes));
                 self.pending.push(Pending::Bytes(ids.cid, bytes));
                 ids
@@ -155,7 +155,7 @@ impl CallBuilder {
                     self.pending.push(Pending::Encode(
                         ids.cid,
                         Box::new(move || {
-                            cbor::to_canonical(r.get().expect("in memory")).map_err(|source| {
+                            cbor::encode_value(r.get().expect("in memory")).map_err(|source| {
                                 Error::Encode {
                                     op: op.into(),
                                     what: format!("argument '{name}'"),
@@ -180,10 +180,17 @@ impl CallBuilder {
     pub fn lookup(&mut self) -> Result<Option<Hit>> {
         self.inputs.sort_by(|a, b| a.name.cmp(&b.name));
         let semver = Id::unversioned();
-        let cid = record::call_cid(self.spec.name, &self.inputs, &semver);
         let hid = record::call_hid(self.spec.name, &self.inputs, &semver);
-        self.ids = Some((cid, hid));
-        let found = self.engine.lookup(&cid, &hid, &self.inputs)?;
+        self.ids = Some(hid);
+        // A call seen in this process needs no content id and no I/O.
+        let found = match self.engine.memo_hit(&hid) {
+            Some(rec) => Some(Found::Hit(rec)),
+            None => {
+                let cid = record::call_cid(self.spec.name, &self.inputs, &semver);
+                self.engine
+                    .lookup(self.spec.name, &cid, &hid, &self.inputs)?
+            }
+        };
         let Some(found) = found else {
             if !self.engine.new_calls_allowed() {
                 return Err(Error::NewCallNotAllowed {
@@ -227,12 +234,12 @@ impl CallBuilder {
     /// Records output `i` of an executed call and returns it as a loaded ref.
     pub fn output<T: Value>(&mut self, i: usize, value: T) -> Result<Ref<T>> {
         let name = self.spec.outputs[i];
-        let bytes = cbor::to_canonical(&value).map_err(|source| Error::Encode {
+        let bytes = cbor::encode_value(&value).map_err(|source| Error::Encode {
             op: self.spec.name.into(),
             what: format!("output '{name}'"),
             source,
         })?;
-        let (_, call_hid) = self.ids.expect("lookup before output");
+        let call_hid = self.ids.expect("lookup before output");
         let ids = RefIds {
             cid: Id::hash(Kind::Value, &bytes),
             hid: record::output_hid(&call_hid, name),
@@ -250,16 +257,16 @@ impl CallBuilder {
 
     /// Stores the executed call: input values, output values, then the record.
     pub fn finish(self) -> Result<()> {
-        let (_, hid) = self.ids.expect("lookup before finish");
+        let hid = self.ids.expect("lookup before finish");
         for p in self.pending {
             match p {
-                Pending::Bytes(cid, bytes) => self.engine.ensure_value(&cid, || Ok(bytes))?,
+                Pending::Bytes(cid, bytes) => self.engine.store_value(&cid, &bytes)?,
                 Pending::Encode(cid, encode) => self.engine.ensure_value(&cid, encode)?,
             }
         }
         let mut outputs = Vec::with_capacity(self.outputs.len());
         for (slot, bytes) in self.outputs {
-            self.engine.ensure_value(&slot.cid, || Ok(bytes))?;
+            self.engine.store_value(&slot.cid, &bytes)?;
             outputs.push(slot);
         }
         let rec = CallRecord {

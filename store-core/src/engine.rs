@@ -151,7 +151,7 @@ impl Engine {
                 cid: cid.to_string(),
                 store: self.inner.backend.describe(),
             })?;
-        cbor::from_slice(&bytes).map_err(|source| Error::Decode {
+        cbor::decode_value(&bytes).map_err(|source| Error::Decode {
             cid: cid.to_string(),
             ty: std::any::type_name::<T>(),
             source,
@@ -204,11 +204,19 @@ impl Engine {
         Index::build(self.inner.backend.all_calls()?)
     }
 
+    /// A call this process has already seen, by history id.
+    pub(crate) fn memo_hit(&self, hid: &Id) -> Option<Arc<CallRecord>> {
+        self.inner.memo.lock().unwrap().by_hid.get(hid).cloned()
+    }
+
     /// Finds a stored call by content id and history id; see the module docs.
-    pub(crate) fn lookup(&self, cid: &Id, hid: &Id, inputs: &[Slot]) -> Result<Option<Found>> {
-        if let Some(rec) = self.inner.memo.lock().unwrap().by_hid.get(hid) {
-            return Ok(Some(Found::Hit(rec.clone())));
-        }
+    pub(crate) fn lookup(
+        &self,
+        op: &str,
+        cid: &Id,
+        hid: &Id,
+        inputs: &[Slot],
+    ) -> Result<Option<Found>> {
         let listed = self.inner.backend.list_calls(cid)?;
         if listed.is_empty() {
             return Ok(None);
@@ -218,6 +226,19 @@ impl Engine {
         let same_history = listed.iter().find(|(h, _)| h == hid);
         let (h, r) = same_history.unwrap_or(&listed[0]);
         let record = self.inner.backend.get_call(cid, h, r)?;
+        // The record must be the call asked for: same op and input contents (and, for a hit,
+        // histories). Cheaper than re-hashing, and equivalent since our ids hash exactly these.
+        let matches = record.op == op
+            && record.inputs.len() == inputs.len()
+            && record.inputs.iter().zip(inputs).all(|(a, b)| {
+                a.name == b.name && a.cid == b.cid && (same_history.is_none() || a.hid == b.hid)
+            });
+        if !matches {
+            return Err(Error::Corrupt {
+                path: format!("{} call {h} (cid {cid})", self.inner.backend.describe()).into(),
+                reason: "record's call ids do not match its location".into(),
+            });
+        }
         if same_history.is_some() {
             let rec = Arc::new(record);
             self.remember(hid, &rec);
@@ -237,19 +258,36 @@ impl Engine {
         memo.by_hid.insert(*hid, rec.clone());
     }
 
-    /// Stores a value's bytes unless it is known to be stored. `bytes` is called only then.
+    fn value_known(&self, cid: &Id) -> bool {
+        self.inner.memo.lock().unwrap().values.contains(cid)
+    }
+
+    fn value_stored(&self, cid: &Id) {
+        self.inner.memo.lock().unwrap().values.insert(*cid);
+    }
+
+    /// Stores a value's bytes unless it is known to be stored.
+    pub(crate) fn store_value(&self, cid: &Id, bytes: &[u8]) -> Result<()> {
+        if !self.value_known(cid) {
+            self.inner.backend.put_value(cid, bytes)?;
+            self.value_stored(cid);
+        }
+        Ok(())
+    }
+
+    /// Stores a value unless it is stored already; `encode` runs only if it is not.
     pub(crate) fn ensure_value(
         &self,
         cid: &Id,
-        bytes: impl FnOnce() -> Result<Vec<u8>>,
+        encode: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<()> {
-        if self.inner.memo.lock().unwrap().values.contains(cid) {
+        if self.value_known(cid) {
             return Ok(());
         }
         if !self.inner.backend.has_value(cid)? {
-            self.inner.backend.put_value(cid, &bytes()?)?;
+            self.inner.backend.put_value(cid, &encode()?)?;
         }
-        self.inner.memo.lock().unwrap().values.insert(*cid);
+        self.value_stored(cid);
         Ok(())
     }
 

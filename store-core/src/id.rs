@@ -161,12 +161,28 @@ fn nibble(c: u8) -> Option<u8> {
 impl FromStr for Id {
     type Err = ParseIdError;
     fn from_str(s: &str) -> Result<Id, ParseIdError> {
-        let p = IdPrefix::parse_with_min(s, 64)?;
-        let mut out = [0u8; 32];
-        for (i, pair) in p.hex.as_bytes().chunks(2).enumerate() {
-            out[i] = (nibble(pair[0]).unwrap() << 4) | nibble(pair[1]).unwrap();
+        let b = s.as_bytes();
+        if b.len() == 64 {
+            let mut out = [0u8; 32];
+            let mut ok = true;
+            for (i, pair) in b.chunks_exact(2).enumerate() {
+                match (nibble(pair[0]), nibble(pair[1])) {
+                    (Some(h), Some(l)) => out[i] = (h << 4) | l,
+                    _ => ok = false,
+                }
+            }
+            if ok {
+                return Ok(Id(out));
+            }
         }
-        Ok(Id(out))
+        // Not a well-formed id: let the prefix parser say precisely what is wrong.
+        Err(IdPrefix::parse_with_min(s, 64)
+            .err()
+            .unwrap_or(ParseIdError::BadLength {
+                input: s.to_string(),
+                len: s.len(),
+                min: 64,
+            }))
     }
 }
 

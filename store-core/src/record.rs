@@ -35,43 +35,71 @@ pub struct CallRecord {
     pub outputs: Vec<Slot>,
 }
 
-struct Named<'a, F: Fn(&Slot) -> &Id>(&'a [Slot], F);
-
-impl<F: Fn(&Slot) -> &Id> Serialize for Named<'_, F> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for slot in self.0 {
-            m.serialize_entry(&slot.name, (self.1)(slot))?;
-        }
-        m.end()
-    }
+/// The canonical order of two text map keys: the bytewise order of their CBOR encodings
+/// (the head encodes the length, so for keys under 24 bytes shorter keys come first).
+fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    // A text head's first byte grows with the length class and the bytes after it hold the
+    // length big-endian, so comparing heads is comparing lengths.
+    a.len()
+        .cmp(&b.len())
+        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
 }
 
-fn hash_of<T: Serialize>(kind: Kind, preimage: &T) -> Id {
-    // The preimages here are strings, ids and maps of them: encoding cannot fail.
-    let bytes = cbor::to_canonical(preimage).expect("call preimages always encode");
-    Id::hash(kind, &bytes)
+/// Writes the canonical CBOR of `[op, {input name: pick(input)}, semver?]` and hashes it,
+/// without building intermediate maps (this runs on every call).
+fn call_id(
+    kind: Kind,
+    op: &str,
+    inputs: &[Slot],
+    pick: fn(&Slot) -> &Id,
+    semver: Option<&Id>,
+) -> Id {
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let mut order: Vec<&Slot> = inputs.iter().collect();
+    order.sort_by(|a, b| key_order(&a.name, &b.name));
+    BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        let out = &mut *buf;
+        cbor::write_head(out, 4, if semver.is_some() { 3 } else { 2 });
+        cbor::write_head(out, 3, op.len() as u64);
+        out.extend_from_slice(op.as_bytes());
+        cbor::write_head(out, 5, inputs.len() as u64);
+        for s in order {
+            cbor::write_head(out, 3, s.name.len() as u64);
+            out.extend_from_slice(s.name.as_bytes());
+            cbor::write_head(out, 2, 32);
+            out.extend_from_slice(pick(s).as_bytes());
+        }
+        if let Some(v) = semver {
+            cbor::write_head(out, 2, 32);
+            out.extend_from_slice(v.as_bytes());
+        }
+        Id::hash(kind, out)
+    })
 }
 
 /// The content id of a call: `H_call_cid([op, {input name: cid}, semver])`.
 pub fn call_cid(op: &str, inputs: &[Slot], semver: &Id) -> Id {
-    hash_of(Kind::CallCid, &(op, Named(inputs, |s| &s.cid), semver))
+    call_id(Kind::CallCid, op, inputs, |s| &s.cid, Some(semver))
 }
 
 /// The history id of a call: `H_call_hid([op, {input name: hid}, semver])`.
 pub fn call_hid(op: &str, inputs: &[Slot], semver: &Id) -> Id {
-    hash_of(Kind::CallHid, &(op, Named(inputs, |s| &s.hid), semver))
+    call_id(Kind::CallHid, op, inputs, |s| &s.hid, Some(semver))
 }
 
 /// The call key, without any version: `H_call_key([op, {input name: cid}])`.
 pub fn call_key(op: &str, inputs: &[Slot]) -> Id {
-    hash_of(Kind::CallKey, &(op, Named(inputs, |s| &s.cid)))
+    call_id(Kind::CallKey, op, inputs, |s| &s.cid, None)
 }
 
 /// The history id of output `name` of the call `call_hid`: `H_output_hid([call_hid, name])`.
 pub fn output_hid(call_hid: &Id, name: &str) -> Id {
-    hash_of(Kind::OutputHid, &(call_hid, name))
+    let bytes = cbor::to_canonical(&(call_hid, name)).expect("ids and names always encode");
+    Id::hash(Kind::OutputHid, &bytes)
 }
 
 /// The history id of a value passed in from outside: `H_source_hid(cid bytes)`.
@@ -161,6 +189,45 @@ mod tests {
         assert_ne!(call_hid("inc", &a, &v), call_hid("inc", &b, &v));
         assert_ne!(call_cid("inc", &a, &v), call_cid("dec", &a, &v));
         assert_ne!(call_cid("inc", &a, &v), call_cid("inc", &a, &Id([0; 32])));
+    }
+
+    #[test]
+    fn the_direct_preimage_encoder_equals_the_generic_one() {
+        use std::collections::BTreeMap;
+        struct ByKey(BTreeMap<String, Id>);
+        impl Serialize for ByKey {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(Some(self.0.len()))?;
+                for (k, v) in &self.0 {
+                    m.serialize_entry(k, v)?;
+                }
+                m.end()
+            }
+        }
+        let names = [
+            "x",
+            "tol",
+            "b",
+            "aa",
+            "a_very_long_argument_name_beyond_23_bytes",
+            "zz",
+        ];
+        let inputs: Vec<Slot> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| slot(n, i as u8 * 3))
+            .collect();
+        let v = Id::unversioned();
+        let map = ByKey(inputs.iter().map(|s| (s.name.clone(), s.hid)).collect());
+        let generic = Id::hash(
+            Kind::CallHid,
+            &cbor::to_canonical(&("op", map, &v)).unwrap(),
+        );
+        assert_eq!(call_hid("op", &inputs, &v), generic);
+        let map = ByKey(inputs.iter().map(|s| (s.name.clone(), s.cid)).collect());
+        let generic = Id::hash(Kind::CallKey, &cbor::to_canonical(&("op", map)).unwrap());
+        assert_eq!(call_key("op", &inputs), generic);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Blobs: one zstd frame (with its content size and checksum) of canonical CBOR bytes.
 
 use std::cell::RefCell;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 
 use store_core::{Error, Result};
@@ -13,6 +15,77 @@ const MAX_BLOB: u64 = 1 << 40;
 thread_local! {
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Blobs at least this large are compressed and decompressed as streams, by zstd's worker
+/// threads, overlapping compression with file I/O. Their frames differ from those of the
+/// one-shot path (which is single-threaded), so the threshold is part of the format's
+/// byte-for-byte determinism: the same value always takes the same path.
+pub const STREAM_THRESHOLD: usize = 1 << 20;
+
+fn workers() -> u32 {
+    // zstd's multi-threaded output does not depend on the number of workers (>= 1).
+    std::thread::available_parallelism()
+        .map(|n| n.get().min(4) as u32)
+        .unwrap_or(1)
+}
+
+/// Compresses `data` (at least [`STREAM_THRESHOLD`] bytes) into `file` as one zstd frame.
+pub fn compress_to(data: &[u8], level: i32, file: &mut File, path: &Path) -> Result<()> {
+    let fail = |e: std::io::Error| Error::io("compress into", path, e);
+    let mut enc = zstd::stream::write::Encoder::new(file, level).map_err(fail)?;
+    enc.set_parameter(CParameter::NbWorkers(workers()))
+        .map_err(fail)?;
+    enc.include_checksum(true).map_err(fail)?;
+    enc.include_contentsize(true).map_err(fail)?;
+    enc.set_pledged_src_size(Some(data.len() as u64))
+        .map_err(fail)?;
+    enc.write_all(data).map_err(fail)?;
+    enc.finish().map_err(fail)?;
+    Ok(())
+}
+
+/// Decompresses the large blob in `file` (at `path`) as a stream, with the same checks as
+/// [`decompress`].
+pub fn decompress_from(file: File, path: &Path) -> Result<Vec<u8>> {
+    let corrupt = |reason: String| Error::corrupt(path, reason);
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let head = reader.fill_buf().map_err(|e| Error::io("read", path, e))?;
+    let size = match zstd::zstd_safe::get_frame_content_size(head) {
+        Ok(Some(n)) if n <= MAX_BLOB => n as usize,
+        Ok(Some(n)) => {
+            return Err(corrupt(format!(
+                "frame claims {n} bytes, more than a blob may hold"
+            )))
+        }
+        _ => return Err(corrupt("not a zstd frame with a content size".into())),
+    };
+    let mut out = Vec::new();
+    out.try_reserve_exact(size)
+        .map_err(|_| corrupt(format!("cannot allocate the {size} bytes the frame claims")))?;
+    let mut dec = zstd::stream::read::Decoder::with_buffer(reader)
+        .map_err(|e| Error::io("decompress", path, e))?
+        .single_frame();
+    dec.read_to_end(&mut out)
+        .map_err(|e| corrupt(format!("zstd: {e}")))?;
+    if out.len() != size {
+        return Err(corrupt(format!(
+            "frame holds {} bytes but claims {size}",
+            out.len()
+        )));
+    }
+    let mut rest = dec.finish();
+    let mut probe = [0u8; 1];
+    if rest
+        .read(&mut probe)
+        .map_err(|e| Error::io("read", path, e))?
+        != 0
+    {
+        return Err(corrupt(
+            "bytes after the zstd frame (a blob is exactly one frame)".into(),
+        ));
+    }
+    Ok(out)
 }
 
 /// Compresses `data` into one zstd frame at `level`, with content size and checksum.
@@ -108,6 +181,28 @@ mod tests {
         let mid = flipped.len() / 2;
         flipped[mid] ^= 0x40;
         assert!(decompress(&flipped, p).is_err());
+
+        // The streaming path: same checks.
+        let big: Vec<u8> = (0..STREAM_THRESHOLD as u32 / 2)
+            .flat_map(|i| (i % 1009).to_le_bytes())
+            .collect();
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("big");
+        compress_to(&big, 3, &mut File::create(&f).unwrap(), &f).unwrap();
+        assert_eq!(decompress_from(File::open(&f).unwrap(), &f).unwrap(), big);
+        let bytes = std::fs::read(&f).unwrap();
+        std::fs::write(&f, &bytes[..bytes.len() - 100]).unwrap();
+        let e = decompress_from(File::open(&f).unwrap(), &f)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("corrupt object") && e.contains("zstd"), "{e}");
+        let mut extra = bytes.clone();
+        extra.push(0);
+        std::fs::write(&f, &extra).unwrap();
+        let e = decompress_from(File::open(&f).unwrap(), &f)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bytes after the zstd frame"), "{e}");
 
         let mut two = z.clone();
         two.extend_from_slice(&z);

@@ -111,6 +111,10 @@ impl FsBackend {
                         continue;
                     }
                 };
+                if rec.hid() != hid || rec.cid() != cid {
+                    problem(path, "record's call ids do not match its location".into());
+                    continue;
+                }
                 n_calls += 1;
                 for s in rec.inputs.iter().chain(&rec.outputs) {
                     if !present.contains(&s.cid) {

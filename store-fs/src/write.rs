@@ -55,18 +55,37 @@ pub fn write_once(
     if dest.exists() {
         return Ok(false);
     }
+    write_with(tmp_dir, dest, durability, |f, tmp| {
+        f.write_all(bytes).map_err(|e| Error::io("write", tmp, e))
+    })
+    .map(|_| true)
+}
+
+/// Creates `dest` atomically with the content `fill` writes into a temp file in `tmp_dir`.
+/// The caller has checked that `dest` does not exist (if it appears meanwhile, it is
+/// replaced by a file of the same content, as names are hashes).
+pub fn write_with(
+    tmp_dir: &Path,
+    dest: &Path,
+    durability: Durability,
+    fill: impl FnOnce(&mut File, &Path) -> Result<()>,
+) -> Result<()> {
     let tmp = tmp_dir.join(temp_name());
     let result =
-        write_temp(&tmp, bytes, durability).and_then(|_| rename_into(&tmp, dest, durability));
+        write_temp(&tmp, fill, durability).and_then(|_| rename_into(&tmp, dest, durability));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result.map(|_| true)
+    result
 }
 
-fn write_temp(tmp: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
+fn write_temp(
+    tmp: &Path,
+    fill: impl FnOnce(&mut File, &Path) -> Result<()>,
+    durability: Durability,
+) -> Result<()> {
     let mut f = File::create_new(tmp).map_err(|e| Error::io("create temp file", tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io("write", tmp, e))?;
+    fill(&mut f, tmp)?;
     if durability == Durability::Sync {
         f.sync_all().map_err(|e| Error::io("fsync", tmp, e))?;
     }

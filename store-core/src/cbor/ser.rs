@@ -1,26 +1,5 @@
-//! Canonical CBOR: the one byte encoding of a value that its content id is computed from.
-//!
-//! [`to_canonical`] is a serde serializer that follows RFC 8949 §4.2.1 (core deterministic
-//! encoding) and ciborium's data model (structs and maps as CBOR maps, enums as
-//! `{variant: content}` or a text string for unit variants, `None` and `()` as null), so that
-//! [`from_slice`] (ciborium) reads back everything it writes and any CBOR decoder can read a
-//! stored value.
-//!
-//! # Guarantees
-//! - Map keys (of structs, `HashMap`s, `BTreeMap`s alike) are sorted by the bytewise order of
-//!   their encodings, so iteration order never reaches the bytes; duplicate keys are an error.
-//! - Integers, lengths and tags use the shortest form; lengths are always definite.
-//! - Floats use the shortest of half, single and double precision that keeps the exact value;
-//!   every NaN is encoded as the half-precision quiet NaN `f9 7e00`; `-0.0` stays distinct from
-//!   `0.0` (`f9 8000` vs `f9 0000`).
-//!
-//! # Limitations
-//! - Integers beyond 64 bits are encoded as bignum tags 2/3 (as ciborium does).
-//! - An integer and a float of equal numeric value have different encodings and ids
-//!   (`1` vs `1.0`), as their Rust types differ.
+//! The canonical CBOR serializer (see the module above for the rules it follows).
 
-use ciborium_ll::{Encoder, Header};
-use serde::de::DeserializeOwned;
 use serde::ser::{self, Serialize};
 
 /// Why a value cannot be encoded as canonical CBOR.
@@ -40,67 +19,101 @@ impl ser::Error for EncodeError {
     }
 }
 
-/// Why bytes cannot be decoded into the requested type.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct DecodeError(pub String);
-
-/// Encodes `value` as canonical CBOR.
-///
-/// ```
-/// use std::collections::HashMap;
-/// let a: HashMap<&str, u8> = [("b", 2), ("a", 1)].into_iter().collect();
-/// let b: HashMap<&str, u8> = [("a", 1), ("b", 2)].into_iter().collect();
-/// let bytes = store_core::cbor::to_canonical(&a).unwrap();
-/// assert_eq!(bytes, store_core::cbor::to_canonical(&b).unwrap());
-/// assert_eq!(bytes, [0xa2, 0x61, b'a', 1, 0x61, b'b', 2]);
-/// ```
-pub fn to_canonical<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> {
-    let mut out = Vec::with_capacity(64);
-    value.serialize(&mut Canonical { out: &mut out })?;
-    Ok(out)
+/// The generic (serde-driven) encoding, bypassing fast paths; for tests of those paths.
+#[cfg(test)]
+pub(super) fn to_vec_generic<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    append(&mut out, value).unwrap();
+    out
 }
 
 /// Appends the canonical CBOR encoding of `value` to `out`.
-pub fn append_canonical<T: Serialize + ?Sized>(
-    out: &mut Vec<u8>,
-    value: &T,
-) -> Result<(), EncodeError> {
+pub fn append<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), EncodeError> {
     value.serialize(&mut Canonical { out })
-}
-
-/// Decodes CBOR bytes (canonical or not) into `T`.
-pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    let mut scratch = [0u8; 4096];
-    let mut reader = bytes;
-    let v = ciborium::de::from_reader_with_buffer(&mut reader, &mut scratch)
-        .map_err(|e| DecodeError(e.to_string()))?;
-    if !reader.is_empty() {
-        return Err(DecodeError(format!(
-            "{} trailing bytes after the CBOR item",
-            reader.len()
-        )));
-    }
-    Ok(v)
 }
 
 struct Canonical<'a> {
     out: &'a mut Vec<u8>,
 }
 
-impl Canonical<'_> {
-    #[inline]
-    fn head(&mut self, h: Header) {
-        // Writing into a Vec cannot fail.
-        let _ = Encoder::from(&mut *self.out).push(h);
+const UINT: u8 = 0;
+const NEG: u8 = 1;
+const BYTES: u8 = 2;
+const TEXT: u8 = 3;
+const ARRAY: u8 = 4;
+const MAP: u8 = 5;
+const TAG: u8 = 6;
+
+/// Writes an item head (major type 0-7, argument) with the shortest argument encoding.
+#[inline]
+pub fn write_head(out: &mut Vec<u8>, major: u8, n: u64) {
+    let m = major << 5;
+    if n < 24 {
+        out.push(m | n as u8);
+    } else if n <= 0xff {
+        out.extend_from_slice(&[m | 24, n as u8]);
+    } else if n <= 0xffff {
+        out.push(m | 25);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else if n <= 0xffff_ffff {
+        out.push(m | 26);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    } else {
+        out.push(m | 27);
+        out.extend_from_slice(&n.to_be_bytes());
     }
 }
 
-fn canonical_f64(v: f64) -> Header {
+/// The half-precision bits of `f` if it converts exactly (NaN excluded).
+#[inline]
+fn f32_to_f16_exact(f: f32) -> Option<u16> {
+    let b = f.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let e8 = ((b >> 23) & 0xff) as i32;
+    let m = b & 0x7f_ffff;
+    match e8 {
+        0 => (m == 0).then_some(sign), // zero; f32 subnormals are below f16's range
+        0xff => (m == 0).then_some(sign | 0x7c00),
+        _ => {
+            let e = e8 - 127;
+            if (-14..=15).contains(&e) {
+                (m & 0x1fff == 0).then(|| sign | (((e + 15) as u16) << 10) | (m >> 13) as u16)
+            } else if (-24..-14).contains(&e) {
+                // f16 subnormal k × 2^-24 with k = (1.m × 2^23) × 2^(e + 1).
+                let full = m | 0x80_0000;
+                let shift = (-(e + 1)) as u32;
+                (full & ((1 << shift) - 1) == 0).then(|| sign | (full >> shift) as u16)
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Writes the shortest exact float encoding of `v`; every NaN as `f9 7e00`.
+#[inline]
+pub(super) fn write_f64(out: &mut Vec<u8>, v: f64) {
     if v.is_nan() {
-        Header::Float(f64::NAN)
+        out.extend_from_slice(&[0xf9, 0x7e, 0x00]);
+        return;
+    }
+    let f = v as f32;
+    if f64::from(f).to_bits() != v.to_bits() {
+        out.push(0xfb);
+        out.extend_from_slice(&v.to_bits().to_be_bytes());
+    } else if let Some(h) = f32_to_f16_exact(f) {
+        out.push(0xf9);
+        out.extend_from_slice(&h.to_be_bytes());
     } else {
-        Header::Float(v)
+        out.push(0xfa);
+        out.extend_from_slice(&f.to_bits().to_be_bytes());
+    }
+}
+
+impl Canonical<'_> {
+    #[inline]
+    fn head(&mut self, major: u8, n: u64) {
+        write_head(self.out, major, n);
     }
 }
 
@@ -116,7 +129,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Canonical<'b> {
     type SerializeStructVariant = Map<'a, 'b>;
 
     fn serialize_bool(self, v: bool) -> Result<(), EncodeError> {
-        self.head(Header::Simple(if v { 21 } else { 20 }));
+        self.out.push(if v { 0xf5 } else { 0xf4 });
         Ok(())
     }
     fn serialize_i8(self, v: i8) -> Result<(), EncodeError> {
@@ -129,11 +142,11 @@ impl<'a, 'b> ser::Serializer for &'a mut Canonical<'b> {
         self.serialize_i64(v.into())
     }
     fn serialize_i64(self, v: i64) -> Result<(), EncodeError> {
-        self.head(if v < 0 {
-            Header::Negative(v as u64 ^ !0)
+        if v < 0 {
+            self.head(NEG, v as u64 ^ !0)
         } else {
-            Header::Positive(v as u64)
-        });
+            self.head(UINT, v as u64)
+        }
         Ok(())
     }
     fn serialize_i128(self, v: i128) -> Result<(), EncodeError> {
@@ -143,11 +156,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Canonical<'b> {
             (false, v as u128)
         };
         if let Ok(x) = u64::try_from(raw) {
-            self.head(if neg {
-                Header::Negative(x)
-            } else {
-                Header::Positive(x)
-            });
+            self.head(if neg { NEG } else { UINT }, x);
             return Ok(());
         }
         self.bignum(if neg { 3 } else { 2 }, raw);
@@ -163,7 +172,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Canonical<'b> {
         self.serialize_u64(v.into())
     }
     fn serialize_u64(self, v: u64) -> Result<(), EncodeError> {
-        self.head(Header::Positive(v));
+        self.head(UINT, v);
         Ok(())
     }
     fn serialize_u128(self, v: u128) -> Result<(), EncodeError> {
@@ -177,24 +186,24 @@ impl<'a, 'b> ser::Serializer for &'a mut Canonical<'b> {
         self.serialize_f64(v.into())
     }
     fn serialize_f64(self, v: f64) -> Result<(), EncodeError> {
-        self.head(canonical_f64(v));
+        write_f64(self.out, v);
         Ok(())
     }
     fn serialize_char(self, v: char) -> Result<(), EncodeError> {
         self.serialize_str(v.encode_utf8(&mut [0; 4]))
     }
     fn serialize_str(self, v: &str) -> Result<(), EncodeError> {
-        self.head(Header::Text(Some(v.len())));
+        self.head(TEXT, v.len() as u64);
         self.out.extend_from_slice(v.as_bytes());
         Ok(())
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<(), EncodeError> {
-        self.head(Header::Bytes(Some(v.len())));
+        self.head(BYTES, v.len() as u64);
         self.out.extend_from_slice(v);
         Ok(())
     }
     fn serialize_none(self) -> Result<(), EncodeError> {
-        self.head(Header::Simple(22));
+        self.out.push(0xf6);
         Ok(())
     }
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), EncodeError> {
@@ -228,7 +237,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Canonical<'b> {
         variant: &'static str,
         value: &T,
     ) -> Result<(), EncodeError> {
-        self.head(Header::Map(Some(1)));
+        self.head(MAP, 1);
         self.serialize_str(variant)?;
         value.serialize(self)
     }
@@ -252,7 +261,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Canonical<'b> {
         variant: &'static str,
         len: usize,
     ) -> Result<Seq<'a, 'b>, EncodeError> {
-        self.head(Header::Map(Some(1)));
+        self.head(MAP, 1);
         self.serialize_str(variant)?;
         Ok(Seq::start(self, Some(len)))
     }
@@ -269,7 +278,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Canonical<'b> {
         variant: &'static str,
         _: usize,
     ) -> Result<Map<'a, 'b>, EncodeError> {
-        self.head(Header::Map(Some(1)));
+        self.head(MAP, 1);
         self.serialize_str(variant)?;
         Ok(Map::new(self))
     }
@@ -282,8 +291,8 @@ impl Canonical<'_> {
     fn bignum(&mut self, tag: u64, raw: u128) {
         let bytes = raw.to_be_bytes();
         let skip = bytes.iter().take_while(|b| **b == 0).count();
-        self.head(Header::Tag(tag));
-        self.head(Header::Bytes(Some(bytes.len() - skip)));
+        self.head(TAG, tag);
+        self.head(BYTES, (bytes.len() - skip) as u64);
         self.out.extend_from_slice(&bytes[skip..]);
     }
 }
@@ -300,7 +309,7 @@ impl<'a, 'b> Seq<'a, 'b> {
     fn start(ser: &'a mut Canonical<'b>, len: Option<usize>) -> Self {
         let patch = match len {
             Some(n) => {
-                ser.head(Header::Array(Some(n)));
+                ser.head(ARRAY, n as u64);
                 None
             }
             None => Some(ser.out.len()),
@@ -318,7 +327,7 @@ impl<'a, 'b> Seq<'a, 'b> {
     fn finish(self) -> Result<(), EncodeError> {
         if let Some(at) = self.patch {
             let mut head = Vec::with_capacity(9);
-            let _ = Encoder::from(&mut head).push(Header::Array(Some(self.count)));
+            write_head(&mut head, ARRAY, self.count as u64);
             self.ser.out.splice(at..at, head);
         }
         Ok(())
@@ -388,7 +397,7 @@ impl<'a, 'b> Map<'a, 'b> {
         {
             return Err(EncodeError::DuplicateKey);
         }
-        self.ser.head(Header::Map(Some(self.entries.len())));
+        self.ser.head(MAP, self.entries.len() as u64);
         for (k, _, e) in &self.entries {
             self.ser.out.extend_from_slice(&buf[*k..*e]);
         }
@@ -445,7 +454,60 @@ impl ser::SerializeStructVariant for Map<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cbor::{from_slice, to_canonical};
     use std::collections::{BTreeMap, HashMap};
+
+    /// Our float encoding equals the reference implementation's (ciborium-ll, which converts
+    /// through the `half` crate), over special values and many bit patterns.
+    #[test]
+    fn floats_match_ciborium_ll_and_round_trip() {
+        let mut vals = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -2.5,
+            65504.0,
+            65505.0,
+            1e-7,
+            2f64.powi(-24),
+            2f64.powi(-25),
+            3.0 * 2f64.powi(-24),
+            2f64.powi(-14),
+            2f64.powi(-15),
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            1e300,
+            0.1,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f32::MAX as f64,
+            f32::MIN_POSITIVE as f64,
+            1.0e-40,
+        ];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            vals.push(f64::from_bits(x));
+            vals.push(f64::from(f32::from_bits(x as u32)));
+            vals.push(f64::from(f32::from_bits((x as u32) & 0xffff_e000)));
+        }
+        for v in vals {
+            if v.is_nan() {
+                continue;
+            }
+            let mut ours = Vec::new();
+            write_f64(&mut ours, v);
+            let mut theirs = Vec::new();
+            ciborium_ll::Encoder::from(&mut theirs)
+                .push(ciborium_ll::Header::Float(v))
+                .unwrap();
+            assert_eq!(ours, theirs, "{v:e} ({:016x})", v.to_bits());
+            let back: f64 = from_slice(&ours).unwrap();
+            assert_eq!(back.to_bits(), v.to_bits());
+        }
+    }
 
     fn hex(v: &impl Serialize) -> String {
         to_canonical(v)
