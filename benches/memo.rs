@@ -66,8 +66,24 @@ fn hit_in_process(quick: bool) {
     );
 }
 
-/// Runs in a child process: opens the store fresh and times `n` hits.
+/// Runs in a child process: opens the store fresh and times `n` hits, between two timings of
+/// the baseline (one open + read of each of the store's value files, as many small files).
 fn child_hits(store: &str, n: u64) {
+    let files: Vec<_> = store_fs::FsBackend::open(Path::new(store))
+        .unwrap()
+        .all_values()
+        .unwrap()
+        .into_iter()
+        .map(|cid| store_fs::layout::value_path(Path::new(store), &cid))
+        .collect();
+    let baseline = || {
+        let t = Instant::now();
+        for f in &files {
+            black_box(fs::read(f).unwrap());
+        }
+        ns(t.elapsed()) / files.len() as f64
+    };
+    let before = baseline();
     let t = Instant::now();
     let storage = Storage::open(store).unwrap();
     storage.allow_new_calls(false);
@@ -79,9 +95,10 @@ fn child_hits(store: &str, n: u64) {
             Ok(())
         })
         .unwrap();
-    let per = t.elapsed() / n as u32;
+    let per = ns(t.elapsed()) / n as f64;
     assert_eq!(storage.stats().total.hits, n);
-    println!("PER_CALL_NS {}", ns(per));
+    let after = baseline();
+    println!("PER_CALL_NS {per} BASELINE_NS {}", (before + after) / 2.0);
 }
 
 fn hit_fresh_process(dir: &Path, quick: bool) {
@@ -96,14 +113,6 @@ fn hit_fresh_process(dir: &Path, quick: bool) {
             Ok(())
         })
         .unwrap();
-    // Baseline: one open + read of a small existing file, over as many distinct files.
-    let files: Vec<_> = storage
-        .backend()
-        .all_values()
-        .unwrap()
-        .into_iter()
-        .map(|cid| store_fs::layout::value_path(&store, &cid))
-        .collect();
     let mut runs = Vec::new();
     for _ in 0..5 {
         let out = Command::new(std::env::current_exe().unwrap())
@@ -111,59 +120,44 @@ fn hit_fresh_process(dir: &Path, quick: bool) {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        let v: f64 = text
+        let line = text
             .lines()
-            .find_map(|l| l.strip_prefix("PER_CALL_NS "))
-            .unwrap_or_else(|| panic!("child: {text} {}", String::from_utf8_lossy(&out.stderr)))
-            .parse()
-            .unwrap();
-        runs.push(v);
+            .find(|l| l.starts_with("PER_CALL_NS "))
+            .unwrap_or_else(|| panic!("child: {text} {}", String::from_utf8_lossy(&out.stderr)));
+        let v: Vec<f64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        runs.push((v[0] / v[1], v[0], v[1]));
     }
-    runs.sort_by(f64::total_cmp);
-    let base = median_per(5, files.len() as u64, || {
-        for f in &files {
-            black_box(fs::read(f).unwrap());
-        }
-    });
-    row(
-        "hit from disk, fresh process, per call",
-        runs[2],
-        "ns",
-        "open+read of a small file",
-        ns(base),
-        "<= 3",
-    );
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (_, ours, base) = runs[2];
+    row("hit from disk, fresh process, per call", ours, "ns", "open+read of a small file", base, "<= 3");
 }
 
 fn record_new_calls(dir: &Path, quick: bool) {
     let n: u64 = if quick { 1_000 } else { 5_000 };
-    let mut per_call = Vec::new();
-    let mut files_per_call = 0.0;
-    for run in 0..5u64 {
-        let store = dir.join(format!("new{run}.mandala"));
+    let (mut ours, mut base) = (Vec::new(), Vec::new());
+    let (mut files, mut dirs) = (0u64, 0u64);
+    let base_dir = dir.join("raw");
+    fs::create_dir_all(base_dir.join("tmp")).unwrap();
+    let mut k = 0u64;
+    // Rounds alternate ours and the baseline, so both see the file system in the same state.
+    for round in 0..5u64 {
+        let store = dir.join(format!("new{round}.mandala"));
         let storage = Storage::open(&store).unwrap();
-        let before = storage.fs().unwrap().status().unwrap();
+        let before = count_objects(&store);
         let t = Instant::now();
         storage
             .run(|| -> mandala::Result<()> {
                 for i in 0..n {
-                    add2(i * 3, i * 3 + 1)?;
+                    add2(i * 3 + round * 10 * n, i * 3 + 1 + round * 10 * n)?;
                 }
                 Ok(())
             })
             .unwrap();
-        per_call.push(t.elapsed() / n as u32);
-        let after = storage.fs().unwrap().status().unwrap();
-        let files =
-            (after.values.count + after.calls.count) - (before.values.count + before.calls.count);
-        files_per_call = files as f64 / n as f64;
-    }
-    per_call.sort();
-    // Baseline: an atomic small-file write (temp file + rename) into a sharded directory.
-    let base_dir = dir.join("raw");
-    fs::create_dir_all(base_dir.join("tmp")).unwrap();
-    let mut k = 0u64;
-    let base = median_per(5, n, || {
+        ours.push(t.elapsed() / n as u32);
+        let after = count_objects(&store);
+        (files, dirs) = (after.0 - before.0, after.1 - before.1);
+        // Baseline: an atomic small-file write (temp file + rename) into a sharded directory.
+        let t = Instant::now();
         for _ in 0..n {
             k += 1;
             let id = Id::hash(Kind::Value, &k.to_le_bytes()).to_string();
@@ -175,16 +169,44 @@ fn record_new_calls(dir: &Path, quick: bool) {
                 fs::rename(&tmp, &dest).unwrap();
             }
         }
-    });
-    println!("new call creates {files_per_call:.2} files (2 new inputs, 1 new output, 1 record)");
+        base.push(t.elapsed() / n as u32);
+    }
+    ours.sort();
+    base.sort();
+    let (fpc, dpc) = (files as f64 / n as f64, dirs as f64 / n as f64);
+    println!("a new call creates {fpc:.2} files and {dpc:.2} directories (2 new inputs, 1 new output, 1 record)");
     row(
         "record a new call, per file it creates",
-        ns(per_call[2]) / files_per_call,
+        ns(ours[2]) / fpc,
         "ns",
         "atomic small-file write",
-        ns(base),
+        ns(base[2]),
         "<= 3",
     );
+    row(
+        "record a new call, per file or directory",
+        ns(ours[2]) / (fpc + dpc),
+        "ns",
+        "atomic small-file write",
+        ns(base[2]),
+        "",
+    );
+}
+
+/// (files, directories) under `root`.
+fn count_objects(root: &Path) -> (u64, u64) {
+    let (mut f, mut d) = (0, 0);
+    for e in fs::read_dir(root).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            let (f2, d2) = count_objects(&e.path());
+            f += f2;
+            d += d2 + 1;
+        } else {
+            f += 1;
+        }
+    }
+    (f, d)
 }
 
 fn big_vector(dir: &Path, quick: bool) {
@@ -194,7 +216,7 @@ fn big_vector(dir: &Path, quick: bool) {
     let fs_backend = storage.fs().unwrap().clone();
     let cbor = store_core::cbor::to_canonical(&v).unwrap();
     let mb = cbor.len() as f64 / 1e6;
-    let runs = 3;
+    let runs = 5;
     let mut cid = Id([0; 32]);
     let mut k = 0;
     let store = median_per(runs, 1, || {

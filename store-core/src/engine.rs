@@ -11,7 +11,7 @@
 //!   names them, so calls completed before an error or a panic are stored.
 //! - Hits are lazy: no value is read until it is unwrapped or a call that executes needs it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -21,7 +21,7 @@ use crate::backend::{Backend, MemoryBackend};
 use crate::cbor;
 use crate::context::{ContextGuard, Mode};
 use crate::error::{Error, Result};
-use crate::id::Id;
+use crate::id::{Id, IdMap, IdSet};
 use crate::record::{CallRecord, Slot, StoredCall};
 use crate::stats::Stats;
 use crate::value::{Ref, RefIds, Value};
@@ -42,9 +42,9 @@ struct Inner {
 #[derive(Default)]
 struct Memo {
     /// Records seen or written by this process, by call hid.
-    by_hid: HashMap<Id, Arc<CallRecord>>,
+    by_hid: IdMap<Arc<CallRecord>>,
     /// Values known to be stored.
-    values: HashSet<Id>,
+    values: IdSet,
 }
 
 /// How a lookup found a call.

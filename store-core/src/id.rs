@@ -87,6 +87,12 @@ impl Id {
         Id(*h.finalize().as_bytes())
     }
 
+    /// A BLAKE3 hasher in `kind`'s derive-key mode, for hashing data that arrives in pieces;
+    /// `Id(*hasher.finalize().as_bytes())` equals [`Id::hash`] of the concatenation.
+    pub fn hasher(kind: Kind) -> blake3::Hasher {
+        kind.hasher().clone()
+    }
+
     /// The raw bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
@@ -113,14 +119,45 @@ impl Id {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-impl fmt::Display for Id {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0u8; 64];
+impl Id {
+    /// Writes the 64 hex digits into `buf` and returns them as a `&str`, without allocating.
+    pub fn hex_into<'b>(&self, buf: &'b mut [u8; 64]) -> &'b str {
         for (i, b) in self.0.iter().enumerate() {
             buf[2 * i] = HEX[(b >> 4) as usize];
             buf[2 * i + 1] = HEX[(b & 15) as usize];
         }
-        f.write_str(std::str::from_utf8(&buf).expect("hex is ascii"))
+        std::str::from_utf8(buf).expect("hex is ascii")
+    }
+}
+
+/// A hasher for maps keyed by ids: ids are uniformly random already, so their first eight
+/// bytes are a perfect hash (SipHash over 32 bytes would only cost time).
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only ids (32 bytes, written whole by the derived Hash) reach this hasher.
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
+            break;
+        }
+    }
+}
+
+/// `HashMap` keyed by [`Id`] with [`IdHasher`].
+pub type IdMap<V> = std::collections::HashMap<Id, V, std::hash::BuildHasherDefault<IdHasher>>;
+/// `HashSet` of [`Id`] with [`IdHasher`].
+pub type IdSet = std::collections::HashSet<Id, std::hash::BuildHasherDefault<IdHasher>>;
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.hex_into(&mut [0u8; 64]))
     }
 }
 
@@ -149,14 +186,22 @@ pub enum ParseIdError {
     },
 }
 
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+/// Hex digit values by byte; 0xff marks a non-digit.
+const UNHEX: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 impl FromStr for Id {
     type Err = ParseIdError;
@@ -164,14 +209,13 @@ impl FromStr for Id {
         let b = s.as_bytes();
         if b.len() == 64 {
             let mut out = [0u8; 32];
-            let mut ok = true;
-            for (i, pair) in b.chunks_exact(2).enumerate() {
-                match (nibble(pair[0]), nibble(pair[1])) {
-                    (Some(h), Some(l)) => out[i] = (h << 4) | l,
-                    _ => ok = false,
-                }
+            let mut bad = 0u8;
+            for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+                let (h, l) = (UNHEX[pair[0] as usize], UNHEX[pair[1] as usize]);
+                bad |= h | l;
+                *o = (h << 4) | (l & 0x0f);
             }
-            if ok {
+            if bad & 0xf0 == 0 {
                 return Ok(Id(out));
             }
         }

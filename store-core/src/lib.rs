@@ -30,7 +30,7 @@ pub use backend::{Backend, MemoryBackend};
 pub use context::{ContextGuard, Mode};
 pub use engine::Engine;
 pub use error::{Error, Result};
-pub use id::{Id, IdPrefix, Kind, ParseIdError};
+pub use id::{Id, IdMap, IdPrefix, IdSet, Kind, ParseIdError};
 pub use record::{CallRecord, Slot, StoredCall};
 pub use stats::{OpStats, Stats};
 pub use value::{Arg, IntoArg, Ref, RefIds, Value};

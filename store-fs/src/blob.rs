@@ -48,6 +48,16 @@ pub fn compress_to(data: &[u8], level: i32, file: &mut File, path: &Path) -> Res
 /// Decompresses the large blob in `file` (at `path`) as a stream, with the same checks as
 /// [`decompress`].
 pub fn decompress_from(file: File, path: &Path) -> Result<Vec<u8>> {
+    decompress_hashing(file, path, None).map(|(v, _)| v)
+}
+
+/// [`decompress_from`], also hashing the content as it is produced (while it is in cache)
+/// with `hasher`, whose result is returned.
+pub fn decompress_hashing(
+    file: File,
+    path: &Path,
+    mut hasher: Option<blake3::Hasher>,
+) -> Result<(Vec<u8>, Option<blake3::Hash>)> {
     let corrupt = |reason: String| Error::corrupt(path, reason);
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let head = reader.fill_buf().map_err(|e| Error::io("read", path, e))?;
@@ -66,8 +76,19 @@ pub fn decompress_from(file: File, path: &Path) -> Result<Vec<u8>> {
     let mut dec = zstd::stream::read::Decoder::with_buffer(reader)
         .map_err(|e| Error::io("decompress", path, e))?
         .single_frame();
-    dec.read_to_end(&mut out)
-        .map_err(|e| corrupt(format!("zstd: {e}")))?;
+    loop {
+        let start = out.len();
+        let n = (&mut dec)
+            .take(1 << 20)
+            .read_to_end(&mut out)
+            .map_err(|e| corrupt(format!("zstd: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        if let Some(h) = hasher.as_mut() {
+            h.update(&out[start..]);
+        }
+    }
     if out.len() != size {
         return Err(corrupt(format!(
             "frame holds {} bytes but claims {size}",
@@ -85,7 +106,7 @@ pub fn decompress_from(file: File, path: &Path) -> Result<Vec<u8>> {
             "bytes after the zstd frame (a blob is exactly one frame)".into(),
         ));
     }
-    Ok(out)
+    Ok((out, hasher.map(|h| h.finalize())))
 }
 
 /// Compresses `data` into one zstd frame at `level`, with content size and checksum.

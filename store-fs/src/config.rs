@@ -9,7 +9,7 @@ use store_core::{Error, Result};
 pub const FORMAT_VERSION: u32 = 1;
 
 /// The default zstd level of new stores.
-pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
 /// The settings of a store, from its `mandala.toml`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -44,21 +44,34 @@ pub fn shard(id: &Id) -> (String, String) {
     (hex[..2].to_string(), hex[2..].to_string())
 }
 
+fn sharded_path(root: &Path, top: &str, id: &Id, extra: usize) -> PathBuf {
+    let mut buf = [0u8; 64];
+    let hex = id.hex_into(&mut buf);
+    let mut p = PathBuf::with_capacity(root.as_os_str().len() + top.len() + 68 + extra);
+    p.push(root);
+    p.push(top);
+    p.push(&hex[..2]);
+    p.push(&hex[2..]);
+    p
+}
+
 /// The path of value `cid` under `root`.
 pub fn value_path(root: &Path, cid: &Id) -> PathBuf {
-    let (a, b) = shard(cid);
-    root.join(VALUES).join(a).join(b)
+    sharded_path(root, VALUES, cid, 0)
 }
 
 /// The directory of the calls with call cid `cid`.
 pub fn call_dir(root: &Path, cid: &Id) -> PathBuf {
-    let (a, b) = shard(cid);
-    root.join(CALLS).join(a).join(b)
+    sharded_path(root, CALLS, cid, 130)
 }
 
 /// The file name of a call record: `HID.RID`.
 pub fn call_file_name(hid: &Id, rid: &Id) -> String {
-    format!("{hid}.{rid}")
+    let mut s = String::with_capacity(129);
+    s.push_str(hid.hex_into(&mut [0; 64]));
+    s.push('.');
+    s.push_str(rid.hex_into(&mut [0; 64]));
+    s
 }
 
 /// Parses `HID.RID`.

@@ -316,13 +316,22 @@ impl Backend for FsBackend {
 
     fn list_calls(&self, cid: &Id) -> Result<Vec<(Id, Id)>> {
         let dir = layout::call_dir(&self.inner.root, cid);
-        Self::list_dir(&dir)?
-            .into_iter()
-            .map(|n| {
-                layout::parse_call_file_name(&n)
-                    .ok_or_else(|| Error::corrupt(dir.join(&n), "not a call record name (HID.RID)"))
-            })
-            .collect()
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("list", &dir, e)),
+        };
+        let mut out = Vec::with_capacity(1);
+        for e in rd {
+            let e = e.map_err(|e| Error::io("list", &dir, e))?;
+            let name = e.file_name();
+            let parsed = name.to_str().and_then(layout::parse_call_file_name);
+            out.push(parsed.ok_or_else(|| {
+                Error::corrupt(dir.join(&name), "not a call record name (HID.RID)")
+            })?);
+        }
+        out.sort();
+        Ok(out)
     }
 
     fn get_call(&self, cid: &Id, hid: &Id, rid: &Id) -> Result<CallRecord> {
