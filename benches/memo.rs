@@ -124,20 +124,28 @@ fn hit_fresh_process(dir: &Path, quick: bool) {
             .lines()
             .find(|l| l.starts_with("PER_CALL_NS "))
             .unwrap_or_else(|| panic!("child: {text} {}", String::from_utf8_lossy(&out.stderr)));
-        let v: Vec<f64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        let v: Vec<f64> = line
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
         runs.push((v[0] / v[1], v[0], v[1]));
     }
     runs.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (_, ours, base) = runs[2];
-    row("hit from disk, fresh process, per call", ours, "ns", "open+read of a small file", base, "<= 3");
+    row(
+        "hit from disk, fresh process, per call",
+        ours,
+        "ns",
+        "open+read of a small file",
+        base,
+        "<= 3",
+    );
 }
 
 fn record_new_calls(dir: &Path, quick: bool) {
     let n: u64 = if quick { 1_000 } else { 5_000 };
     let (mut ours, mut base) = (Vec::new(), Vec::new());
     let (mut files, mut dirs) = (0u64, 0u64);
-    let base_dir = dir.join("raw");
-    fs::create_dir_all(base_dir.join("tmp")).unwrap();
     let mut k = 0u64;
     // Rounds alternate ours and the baseline, so both see the file system in the same state.
     for round in 0..5u64 {
@@ -156,7 +164,10 @@ fn record_new_calls(dir: &Path, quick: bool) {
         ours.push(t.elapsed() / n as u32);
         let after = count_objects(&store);
         (files, dirs) = (after.0 - before.0, after.1 - before.1);
-        // Baseline: an atomic small-file write (temp file + rename) into a sharded directory.
+        // Baseline: an atomic small-file write (temp file + rename) into a sharded directory,
+        // fresh each round as the store is.
+        let base_dir = dir.join(format!("raw{round}"));
+        fs::create_dir_all(base_dir.join("tmp")).unwrap();
         let t = Instant::now();
         for _ in 0..n {
             k += 1;

@@ -49,8 +49,7 @@ impl Fixture {
             .unwrap()
             .unwrap()
             .path();
-        let dir = fs::read_dir(shard).unwrap().next().unwrap().unwrap().path();
-        fs::read_dir(dir).unwrap().next().unwrap().unwrap().path()
+        fs::read_dir(shard).unwrap().next().unwrap().unwrap().path()
     }
 
     /// Opens the store afresh and unwraps `inc(1)`'s result.
@@ -144,12 +143,13 @@ fn a_call_record_under_another_call_id_is_reported() {
     let f = Fixture::new();
     let p = f.call_path();
     let name = p.file_name().unwrap().to_str().unwrap().to_string();
-    let wrong = format!("{}{}", "0".repeat(64), &name[64..]);
+    // CID(62).HID(64).RID(64): replace the hid.
+    let wrong = format!("{}{}{}", &name[..63], "0".repeat(64), &name[127..]);
     fs::rename(&p, p.with_file_name(&wrong)).unwrap();
     assert_eq!(
         f.problems(),
         [format!(
-            "{}: record's call ids do not match its location",
+            "{}: record's call ids do not match its name",
             p.with_file_name(&wrong).display()
         )]
     );

@@ -236,12 +236,17 @@ impl Engine {
         if !matches {
             return Err(Error::Corrupt {
                 path: format!("{} call {h} (cid {cid})", self.inner.backend.describe()).into(),
-                reason: "record's call ids do not match its location".into(),
+                reason: "record's call ids do not match its name".into(),
             });
         }
         if same_history.is_some() {
             let rec = Arc::new(record);
-            self.remember(hid, &rec);
+            self.inner
+                .memo
+                .lock()
+                .unwrap()
+                .by_hid
+                .insert(*hid, rec.clone());
             return Ok(Some(Found::Hit(rec)));
         }
         let rec = Arc::new(record.rehistoried(inputs.to_vec()));

@@ -51,24 +51,28 @@ impl Kind {
         }
     }
 
-    fn hasher(self) -> &'static blake3::Hasher {
-        macro_rules! proto {
+    /// A fresh hasher in this kind's derive-key mode. The context is hashed once per process
+    /// (blake3's `hazmat` context keys), so each id costs only the hashing of its preimage.
+    fn hasher(self) -> blake3::Hasher {
+        use blake3::hazmat::{hash_derive_key_context, ContextKey, HasherExt};
+        macro_rules! key {
             ($k:expr) => {{
-                static H: LazyLock<blake3::Hasher> =
-                    LazyLock::new(|| blake3::Hasher::new_derive_key($k.context()));
-                &H
+                static K: LazyLock<ContextKey> =
+                    LazyLock::new(|| hash_derive_key_context($k.context()));
+                &*K
             }};
         }
-        match self {
-            Kind::Value => proto!(Kind::Value),
-            Kind::SourceHid => proto!(Kind::SourceHid),
-            Kind::CallCid => proto!(Kind::CallCid),
-            Kind::CallHid => proto!(Kind::CallHid),
-            Kind::CallKey => proto!(Kind::CallKey),
-            Kind::OutputHid => proto!(Kind::OutputHid),
-            Kind::CallRecord => proto!(Kind::CallRecord),
-            Kind::Unversioned => proto!(Kind::Unversioned),
-        }
+        let key = match self {
+            Kind::Value => key!(Kind::Value),
+            Kind::SourceHid => key!(Kind::SourceHid),
+            Kind::CallCid => key!(Kind::CallCid),
+            Kind::CallHid => key!(Kind::CallHid),
+            Kind::CallKey => key!(Kind::CallKey),
+            Kind::OutputHid => key!(Kind::OutputHid),
+            Kind::CallRecord => key!(Kind::CallRecord),
+            Kind::Unversioned => key!(Kind::Unversioned),
+        };
+        blake3::Hasher::new_from_context_key(key)
     }
 }
 
@@ -82,7 +86,7 @@ impl Id {
     /// assert_eq!(a.to_string().len(), 64);
     /// ```
     pub fn hash(kind: Kind, bytes: &[u8]) -> Id {
-        let mut h = kind.hasher().clone();
+        let mut h = kind.hasher();
         h.update(bytes);
         Id(*h.finalize().as_bytes())
     }
@@ -90,7 +94,7 @@ impl Id {
     /// A BLAKE3 hasher in `kind`'s derive-key mode, for hashing data that arrives in pieces;
     /// `Id(*hasher.finalize().as_bytes())` equals [`Id::hash`] of the concatenation.
     pub fn hasher(kind: Kind) -> blake3::Hasher {
-        kind.hasher().clone()
+        kind.hasher()
     }
 
     /// The raw bytes.
@@ -141,12 +145,10 @@ impl std::hash::Hasher for IdHasher {
     }
     fn write(&mut self, bytes: &[u8]) {
         // Only ids (32 bytes, written whole by the derived Hash) reach this hasher.
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
-            break;
-        }
+                let mut b = [0u8; 8];
+        let n = bytes.len().min(8);
+        b[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! A record names the op, its semantic version, and each input and output by name with its
 //! history id (hid) and content id (cid). From a record alone one can recompute the call's cid
-//! (its directory), hid (its file name), each output hid, and the record id (its file suffix),
+//! and hid (which, with the record id, make its file name), each output hid, and the record id,
 //! which is what `fsck` checks.
 
 use serde::{Deserialize, Serialize};
@@ -157,7 +157,7 @@ impl CallRecord {
 /// A call record as found in a store, with the ids its location names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredCall {
-    /// The call's content id (its directory).
+    /// The call's content id.
     pub cid: Id,
     /// The call's history id.
     pub hid: Id,

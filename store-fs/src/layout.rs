@@ -3,8 +3,8 @@
 //! ```text
 //! mandala.toml                       format version and settings
 //! values/ab/cdef…(62 hex)            a value, named by its cid
-//! calls/ab/cdef…(62 hex)/HID.RID     a call record: directory = call cid,
-//!                                    file = call hid "." record id (64 hex each)
+//! calls/ab/cdef…(62 hex).HID.RID     a call record: call cid (sharded like values),
+//!                                    call hid and record id (64 hex each)
 //! tmp/                               staging for atomic writes (ignored by git)
 //! index/                             derived caches (ignored by git)
 //! ```
@@ -60,24 +60,35 @@ pub fn value_path(root: &Path, cid: &Id) -> PathBuf {
     sharded_path(root, VALUES, cid, 0)
 }
 
-/// The directory of the calls with call cid `cid`.
-pub fn call_dir(root: &Path, cid: &Id) -> PathBuf {
-    sharded_path(root, CALLS, cid, 130)
+/// The shard directory holding the calls whose call cid starts with byte `shard`.
+pub fn call_shard(root: &Path, shard: u8) -> PathBuf {
+    let mut p = root.join(CALLS);
+    p.push(format!("{shard:02x}"));
+    p
 }
 
-/// The file name of a call record: `HID.RID`.
-pub fn call_file_name(hid: &Id, rid: &Id) -> String {
-    let mut s = String::with_capacity(129);
-    s.push_str(hid.hex_into(&mut [0; 64]));
-    s.push('.');
-    s.push_str(rid.hex_into(&mut [0; 64]));
-    s
+/// The path of a call record: `calls/ab/<62 hex of the call cid>.<hid>.<rid>`.
+pub fn call_path(root: &Path, cid: &Id, hid: &Id, rid: &Id) -> PathBuf {
+    let mut p = sharded_path(root, CALLS, cid, 130);
+    p.as_mut_os_string().push(".");
+    p.as_mut_os_string().push(hid.hex_into(&mut [0; 64]));
+    p.as_mut_os_string().push(".");
+    p.as_mut_os_string().push(rid.hex_into(&mut [0; 64]));
+    p
 }
 
-/// Parses `HID.RID`.
-pub fn parse_call_file_name(name: &str) -> Option<(Id, Id)> {
-    let (h, r) = name.split_once('.')?;
-    Some((h.parse().ok()?, r.parse().ok()?))
+/// Parses the name of a call record in shard directory `shard` into (cid, hid, rid).
+pub fn parse_call_name(shard: &str, name: &str) -> Option<(Id, Id, Id)> {
+    let mut parts = name.split('.');
+    let (rest, hid, rid) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((
+        parse_sharded(shard, rest)?,
+        hid.parse().ok()?,
+        rid.parse().ok()?,
+    ))
 }
 
 /// Parses a shard directory name and a file name back into an id.
@@ -101,13 +112,16 @@ mod tests {
             value_path(Path::new("s"), &id),
             Path::new("s/values/3f/a9c2d1000000000000000000000000000000000000000000000000000000ff")
         );
+        let (hid, rid) = (Id([0x11; 32]), Id([0; 32]));
+        let p = call_path(Path::new("s"), &id, &hid, &rid);
         assert_eq!(
-            call_dir(Path::new("s"), &id),
-            Path::new("s/calls/3f/a9c2d1000000000000000000000000000000000000000000000000000000ff")
+            p,
+            Path::new(&format!("s/calls/3f/a9c2d1000000000000000000000000000000000000000000000000000000ff.{hid}.{rid}"))
         );
-        let name = call_file_name(&id, &Id([0; 32]));
-        assert_eq!(name.len(), 129);
-        assert_eq!(parse_call_file_name(&name), Some((id, Id([0; 32]))));
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert_eq!(name.len(), 192);
+        assert_eq!(parse_call_name("3f", name), Some((id, hid, rid)));
+        assert_eq!(parse_call_name("3f", &name[..100]), None);
         assert_eq!(parse_sharded("3f", &id.to_string()[2..]), Some(id));
         assert_eq!(parse_sharded("3", "x"), None);
     }

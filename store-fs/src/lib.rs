@@ -11,7 +11,7 @@
 //! # Guarantees
 //! - **Write-once**: every file is created complete by an atomic rename and never modified.
 //! - **Merge by union**: a file's name is the hash of its content (values), or names both the
-//!   ids it is found by and the hash of its content (calls: `HID.RID`), so the union of two
+//!   ids it is found by and the hash of its content (calls: `CID.HID.RID`), so the union of two
 //!   stores' files is a valid store holding the calls of both, with no conflicting paths.
 //! - **Verifiable**: every object re-hashes to its name; [`FsBackend::verify`] checks them all.
 //! - **Concurrent writers** need no lock: they only ever add files that no one modifies.
@@ -34,9 +34,9 @@ pub mod write;
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use store_core::{cbor, Backend, CallRecord, Error, Id, Kind, Result, StoredCall};
+use store_core::{cbor, Backend, CallRecord, Error, Id, IdMap, Kind, Result, StoredCall};
 
 pub use config::{Config, FORMAT_VERSION};
 pub use status::{KindStatus, StoreStatus};
@@ -76,6 +76,17 @@ struct Inner {
     tmp: PathBuf,
     config: Config,
     durability: Durability,
+    /// What this process knows of each call shard directory (see [`ShardCache`]).
+    shards: Mutex<Vec<Option<ShardCache>>>,
+}
+
+/// The listing of one call shard directory: call cid → (hid, rid) of its records, and the
+/// directory's modification time when it was listed. A lookup that finds nothing re-lists the
+/// shard if the directory changed since (another process added calls), so a cache never hides
+/// a stored call for longer than one stat.
+struct ShardCache {
+    mtime: Option<std::time::SystemTime>,
+    calls: IdMap<Vec<(Id, Id)>>,
 }
 
 const GITIGNORE: &str = "# Local, derived or in-flight files of a mandala store.\ntmp/\nindex/\n";
@@ -132,6 +143,7 @@ impl FsBackend {
                 tmp,
                 config,
                 durability: options.durability,
+                shards: Mutex::new((0..256).map(|_| None).collect()),
             }),
         })
     }
@@ -244,11 +256,19 @@ impl FsBackend {
     }
 
     fn read_call(&self, path: &Path, cid: &Id, hid: &Id, rid: &Id) -> Result<CallRecord> {
-        let bytes = self.read_blob(path)?.ok_or_else(|| Error::NotFound {
-            what: "call",
-            id: hid.to_string(),
-            store: self.describe(),
+        // Records are small: read without asking the file's size first.
+        let mut file = fs::File::open(path).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => Error::NotFound {
+                what: "call",
+                id: hid.to_string(),
+                store: self.describe(),
+            },
+            _ => Error::io("open", path, e),
         })?;
+        let mut z = Vec::with_capacity(1024);
+        file.read_to_end(&mut z)
+            .map_err(|e| Error::io("read", path, e))?;
+        let bytes = blob::decompress(&z, path)?;
         let actual = Id::hash(Kind::CallRecord, &bytes);
         if actual != *rid {
             return Err(Error::corrupt(
@@ -259,6 +279,44 @@ impl FsBackend {
         let _ = (cid, hid); // checked by the engine against the call it looks up, and by verify
         cbor::from_slice(&bytes)
             .map_err(|e| Error::corrupt(path, format!("not a call record: {e}")))
+    }
+
+    fn shard_mtime(&self, shard: u8) -> Result<Option<std::time::SystemTime>> {
+        let dir = layout::call_shard(&self.inner.root, shard);
+        match fs::metadata(&dir) {
+            Ok(m) => Ok(m.modified().ok()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("stat", dir, e)),
+        }
+    }
+
+    /// Lists one call shard directory (its modification time first, so that a change during
+    /// the listing shows as a newer time later).
+    fn list_shard(&self, shard: u8) -> Result<ShardCache> {
+        let mtime = self.shard_mtime(shard)?;
+        let dir = layout::call_shard(&self.inner.root, shard);
+        let shard_name = format!("{shard:02x}");
+        let mut calls: IdMap<Vec<(Id, Id)>> = IdMap::default();
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(ShardCache { mtime, calls }),
+            Err(e) => return Err(Error::io("list", &dir, e)),
+        };
+        for e in rd {
+            let e = e.map_err(|e| Error::io("list", &dir, e))?;
+            let name = e.file_name();
+            let (cid, hid, rid) = name
+                .to_str()
+                .and_then(|n| layout::parse_call_name(&shard_name, n))
+                .ok_or_else(|| {
+                    Error::corrupt(dir.join(&name), "not a call record name (CID.HID.RID)")
+                })?;
+            calls.entry(cid).or_default().push((hid, rid));
+        }
+        for v in calls.values_mut() {
+            v.sort();
+        }
+        Ok(ShardCache { mtime, calls })
     }
 
     fn list_dir(dir: &Path) -> Result<Vec<String>> {
@@ -315,46 +373,55 @@ impl Backend for FsBackend {
     }
 
     fn list_calls(&self, cid: &Id) -> Result<Vec<(Id, Id)>> {
-        let dir = layout::call_dir(&self.inner.root, cid);
-        let rd = match fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io("list", &dir, e)),
-        };
-        let mut out = Vec::with_capacity(1);
-        for e in rd {
-            let e = e.map_err(|e| Error::io("list", &dir, e))?;
-            let name = e.file_name();
-            let parsed = name.to_str().and_then(layout::parse_call_file_name);
-            out.push(parsed.ok_or_else(|| {
-                Error::corrupt(dir.join(&name), "not a call record name (HID.RID)")
-            })?);
+        let shard = cid.0[0];
+        let mut shards = self.inner.shards.lock().unwrap();
+        if let Some(cache) = &shards[shard as usize] {
+            if let Some(found) = cache.calls.get(cid) {
+                return Ok(found.clone());
+            }
+            if self.shard_mtime(shard)? == cache.mtime {
+                return Ok(Vec::new());
+            }
         }
-        out.sort();
-        Ok(out)
+        let cache = self.list_shard(shard)?;
+        let found = cache.calls.get(cid).cloned().unwrap_or_default();
+        shards[shard as usize] = Some(cache);
+        Ok(found)
     }
 
     fn get_call(&self, cid: &Id, hid: &Id, rid: &Id) -> Result<CallRecord> {
-        let path = layout::call_dir(&self.inner.root, cid).join(layout::call_file_name(hid, rid));
+        let path = layout::call_path(&self.inner.root, cid, hid, rid);
         self.read_call(&path, cid, hid, rid)
     }
 
     fn put_call(&self, record: &CallRecord) -> Result<()> {
         let bytes = record.to_cbor();
         let rid = Id::hash(Kind::CallRecord, &bytes);
-        let path = layout::call_dir(&self.inner.root, &record.cid())
-            .join(layout::call_file_name(&record.hid(), &rid));
-        self.put_blob(&path, &bytes).map(|_| ())
+        let (cid, hid) = (record.cid(), record.hid());
+        let path = layout::call_path(&self.inner.root, &cid, &hid, &rid);
+        self.put_blob(&path, &bytes)?;
+        let mut shards = self.inner.shards.lock().unwrap();
+        if let Some(cache) = &mut shards[cid.0[0] as usize] {
+            let entry = cache.calls.entry(cid).or_default();
+            if !entry.contains(&(hid, rid)) {
+                entry.push((hid, rid));
+                entry.sort();
+            }
+        }
+        Ok(())
     }
 
     fn all_calls(&self) -> Result<Vec<StoredCall>> {
-        let root = self.inner.root.join(layout::CALLS);
         let mut out = Vec::new();
-        for (shard, rest) in self.list_sharded(layout::CALLS)? {
-            let dir = root.join(&shard).join(&rest);
-            let cid = layout::parse_sharded(&shard, &rest)
-                .ok_or_else(|| Error::corrupt(&dir, "not a call directory name"))?;
-            for (hid, rid) in self.list_calls(&cid)? {
+        for shard in 0..=255u8 {
+            let mut listed: Vec<(Id, Id, Id)> = self
+                .list_shard(shard)?
+                .calls
+                .into_iter()
+                .flat_map(|(cid, v)| v.into_iter().map(move |(h, r)| (cid, h, r)))
+                .collect();
+            listed.sort();
+            for (cid, hid, rid) in listed {
                 let record = self.get_call(&cid, &hid, &rid)?;
                 out.push(StoredCall {
                     cid,

@@ -41,11 +41,8 @@ impl FsBackend {
             st.values.bytes += size(&root.join(layout::VALUES).join(s).join(r))?;
         }
         for (s, r) in self.list_sharded(layout::CALLS)? {
-            let dir = root.join(layout::CALLS).join(s).join(r);
-            for name in Self::list_dir(&dir)? {
-                st.calls.count += 1;
-                st.calls.bytes += size(&dir.join(name))?;
-            }
+            st.calls.count += 1;
+            st.calls.bytes += size(&root.join(layout::CALLS).join(s).join(r))?;
         }
         for t in crate::write::stray_temp_files(&root.join(layout::TMP))? {
             st.temp.count += 1;

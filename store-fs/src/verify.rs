@@ -88,66 +88,58 @@ impl FsBackend {
         // call cid → (hid → output cids) to spot divergent results.
         let mut outcomes: BTreeMap<Id, BTreeMap<Id, BTreeSet<Vec<Id>>>> = BTreeMap::new();
         let mut n_calls = 0;
-        for (shard, rest) in self.list_sharded(layout::CALLS)? {
-            let dir = root.join(layout::CALLS).join(&shard).join(&rest);
-            let Some(cid) = layout::parse_sharded(&shard, &rest) else {
-                problem(dir, "not a call directory name (2 + 62 hex digits)".into());
+        for (shard, name) in self.list_sharded(layout::CALLS)? {
+            let path = root.join(layout::CALLS).join(&shard).join(&name);
+            let Some((cid, hid, rid)) = layout::parse_call_name(&shard, &name) else {
+                problem(
+                    path,
+                    "not a call record name (CID.HID.RID, 62 + 64 + 64 hex digits)".into(),
+                );
                 continue;
             };
-            if !dir.is_dir() {
-                problem(dir, "not a call directory".into());
+            let rec = match self.get_call(&cid, &hid, &rid) {
+                Ok(r) => r,
+                Err(e) => {
+                    problem(path, error_reason(e));
+                    continue;
+                }
+            };
+            if rec.hid() != hid || rec.cid() != cid {
+                problem(path, "record's call ids do not match its name".into());
                 continue;
             }
-            for name in Self::list_dir(&dir)? {
-                let path = dir.join(&name);
-                let Some((hid, rid)) = layout::parse_call_file_name(&name) else {
-                    problem(path, "not a call record name (HID.RID)".into());
-                    continue;
-                };
-                let rec = match self.get_call(&cid, &hid, &rid) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        problem(path, error_reason(e));
-                        continue;
-                    }
-                };
-                if rec.hid() != hid || rec.cid() != cid {
-                    problem(path, "record's call ids do not match its location".into());
-                    continue;
+            n_calls += 1;
+            for s in rec.inputs.iter().chain(&rec.outputs) {
+                if !present.contains(&s.cid) {
+                    problem(
+                        path.clone(),
+                        format!(
+                            "names value {} ({}) which is not in the store",
+                            s.cid, s.name
+                        ),
+                    );
                 }
-                n_calls += 1;
-                for s in rec.inputs.iter().chain(&rec.outputs) {
-                    if !present.contains(&s.cid) {
-                        problem(
-                            path.clone(),
-                            format!(
-                                "names value {} ({}) which is not in the store",
-                                s.cid, s.name
-                            ),
-                        );
-                    }
-                }
-                for o in &rec.outputs {
-                    if o.hid != store_core::record::output_hid(&hid, &o.name) {
-                        problem(
-                            path.clone(),
-                            format!("output '{}' has a wrong history id", o.name),
-                        );
-                    }
-                }
-                outcomes
-                    .entry(cid)
-                    .or_default()
-                    .entry(hid)
-                    .or_default()
-                    .insert(rec.outputs.iter().map(|o| o.cid).collect());
             }
+            for o in &rec.outputs {
+                if o.hid != store_core::record::output_hid(&hid, &o.name) {
+                    problem(
+                        path.clone(),
+                        format!("output '{}' has a wrong history id", o.name),
+                    );
+                }
+            }
+            outcomes
+                .entry(cid)
+                .or_default()
+                .entry(hid)
+                .or_default()
+                .insert(rec.outputs.iter().map(|o| o.cid).collect());
         }
         for (cid, by_hid) in outcomes {
             let all: BTreeSet<&Vec<Id>> = by_hid.values().flatten().collect();
             if all.len() > 1 {
                 report.warnings.push(Problem {
-                    path: layout::call_dir(&root, &cid),
+                    path: layout::call_shard(&root, cid.0[0]).join(format!("{}.*", &cid.to_string()[2..])),
                     what: format!(
                         "{} different results for one call (a non-deterministic op computed in merged stores); lookups use the smallest record id",
                         all.len()
