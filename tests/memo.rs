@@ -368,3 +368,70 @@ fn values_that_cannot_be_serialized_give_an_error_naming_op_and_argument() {
     assert_eq!(e.to_string(), "op 'produce': output 'output_0' cannot be stored: value cannot be serialized: Unstorable refuses to be serialized");
     assert!(storage.backend().all_calls().unwrap().is_empty());
 }
+
+#[test]
+fn provenance_creator_consumers_and_load_ref() {
+    let (_d, storage) = tempstore();
+    let (a, b, c) = storage
+        .run(|| -> mandala::Result<_> {
+            let a = inc(10)?;
+            let b = inc(&a)?;
+            let c = add(&a, &b)?;
+            Ok((a, b, c))
+        })
+        .unwrap();
+    let creator = storage.get_ref_creator(&c).unwrap().unwrap();
+    assert_eq!(creator.record.op, "add");
+    let inputs: Vec<_> = creator
+        .record
+        .inputs
+        .iter()
+        .map(|s| (s.name.as_str(), s.hid))
+        .collect();
+    assert_eq!(inputs, [("x", a.hid()), ("y", b.hid())]);
+    let mut consumers: Vec<String> = storage
+        .get_consumers(&a)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.record.op)
+        .collect();
+    consumers.sort();
+    assert_eq!(consumers, ["add", "inc"]);
+    assert!(storage.get_consumers(&c).unwrap().is_empty());
+    // A source value has consumers but no creator.
+    let source = storage.get_ref_creator(&a).unwrap().unwrap().record.inputs[0].clone();
+    let src: Ref<i64> = storage.load_ref(&source.hid).unwrap();
+    assert!(storage.get_ref_creator(&src).unwrap().is_none());
+    assert_eq!(storage.unwrap(&src).unwrap(), 10);
+    // load_ref gives a lazy ref with the same ids, loadable in a fresh process.
+    let fresh = Storage::open(storage.fs().unwrap().root()).unwrap();
+    let again: Ref<i64> = fresh.load_ref(&c.hid()).unwrap();
+    assert!(!again.in_memory());
+    assert_eq!(again.cid(), c.cid());
+    assert_eq!(fresh.unwrap(&again).unwrap(), 23);
+    let missing = fresh.load_ref::<i64>(&mandala::Id([7; 32])).unwrap_err();
+    assert!(
+        missing.to_string().starts_with("ref 0707070707"),
+        "{missing}"
+    );
+}
+
+#[test]
+fn attach_loads_in_place_and_type_mismatches_are_errors() {
+    let (dir, storage) = tempstore();
+    let y = storage.run(|| inc(5)).unwrap();
+    let fresh = Storage::open(dir.path().join("s.mandala")).unwrap();
+    let lazy = fresh.run(|| inc(5)).unwrap();
+    assert!(!lazy.in_memory());
+    assert_eq!(fresh.attach(&lazy).unwrap(), &6);
+    assert!(lazy.in_memory());
+    let wrong: Ref<String> = fresh.load_ref(&y.hid()).unwrap();
+    let e = fresh.unwrap(&wrong).unwrap_err();
+    assert!(
+        e.to_string().starts_with(&format!(
+            "value {} does not decode as alloc::string::String",
+            y.cid()
+        )),
+        "{e}"
+    );
+}

@@ -145,7 +145,7 @@ impl std::hash::Hasher for IdHasher {
     }
     fn write(&mut self, bytes: &[u8]) {
         // Only ids (32 bytes, written whole by the derived Hash) reach this hasher.
-                let mut b = [0u8; 8];
+        let mut b = [0u8; 8];
         let n = bytes.len().min(8);
         b[..n].copy_from_slice(&bytes[..n]);
         self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
