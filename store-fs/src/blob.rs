@@ -61,18 +61,7 @@ pub fn decompress_hashing(
     let corrupt = |reason: String| Error::corrupt(path, reason);
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let head = reader.fill_buf().map_err(|e| Error::io("read", path, e))?;
-    let size = match zstd::zstd_safe::get_frame_content_size(head) {
-        Ok(Some(n)) if n <= MAX_BLOB => n as usize,
-        Ok(Some(n)) => {
-            return Err(corrupt(format!(
-                "frame claims {n} bytes, more than a blob may hold"
-            )))
-        }
-        _ => return Err(corrupt("not a zstd frame with a content size".into())),
-    };
-    let mut out = Vec::new();
-    out.try_reserve_exact(size)
-        .map_err(|_| corrupt(format!("cannot allocate the {size} bytes the frame claims")))?;
+    let (mut out, size) = output_buffer(head, path)?;
     let mut dec = zstd::stream::read::Decoder::with_buffer(reader)
         .map_err(|e| Error::io("decompress", path, e))?
         .single_frame();
@@ -107,6 +96,25 @@ pub fn decompress_hashing(
         ));
     }
     Ok((out, hasher.map(|h| h.finalize())))
+}
+
+/// An empty buffer with room for the content size that the frame header at the start of
+/// `head` declares, and that size.
+fn output_buffer(head: &[u8], path: &Path) -> Result<(Vec<u8>, usize)> {
+    let corrupt = |reason: String| Error::corrupt(path, reason);
+    let size = match zstd::zstd_safe::get_frame_content_size(head) {
+        Ok(Some(n)) if n <= MAX_BLOB => n as usize,
+        Ok(Some(n)) => {
+            return Err(corrupt(format!(
+                "frame claims {n} bytes, more than a blob may hold"
+            )))
+        }
+        _ => return Err(corrupt("not a zstd frame with a content size".into())),
+    };
+    let mut out = Vec::new();
+    out.try_reserve_exact(size)
+        .map_err(|_| corrupt(format!("cannot allocate the {size} bytes the frame claims")))?;
+    Ok((out, size))
 }
 
 /// Compresses `data` into one zstd frame at `level`, with content size and checksum.
@@ -146,18 +154,7 @@ pub fn decompress(data: &[u8], path: &Path) -> Result<Vec<u8>> {
             data.len() - frame_len
         )));
     }
-    let size = match zstd::zstd_safe::get_frame_content_size(data) {
-        Ok(Some(n)) if n <= MAX_BLOB => n as usize,
-        Ok(Some(n)) => {
-            return Err(corrupt(format!(
-                "frame claims {n} bytes, more than a blob may hold"
-            )))
-        }
-        _ => return Err(corrupt("zstd frame without a content size".into())),
-    };
-    let mut out = Vec::new();
-    out.try_reserve_exact(size)
-        .map_err(|_| corrupt(format!("cannot allocate the {size} bytes the frame claims")))?;
+    let (mut out, size) = output_buffer(data, path)?;
     DECOMPRESSOR.with(|d| {
         let mut d = d.borrow_mut();
         if d.is_none() {

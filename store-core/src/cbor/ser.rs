@@ -419,37 +419,27 @@ impl ser::SerializeMap for Map<'_, '_> {
     }
 }
 
-impl ser::SerializeStruct for Map<'_, '_> {
-    type Ok = ();
-    type Error = EncodeError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        name: &'static str,
-        v: &T,
-    ) -> Result<(), EncodeError> {
-        self.key(name)?;
-        self.value(v)
-    }
-    fn end(self) -> Result<(), EncodeError> {
-        self.finish()
-    }
+macro_rules! struct_impl {
+    ($trait:ident) => {
+        impl ser::$trait for Map<'_, '_> {
+            type Ok = ();
+            type Error = EncodeError;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                name: &'static str,
+                v: &T,
+            ) -> Result<(), EncodeError> {
+                self.key(name)?;
+                self.value(v)
+            }
+            fn end(self) -> Result<(), EncodeError> {
+                self.finish()
+            }
+        }
+    };
 }
-
-impl ser::SerializeStructVariant for Map<'_, '_> {
-    type Ok = ();
-    type Error = EncodeError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        name: &'static str,
-        v: &T,
-    ) -> Result<(), EncodeError> {
-        self.key(name)?;
-        self.value(v)
-    }
-    fn end(self) -> Result<(), EncodeError> {
-        self.finish()
-    }
-}
+struct_impl!(SerializeStruct);
+struct_impl!(SerializeStructVariant);
 
 #[cfg(test)]
 mod tests {
