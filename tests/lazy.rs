@@ -48,6 +48,9 @@ impl Backend for Counting {
     fn all_calls(&self) -> Result<Vec<StoredCall>> {
         self.inner.all_calls()
     }
+    fn call_ids(&self) -> Result<Vec<(Id, Id, Id)>> {
+        self.inner.call_ids()
+    }
     fn all_values(&self) -> Result<Vec<Id>> {
         self.inner.all_values()
     }

@@ -289,3 +289,28 @@ fn stores_merge_with_git_without_conflicts() {
     assert_verifies(&s);
     assert_all_hits(&s, 0, 250);
 }
+
+#[test]
+fn provenance_sees_calls_another_process_stored_after_the_first_query() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    run_child(&s, "incs 0 1");
+    let storage = Storage::open(&s).unwrap();
+    storage.allow_new_calls(false);
+    let y = storage.run(|| inc(0)).unwrap(); // consumed by inc(y) and square(y)
+    assert_eq!(storage.get_consumers(&y).unwrap().len(), 2);
+    // Another process adds the calls of i = 1 and 2; the index picks them up.
+    run_child(&s, "incs 0 3");
+    let z = storage.run(|| inc(2)).unwrap();
+    let creator = storage
+        .get_ref_creator(&z)
+        .unwrap()
+        .expect("a call stored by the other process");
+    assert_eq!(creator.record.op, "inc");
+    assert_eq!(storage.get_consumers(&z).unwrap().len(), 2);
+    assert_eq!(
+        storage.get_consumers(&y).unwrap().len(),
+        2,
+        "nothing counted twice"
+    );
+}

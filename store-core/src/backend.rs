@@ -41,6 +41,10 @@ pub trait Backend: Send + Sync {
     /// Every stored call, in a deterministic order (by call cid, hid, record id).
     fn all_calls(&self) -> Result<Vec<StoredCall>>;
 
+    /// The (call cid, hid, record id) of every stored call, sorted, without reading records:
+    /// cheap enough to ask before every provenance query.
+    fn call_ids(&self) -> Result<Vec<(Id, Id, Id)>>;
+
     /// The content ids of every stored value, sorted.
     fn all_values(&self) -> Result<Vec<Id>>;
 }
@@ -125,6 +129,10 @@ impl Backend for MemoryBackend {
                 record: record.clone(),
             })
             .collect())
+    }
+
+    fn call_ids(&self) -> Result<Vec<(Id, Id, Id)>> {
+        Ok(self.calls.lock().unwrap().keys().copied().collect())
     }
 
     fn all_values(&self) -> Result<Vec<Id>> {

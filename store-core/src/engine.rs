@@ -11,7 +11,6 @@
 //!   names them, so calls completed before an error or a panic are stored.
 //! - Hits are lazy: no value is read until it is unwrapped or a call that executes needs it.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +21,7 @@ use crate::cbor;
 use crate::context::{ContextGuard, Mode};
 use crate::error::{Error, Result};
 use crate::id::{Id, IdMap, IdSet};
+use crate::provenance::Provenance;
 use crate::record::{CallRecord, Slot, StoredCall};
 use crate::stats::Stats;
 use crate::value::{Ref, RefIds, Value};
@@ -37,6 +37,7 @@ struct Inner {
     memo: Mutex<Memo>,
     allow_new_calls: AtomicBool,
     stats: Mutex<Stats>,
+    provenance: Mutex<Provenance>,
 }
 
 #[derive(Default)]
@@ -64,6 +65,7 @@ impl Engine {
                 memo: Mutex::new(Memo::default()),
                 allow_new_calls: AtomicBool::new(true),
                 stats: Mutex::new(Stats::default()),
+                provenance: Mutex::new(Provenance::default()),
             }),
         }
     }
@@ -161,33 +163,26 @@ impl Engine {
     /// A lazy ref for history id `hid`, found among the inputs and outputs of stored calls.
     pub fn load_ref<T>(&self, hid: &Id) -> Result<Ref<T>> {
         let index = self.index()?;
-        let cid = index.cid_of.get(hid).ok_or_else(|| Error::NotFound {
+        let cid = index.cid_of(hid).ok_or_else(|| Error::NotFound {
             what: "ref",
             id: hid.to_string(),
             store: self.inner.backend.describe(),
         })?;
-        Ok(Ref::lazy(RefIds {
-            cid: *cid,
-            hid: *hid,
-        }))
+        Ok(Ref::lazy(RefIds { cid, hid: *hid }))
     }
 
     /// The call that created `r` (`None` for a value passed in from outside).
     pub fn get_ref_creator<T: Serialize>(&self, r: &Ref<T>) -> Result<Option<StoredCall>> {
         let hid = self.ids_of(r)?.hid;
         let index = self.index()?;
-        Ok(index.creator.get(&hid).map(|i| index.calls[*i].clone()))
+        Ok(index.creator(&hid))
     }
 
     /// Every stored call that took `r` as an input, in a deterministic order.
     pub fn get_consumers<T: Serialize>(&self, r: &Ref<T>) -> Result<Vec<StoredCall>> {
         let hid = self.ids_of(r)?.hid;
         let index = self.index()?;
-        Ok(index
-            .consumers
-            .get(&hid)
-            .map(|v| v.iter().map(|i| index.calls[*i].clone()).collect())
-            .unwrap_or_default())
+        Ok(index.consumers(&hid))
     }
 
     fn ids_of<T: Serialize>(&self, r: &Ref<T>) -> Result<RefIds> {
@@ -198,10 +193,12 @@ impl Engine {
         })
     }
 
-    /// Builds the provenance index from the backend. It reads every call record, so it also
-    /// sees calls other processes stored since the last query.
-    fn index(&self) -> Result<Index> {
-        Index::build(self.inner.backend.all_calls()?)
+    /// The provenance index, brought up to date with the backend (so it also sees calls other
+    /// processes stored since the last query; see the `provenance` module).
+    fn index(&self) -> Result<std::sync::MutexGuard<'_, Provenance>> {
+        let mut p = self.inner.provenance.lock().unwrap();
+        p.refresh(&*self.inner.backend)?;
+        Ok(p)
     }
 
     /// A call this process has already seen, by history id.
@@ -301,36 +298,5 @@ impl Engine {
         self.inner.backend.put_call(&rec)?;
         self.remember(hid, &Arc::new(rec));
         Ok(())
-    }
-}
-
-/// Provenance maps over every stored call.
-struct Index {
-    calls: Vec<StoredCall>,
-    creator: HashMap<Id, usize>,
-    consumers: HashMap<Id, Vec<usize>>,
-    cid_of: HashMap<Id, Id>,
-}
-
-impl Index {
-    fn build(calls: Vec<StoredCall>) -> Result<Index> {
-        let mut index = Index {
-            creator: HashMap::new(),
-            consumers: HashMap::new(),
-            cid_of: HashMap::new(),
-            calls: Vec::new(),
-        };
-        for (i, c) in calls.iter().enumerate() {
-            for s in &c.record.inputs {
-                index.consumers.entry(s.hid).or_default().push(i);
-                index.cid_of.insert(s.hid, s.cid);
-            }
-            for s in &c.record.outputs {
-                index.creator.entry(s.hid).or_insert(i);
-                index.cid_of.insert(s.hid, s.cid);
-            }
-        }
-        index.calls = calls;
-        Ok(index)
     }
 }

@@ -22,6 +22,7 @@ pub mod context;
 pub mod engine;
 pub mod error;
 pub mod id;
+mod provenance;
 pub mod record;
 pub mod stats;
 pub mod value;

@@ -411,6 +411,27 @@ impl Backend for FsBackend {
         Ok(())
     }
 
+    fn call_ids(&self) -> Result<Vec<(Id, Id, Id)>> {
+        let mut shards = self.inner.shards.lock().unwrap();
+        let mut out = Vec::new();
+        for shard in 0..=255u8 {
+            let slot = &mut shards[shard as usize];
+            let fresh = match slot {
+                Some(cache) => cache.mtime.is_some() && self.shard_mtime(shard)? == cache.mtime,
+                None => false,
+            };
+            if !fresh {
+                *slot = Some(self.list_shard(shard)?);
+            }
+            let cache = slot.as_ref().expect("listed above");
+            for (cid, v) in &cache.calls {
+                out.extend(v.iter().map(|(h, r)| (*cid, *h, *r)));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     fn all_calls(&self) -> Result<Vec<StoredCall>> {
         let mut out = Vec::new();
         for shard in 0..=255u8 {
