@@ -84,9 +84,27 @@ struct Inner {
 /// directory's modification time when it was listed. A lookup that finds nothing re-lists the
 /// shard if the directory changed since (another process added calls), so a cache never hides
 /// a stored call for longer than one stat.
+///
+/// File systems stamp directories with a coarse clock (a few milliseconds), so a listing made
+/// while the directory was still changing may share its stamp with a later change. Such a
+/// listing is never trusted: it is redone at every need until the directory has been quiet for
+/// [`QUIET`] when listed.
 struct ShardCache {
     mtime: Option<std::time::SystemTime>,
+    /// Whether the directory had not changed for [`QUIET`] when it was listed.
+    settled: bool,
     calls: IdMap<Vec<(Id, Id)>>,
+}
+
+/// How long a shard directory must have been unchanged for its listing to be trusted.
+const QUIET: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl ShardCache {
+    /// Whether this listing still describes the directory whose modification time is now
+    /// `mtime`.
+    fn current(&self, mtime: Option<std::time::SystemTime>) -> bool {
+        self.settled && self.mtime.is_some() && mtime == self.mtime
+    }
 }
 
 const GITIGNORE: &str = "# Local, derived or in-flight files of a mandala store.\ntmp/\nindex/\n";
@@ -299,7 +317,13 @@ impl FsBackend {
         let mut calls: IdMap<Vec<(Id, Id)>> = IdMap::default();
         let rd = match fs::read_dir(&dir) {
             Ok(rd) => rd,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(ShardCache { mtime, calls }),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Ok(ShardCache {
+                    mtime,
+                    settled: false,
+                    calls,
+                })
+            }
             Err(e) => return Err(Error::io("list", &dir, e)),
         };
         for e in rd {
@@ -316,7 +340,16 @@ impl FsBackend {
         for v in calls.values_mut() {
             v.sort();
         }
-        Ok(ShardCache { mtime, calls })
+        let settled = mtime.is_some_and(|m| {
+            std::time::SystemTime::now()
+                .duration_since(m)
+                .is_ok_and(|age| age >= QUIET)
+        });
+        Ok(ShardCache {
+            mtime,
+            settled,
+            calls,
+        })
     }
 
     fn list_dir(dir: &Path) -> Result<Vec<String>> {
@@ -379,7 +412,7 @@ impl Backend for FsBackend {
             if let Some(found) = cache.calls.get(cid) {
                 return Ok(found.clone());
             }
-            if self.shard_mtime(shard)? == cache.mtime {
+            if cache.current(self.shard_mtime(shard)?) {
                 return Ok(Vec::new());
             }
         }
@@ -417,7 +450,7 @@ impl Backend for FsBackend {
         for shard in 0..=255u8 {
             let slot = &mut shards[shard as usize];
             let fresh = match slot {
-                Some(cache) => cache.mtime.is_some() && self.shard_mtime(shard)? == cache.mtime,
+                Some(cache) => cache.current(self.shard_mtime(shard)?),
                 None => false,
             };
             if !fresh {
