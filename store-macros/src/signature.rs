@@ -176,3 +176,87 @@ impl Signature {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(attr: &str, func: &str) -> Result<Signature, String> {
+        // Parse errors of the attribute come first, as in the macro.
+        let func: ItemFn = syn::parse_str(func).unwrap();
+        let opts = Options::parse(attr.parse().unwrap()).map_err(|e| e.to_string())?;
+        Signature::check(&func, opts).map_err(|e| {
+            e.into_iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+    }
+
+    fn fail(attr: &str, func: &str) -> String {
+        match check(attr, func) {
+            Ok(_) => panic!("expected an error for #[op({attr})] {func}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn a_plain_op() {
+        let s = check("", "fn f(x: u8, y: String) -> (u8, String) { (x, y) }").unwrap();
+        assert_eq!(s.name.value(), "f");
+        assert_eq!(s.output_names, ["output_0", "output_1"]);
+        assert!(s.tuple && s.error.is_none());
+        let s = check(
+            "name = \"g\", output_names(a)",
+            "fn f() -> Result<u8, E> { Ok(1) }",
+        )
+        .unwrap();
+        assert_eq!(
+            (s.name.value().as_str(), s.output_names.as_slice(), s.tuple),
+            ("g", ["a".to_string()].as_slice(), false)
+        );
+        assert!(s.error.is_some());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let e = fail(
+            "ignore(nope), new_default(z = 1), output_names(a, b)",
+            "async fn f<T>(&self, (a, b): (u8, u8), r: &u8) -> u8 { 1 }",
+        );
+        for part in [
+            "an op cannot be async",
+            "an op cannot be generic: its name is its identity",
+            "an op must be a free function (no `self`)",
+            "op arguments must be plain names (`x: T` or `mut x: T`)",
+            "op arguments are owned values; take `T`, not `&T`",
+            "`ignore(nope)`: the op has no argument `nope`",
+            "`new_default(z = ...)`: the op has no argument `z`",
+            "output_names gives 2 names but the op returns 1 outputs",
+        ] {
+            assert!(e.contains(part), "missing {part:?} in: {e}");
+        }
+    }
+
+    #[test]
+    fn option_errors() {
+        assert_eq!(
+            fail("bogus", "fn f() {}"),
+            "unknown op option; expected `name`, `output_names`, `ignore` or `new_default`"
+        );
+        assert_eq!(
+            fail("name = \"\"", "fn f() {}"),
+            "an op name cannot be empty"
+        );
+        assert!(fail("name = \"a\", name = \"b\"", "fn f() {}").contains("`name` is given twice"));
+        let e = fail("output_names(x)", "fn f(x: u8) -> u8 { x }");
+        assert_eq!(e, "output name `x` is also an argument name");
+        let e = fail("", "fn f(output_0: u8) -> u8 { output_0 }");
+        assert!(
+            e.starts_with("argument names starting with `output_` are reserved"),
+            "{e}"
+        );
+        let e = fail("ignore(x), new_default(x = 1)", "fn f(x: u8) -> u8 { x }");
+        assert_eq!(e, "`x` cannot be both ignored and a new_default");
+    }
+}
