@@ -55,7 +55,10 @@ fn a_full_disk_fails_the_call_cleanly() {
             Ok(_) => stored += 1,
             Err(e) => break e,
         }
-        assert!(stored < 1_000, "a 1 MiB file system cannot hold 1000 values of 54 KB");
+        assert!(
+            stored < 1_000,
+            "a 1 MiB file system cannot hold 1000 values of 54 KB"
+        );
     };
     assert!(stored >= 5, "{stored} calls fit before the disk filled");
     match &err {
