@@ -52,7 +52,7 @@ fn random_programs_match_the_model() {
                 storage = Storage::open(&path).unwrap(); // a new process, as far as memo goes
             }
             // An argument: a small plain value, or an earlier result (keeping its history).
-            let mut arg = |rng: &mut Rng| -> (Option<Ref<u32>>, u32) {
+            let arg = |rng: &mut Rng| -> (Option<Ref<u32>>, u32) {
                 if results.is_empty() || rng.below(2) == 0 {
                     (None, rng.below(12) as u32)
                 } else {
