@@ -435,3 +435,45 @@ fn attach_loads_in_place_and_type_mismatches_are_errors() {
         "{e}"
     );
 }
+
+#[test]
+fn records_of_another_semantic_version_are_not_reused() {
+    let storage = Storage::in_memory();
+    let x = inc(77).unwrap(); // outside a context: a detached ref, ids computed on demand
+    let y = inc(78).unwrap();
+    // A record of inc(77) made by other code (another semantic version), and its values.
+    for (cid, v) in [(x.cid(), 77i64), (y.cid(), 78)] {
+        storage
+            .backend()
+            .put_value(&cid, &store_core::cbor::to_canonical(&v).unwrap())
+            .unwrap();
+    }
+    let other = mandala::CallRecord {
+        op: "inc".into(),
+        semver: mandala::Id([9; 32]),
+        inputs: vec![mandala::Slot {
+            name: "x".into(),
+            hid: x.hid(),
+            cid: x.cid(),
+        }],
+        outputs: vec![mandala::Slot {
+            name: "output_0".into(),
+            hid: mandala::Id([1; 32]),
+            cid: y.cid(),
+        }],
+    };
+    storage.backend().put_call(&other).unwrap();
+    let r = storage.run(|| inc(77)).unwrap();
+    assert_eq!(
+        storage.stats().op("inc").executed,
+        1,
+        "the other version's result is not used"
+    );
+    assert_eq!(storage.stats().op("inc").reused, 0);
+    assert_eq!(storage.unwrap(&r).unwrap(), 78);
+    assert_eq!(
+        storage.backend().all_calls().unwrap().len(),
+        2,
+        "both versions are kept"
+    );
+}

@@ -143,6 +143,7 @@ fn call_json(store: &FsBackend, c: &StoredCall) -> Result<Json> {
         "op": c.record.op,
         "hid": c.hid.to_string(),
         "cid": c.cid.to_string(),
+        "key": c.key.to_string(),
         "rid": c.rid.to_string(),
         "semver": c.record.semver.to_string(),
         "inputs": slots_json(store, &c.record.inputs)?,
@@ -202,6 +203,7 @@ fn write_call(store: &FsBackend, c: &StoredCall, out: &mut impl Write) -> Result
     writeln!(out, "call {}", c.hid)?;
     writeln!(out, "op       {}", c.record.op)?;
     writeln!(out, "cid      {}", c.cid)?;
+    writeln!(out, "key      {}", c.key)?;
     writeln!(out, "record   {}", c.rid)?;
     for (title, slots) in [("inputs", &c.record.inputs), ("outputs", &c.record.outputs)] {
         writeln!(out, "{title}:")?;

@@ -1,7 +1,7 @@
 //! The Backend trait the memo engine stores through, and the in-memory backend.
 //!
 //! A backend keeps two kinds of object: values (canonical CBOR bytes by content id) and call
-//! records (by call cid, call hid and record id). Every object is written once and never
+//! records (by call key, call hid and record id). Every object is written once and never
 //! changed, so backends need no transactions: writers order their writes (values before the
 //! call record that names them) and readers never see a call whose values are missing.
 
@@ -27,21 +27,21 @@ pub trait Backend: Send + Sync {
     /// a no-op.
     fn put_value(&self, cid: &Id, cbor: &[u8]) -> Result<()>;
 
-    /// The (call hid, record id) pairs stored under call cid `cid`, sorted.
-    fn list_calls(&self, cid: &Id) -> Result<Vec<(Id, Id)>>;
+    /// The (call hid, record id) pairs stored under call key `key`, sorted.
+    fn list_calls(&self, key: &Id) -> Result<Vec<(Id, Id)>>;
 
     /// Reads one call record, verified against its record id. Whether the record belongs at
-    /// (`cid`, `hid`) is for the caller to check (the engine compares it with the call it looks
+    /// (`key`, `hid`) is for the caller to check (the engine compares it with the call it looks
     /// up; `fsck` recomputes the ids).
-    fn get_call(&self, cid: &Id, hid: &Id, rid: &Id) -> Result<CallRecord>;
+    fn get_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<CallRecord>;
 
     /// Stores a call record (its values must already be stored). Idempotent.
     fn put_call(&self, record: &CallRecord) -> Result<()>;
 
-    /// Every stored call, in a deterministic order (by call cid, hid, record id).
+    /// Every stored call, in a deterministic order (by call key, hid, record id).
     fn all_calls(&self) -> Result<Vec<StoredCall>>;
 
-    /// The (call cid, hid, record id) of every stored call, sorted, without reading records:
+    /// The (call key, hid, record id) of every stored call, sorted, without reading records:
     /// cheap enough to ask before every provenance query.
     fn call_ids(&self) -> Result<Vec<(Id, Id, Id)>>;
 
@@ -85,19 +85,19 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    fn list_calls(&self, cid: &Id) -> Result<Vec<(Id, Id)>> {
+    fn list_calls(&self, key: &Id) -> Result<Vec<(Id, Id)>> {
         let calls = self.calls.lock().unwrap();
         Ok(calls
-            .range((*cid, Id([0; 32]), Id([0; 32]))..=(*cid, Id([0xff; 32]), Id([0xff; 32])))
+            .range((*key, Id([0; 32]), Id([0; 32]))..=(*key, Id([0xff; 32]), Id([0xff; 32])))
             .map(|((_, h, r), _)| (*h, *r))
             .collect())
     }
 
-    fn get_call(&self, cid: &Id, hid: &Id, rid: &Id) -> Result<CallRecord> {
+    fn get_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<CallRecord> {
         self.calls
             .lock()
             .unwrap()
-            .get(&(*cid, *hid, *rid))
+            .get(&(*key, *hid, *rid))
             .cloned()
             .ok_or_else(|| crate::Error::NotFound {
                 what: "call",
@@ -107,7 +107,7 @@ impl Backend for MemoryBackend {
     }
 
     fn put_call(&self, record: &CallRecord) -> Result<()> {
-        let key = (record.cid(), record.hid(), record.rid());
+        let key = (record.key(), record.hid(), record.rid());
         self.calls
             .lock()
             .unwrap()
@@ -122,8 +122,9 @@ impl Backend for MemoryBackend {
             .lock()
             .unwrap()
             .iter()
-            .map(|((cid, hid, rid), record)| StoredCall {
-                cid: *cid,
+            .map(|((key, hid, rid), record)| StoredCall {
+                key: *key,
+                cid: record.cid(),
                 hid: *hid,
                 rid: *rid,
                 record: record.clone(),

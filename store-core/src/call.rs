@@ -182,13 +182,13 @@ impl CallBuilder {
         let semver = Id::unversioned();
         let hid = record::call_hid(self.spec.name, &self.inputs, &semver);
         self.ids = Some(hid);
-        // A call seen in this process needs no content id and no I/O.
+        // A call seen in this process needs no call key and no I/O.
         let found = match self.engine.memo_hit(&hid) {
             Some(rec) => Some(Found::Hit(rec)),
             None => {
-                let cid = record::call_cid(self.spec.name, &self.inputs, &semver);
+                let key = record::call_key(self.spec.name, &self.inputs);
                 self.engine
-                    .lookup(self.spec.name, &cid, &hid, &self.inputs)?
+                    .lookup(self.spec.name, &key, &hid, &semver, &self.inputs)?
             }
         };
         let Some(found) = found else {

@@ -206,37 +206,23 @@ impl Engine {
         self.inner.memo.lock().unwrap().by_hid.get(hid).cloned()
     }
 
-    /// Finds a stored call by content id and history id; see the module docs.
+    /// Finds a stored call among the records filed under its call key; see the module docs.
     pub(crate) fn lookup(
         &self,
         op: &str,
-        cid: &Id,
+        key: &Id,
         hid: &Id,
+        semver: &Id,
         inputs: &[Slot],
     ) -> Result<Option<Found>> {
-        let listed = self.inner.backend.list_calls(cid)?;
-        if listed.is_empty() {
-            return Ok(None);
-        }
-        // Several records for one hid only happen when merged stores computed a
-        // non-deterministic op differently: the smallest record id wins, everywhere.
-        let same_history = listed.iter().find(|(h, _)| h == hid);
-        let (h, r) = same_history.unwrap_or(&listed[0]);
-        let record = self.inner.backend.get_call(cid, h, r)?;
-        // The record must be the call asked for: same op and input contents (and, for a hit,
-        // histories). Cheaper than re-hashing, and equivalent since our ids hash exactly these.
-        let matches = record.op == op
-            && record.inputs.len() == inputs.len()
-            && record.inputs.iter().zip(inputs).all(|(a, b)| {
-                a.name == b.name && a.cid == b.cid && (same_history.is_none() || a.hid == b.hid)
-            });
-        if !matches {
-            return Err(Error::Corrupt {
-                path: format!("{} call {h} (cid {cid})", self.inner.backend.describe()).into(),
-                reason: "record's call ids do not match its name".into(),
-            });
-        }
-        if same_history.is_some() {
+        let listed = self.inner.backend.list_calls(key)?;
+        // Same history first. Several records for one hid only happen when merged stores
+        // computed a non-deterministic op differently: the smallest record id wins, everywhere.
+        if let Some((h, r)) = listed.iter().find(|(h, _)| h == hid) {
+            let record = self.inner.backend.get_call(key, h, r)?;
+            if !self.is_call(&record, op, semver, inputs, true) {
+                return Err(self.misfiled(key, h));
+            }
             let rec = Arc::new(record);
             self.inner
                 .memo
@@ -246,10 +232,47 @@ impl Engine {
                 .insert(*hid, rec.clone());
             return Ok(Some(Found::Hit(rec)));
         }
-        let rec = Arc::new(record.rehistoried(inputs.to_vec()));
-        self.inner.backend.put_call(&rec)?;
-        self.remember(hid, &rec);
-        Ok(Some(Found::Reused(rec)))
+        // Then the same contents and version under another history, in (hid, rid) order.
+        for (h, r) in &listed {
+            let record = self.inner.backend.get_call(key, h, r)?;
+            if !self.is_call(&record, op, &record.semver, inputs, false) {
+                return Err(self.misfiled(key, h));
+            }
+            if record.semver != *semver {
+                continue; // another version of the code
+            }
+            let rec = Arc::new(record.rehistoried(inputs.to_vec()));
+            self.inner.backend.put_call(&rec)?;
+            self.remember(hid, &rec);
+            return Ok(Some(Found::Reused(rec)));
+        }
+        Ok(None)
+    }
+
+    /// Whether `record` is a call of `op` on `inputs` (by content, and by history too if
+    /// `same_history`) at `semver`. Cheaper than re-hashing, and equivalent: the ids hash
+    /// exactly these.
+    fn is_call(
+        &self,
+        record: &CallRecord,
+        op: &str,
+        semver: &Id,
+        inputs: &[Slot],
+        same_history: bool,
+    ) -> bool {
+        record.op == op
+            && record.semver == *semver
+            && record.inputs.len() == inputs.len()
+            && record.inputs.iter().zip(inputs).all(|(a, b)| {
+                a.name == b.name && a.cid == b.cid && (!same_history || a.hid == b.hid)
+            })
+    }
+
+    fn misfiled(&self, key: &Id, hid: &Id) -> Error {
+        Error::Corrupt {
+            path: format!("{} call {hid} (key {key})", self.inner.backend.describe()).into(),
+            reason: "record's call ids do not match its name".into(),
+        }
     }
 
     pub(crate) fn remember(&self, hid: &Id, rec: &Arc<CallRecord>) {

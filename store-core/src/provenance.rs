@@ -5,7 +5,7 @@
 //! of its call records (cheap: no record is read), and only records the index has not seen are
 //! read. If a record it knew has gone, it is rebuilt from scratch. Lookups are then hash-map
 //! reads. Choices are deterministic: the creator of a ref is the call with the smallest
-//! (cid, hid, record id) among those that output it (several only after merging stores in which
+//! (call key, hid, record id) among those that output it (several only after merging stores in which
 //! a non-deterministic op diverged), and consumers are listed in that order.
 
 use std::collections::BTreeSet;
@@ -27,7 +27,7 @@ pub(crate) struct Provenance {
 }
 
 fn key(c: &StoredCall) -> Key {
-    (c.cid, c.hid, c.rid)
+    (c.key, c.hid, c.rid)
 }
 
 impl Provenance {
@@ -38,12 +38,14 @@ impl Provenance {
         if !self.known.is_subset(&listed) {
             *self = Provenance::default();
         }
-        for (cid, hid, rid) in ids {
-            if self.known.contains(&(cid, hid, rid)) {
+        for (k, hid, rid) in ids {
+            if self.known.contains(&(k, hid, rid)) {
                 continue;
             }
-            let record = backend.get_call(&cid, &hid, &rid)?;
+            let record = backend.get_call(&k, &hid, &rid)?;
+            let cid = record.cid();
             self.add(StoredCall {
+                key: k,
                 cid,
                 hid,
                 rid,
@@ -76,7 +78,7 @@ impl Provenance {
         self.creator.get(hid).map(|i| self.calls[*i].clone())
     }
 
-    /// The calls that took the ref `hid` as an input, ordered by (cid, hid, record id).
+    /// The calls that took the ref `hid` as an input, ordered by (call key, hid, record id).
     pub(crate) fn consumers(&self, hid: &Id) -> Vec<StoredCall> {
         let mut v: Vec<StoredCall> = self
             .consumers

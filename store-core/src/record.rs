@@ -118,6 +118,12 @@ impl CallRecord {
         call_hid(&self.op, &self.inputs, &self.semver)
     }
 
+    /// This call's key: op and input contents, without the version. Records are filed by it,
+    /// so that every version of a call is found in one place.
+    pub fn key(&self) -> Id {
+        call_key(&self.op, &self.inputs)
+    }
+
     /// The canonical CBOR bytes of the record (what the store compresses).
     pub fn to_cbor(&self) -> Vec<u8> {
         cbor::to_canonical(self).expect("call records always encode")
@@ -154,9 +160,11 @@ impl CallRecord {
     }
 }
 
-/// A call record as found in a store, with the ids its location names.
+/// A call record as found in a store, with its ids.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredCall {
+    /// The call's key (op and input contents): where the record is filed.
+    pub key: Id,
     /// The call's content id.
     pub cid: Id,
     /// The call's history id.

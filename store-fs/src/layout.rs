@@ -3,7 +3,7 @@
 //! ```text
 //! mandala.toml                       format version and settings
 //! values/ab/cdef…(62 hex)            a value, named by its cid
-//! calls/ab/cdef…(62 hex).HID.RID     a call record: call cid (sharded like values),
+//! calls/ab/cdef…(62 hex).HID.RID     a call record: call key (sharded like values),
 //!                                    call hid and record id (64 hex each)
 //! tmp/                               staging for atomic writes (ignored by git)
 //! index/                             derived caches (ignored by git)
@@ -60,16 +60,16 @@ pub fn value_path(root: &Path, cid: &Id) -> PathBuf {
     sharded_path(root, VALUES, cid, 0)
 }
 
-/// The shard directory holding the calls whose call cid starts with byte `shard`.
+/// The shard directory holding the calls whose call key starts with byte `shard`.
 pub fn call_shard(root: &Path, shard: u8) -> PathBuf {
     let mut p = root.join(CALLS);
     p.push(format!("{shard:02x}"));
     p
 }
 
-/// The path of a call record: `calls/ab/<62 hex of the call cid>.<hid>.<rid>`.
-pub fn call_path(root: &Path, cid: &Id, hid: &Id, rid: &Id) -> PathBuf {
-    let mut p = sharded_path(root, CALLS, cid, 130);
+/// The path of a call record: `calls/ab/<62 hex of the call key>.<hid>.<rid>`.
+pub fn call_path(root: &Path, key: &Id, hid: &Id, rid: &Id) -> PathBuf {
+    let mut p = sharded_path(root, CALLS, key, 130);
     p.as_mut_os_string().push(".");
     p.as_mut_os_string().push(hid.hex_into(&mut [0; 64]));
     p.as_mut_os_string().push(".");
@@ -77,7 +77,7 @@ pub fn call_path(root: &Path, cid: &Id, hid: &Id, rid: &Id) -> PathBuf {
     p
 }
 
-/// Parses the name of a call record in shard directory `shard` into (cid, hid, rid).
+/// Parses the name of a call record in shard directory `shard` into (key, hid, rid).
 pub fn parse_call_name(shard: &str, name: &str) -> Option<(Id, Id, Id)> {
     let mut parts = name.split('.');
     let (rest, hid, rid) = (parts.next()?, parts.next()?, parts.next()?);

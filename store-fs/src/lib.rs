@@ -80,7 +80,7 @@ struct Inner {
     shards: Mutex<Vec<Option<ShardCache>>>,
 }
 
-/// The listing of one call shard directory: call cid → (hid, rid) of its records, and the
+/// The listing of one call shard directory: call key → (hid, rid) of its records, and the
 /// directory's modification time when it was listed. A lookup that finds nothing re-lists the
 /// shard if the directory changed since (another process added calls), so a cache never hides
 /// a stored call for longer than one stat.
@@ -273,7 +273,7 @@ impl FsBackend {
         Ok(Some(bytes))
     }
 
-    fn read_call(&self, path: &Path, cid: &Id, hid: &Id, rid: &Id) -> Result<CallRecord> {
+    fn read_call(&self, path: &Path, hid: &Id, rid: &Id) -> Result<CallRecord> {
         // Records are small: read without asking the file's size first.
         let mut file = fs::File::open(path).map_err(|e| match e.kind() {
             ErrorKind::NotFound => Error::NotFound {
@@ -294,7 +294,7 @@ impl FsBackend {
                 format!("record hashes to {actual}, not to its name"),
             ));
         }
-        let _ = (cid, hid); // checked by the engine against the call it looks up, and by verify
+        // Whether it is the call asked for is checked by the engine (and by verify).
         cbor::from_slice(&bytes)
             .map_err(|e| Error::corrupt(path, format!("not a call record: {e}")))
     }
@@ -329,13 +329,13 @@ impl FsBackend {
         for e in rd {
             let e = e.map_err(|e| Error::io("list", &dir, e))?;
             let name = e.file_name();
-            let (cid, hid, rid) = name
+            let (key, hid, rid) = name
                 .to_str()
                 .and_then(|n| layout::parse_call_name(&shard_name, n))
                 .ok_or_else(|| {
                     Error::corrupt(dir.join(&name), "not a call record name (CID.HID.RID)")
                 })?;
-            calls.entry(cid).or_default().push((hid, rid));
+            calls.entry(key).or_default().push((hid, rid));
         }
         for v in calls.values_mut() {
             v.sort();
@@ -405,11 +405,11 @@ impl Backend for FsBackend {
             .map(|_| ())
     }
 
-    fn list_calls(&self, cid: &Id) -> Result<Vec<(Id, Id)>> {
-        let shard = cid.0[0];
+    fn list_calls(&self, key: &Id) -> Result<Vec<(Id, Id)>> {
+        let shard = key.0[0];
         let mut shards = self.inner.shards.lock().unwrap();
         if let Some(cache) = &shards[shard as usize] {
-            if let Some(found) = cache.calls.get(cid) {
+            if let Some(found) = cache.calls.get(key) {
                 return Ok(found.clone());
             }
             if cache.current(self.shard_mtime(shard)?) {
@@ -417,25 +417,25 @@ impl Backend for FsBackend {
             }
         }
         let cache = self.list_shard(shard)?;
-        let found = cache.calls.get(cid).cloned().unwrap_or_default();
+        let found = cache.calls.get(key).cloned().unwrap_or_default();
         shards[shard as usize] = Some(cache);
         Ok(found)
     }
 
-    fn get_call(&self, cid: &Id, hid: &Id, rid: &Id) -> Result<CallRecord> {
-        let path = layout::call_path(&self.inner.root, cid, hid, rid);
-        self.read_call(&path, cid, hid, rid)
+    fn get_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<CallRecord> {
+        let path = layout::call_path(&self.inner.root, key, hid, rid);
+        self.read_call(&path, hid, rid)
     }
 
     fn put_call(&self, record: &CallRecord) -> Result<()> {
         let bytes = record.to_cbor();
         let rid = Id::hash(Kind::CallRecord, &bytes);
-        let (cid, hid) = (record.cid(), record.hid());
-        let path = layout::call_path(&self.inner.root, &cid, &hid, &rid);
+        let (key, hid) = (record.key(), record.hid());
+        let path = layout::call_path(&self.inner.root, &key, &hid, &rid);
         self.put_blob(&path, &bytes)?;
         let mut shards = self.inner.shards.lock().unwrap();
-        if let Some(cache) = &mut shards[cid.0[0] as usize] {
-            let entry = cache.calls.entry(cid).or_default();
+        if let Some(cache) = &mut shards[key.0[0] as usize] {
+            let entry = cache.calls.entry(key).or_default();
             if !entry.contains(&(hid, rid)) {
                 entry.push((hid, rid));
                 entry.sort();
@@ -457,8 +457,8 @@ impl Backend for FsBackend {
                 *slot = Some(self.list_shard(shard)?);
             }
             let cache = slot.as_ref().expect("listed above");
-            for (cid, v) in &cache.calls {
-                out.extend(v.iter().map(|(h, r)| (*cid, *h, *r)));
+            for (key, v) in &cache.calls {
+                out.extend(v.iter().map(|(h, r)| (*key, *h, *r)));
             }
         }
         out.sort();
@@ -472,13 +472,14 @@ impl Backend for FsBackend {
                 .list_shard(shard)?
                 .calls
                 .into_iter()
-                .flat_map(|(cid, v)| v.into_iter().map(move |(h, r)| (cid, h, r)))
+                .flat_map(|(key, v)| v.into_iter().map(move |(h, r)| (key, h, r)))
                 .collect();
             listed.sort();
-            for (cid, hid, rid) in listed {
-                let record = self.get_call(&cid, &hid, &rid)?;
+            for (key, hid, rid) in listed {
+                let record = self.get_call(&key, &hid, &rid)?;
                 out.push(StoredCall {
-                    cid,
+                    key,
+                    cid: record.cid(),
                     hid,
                     rid,
                     record,

@@ -47,7 +47,7 @@ impl VerifyReport {
 
 impl FsBackend {
     /// Checks every object: values re-hash to their names; call records decompress, decode,
-    /// re-hash to their record ids, sit in the directory of their call cid under their call
+    /// re-hash to their record ids, are filed under their call key and call
     /// hid, and name only stored values. Reports, never repairs.
     pub fn verify(&self) -> Result<VerifyReport> {
         let root = self.root().to_path_buf();
@@ -85,26 +85,27 @@ impl FsBackend {
             }
         }
 
-        // call cid → (hid → output cids) to spot divergent results.
-        let mut outcomes: BTreeMap<Id, BTreeMap<Id, BTreeSet<Vec<Id>>>> = BTreeMap::new();
+        // (call key, semver) → (hid → output cids) to spot divergent results.
+        #[allow(clippy::type_complexity)]
+        let mut outcomes: BTreeMap<(Id, Id), BTreeMap<Id, BTreeSet<Vec<Id>>>> = BTreeMap::new();
         let mut n_calls = 0;
         for (shard, name) in self.list_sharded(layout::CALLS)? {
             let path = root.join(layout::CALLS).join(&shard).join(&name);
-            let Some((cid, hid, rid)) = layout::parse_call_name(&shard, &name) else {
+            let Some((key, hid, rid)) = layout::parse_call_name(&shard, &name) else {
                 problem(
                     path,
                     "not a call record name (CID.HID.RID, 62 + 64 + 64 hex digits)".into(),
                 );
                 continue;
             };
-            let rec = match self.get_call(&cid, &hid, &rid) {
+            let rec = match self.get_call(&key, &hid, &rid) {
                 Ok(r) => r,
                 Err(e) => {
                     problem(path, error_reason(e));
                     continue;
                 }
             };
-            if rec.hid() != hid || rec.cid() != cid {
+            if rec.hid() != hid || rec.key() != key {
                 problem(path, "record's call ids do not match its name".into());
                 continue;
             }
@@ -129,17 +130,17 @@ impl FsBackend {
                 }
             }
             outcomes
-                .entry(cid)
+                .entry((key, rec.semver))
                 .or_default()
                 .entry(hid)
                 .or_default()
                 .insert(rec.outputs.iter().map(|o| o.cid).collect());
         }
-        for (cid, by_hid) in outcomes {
+        for ((key, _), by_hid) in outcomes {
             let all: BTreeSet<&Vec<Id>> = by_hid.values().flatten().collect();
             if all.len() > 1 {
                 report.warnings.push(Problem {
-                    path: layout::call_shard(&root, cid.0[0]).join(format!("{}.*", &cid.to_string()[2..])),
+                    path: layout::call_shard(&root, key.0[0]).join(format!("{}.*", &key.to_string()[2..])),
                     what: format!(
                         "{} different results for one call (a non-deterministic op computed in merged stores); lookups use the smallest record id",
                         all.len()
