@@ -283,10 +283,17 @@ impl FsBackend {
             },
             _ => Error::io("open", path, e),
         })?;
-        let mut z = Vec::with_capacity(1024);
-        file.read_to_end(&mut z)
-            .map_err(|e| Error::io("read", path, e))?;
-        let bytes = blob::decompress(&z, path)?;
+                // A buffer kept per thread: allocating ≥ 1 KiB each time makes glibc consolidate its
+        // free lists on every lookup.
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let bytes = BUF.with(|b| {
+            let mut z = b.borrow_mut();
+            z.clear();
+            file.read_to_end(&mut z).map_err(|e| Error::io("read", path, e))?;
+            blob::decompress(&z, path)
+        })?;
         let actual = Id::hash(Kind::CallRecord, &bytes);
         if actual != *rid {
             return Err(Error::corrupt(
