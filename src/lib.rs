@@ -35,7 +35,7 @@
 //!   `new_default(arg = EXPR)` leaves the argument out of the call's identity when it equals
 //!   `EXPR`, so calls made before the argument existed stay hits.
 //! - Outside a storage context an op runs as a plain function (its results are detached refs);
-//!   in a [`Storage::noop`] context it executes without reading or writing anything. An op
+//!   in a [`noop`](Engine::noop) context it executes without reading or writing anything. An op
 //!   called inside another op's body is memoized as its own call.
 //!
 //! # Guarantees

@@ -477,3 +477,35 @@ fn records_of_another_semantic_version_are_not_reused() {
         "both versions are kept"
     );
 }
+
+#[test]
+fn threads_share_one_store_each_in_its_own_context() {
+    let (_d, storage) = tempstore();
+    std::thread::scope(|s| {
+        for t in 0..4i64 {
+            let storage = storage.clone();
+            s.spawn(move || {
+                storage
+                    .run(|| -> mandala::Result<()> {
+                        for i in 0..50 {
+                            add(i, (i + t) % 3)?; // overlapping calls across threads
+                        }
+                        Ok(())
+                    })
+                    .unwrap();
+            });
+        }
+    });
+    let st = storage.stats().op("add");
+    assert_eq!(st.executed + st.hits + st.reused, 200);
+    // Threads may race to compute the same new call, but each distinct call is stored once.
+    let distinct: std::collections::HashSet<(i64, i64)> = (0..4)
+        .flat_map(|t| (0..50).map(move |i| (i, (i + t) % 3)))
+        .collect();
+    assert_eq!(storage.backend().all_calls().unwrap().len(), distinct.len());
+    assert!(storage.verify().unwrap().is_clean());
+    storage.allow_new_calls(false);
+    for (x, y) in distinct {
+        storage.run(|| add(x, y)).unwrap();
+    }
+}

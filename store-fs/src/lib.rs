@@ -283,7 +283,7 @@ impl FsBackend {
             },
             _ => Error::io("open", path, e),
         })?;
-                // A buffer kept per thread: allocating ≥ 1 KiB each time makes glibc consolidate its
+        // A buffer kept per thread: allocating ≥ 1 KiB each time makes glibc consolidate its
         // free lists on every lookup.
         thread_local! {
             static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -291,7 +291,8 @@ impl FsBackend {
         let bytes = BUF.with(|b| {
             let mut z = b.borrow_mut();
             z.clear();
-            file.read_to_end(&mut z).map_err(|e| Error::io("read", path, e))?;
+            file.read_to_end(&mut z)
+                .map_err(|e| Error::io("read", path, e))?;
             blob::decompress(&z, path)
         })?;
         let actual = Id::hash(Kind::CallRecord, &bytes);

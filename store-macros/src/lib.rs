@@ -1,7 +1,7 @@
 //! `#[op]`: turns a function into a memoized op of mandala.
 //!
-//! The macro parses the attribute ([`options`]), checks the function and collects every
-//! problem at once ([`signature`]), then writes the wrapper ([`expand`]). See the `mandala`
+//! The macro parses the attribute (`options`), checks the function and collects every
+//! problem at once (`signature`), then writes the wrapper (`expand`). See the `mandala`
 //! crate for the user-facing documentation of `#[op]`.
 
 use proc_macro::TokenStream;
