@@ -45,6 +45,8 @@
 use std::ops::Deref;
 use std::path::Path;
 
+pub use store_core::global::Tracked;
+pub use store_core::Versioning;
 pub use store_core::{
     Backend, CallRecord, Engine, Error, Id, IdPrefix, IntoArg, Kind, MemoryBackend, Mode, OpStats,
     Ref, RefIds, Result, Slot, Stats, StoredCall, Value,
@@ -67,10 +69,43 @@ pub use store_fs::{Durability, FsBackend, OpenOptions, VerifyReport};
 /// ```
 pub use store_macros::op;
 
+/// Tracks a function, the methods of an impl block, or a static, for versioning: while an op
+/// executes with versioning on, each call of a tracked function and each read of a tracked
+/// static is recorded as a dependency of that op call, and the call is reused later only if
+/// all of them still have the same content. Formatting and comments are not content.
+///
+/// ```
+/// use mandala::{op, track, Storage, Versioning};
+///
+/// #[track]
+/// static SCALE: f64 = 2.0;
+///
+/// #[track]
+/// fn scale(x: f64) -> f64 {
+///     x * *SCALE
+/// }
+///
+/// #[op]
+/// fn prepare(x: f64) -> f64 {
+///     scale(x) + 1.0
+/// }
+///
+/// let storage = Storage::in_memory().versioned(Versioning::tracking([""]))?;
+/// let y = storage.run(|| prepare(3.0))?;
+/// let call = storage.get_ref_creator(&y)?.unwrap();
+/// let deps: Vec<&str> = call.record.deps.keys().map(|k| k.as_str()).collect();
+/// assert_eq!(deps.len(), 3); // prepare, scale and SCALE
+/// # Ok::<(), mandala::Error>(())
+/// ```
+pub use store_macros::track;
+
 /// Support code for the `#[op]` macro. Not a public API.
 #[doc(hidden)]
 pub mod __private {
     pub use store_core::call::{begin, detached, Begin, CallBuilder, Hit, Input, OpSpec};
+    pub use store_core::component::{source_id, ComponentKind, ComponentSpec};
+    pub use store_core::deps::touch;
+    pub use store_core::inventory;
 }
 
 /// A store of memoized calls, and the context ops run in.
@@ -107,6 +142,12 @@ impl Storage {
             engine: Engine::in_memory(),
             fs: None,
         }
+    }
+
+    /// Turns versioning on (see [`Versioning`] and [`track`]); call right after opening.
+    pub fn versioned(self, versioning: Versioning) -> Result<Storage> {
+        self.engine.enable_versioning(versioning)?;
+        Ok(self)
     }
 
     /// The on-disk backend, for a store opened from a path.

@@ -461,6 +461,7 @@ fn records_of_another_semantic_version_are_not_reused() {
             hid: mandala::Id([1; 32]),
             cid: y.cid(),
         }],
+        deps: Default::default(),
     };
     storage.backend().put_call(&other).unwrap();
     let r = storage.run(|| inc(77)).unwrap();

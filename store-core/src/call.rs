@@ -8,6 +8,7 @@
 
 use crate::cbor;
 use crate::context::{self, Mode};
+use crate::deps::{self, DepSet};
 use crate::engine::{Engine, Found};
 use crate::error::{Error, Result};
 use crate::id::{Id, Kind};
@@ -21,6 +22,16 @@ pub struct OpSpec {
     pub name: &'static str,
     /// Its output names, in order.
     pub outputs: &'static [&'static str],
+    /// Its content (tokens without comments or formatting), for versioning.
+    pub content: &'static str,
+}
+
+impl OpSpec {
+    /// The op's content id.
+    pub fn content_id(&self) -> Id {
+        crate::component::current_content_id(self.name)
+            .unwrap_or_else(|| crate::component::source_id(self.content))
+    }
 }
 
 /// What the current context asks of a call.
@@ -41,6 +52,8 @@ pub fn begin(spec: &'static OpSpec) -> Begin {
             pending: Vec::new(),
             ids: None,
             outputs: Vec::new(),
+            recording: None,
+            deps: DepSet::new(),
         }),
         Some((engine, Mode::Noop)) => Begin::Plain(Some(engine)),
         None => Begin::Plain(None),
@@ -110,9 +123,14 @@ pub struct CallBuilder {
     spec: &'static OpSpec,
     inputs: Vec<Slot>,
     pending: Vec<Pending>,
-    /// The call hid, known after [`CallBuilder::lookup`].
+    /// The call hid: known after [`CallBuilder::lookup`], or with versioning after
+    /// [`CallBuilder::executed`] (it depends on what the execution touched).
     ids: Option<Id>,
     outputs: Vec<(Slot, Vec<u8>)>,
+    /// With versioning, the recording of an executing call's dependencies.
+    recording: Option<deps::Recording>,
+    /// With versioning, the dependencies of the executed call.
+    deps: DepSet,
 }
 
 /// The outputs of a call found in the store, as lazy refs.
@@ -179,16 +197,28 @@ impl CallBuilder {
     /// Looks the call up. `Some` is a hit (the body must not run); `None` means execute.
     pub fn lookup(&mut self) -> Result<Option<Hit>> {
         self.inputs.sort_by(|a, b| a.name.cmp(&b.name));
-        let semver = Id::unversioned();
-        let hid = record::call_hid(self.spec.name, &self.inputs, &semver);
-        self.ids = Some(hid);
-        // A call seen in this process needs no call key and no I/O.
-        let found = match self.engine.memo_hit(&hid) {
-            Some(rec) => Some(Found::Hit(rec)),
-            None => {
-                let key = record::call_key(self.spec.name, &self.inputs);
-                self.engine
-                    .lookup(self.spec.name, &key, &hid, &semver, &self.inputs)?
+        let found = if self.engine.versioning().is_some() {
+            let key = record::call_key(self.spec.name, &self.inputs);
+            let found = self
+                .engine
+                .lookup_versioned(self.spec.name, &key, &self.inputs)?;
+            if let Some(f) = &found {
+                // A call that did not execute still depends on what it touched when it did.
+                deps::merge(&f.record().deps);
+            }
+            found
+        } else {
+            let semver = Id::unversioned();
+            let hid = record::call_hid(self.spec.name, &self.inputs, &semver);
+            self.ids = Some(hid);
+            // A call seen in this process needs no call key and no I/O.
+            match self.engine.memo_hit(&hid) {
+                Some(rec) => Some(Found::Hit(rec)),
+                None => {
+                    let key = record::call_key(self.spec.name, &self.inputs);
+                    self.engine
+                        .lookup(self.spec.name, &key, &hid, &semver, &self.inputs)?
+                }
             }
         };
         let Some(found) = found else {
@@ -197,17 +227,20 @@ impl CallBuilder {
                     op: self.spec.name.into(),
                 });
             }
+            if self.engine.versioning().is_some() {
+                let rec = deps::start();
+                deps::touch(self.spec.name, || self.spec.content_id());
+                self.recording = Some(rec);
+            }
             return Ok(None);
         };
-        let (rec, reused) = match found {
-            Found::Hit(r) => (r, false),
-            Found::Reused(r) => (r, true),
-        };
+        let reused = matches!(found, Found::Reused(_));
+        let rec = found.record();
         let names: Vec<&str> = rec.outputs.iter().map(|o| o.name.as_str()).collect();
         if names != self.spec.outputs {
             return Err(Error::SignatureChanged {
                 op: self.spec.name.into(),
-                call: hid.to_string(),
+                call: rec.hid().to_string(),
                 stored: names.iter().map(|s| s.to_string()).collect(),
                 current: self.spec.outputs.iter().map(|s| s.to_string()).collect(),
             });
@@ -231,6 +264,31 @@ impl CallBuilder {
         }))
     }
 
+    /// Called once the body has returned: with versioning, ends the recording of what the call
+    /// touched, which determines its semantic version and so its hid.
+    pub fn executed(&mut self) -> Result<()> {
+        let Some(recording) = self.recording.take() else {
+            return Ok(());
+        };
+        let versioning = self
+            .engine
+            .versioning()
+            .expect("recording implies versioning");
+        let mut set = recording.finish();
+        // Ops are always followed (nested ones included); tracked items only in scope.
+        set.retain(|name, _| {
+            versioning.in_scope(name)
+                || crate::component::find(name).map_or(name == self.spec.name, |c| {
+                    c.kind == crate::component::ComponentKind::Op
+                })
+        });
+        deps::merge(&set);
+        let semver = record::semantic_version(&set);
+        self.ids = Some(record::call_hid(self.spec.name, &self.inputs, &semver));
+        self.deps = set;
+        Ok(())
+    }
+
     /// Records output `i` of an executed call and returns it as a loaded ref.
     pub fn output<T: Value>(&mut self, i: usize, value: T) -> Result<Ref<T>> {
         let name = self.spec.outputs[i];
@@ -239,7 +297,7 @@ impl CallBuilder {
             what: format!("output '{name}'"),
             source,
         })?;
-        let call_hid = self.ids.expect("lookup before output");
+        let call_hid = self.ids.expect("lookup (and executed) before output");
         let ids = RefIds {
             cid: Id::hash(Kind::Value, &bytes),
             hid: record::output_hid(&call_hid, name),
@@ -269,11 +327,17 @@ impl CallBuilder {
             self.engine.store_value(&slot.cid, &bytes)?;
             outputs.push(slot);
         }
+        let semver = if self.engine.versioning().is_some() {
+            record::semantic_version(&self.deps)
+        } else {
+            Id::unversioned()
+        };
         let rec = CallRecord {
             op: self.spec.name.to_string(),
-            semver: Id::unversioned(),
+            semver,
             inputs: self.inputs,
             outputs,
+            deps: self.deps,
         };
         self.engine.store_call(rec, &hid)?;
         self.engine.count(self.spec.name, |s| s.executed += 1);

@@ -38,6 +38,7 @@ struct Inner {
     allow_new_calls: AtomicBool,
     stats: Mutex<Stats>,
     provenance: Mutex<Provenance>,
+    versioning: std::sync::OnceLock<Versioning>,
 }
 
 #[derive(Default)]
@@ -56,6 +57,36 @@ pub(crate) enum Found {
     Reused(Arc<CallRecord>),
 }
 
+impl Found {
+    pub(crate) fn record(&self) -> &Arc<CallRecord> {
+        match self {
+            Found::Hit(r) | Found::Reused(r) => r,
+        }
+    }
+}
+
+/// Which components versioning follows: ops always, and the tracked functions and globals
+/// whose names start with one of the prefixes (mandala's `deps_path`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versioning {
+    prefixes: Vec<String>,
+}
+
+impl Versioning {
+    /// Follows tracked components whose names (`crate::module::item`) start with one of
+    /// `prefixes`; an empty prefix follows every tracked component.
+    pub fn tracking<S: Into<String>>(prefixes: impl IntoIterator<Item = S>) -> Versioning {
+        Versioning {
+            prefixes: prefixes.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// Whether component `name` is followed.
+    pub fn in_scope(&self, name: &str) -> bool {
+        self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
+    }
+}
+
 impl Engine {
     /// An engine over `backend`.
     pub fn new(backend: Box<dyn Backend>) -> Engine {
@@ -66,6 +97,7 @@ impl Engine {
                 allow_new_calls: AtomicBool::new(true),
                 stats: Mutex::new(Stats::default()),
                 provenance: Mutex::new(Provenance::default()),
+                versioning: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -78,6 +110,25 @@ impl Engine {
     /// The backend.
     pub fn backend(&self) -> &dyn Backend {
         &*self.inner.backend
+    }
+
+    /// Turns versioning on: calls record the components they touch, and a stored call is a
+    /// hit only if each of those components still has the content it had. Set once, before
+    /// the first call (setting it again to the same value is allowed).
+    pub fn enable_versioning(&self, versioning: Versioning) -> Result<()> {
+        let current = self.inner.versioning.get_or_init(|| versioning.clone());
+        if *current != versioning {
+            return Err(Error::BadConfig {
+                path: self.inner.backend.describe().into(),
+                reason: format!("versioning is already on with {current:?}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The versioning settings, if versioning is on.
+    pub fn versioning(&self) -> Option<&Versioning> {
+        self.inner.versioning.get()
     }
 
     /// Runs `f` with this engine as the current context: `#[op]` calls inside are memoized.
@@ -247,6 +298,41 @@ impl Engine {
             return Ok(Some(Found::Reused(rec)));
         }
         Ok(None)
+    }
+
+    /// With versioning: finds a stored call of `op` on `inputs` (filed under `key`) whose every
+    /// recorded dependency has the same content in the running program. Among those, one with
+    /// the caller's history is a hit; otherwise one is reused under the caller's history.
+    pub(crate) fn lookup_versioned(
+        &self,
+        op: &str,
+        key: &Id,
+        inputs: &[Slot],
+    ) -> Result<Option<Found>> {
+        let mut compatible: Vec<CallRecord> = Vec::new();
+        for (h, r) in self.inner.backend.list_calls(key)? {
+            let record = self.inner.backend.get_call(key, &h, &r)?;
+            if !self.is_call(&record, op, &record.semver, inputs, false) {
+                return Err(self.misfiled(key, &h));
+            }
+            let current = record
+                .deps
+                .iter()
+                .all(|(name, id)| crate::component::current_content_id(name) == Some(*id));
+            if current && !record.deps.is_empty() {
+                compatible.push(record);
+            }
+        }
+        if let Some(rec) = compatible.iter().find(|rec| rec.inputs == inputs) {
+            return Ok(Some(Found::Hit(Arc::new(rec.clone()))));
+        }
+        let Some(first) = compatible.into_iter().next() else {
+            return Ok(None);
+        };
+        let rec = Arc::new(first.rehistoried(inputs.to_vec()));
+        self.inner.backend.put_call(&rec)?;
+        self.remember(&rec.hid(), &rec);
+        Ok(Some(Found::Reused(rec)))
     }
 
     /// Whether `record` is a call of `op` on `inputs` (by content, and by history too if

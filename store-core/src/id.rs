@@ -34,6 +34,10 @@ pub enum Kind {
     CallRecord,
     /// The semantic version used while versioning is off.
     Unversioned,
+    /// The content of a function or op: its tokens as printed by the macro.
+    Source,
+    /// A semantic version: the dependency set of a call.
+    Semver,
 }
 
 impl Kind {
@@ -48,6 +52,8 @@ impl Kind {
             Kind::OutputHid => "mandala v1 output hid",
             Kind::CallRecord => "mandala v1 call record",
             Kind::Unversioned => "mandala v1 unversioned",
+            Kind::Source => "mandala v1 source",
+            Kind::Semver => "mandala v1 semantic version",
         }
     }
 
@@ -71,6 +77,8 @@ impl Kind {
             Kind::OutputHid => key!(Kind::OutputHid),
             Kind::CallRecord => key!(Kind::CallRecord),
             Kind::Unversioned => key!(Kind::Unversioned),
+            Kind::Source => key!(Kind::Source),
+            Kind::Semver => key!(Kind::Semver),
         };
         blake3::Hasher::new_from_context_key(key)
     }
@@ -342,6 +350,8 @@ mod tests {
             Kind::OutputHid,
             Kind::CallRecord,
             Kind::Unversioned,
+            Kind::Source,
+            Kind::Semver,
         ];
         let mut ids: Vec<Id> = kinds.iter().map(|k| Id::hash(*k, b"same bytes")).collect();
         ids.sort();

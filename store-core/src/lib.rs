@@ -18,9 +18,12 @@
 pub mod backend;
 pub mod call;
 pub mod cbor;
+pub mod component;
 pub mod context;
+pub mod deps;
 pub mod engine;
 pub mod error;
+pub mod global;
 pub mod id;
 mod provenance;
 pub mod record;
@@ -29,9 +32,11 @@ pub mod value;
 
 pub use backend::{Backend, MemoryBackend};
 pub use context::{ContextGuard, Mode};
-pub use engine::Engine;
+pub use engine::{Engine, Versioning};
 pub use error::{Error, Result};
 pub use id::{Id, IdMap, IdPrefix, IdSet, Kind, ParseIdError};
+#[doc(hidden)]
+pub use inventory;
 pub use record::{CallRecord, Slot, StoredCall};
 pub use stats::{OpStats, Stats};
 pub use value::{Arg, IntoArg, Ref, RefIds, Value};

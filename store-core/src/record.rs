@@ -5,6 +5,8 @@
 //! and hid (which, with the record id, make its file name), each output hid, and the record id,
 //! which is what `fsck` checks.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::cbor;
@@ -33,6 +35,11 @@ pub struct CallRecord {
     pub inputs: Vec<Slot>,
     /// Outputs in the op's order.
     pub outputs: Vec<Slot>,
+    /// With versioning: every component the call touched (itself, tracked functions and
+    /// globals, nested ops with theirs), by name, with its content id at the time. Absent
+    /// (empty) while versioning is off, so unversioned records are unchanged by it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deps: BTreeMap<String, Id>,
 }
 
 /// The canonical order of two text map keys: the bytewise order of their CBOR encodings
@@ -102,6 +109,13 @@ pub fn output_hid(call_hid: &Id, name: &str) -> Id {
     Id::hash(Kind::OutputHid, &bytes)
 }
 
+/// The semantic version of a call with dependency set `deps`:
+/// `H_semver(canonical CBOR of {component name: content id})`.
+pub fn semantic_version(deps: &BTreeMap<String, Id>) -> Id {
+    let bytes = cbor::to_canonical(deps).expect("names and ids always encode");
+    Id::hash(Kind::Semver, &bytes)
+}
+
 /// The history id of a value passed in from outside: `H_source_hid(cid bytes)`.
 pub fn source_hid(cid: &Id) -> Id {
     Id::hash(Kind::SourceHid, cid.as_bytes())
@@ -151,6 +165,7 @@ impl CallRecord {
                     cid: o.cid,
                 })
                 .collect(),
+            deps: self.deps.clone(),
         }
     }
 
@@ -253,6 +268,7 @@ mod tests {
             semver: Id::unversioned(),
             inputs: vec![slot("x", 1)],
             outputs: vec![slot("output_0", 3)],
+            deps: BTreeMap::new(),
         };
         let mut x = slot("x", 1);
         x.hid = Id([7; 32]);

@@ -68,7 +68,20 @@ pub fn expand(func: &ItemFn, sig: &Signature) -> TokenStream {
         })
         .collect();
 
+    let content = crate::track::content(syn::Item::Fn(func.clone()));
+    let source = crate::track::source_of(&func.sig, &func.block);
+
     quote! {
+        #m::inventory::submit! {
+            #m::ComponentSpec {
+                kind: #m::ComponentKind::Op,
+                name: #name,
+                content: #content,
+                source: #source,
+                value_id: ::core::option::Option::None,
+            }
+        }
+
         #(#attrs)*
         #[allow(clippy::too_many_arguments)]
         #vis fn #ident(#(#idents: impl ::mandala::IntoArg<#tys>),*) -> #ret_ty {
@@ -76,7 +89,7 @@ pub fn expand(func: &ItemFn, sig: &Signature) -> TokenStream {
             #[inline(always)]
             fn __mandala_body(#(#pats: #tys),*) #orig_ret #body
 
-            static __MANDALA_OP: #m::OpSpec = #m::OpSpec { name: #name, outputs: &[#(#out_names),*] };
+            static __MANDALA_OP: #m::OpSpec = #m::OpSpec { name: #name, outputs: &[#(#out_names),*], content: #content };
             #(let #idents = #m::Input::new(::mandala::IntoArg::into_arg(#idents));)*
             let mut __call = match #m::begin(&__MANDALA_OP) {
                 #m::Begin::Plain(__engine) => {
@@ -92,6 +105,7 @@ pub fn expand(func: &ItemFn, sig: &Signature) -> TokenStream {
             }
             let __out = __mandala_body(#(#idents.into_value(__call.engine())?),*);
             #unwrap_result
+            __call.executed()?;
             let __ret = #record;
             __call.finish()?;
             ::core::result::Result::Ok(__ret)

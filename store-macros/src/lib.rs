@@ -9,6 +9,7 @@ use proc_macro::TokenStream;
 mod expand;
 mod options;
 mod signature;
+mod track;
 
 /// Makes a function a memoized op. See `mandala::op` for the options and an example.
 #[proc_macro_attribute]
@@ -18,6 +19,23 @@ pub fn op(attr: TokenStream, item: TokenStream) -> TokenStream {
         .and_then(|opts| signature::Signature::check(&func, opts))
         .map(|sig| expand::expand(&func, &sig));
     match result {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// Tracks a function, every method of an impl block, or a static: while an op executes, each
+/// call of the function (read of the static) is recorded as a dependency of that op call.
+/// See `mandala::track`.
+#[proc_macro_attribute]
+pub fn track(attr: TokenStream, item: TokenStream) -> TokenStream {
+    if !attr.is_empty() {
+        return syn::Error::new(proc_macro2::Span::call_site(), "#[track] takes no options")
+            .to_compile_error()
+            .into();
+    }
+    let item = syn::parse_macro_input!(item as syn::Item);
+    match track::expand(item) {
         Ok(tokens) => tokens.into(),
         Err(e) => e.to_compile_error().into(),
     }

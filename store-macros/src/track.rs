@@ -1,0 +1,172 @@
+//! `#[track]`: registers a function, the methods of an impl block, or a static as a component
+//! whose use is recorded as a dependency of the op call executing at the time.
+
+use proc_macro2::TokenStream;
+use quote::{quote, ToTokens};
+use syn::{ImplItem, Item, ItemFn, ItemStatic};
+
+/// The item's content: its tokens as printed, without doc attributes. Comments are not tokens
+/// and formatting is not kept, so neither reaches the content.
+pub fn content(mut item: Item) -> String {
+    fn strip(attrs: &mut Vec<syn::Attribute>) {
+        attrs.retain(|a| !a.path().is_ident("doc") && !a.path().is_ident("track"));
+    }
+    match &mut item {
+        Item::Fn(f) => strip(&mut f.attrs),
+        Item::Static(s) => strip(&mut s.attrs),
+        Item::Impl(i) => {
+            strip(&mut i.attrs);
+            for it in &mut i.items {
+                if let ImplItem::Fn(f) = it {
+                    strip(&mut f.attrs);
+                }
+            }
+        }
+        _ => {}
+    }
+    item.to_token_stream().to_string()
+}
+
+/// The text to display: the signature as printed and the body as written, if the compiler can
+/// give the body's source text.
+pub fn source_of(sig: &impl ToTokens, block: &syn::Block) -> String {
+    let sig = sig.to_token_stream().to_string();
+    match block.brace_token.span.join().source_text() {
+        Some(body) => format!("{sig} {body}"),
+        None => format!("{sig} {}", block.to_token_stream()),
+    }
+}
+
+/// The prologue that registers component `name` and reports its use.
+pub fn prologue(kind: TokenStream, name: TokenStream, content: &str, source: &str) -> TokenStream {
+    let m = quote!(::mandala::__private);
+    quote! {
+        #m::inventory::submit! {
+            #m::ComponentSpec { kind: #kind, name: #name, content: #content, source: #source, value_id: None }
+        }
+        {
+            static __MANDALA_CONTENT_ID: ::std::sync::OnceLock<::mandala::Id> = ::std::sync::OnceLock::new();
+            #m::touch(#name, || *__MANDALA_CONTENT_ID.get_or_init(|| #m::source_id(#content)));
+        }
+    }
+}
+
+fn track_fn(mut f: ItemFn, name: TokenStream) -> TokenStream {
+    let content = content(Item::Fn(f.clone()));
+    let source = source_of(&f.sig, &f.block);
+    let pro = prologue(
+        quote!(::mandala::__private::ComponentKind::Function),
+        name,
+        &content,
+        &source,
+    );
+    let body = &f.block;
+    f.block = syn::parse_quote!({ #pro #body });
+    f.into_token_stream()
+}
+
+fn track_static(s: ItemStatic) -> syn::Result<TokenStream> {
+    if let syn::StaticMutability::Mut(m) = &s.mutability {
+        return Err(syn::Error::new_spanned(
+            m,
+            "a tracked global cannot be `static mut`",
+        ));
+    }
+    let ItemStatic {
+        attrs,
+        vis,
+        ident,
+        ty,
+        expr,
+        ..
+    } = &s;
+    let name_lit = quote!(concat!(module_path!(), "::", stringify!(#ident)));
+    let source = s.to_token_stream().to_string();
+    let m = quote!(::mandala::__private);
+    Ok(quote! {
+        #(#attrs)*
+        #vis static #ident: ::mandala::Tracked<#ty> = ::mandala::Tracked::new(#name_lit, #expr);
+        #m::inventory::submit! {
+            #m::ComponentSpec {
+                kind: #m::ComponentKind::Global,
+                name: #name_lit,
+                content: "",
+                source: #source,
+                value_id: Some(|| #ident.content_id()),
+            }
+        }
+    })
+}
+
+/// Expands `#[track]` on `item`.
+pub fn expand(item: Item) -> syn::Result<TokenStream> {
+    match item {
+        Item::Fn(f) => {
+            if !f.sig.generics.params.is_empty() {
+                return Err(syn::Error::new_spanned(&f.sig.generics, "a tracked function cannot be generic (yet): its content would differ per instance"));
+            }
+            let ident = &f.sig.ident;
+            let name = quote!(concat!(module_path!(), "::", stringify!(#ident)));
+            Ok(track_fn(f, name))
+        }
+        Item::Static(s) => track_static(s),
+        Item::Impl(mut i) => {
+            if !i.generics.params.is_empty() {
+                return Err(syn::Error::new_spanned(
+                    &i.generics,
+                    "a tracked impl block cannot be generic (yet)",
+                ));
+            }
+            let ty = i.self_ty.to_token_stream().to_string().replace(' ', "");
+            for it in &mut i.items {
+                if let ImplItem::Fn(f) = it {
+                    let ident = f.sig.ident.to_string();
+                    let name = quote!(concat!(module_path!(), "::", #ty, "::", #ident));
+                    let content = content(Item::Verbatim(f.to_token_stream()));
+                    let source = source_of(&f.sig, &f.block);
+                    let pro = prologue(
+                        quote!(::mandala::__private::ComponentKind::Function),
+                        name,
+                        &content,
+                        &source,
+                    );
+                    let body = &f.block;
+                    f.block = syn::parse_quote!({ #pro #body });
+                }
+            }
+            Ok(i.into_token_stream())
+        }
+        other => Err(syn::Error::new_spanned(
+            other,
+            "#[track] goes on a function, an impl block or a static",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formatting_comments_and_docs_do_not_change_the_content() {
+        let a: Item = syn::parse_str("/// Scales.\nfn scale(x: f64) -> f64 { x * 2.0 }").unwrap();
+        let b: Item =
+            syn::parse_str("fn scale(x: f64)\n    -> f64 {\n    // twice\n    x   *   2.0\n}")
+                .unwrap();
+        let c: Item = syn::parse_str("fn scale(x: f64) -> f64 { x * 3.0 }").unwrap();
+        assert_eq!(content(a.clone()), content(b));
+        assert_ne!(content(a), content(c));
+    }
+
+    #[test]
+    fn statics_become_tracked() {
+        let s: Item = syn::parse_str("pub static N_CLASS: u32 = 2;").unwrap();
+        let out = expand(s).unwrap().to_string();
+        assert!(out.contains(":: mandala :: Tracked < u32 >"), "{out}");
+        let s: Item = syn::parse_str("static mut N: u32 = 2;").unwrap();
+        assert_eq!(
+            expand(s).unwrap_err().to_string(),
+            "a tracked global cannot be `static mut`"
+        );
+    }
+}
