@@ -15,6 +15,44 @@ fn add2(a: u64, b: u64) -> u64 {
     a.wrapping_add(b)
 }
 
+#[mandala::track]
+fn tracked_mix(a: u64, b: u64) -> u64 {
+    a.rotate_left(7) ^ b
+}
+
+#[inline(never)]
+fn plain_mix(a: u64, b: u64) -> u64 {
+    a.rotate_left(7) ^ b
+}
+
+/// A `#[track]`ed function called while no op executes (so nothing is recorded) against the
+/// same function untracked.
+fn tracked_idle(quick: bool) {
+    let n: u64 = if quick { 1_000_000 } else { 20_000_000 };
+    let ours = median_per(5, n, || {
+        let mut acc = 0u64;
+        for i in 0..n {
+            acc = tracked_mix(black_box(acc), i);
+        }
+        black_box(acc);
+    });
+    let base = median_per(5, n, || {
+        let mut acc = 0u64;
+        for i in 0..n {
+            acc = plain_mix(black_box(acc), i);
+        }
+        black_box(acc);
+    });
+    row(
+        "tracked function, no op executing, per call",
+        ns(ours),
+        "ns",
+        "the same function untracked",
+        ns(base),
+        "next to nothing",
+    );
+}
+
 /// The median of `runs` timings of `f`, each divided by `per`.
 fn median_per(runs: usize, per: u64, mut f: impl FnMut()) -> Duration {
     let mut v: Vec<Duration> = (0..runs)
@@ -303,6 +341,9 @@ fn main() {
             .unwrap_or(1),
         if quick { ", quick" } else { "" }
     );
+    if want("tracked_idle") {
+        tracked_idle(quick);
+    }
     if want("hit_in_process") {
         hit_in_process(quick);
     }

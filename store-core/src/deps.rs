@@ -8,7 +8,7 @@
 //! helper reached only through a nested op is a change of the outer call too. With no op
 //! executing the stack is empty, and reporting costs one thread-local access.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use crate::id::Id;
@@ -18,6 +18,9 @@ pub type DepSet = BTreeMap<String, Id>;
 
 thread_local! {
     static FRAMES: RefCell<Vec<DepSet>> = const { RefCell::new(Vec::new()) };
+    /// How many frames FRAMES holds: the one check a tracked function makes when no op is
+    /// executing (a `Cell` read, no borrow).
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Records dependencies for the op call that is executing while it lives.
@@ -33,6 +36,7 @@ pub fn start() -> Recording {
         f.push(DepSet::new());
         f.len()
     });
+    DEPTH.set(depth);
     Recording { depth }
 }
 
@@ -45,6 +49,7 @@ impl Recording {
             f.truncate(self.depth - 1);
             set
         });
+        DEPTH.set(self.depth - 1);
         std::mem::forget(self);
         set
     }
@@ -54,19 +59,23 @@ impl Drop for Recording {
     fn drop(&mut self) {
         // The call failed or panicked: discard its frame.
         FRAMES.with(|f| f.borrow_mut().truncate(self.depth - 1));
+        DEPTH.set(self.depth - 1);
     }
 }
 
 /// Whether an op call is being recorded on this thread.
 #[inline]
 pub fn active() -> bool {
-    FRAMES.with(|f| !f.borrow().is_empty())
+    DEPTH.get() > 0
 }
 
 /// Reports that the executing call touched component `name` with content id `content` (the
 /// id is computed only if a call is being recorded).
 #[inline]
 pub fn touch(name: &str, content: impl FnOnce() -> Id) {
+    if DEPTH.get() == 0 {
+        return;
+    }
     FRAMES.with(|f| {
         let mut f = f.borrow_mut();
         if let Some(top) = f.last_mut() {
