@@ -38,6 +38,8 @@ pub enum Kind {
     Source,
     /// A semantic version: the dependency set of a call.
     Semver,
+    /// A version record of a component's history.
+    Version,
 }
 
 impl Kind {
@@ -54,6 +56,7 @@ impl Kind {
             Kind::Unversioned => "mandala v1 unversioned",
             Kind::Source => "mandala v1 source",
             Kind::Semver => "mandala v1 semantic version",
+            Kind::Version => "mandala v1 version",
         }
     }
 
@@ -79,6 +82,7 @@ impl Kind {
             Kind::Unversioned => key!(Kind::Unversioned),
             Kind::Source => key!(Kind::Source),
             Kind::Semver => key!(Kind::Semver),
+            Kind::Version => key!(Kind::Version),
         };
         blake3::Hasher::new_from_context_key(key)
     }
@@ -352,6 +356,7 @@ mod tests {
             Kind::Unversioned,
             Kind::Source,
             Kind::Semver,
+            Kind::Version,
         ];
         let mut ids: Vec<Id> = kinds.iter().map(|k| Id::hash(*k, b"same bytes")).collect();
         ids.sort();

@@ -29,6 +29,7 @@ mod provenance;
 pub mod record;
 pub mod stats;
 pub mod value;
+pub mod versions;
 
 pub use backend::{Backend, MemoryBackend};
 pub use context::{ContextGuard, Mode};

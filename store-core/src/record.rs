@@ -36,8 +36,9 @@ pub struct CallRecord {
     /// Outputs in the op's order.
     pub outputs: Vec<Slot>,
     /// With versioning: every component the call touched (itself, tracked functions and
-    /// globals, nested ops with theirs), by name, with its content id at the time. Absent
-    /// (empty) while versioning is off, so unversioned records are unchanged by it.
+    /// globals, nested ops with theirs), by name, with its semantic id at the time (for now
+    /// always its content id; see `versions`). Absent (empty) while versioning is off, so
+    /// unversioned records are unchanged by it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub deps: BTreeMap<String, Id>,
 }
