@@ -20,6 +20,12 @@ fn square(x: i64) -> i64 {
     x * x
 }
 
+/// Not deterministic: the result depends on the process that computes it.
+#[op]
+fn roll(x: i64) -> i64 {
+    x * 1000 + i64::from(std::process::id() % 1000)
+}
+
 /// The job a child runs, from `MANDALA_CHILD_JOB`:
 /// - `incs A B`: `inc(inc(i))` and `square(inc(i))` for i in A..B;
 /// - `inc12`: `inc(1)`, `inc(2)`;  `nested`: `inc(inc(1))`.
@@ -37,6 +43,10 @@ fn run_job(storage: &Storage, job: &str) -> mandala::Result<()> {
             ["inc12"] => {
                 inc(1)?;
                 inc(2)?;
+            }
+            ["roll"] => {
+                let r = roll(1)?;
+                inc(&r)?;
             }
             ["nested"] => {
                 let z = inc(inc(1)?)?;
@@ -313,4 +323,53 @@ fn provenance_sees_calls_another_process_stored_after_the_first_query() {
         2,
         "nothing counted twice"
     );
+}
+
+#[test]
+fn diverging_results_of_a_non_deterministic_op_both_survive_a_merge() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b) = (d.path().join("a.mandala"), d.path().join("b.mandala"));
+    run_child(&a, "roll");
+    run_child(&b, "roll");
+    let value = |s: &Path| -> i64 {
+        let st = Storage::open(s).unwrap();
+        st.allow_new_calls(false);
+        let r = st.run(|| roll(1)).unwrap();
+        st.unwrap(&r).unwrap()
+    };
+    let (va, vb) = (value(&a), value(&b));
+    assert_ne!(va, vb, "two processes, two results");
+    // Merge in both orders: both records survive, and both merged stores answer alike.
+    let (ab, ba) = (d.path().join("ab.mandala"), d.path().join("ba.mandala"));
+    for (dst, srcs) in [(&ab, [&a, &b]), (&ba, [&b, &a])] {
+        for src in srcs {
+            sh(
+                d.path(),
+                "rsync",
+                &[
+                    "-a",
+                    &format!("{}/", src.display()),
+                    &format!("{}/", dst.display()),
+                ],
+            );
+        }
+    }
+    for merged in [&ab, &ba] {
+        let st = Storage::open(merged).unwrap();
+        let report = st.verify().unwrap();
+        assert!(report.is_clean(), "{:#?}", report.problems);
+        // roll(1) diverged; the inc calls after it took different contents: they are two
+        // different calls, not a divergence.
+        assert_eq!(report.warnings.len(), 1, "{:#?}", report.warnings);
+        assert!(report.warnings[0]
+            .what
+            .contains("different results for one call"));
+        assert_eq!(
+            st.backend().all_calls().unwrap().len(),
+            4,
+            "both records of each call survive"
+        );
+    }
+    assert_eq!(value(&ab), value(&ba), "lookups choose deterministically");
+    assert!([va, vb].contains(&value(&ab)));
 }
