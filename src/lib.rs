@@ -46,11 +46,11 @@ use std::ops::Deref;
 use std::path::Path;
 
 pub use store_core::global::Tracked;
-pub use store_core::Versioning;
 pub use store_core::{
     Backend, CallRecord, Engine, Error, Id, IdPrefix, IntoArg, Kind, MemoryBackend, Mode, OpStats,
     Ref, RefIds, Result, Slot, Stats, StoredCall, Value,
 };
+pub use store_core::{ChangeReport, ComponentChange, Versioning};
 pub use store_fs::{Durability, FsBackend, OpenOptions, VerifyReport};
 /// Makes a function a memoized op. See the [crate docs](crate#op) for its options.
 ///

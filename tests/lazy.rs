@@ -54,6 +54,12 @@ impl Backend for Counting {
     fn all_values(&self) -> Result<Vec<Id>> {
         self.inner.all_values()
     }
+    fn put_version(&self, v: &store_core::versions::VersionRecord) -> Result<()> {
+        self.inner.put_version(v)
+    }
+    fn all_versions(&self) -> Result<Vec<store_core::versions::VersionRecord>> {
+        self.inner.all_versions()
+    }
 }
 
 #[test]

@@ -214,3 +214,158 @@ fn an_unversioned_store_records_no_dependencies_and_versioned_runs_do_not_trust_
         .enable_versioning(Versioning::tracking(["other::"]))
         .is_err());
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+const SCALE: &str = "versioning::scale_data";
+
+/// A store as an older build would have left it: its history of scale_data holds only an
+/// older text, with which the scale = true calls were computed.
+fn store_from_an_older_build(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("s.mandala");
+    let s = versioned(&path);
+    pipeline(&s).unwrap();
+    let old_text = "fn scale_data(x: Vec<f64>) -> Vec<f64> { x }";
+    let old_content = Id::hash(mandala::Kind::Source, b"older tokens");
+    // Replace the history of scale_data by the older version…
+    let versions = path.join("versions");
+    for v in s.backend().all_versions().unwrap() {
+        if v.component == SCALE {
+            std::fs::remove_file(store_fs::layout::sharded(&path, "versions", &v.id())).unwrap();
+        }
+    }
+    assert!(versions.exists());
+    let text = store_core::cbor::to_canonical(old_text).unwrap();
+    let text_cid = Id::hash(mandala::Kind::Value, &text);
+    s.backend().put_value(&text_cid, &text).unwrap();
+    s.backend()
+        .put_version(&store_core::versions::VersionRecord {
+            component: SCALE.into(),
+            content: old_content,
+            parents: vec![],
+            semantic: old_content,
+            source: text_cid,
+        })
+        .unwrap();
+    // …and the calls that used it by calls recorded with it.
+    let root = path.clone();
+    for c in s.backend().all_calls().unwrap() {
+        if c.record.deps.contains_key(SCALE) {
+            let mut rec = c.record.clone();
+            rec.deps.insert(SCALE.into(), old_content);
+            rec.semver = store_core::record::semantic_version(&rec.deps);
+            let rec = rec.rehistoried(rec.inputs.clone());
+            s.backend().put_call(&rec).unwrap();
+            std::fs::remove_file(store_fs::layout::call_path(&root, &c.key, &c.hid, &c.rid))
+                .unwrap();
+        }
+    }
+    path
+}
+
+fn open_with(path: &std::path::Path, v: Versioning) -> mandala::Result<Storage> {
+    Storage::open(path)?.versioned(v)
+}
+
+fn scope() -> Versioning {
+    Versioning::tracking(["versioning::"])
+}
+
+#[test]
+fn a_changed_helper_is_reported_with_a_diff_and_recomputes_by_default() {
+    let d = tempfile::tempdir().unwrap();
+    let path = store_from_an_older_build(d.path());
+    let s = open_with(&path, scope()).unwrap();
+    let report = s.changes().unwrap();
+    assert_eq!(report.changes.len(), 1, "{report}");
+    let change = &report.changes[0];
+    assert_eq!(change.component, SCALE);
+    assert_eq!(change.change, store_core::versions::Change::Semantic);
+    assert!(
+        change
+            .diff
+            .contains("-fn scale_data(x: Vec<f64>) -> Vec<f64> { x }"),
+        "{}",
+        change.diff
+    );
+    assert!(change.diff.contains("+    let max"), "{}", change.diff);
+    assert_eq!(
+        change.affected,
+        [
+            ("eval_model".to_string(), 1),
+            ("train_model".to_string(), 1)
+        ]
+        .into()
+    );
+    assert!(report.to_string().starts_with("CHANGE in versioning::scale_data (semantic)\n  affects 2 stored call(s) of: eval_model, train_model\n"));
+    pipeline(&s).unwrap();
+    assert_eq!(
+        (
+            executed(&s, "train_model"),
+            executed(&s, "eval_model"),
+            executed(&s, "load_data")
+        ),
+        (1, 1, 0)
+    );
+}
+
+#[test]
+fn a_cosmetic_mark_keeps_old_calls_and_is_honoured_by_the_next_process() {
+    let d = tempfile::tempdir().unwrap();
+    let path = store_from_an_older_build(d.path());
+    let s = open_with(&path, scope().cosmetic(SCALE)).unwrap();
+    assert_eq!(
+        s.changes().unwrap().changes[0].change,
+        store_core::versions::Change::Cosmetic
+    );
+    pipeline(&s).unwrap();
+    assert_eq!(
+        s.stats().total.executed,
+        0,
+        "a cosmetic change recomputes nothing"
+    );
+    // A collaborator's process (no mark in its code) gets the same answer from the store.
+    let next = open_with(&path, scope()).unwrap();
+    assert!(next.changes().unwrap().changes.is_empty());
+    pipeline(&next).unwrap();
+    assert_eq!(next.stats().total.executed, 0);
+}
+
+#[test]
+fn strict_mode_refuses_undecided_changes() {
+    let d = tempfile::tempdir().unwrap();
+    let path = store_from_an_older_build(d.path());
+    let e = open_with(&path, scope().strict()).err().unwrap();
+    assert_eq!(
+        e.to_string(),
+        "strict versioning: undecided changes in versioning::scale_data; mark each cosmetic or semantic"
+    );
+    assert!(open_with(&path, scope().strict().semantic(SCALE)).is_ok());
+}
+
+#[test]
+fn stores_that_decided_differently_fall_back_to_semantic_and_say_so() {
+    let d = tempfile::tempdir().unwrap();
+    let base = store_from_an_older_build(d.path());
+    let (a, b) = (d.path().join("a.mandala"), d.path().join("b.mandala"));
+    copy_dir(&base, &a);
+    copy_dir(&base, &b);
+    open_with(&a, scope().cosmetic(SCALE)).unwrap();
+    open_with(&b, scope()).unwrap();
+    copy_dir(&b, &a); // union of the files: both decisions
+    let s = open_with(&a, scope()).unwrap();
+    assert_eq!(s.changes().unwrap().conflicts, [SCALE]);
+    pipeline(&s).unwrap();
+    assert_eq!(executed(&s, "train_model"), 1, "treated as semantic");
+    assert!(s.verify().unwrap().is_clean());
+}

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use crate::error::Result;
 use crate::id::Id;
 use crate::record::{CallRecord, StoredCall};
+use crate::versions::VersionRecord;
 
 /// Where calls and values live. Implementations: [`MemoryBackend`], and `store_fs::FsBackend`.
 pub trait Backend: Send + Sync {
@@ -47,6 +48,12 @@ pub trait Backend: Send + Sync {
 
     /// The content ids of every stored value, sorted.
     fn all_values(&self) -> Result<Vec<Id>>;
+
+    /// Stores a version record of a component history (idempotent).
+    fn put_version(&self, version: &VersionRecord) -> Result<()>;
+
+    /// Every stored version record, sorted by id.
+    fn all_versions(&self) -> Result<Vec<VersionRecord>>;
 }
 
 /// A backend that keeps everything in memory, for tests and throwaway sessions.
@@ -54,6 +61,7 @@ pub trait Backend: Send + Sync {
 pub struct MemoryBackend {
     values: Mutex<HashMap<Id, Vec<u8>>>,
     calls: Mutex<BTreeMap<(Id, Id, Id), CallRecord>>,
+    versions: Mutex<BTreeMap<Id, VersionRecord>>,
 }
 
 impl MemoryBackend {
@@ -140,5 +148,18 @@ impl Backend for MemoryBackend {
         let mut v: Vec<Id> = self.values.lock().unwrap().keys().copied().collect();
         v.sort();
         Ok(v)
+    }
+
+    fn put_version(&self, version: &VersionRecord) -> Result<()> {
+        self.versions
+            .lock()
+            .unwrap()
+            .entry(version.id())
+            .or_insert_with(|| version.clone());
+        Ok(())
+    }
+
+    fn all_versions(&self) -> Result<Vec<VersionRecord>> {
+        Ok(self.versions.lock().unwrap().values().cloned().collect())
     }
 }

@@ -25,6 +25,7 @@ use crate::provenance::Provenance;
 use crate::record::{CallRecord, Slot, StoredCall};
 use crate::stats::Stats;
 use crate::value::{Ref, RefIds, Value};
+use crate::versioning::{ChangeReport, VersionState, Versioning};
 
 /// The memo engine over one backend. See the module docs.
 #[derive(Clone)]
@@ -38,7 +39,7 @@ struct Inner {
     allow_new_calls: AtomicBool,
     stats: Mutex<Stats>,
     provenance: Mutex<Provenance>,
-    versioning: std::sync::OnceLock<Versioning>,
+    versioning: std::sync::OnceLock<VersionState>,
 }
 
 #[derive(Default)]
@@ -62,28 +63,6 @@ impl Found {
         match self {
             Found::Hit(r) | Found::Reused(r) => r,
         }
-    }
-}
-
-/// Which components versioning follows: ops always, and the tracked functions and globals
-/// whose names start with one of the prefixes (mandala's `deps_path`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Versioning {
-    prefixes: Vec<String>,
-}
-
-impl Versioning {
-    /// Follows tracked components whose names (`crate::module::item`) start with one of
-    /// `prefixes`; an empty prefix follows every tracked component.
-    pub fn tracking<S: Into<String>>(prefixes: impl IntoIterator<Item = S>) -> Versioning {
-        Versioning {
-            prefixes: prefixes.into_iter().map(Into::into).collect(),
-        }
-    }
-
-    /// Whether component `name` is followed.
-    pub fn in_scope(&self, name: &str) -> bool {
-        self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
     }
 }
 
@@ -112,23 +91,32 @@ impl Engine {
         &*self.inner.backend
     }
 
-    /// Turns versioning on: calls record the components they touch, and a stored call is a
-    /// hit only if each of those components still has the content it had. Set once, before
-    /// the first call (setting it again to the same value is allowed).
-    pub fn enable_versioning(&self, versioning: Versioning) -> Result<()> {
-        let current = self.inner.versioning.get_or_init(|| versioning.clone());
-        if *current != versioning {
-            return Err(Error::BadConfig {
-                path: self.inner.backend.describe().into(),
-                reason: format!("versioning is already on with {current:?}"),
-            });
+    /// Turns versioning on: brings the histories of the program's components up to date in
+    /// the store (committing changed ones as `versioning` decides) and returns what changed.
+    /// From then on calls record the components they touch, and a stored call is a hit only
+    /// if each of them has the same semantic id now. Set once, before the first call.
+    pub fn enable_versioning(&self, versioning: Versioning) -> Result<&ChangeReport> {
+        if let Some(state) = self.inner.versioning.get() {
+            if state.config != versioning {
+                return Err(Error::BadConfig {
+                    path: self.inner.backend.describe().into(),
+                    reason: format!("versioning is already on with {:?}", state.config),
+                });
+            }
+            return Ok(&state.report);
         }
-        Ok(())
+        let state = crate::versioning::sync(&*self.inner.backend, versioning)?;
+        Ok(&self.inner.versioning.get_or_init(|| state).report)
     }
 
-    /// The versioning settings, if versioning is on.
-    pub fn versioning(&self) -> Option<&Versioning> {
+    /// The versioning state, if versioning is on.
+    pub fn versioning(&self) -> Option<&VersionState> {
         self.inner.versioning.get()
+    }
+
+    /// What changed in the program's components when versioning was turned on.
+    pub fn changes(&self) -> Option<&ChangeReport> {
+        self.versioning().map(|v| &v.report)
     }
 
     /// Runs `f` with this engine as the current context: `#[op]` calls inside are memoized.
@@ -315,10 +303,11 @@ impl Engine {
             if !self.is_call(&record, op, &record.semver, inputs, false) {
                 return Err(self.misfiled(key, &h));
             }
+            let versioning = self.versioning().expect("versioned lookup");
             let current = record
                 .deps
                 .iter()
-                .all(|(name, id)| crate::component::current_content_id(name) == Some(*id));
+                .all(|(name, id)| versioning.semantic_id(name) == Some(*id));
             if current && !record.deps.is_empty() {
                 compatible.push(record);
             }

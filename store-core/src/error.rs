@@ -100,6 +100,12 @@ pub enum Error {
         /// Output names the op declares.
         current: Vec<String>,
     },
+    /// Strict versioning: components changed and no decision says whether semantically.
+    #[error("strict versioning: undecided changes in {}; mark each cosmetic or semantic", components.join(", "))]
+    UndecidedChanges {
+        /// The changed components.
+        components: Vec<String>,
+    },
     /// A lazy ref's value is needed but no storage is at hand to load it from.
     #[error("ref {hid} is not loaded and no storage context is active to load it from")]
     NotLoaded {

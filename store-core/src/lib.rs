@@ -29,11 +29,12 @@ mod provenance;
 pub mod record;
 pub mod stats;
 pub mod value;
+pub mod versioning;
 pub mod versions;
 
 pub use backend::{Backend, MemoryBackend};
 pub use context::{ContextGuard, Mode};
-pub use engine::{Engine, Versioning};
+pub use engine::Engine;
 pub use error::{Error, Result};
 pub use id::{Id, IdMap, IdPrefix, IdSet, Kind, ParseIdError};
 #[doc(hidden)]
@@ -41,3 +42,4 @@ pub use inventory;
 pub use record::{CallRecord, Slot, StoredCall};
 pub use stats::{OpStats, Stats};
 pub use value::{Arg, IntoArg, Ref, RefIds, Value};
+pub use versioning::{ChangeReport, ComponentChange, Versioning};

@@ -27,6 +27,8 @@ pub struct VersionRecord {
     pub parents: Vec<Id>,
     /// The semantic id: equal to a parent's for a cosmetic change, else the content id.
     pub semantic: Id,
+    /// The cid of the version's text for display (a CBOR text string stored as a value).
+    pub source: Id,
 }
 
 impl VersionRecord {
@@ -119,6 +121,7 @@ impl History {
         &mut self,
         component: &str,
         content: Id,
+        source: Id,
         decide: impl FnOnce(&[&VersionRecord]) -> Change,
     ) -> Synced {
         if let Some(known) = self.with_content(&content).first() {
@@ -138,6 +141,7 @@ impl History {
             content,
             parents: heads,
             semantic,
+            source,
         };
         self.versions.insert(record.id(), record.clone());
         Synced::Committed(record)
@@ -155,7 +159,7 @@ mod tests {
     #[test]
     fn the_first_version_is_its_own_semantic_root() {
         let mut h = History::default();
-        let Synced::Committed(v1) = h.sync("f", c(1), |_| panic!("nothing to decide")) else {
+        let Synced::Committed(v1) = h.sync("f", c(1), c(0), |_| panic!("nothing to decide")) else {
             panic!()
         };
         assert_eq!((v1.parents.len(), v1.semantic), (0, c(1)));
@@ -165,8 +169,8 @@ mod tests {
     #[test]
     fn semantic_changes_get_new_ids_and_cosmetic_ones_inherit() {
         let mut h = History::default();
-        h.sync("f", c(1), |_| Change::Semantic);
-        let Synced::Committed(v2) = h.sync("f", c(2), |_| Change::Cosmetic) else {
+        h.sync("f", c(1), c(0), |_| Change::Semantic);
+        let Synced::Committed(v2) = h.sync("f", c(2), c(0), |_| Change::Cosmetic) else {
             panic!()
         };
         assert_eq!(
@@ -174,7 +178,7 @@ mod tests {
             c(1),
             "cosmetic: same semantic id as its parent"
         );
-        let Synced::Committed(v3) = h.sync("f", c(3), |_| Change::Semantic) else {
+        let Synced::Committed(v3) = h.sync("f", c(3), c(0), |_| Change::Semantic) else {
             panic!()
         };
         assert_eq!(v3.semantic, c(3));
@@ -186,10 +190,12 @@ mod tests {
     #[test]
     fn known_content_is_checked_out_without_a_commit() {
         let mut h = History::default();
-        h.sync("f", c(1), |_| Change::Semantic);
-        h.sync("f", c(2), |_| Change::Semantic);
+        h.sync("f", c(1), c(0), |_| Change::Semantic);
+        h.sync("f", c(2), c(0), |_| Change::Semantic);
         let before = h.versions().len();
-        let back = h.sync("f", c(1), |_| panic!("known content needs no decision"));
+        let back = h.sync("f", c(1), c(0), |_| {
+            panic!("known content needs no decision")
+        });
         assert!(matches!(back, Synced::Known(ref v) if v.content == c(1) && v.semantic == c(1)));
         assert_eq!(
             h.versions().len(),
@@ -201,15 +207,15 @@ mod tests {
     #[test]
     fn branches_from_merged_stores_union_and_the_next_commit_merges_them() {
         let mut base = History::default();
-        base.sync("f", c(1), |_| Change::Semantic);
+        base.sync("f", c(1), c(0), |_| Change::Semantic);
         let (mut a, mut b) = (base.clone(), base.clone());
-        a.sync("f", c(2), |_| Change::Cosmetic);
-        b.sync("f", c(3), |_| Change::Semantic);
+        a.sync("f", c(2), c(0), |_| Change::Cosmetic);
+        b.sync("f", c(3), c(0), |_| Change::Semantic);
         let mut merged = History::new(a.versions().values().chain(b.versions().values()).cloned());
         assert_eq!(merged.versions().len(), 3);
         assert_eq!(merged.heads().len(), 2, "two branches");
         // Heads disagree on the semantic id (1 vs 3): a cosmetic mark cannot apply.
-        let Synced::Committed(m) = merged.sync("f", c(4), |_| Change::Cosmetic) else {
+        let Synced::Committed(m) = merged.sync("f", c(4), c(0), |_| Change::Cosmetic) else {
             panic!()
         };
         assert_eq!(m.parents.len(), 2);
@@ -220,10 +226,10 @@ mod tests {
     #[test]
     fn different_decisions_about_one_content_fall_back_to_semantic() {
         let mut base = History::default();
-        base.sync("f", c(1), |_| Change::Semantic);
+        base.sync("f", c(1), c(0), |_| Change::Semantic);
         let (mut a, mut b) = (base.clone(), base.clone());
-        a.sync("f", c(2), |_| Change::Cosmetic); // semantic id 1
-        b.sync("f", c(2), |_| Change::Semantic); // semantic id 2
+        a.sync("f", c(2), c(0), |_| Change::Cosmetic); // semantic id 1
+        b.sync("f", c(2), c(0), |_| Change::Semantic); // semantic id 2
         let merged = History::new(a.versions().values().chain(b.versions().values()).cloned());
         assert_eq!(merged.semantic_of(&c(2)), Some((c(2), true)));
     }
@@ -235,6 +241,7 @@ mod tests {
             content: c(1),
             parents: vec![c(7), c(8)],
             semantic: c(1),
+            source: c(0),
         };
         let h1 = History::new([v.clone()]);
         let h2 = History::new([v.clone(), v.clone()]);

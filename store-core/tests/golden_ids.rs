@@ -353,3 +353,50 @@ fn some_encodings_are_as_rfc_8949_says() {
     assert_eq!(hex(&v["option none"]), "f6");
     assert_eq!(hex(&v["bytes"]), "45000102feff");
 }
+
+#[test]
+fn versioning_ids_are_frozen() {
+    use std::collections::BTreeMap;
+    let content = store_core::component::source_id("fn f ( ) -> u8 { 1 } ");
+    let deps: BTreeMap<String, Id> = [("f".to_string(), content)].into();
+    let semver = store_core::record::semantic_version(&deps);
+    let version = store_core::versions::VersionRecord {
+        component: "f".into(),
+        content,
+        parents: vec![],
+        semantic: content,
+        source: Id([0; 32]),
+    }
+    .id();
+    let got = [
+        ("source", content),
+        ("semver", semver),
+        ("version", version),
+    ];
+    let printed: String = got
+        .iter()
+        .map(|(n, id)| format!("        ({n:?}, \"{id}\"),\n"))
+        .collect();
+    let expected: &[(&str, &str)] = &[
+        (
+            "source",
+            "7cad0cdf8faeae4bb03be334a559b1b89bbeaf340b0c63f386e2a674140ac857",
+        ),
+        (
+            "semver",
+            "eb879f561d943b77e71905b8735a219e82898c7831b093b0578e005eeb55505d",
+        ),
+        (
+            "version",
+            "d0c7295ae81f1bf18e11bb2ef7d04874e9a162dd582051df75e0d825c101ef01",
+        ),
+    ];
+    assert_eq!(got.len(), expected.len(), "actual:\n{printed}");
+    for ((n, id), (en, eid)) in got.iter().zip(expected) {
+        assert_eq!(
+            (*n, id.to_string()),
+            (*en, eid.to_string()),
+            "format break! actual:\n{printed}"
+        );
+    }
+}

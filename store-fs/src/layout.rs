@@ -5,6 +5,7 @@
 //! values/ab/cdef…(62 hex)            a value, named by its cid
 //! calls/ab/cdef…(62 hex).HID.RID     a call record: call key (sharded like values),
 //!                                    call hid and record id (64 hex each)
+//! versions/ab/cdef…(62 hex)          a version record of a component, named by its id
 //! tmp/                               staging for atomic writes (ignored by git)
 //! index/                             derived caches (ignored by git)
 //! ```
@@ -25,13 +26,17 @@ pub const INDEX: &str = "index";
 pub const REFS: &str = "refs";
 /// The config file.
 pub const CONFIG: &str = "mandala.toml";
-/// Every name that may appear at the top of a store.
+/// Version records of component histories (versioning).
+pub const VERSIONS: &str = "versions";
+/// Every name that may appear at the top of a store (`sources` is reserved).
 pub const TOP_LEVEL: &[&str] = &[
     CONFIG,
     ".gitignore",
     ".gitattributes",
     VALUES,
     CALLS,
+    VERSIONS,
+    "sources",
     REFS,
     TMP,
     INDEX,
@@ -53,6 +58,11 @@ fn sharded_path(root: &Path, top: &str, id: &Id, extra: usize) -> PathBuf {
     p.push(&hex[..2]);
     p.push(&hex[2..]);
     p
+}
+
+/// The path of the object `id` in the sharded directory `top` (`values`, `versions`).
+pub fn sharded(root: &Path, top: &str, id: &Id) -> PathBuf {
+    sharded_path(root, top, id, 0)
 }
 
 /// The path of value `cid` under `root`.

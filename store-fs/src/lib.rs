@@ -36,6 +36,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use store_core::versions::VersionRecord;
 use store_core::{cbor, Backend, CallRecord, Error, Id, IdMap, Kind, Result, StoredCall};
 
 pub use config::{Config, FORMAT_VERSION};
@@ -506,5 +507,36 @@ impl Backend for FsBackend {
                     .ok_or_else(|| Error::corrupt(root.join(&s).join(&r), "not a value name"))
             })
             .collect()
+    }
+
+    fn put_version(&self, version: &VersionRecord) -> Result<()> {
+        let bytes = cbor::to_canonical(version).expect("version records always encode");
+        let id = Id::hash(Kind::Version, &bytes);
+        let path = layout::sharded(&self.inner.root, layout::VERSIONS, &id);
+        self.put_blob(&path, &bytes).map(|_| ())
+    }
+
+    fn all_versions(&self) -> Result<Vec<VersionRecord>> {
+        let root = self.inner.root.join(layout::VERSIONS);
+        let mut out = Vec::new();
+        for (shard, rest) in self.list_sharded(layout::VERSIONS)? {
+            let path = root.join(&shard).join(&rest);
+            let id = layout::parse_sharded(&shard, &rest)
+                .ok_or_else(|| Error::corrupt(&path, "not a version name"))?;
+            let bytes = self
+                .read_blob(&path)?
+                .ok_or_else(|| Error::corrupt(&path, "vanished"))?;
+            if Id::hash(Kind::Version, &bytes) != id {
+                return Err(Error::corrupt(
+                    &path,
+                    "version record does not hash to its name",
+                ));
+            }
+            out.push(
+                cbor::from_slice(&bytes)
+                    .map_err(|e| Error::corrupt(&path, format!("not a version record: {e}")))?,
+            );
+        }
+        Ok(out)
     }
 }

@@ -148,6 +148,27 @@ impl FsBackend {
                 });
             }
         }
+        for (shard, rest) in self.list_sharded(layout::VERSIONS)? {
+            let path = root.join(layout::VERSIONS).join(&shard).join(&rest);
+            let Some(id) = layout::parse_sharded(&shard, &rest) else {
+                problem(path, "not a version name (2 + 62 hex digits)".into());
+                continue;
+            };
+            match self.read_blob(&path) {
+                Ok(Some(bytes)) if Id::hash(store_core::Kind::Version, &bytes) != id => {
+                    problem(path, "version record does not hash to its name".into())
+                }
+                Ok(Some(bytes)) => {
+                    if let Err(e) =
+                        store_core::cbor::from_slice::<store_core::versions::VersionRecord>(&bytes)
+                    {
+                        problem(path, format!("not a version record: {e}"));
+                    }
+                }
+                Ok(None) => problem(path, "vanished while checking".into()),
+                Err(e) => problem(path, error_reason(e)),
+            }
+        }
         for t in crate::write::stray_temp_files(&root.join(layout::TMP))? {
             report.warnings.push(Problem {
                 path: t,

@@ -24,7 +24,46 @@ pub fn content(mut item: Item) -> String {
         }
         _ => {}
     }
-    item.to_token_stream().to_string()
+    let mut out = String::new();
+    print_tokens(item.to_token_stream(), &mut out);
+    out
+}
+
+/// Prints tokens in a fixed form of our own (one space between tokens, none inside a joint
+/// operator), so content ids do not depend on how a compiler or proc-macro2 version prints them.
+fn print_tokens(tokens: TokenStream, out: &mut String) {
+    use proc_macro2::{Delimiter, Spacing, TokenTree};
+    for tt in tokens {
+        match tt {
+            TokenTree::Group(g) => {
+                let (open, close) = match g.delimiter() {
+                    Delimiter::Parenthesis => ("(", ")"),
+                    Delimiter::Brace => ("{", "}"),
+                    Delimiter::Bracket => ("[", "]"),
+                    Delimiter::None => ("", ""),
+                };
+                out.push_str(open);
+                out.push(' ');
+                print_tokens(g.stream(), out);
+                out.push_str(close);
+                out.push(' ');
+            }
+            TokenTree::Ident(i) => {
+                out.push_str(&i.to_string());
+                out.push(' ');
+            }
+            TokenTree::Punct(p) => {
+                out.push(p.as_char());
+                if p.spacing() == Spacing::Alone {
+                    out.push(' ');
+                }
+            }
+            TokenTree::Literal(l) => {
+                out.push_str(&l.to_string());
+                out.push(' ');
+            }
+        }
+    }
 }
 
 /// The text to display: the signature as printed and the body as written, if the compiler can
@@ -156,6 +195,16 @@ mod tests {
         let c: Item = syn::parse_str("fn scale(x: f64) -> f64 { x * 3.0 }").unwrap();
         assert_eq!(content(a.clone()), content(b));
         assert_ne!(content(a), content(c));
+    }
+
+    #[test]
+    fn content_is_printed_in_our_own_fixed_form() {
+        let f: Item =
+            syn::parse_str("fn f(a: &[u8]) -> u8 { if a.len() >= 2 { a[0] } else { 0 } }").unwrap();
+        assert_eq!(
+            content(f),
+            "fn f ( a : & [ u8 ] ) -> u8 { if a . len ( ) >= 2 { a [ 0 ] } else { 0 } } "
+        );
     }
 
     #[test]
