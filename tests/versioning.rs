@@ -369,3 +369,46 @@ fn stores_that_decided_differently_fall_back_to_semantic_and_say_so() {
     assert_eq!(executed(&s, "train_model"), 1, "treated as semantic");
     assert!(s.verify().unwrap().is_clean());
 }
+
+#[test]
+fn histories_versions_and_diffs_can_be_inspected() {
+    let d = tempfile::tempdir().unwrap();
+    let path = store_from_an_older_build(d.path());
+    let s = open_with(&path, scope().cosmetic(SCALE)).unwrap();
+    let history = s.source_history(SCALE).unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(
+        history[0].text,
+        "fn scale_data(x: Vec<f64>) -> Vec<f64> { x }"
+    );
+    assert!(history[1].text.contains("let max"), "{}", history[1].text);
+    assert_eq!(history[1].record.parents, [history[0].id]);
+    assert_eq!(
+        history[1].record.semantic, history[0].record.semantic,
+        "cosmetic"
+    );
+    let versions = s.versions("train_model").unwrap();
+    assert_eq!(versions.len(), 2);
+    let with_scale = versions
+        .iter()
+        .find(|v| v.deps.contains_key(SCALE))
+        .unwrap();
+    assert_eq!(with_scale.calls, 1);
+    assert_eq!(
+        with_scale.texts[SCALE], history[0].text,
+        "the text of the semantic representative"
+    );
+    assert!(with_scale.texts["train_model"].contains("scale_data(x)"));
+    let diff = s
+        .diff(
+            &history[0].id.to_string()[..8],
+            &history[1].id.to_string()[..8],
+        )
+        .unwrap();
+    assert!(
+        diff.contains("-fn scale_data(x: Vec<f64>) -> Vec<f64> { x }")
+            && diff.contains("+    let max"),
+        "{diff}"
+    );
+    assert!(s.versions("nope").is_err());
+}

@@ -49,6 +49,12 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
         Command::Show { prefix } => show(&store, prefix, cli.json, out),
         Command::Cat { prefix } => cat(&store, prefix, out),
         Command::Fsck => fsck(&store, cli.json, out),
+        Command::Log { component, patch } => log(&store, component, *patch, cli.json, out),
+        Command::Versions { op } => versions(&store, op, cli.json, out),
+        Command::Diff { a, b } => {
+            write!(out, "{}", store_core::inspect::diff(&store, a, b)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -352,4 +358,108 @@ fn fsck(store: &FsBackend, as_json: bool, out: &mut impl Write) -> Result<ExitCo
     } else {
         ExitCode::from(1)
     })
+}
+
+fn log(
+    store: &FsBackend,
+    component: &str,
+    patch: bool,
+    as_json: bool,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    let history = store_core::inspect::source_history(store, component)?;
+    if history.is_empty() {
+        anyhow::bail!(
+            "no history of component '{component}' in {}",
+            store.describe()
+        );
+    }
+    if as_json {
+        let v: Vec<Json> = history
+            .iter()
+            .map(|h| {
+                json!({
+                    "version": h.id.to_string(),
+                    "content": h.record.content.to_string(),
+                    "semantic": h.record.semantic.to_string(),
+                    "parents": h.record.parents.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                    "text": h.text,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", Json::Array(v))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Newest first, as git log.
+    for h in history.iter().rev() {
+        let kind = if h.record.semantic == h.record.content {
+            "semantic"
+        } else {
+            "cosmetic"
+        };
+        writeln!(out, "version {}", h.id)?;
+        if !h.record.parents.is_empty() {
+            let parents: Vec<String> = h.record.parents.iter().map(|p| p.short(12)).collect();
+            writeln!(out, "parents  {}", parents.join(" "))?;
+        }
+        writeln!(
+            out,
+            "content  {}  ({kind}; semantic id {})",
+            h.record.content.short(12),
+            h.record.semantic.short(12)
+        )?;
+        if patch {
+            let parent_text = h
+                .record
+                .parents
+                .first()
+                .and_then(|p| history.iter().find(|x| x.id == *p))
+                .map(|x| x.text.as_str())
+                .unwrap_or("");
+            let diff = similar::TextDiff::from_lines(parent_text, h.text.as_str());
+            write!(out, "{}", diff.unified_diff().header("parent", "this"))?;
+        }
+        writeln!(out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn versions(store: &FsBackend, op: &str, as_json: bool, out: &mut impl Write) -> Result<ExitCode> {
+    let versions = store_core::inspect::op_versions(store, op)?;
+    if as_json {
+        let v: Vec<Json> = versions
+            .iter()
+            .map(|v| {
+                json!({
+                    "semver": v.semver.to_string(),
+                    "calls": v.calls,
+                    "deps": v.deps.iter().map(|(k, id)| (k.clone(), Json::String(id.to_string()))).collect::<serde_json::Map<_, _>>(),
+                    "texts": v.texts,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", Json::Array(v))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for v in &versions {
+        writeln!(
+            out,
+            "version {}  ({} call{})",
+            v.semver.short(16),
+            v.calls,
+            if v.calls == 1 { "" } else { "s" }
+        )?;
+        if v.deps.is_empty() {
+            writeln!(out, "  (unversioned calls: no dependencies recorded)")?;
+        }
+        for (name, id) in &v.deps {
+            writeln!(out, "  {name}  {}", id.short(12))?;
+            if let Some(text) = v.texts.get(name) {
+                for line in text.lines() {
+                    writeln!(out, "    | {line}")?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -62,6 +62,26 @@ enum Command {
     },
     /// Check every object of the store; exit 1 if any is damaged.
     Fsck,
+    /// The history of a component (op, tracked function or global), like `git log`.
+    Log {
+        /// The component's name (`train_model`, `my_crate::scale_data`).
+        component: String,
+        /// Show each version's diff from its parent.
+        #[arg(long, short)]
+        patch: bool,
+    },
+    /// The semantic versions of an op: the components its calls depended on, with their texts.
+    Versions {
+        /// The op's name.
+        op: String,
+    },
+    /// A unified diff between two versions, by version id prefix.
+    Diff {
+        /// The older version.
+        a: String,
+        /// The newer version.
+        b: String,
+    },
 }
 
 fn main() -> ExitCode {

@@ -253,3 +253,48 @@ fn init_and_fsck() {
 fn ok_or_code(cwd: &Path, args: &[&str]) -> String {
     String::from_utf8(mandala(cwd, args).stdout).unwrap()
 }
+
+#[mandala::track]
+fn halve(x: u64) -> u64 {
+    x / 2
+}
+
+#[op]
+fn halved(x: u64) -> u64 {
+    halve(x) + 1
+}
+
+#[test]
+fn log_versions_and_diff() {
+    let d = tempfile::tempdir().unwrap();
+    let storage = Storage::open(d.path().join("lab.mandala"))
+        .unwrap()
+        .versioned(mandala::Versioning::tracking(["cli::"]))
+        .unwrap();
+    storage.run(|| halved(10)).unwrap();
+    let log = ok(d.path(), &["log", "cli::halve", "--patch"]);
+    assert!(log.starts_with("version "), "{log}");
+    assert!(log.contains("(semantic; semantic id"), "{log}");
+    assert!(
+        log.contains("+fn halve (x : u64) -> u64 {") || log.contains("+fn halve"),
+        "{log}"
+    );
+    let versions = ok(d.path(), &["versions", "halved"]);
+    assert!(
+        versions.starts_with("version ") && versions.contains("(1 call)"),
+        "{versions}"
+    );
+    assert!(
+        versions.contains("  cli::halve  ") && versions.contains("    |     x / 2"),
+        "{versions}"
+    );
+    let j: Json = serde_json::from_str(&ok(d.path(), &["log", "--json", "halved"])).unwrap();
+    let id = j[0]["version"].as_str().unwrap().to_string();
+    assert_eq!(
+        ok(d.path(), &["diff", &id[..8], &id[..8]]),
+        "",
+        "a version against itself"
+    );
+    let e = fails(d.path(), &["log", "nothing"], 2);
+    assert!(e.contains("no history of component 'nothing'"), "{e}");
+}

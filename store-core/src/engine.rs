@@ -114,6 +114,22 @@ impl Engine {
         self.inner.versioning.get()
     }
 
+    /// The history of component `name`, parents before children.
+    pub fn source_history(&self, name: &str) -> Result<Vec<crate::inspect::VersionInfo>> {
+        crate::inspect::source_history(&*self.inner.backend, name)
+    }
+
+    /// The semantic versions of op `name` among its stored calls, each with the components
+    /// its calls depended on and their texts.
+    pub fn versions(&self, name: &str) -> Result<Vec<crate::inspect::OpVersion>> {
+        crate::inspect::op_versions(&*self.inner.backend, name)
+    }
+
+    /// A unified diff between two versions, by version id prefix.
+    pub fn diff(&self, a: &str, b: &str) -> Result<String> {
+        crate::inspect::diff(&*self.inner.backend, a, b)
+    }
+
     /// What changed in the program's components when versioning was turned on.
     pub fn changes(&self) -> Option<&ChangeReport> {
         self.versioning().map(|v| &v.report)

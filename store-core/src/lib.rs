@@ -25,6 +25,7 @@ pub mod engine;
 pub mod error;
 pub mod global;
 pub mod id;
+pub mod inspect;
 mod provenance;
 pub mod record;
 pub mod stats;
