@@ -307,7 +307,15 @@ fn a_changed_helper_is_reported_with_a_diff_and_recomputes_by_default() {
         ]
         .into()
     );
-    assert!(report.to_string().starts_with("CHANGE in versioning::scale_data (semantic)\n  affects 2 stored call(s) of: eval_model, train_model\n"));
+    let text = report.to_string();
+    let old = Id::hash(mandala::Kind::Source, b"older tokens").short(12);
+    let now = change.to.short(12);
+    assert!(
+        text.starts_with(&format!(
+            "CHANGE in versioning::scale_data (semantic): {old} -> {now}\n  affects 2 stored call(s) of: eval_model, train_model\n"
+        )),
+        "{text}"
+    );
     pipeline(&s).unwrap();
     assert_eq!(
         (
@@ -411,4 +419,64 @@ fn histories_versions_and_diffs_can_be_inspected() {
         "{diff}"
     );
     assert!(s.versions("nope").is_err());
+}
+
+/// Declares in code that it stays compatible with the version whose content id starts with
+/// 8eb1a5c4 (the "older tokens" that `store_with_old_polish` puts in the history).
+#[track(cosmetic_of = "8eb1a5c4")]
+fn polish(x: u32) -> u32 {
+    x + 1
+}
+
+#[op]
+fn polished(x: u32) -> u32 {
+    polish(x) * 10
+}
+
+#[test]
+fn a_cosmetic_mark_in_code_names_the_content_it_stays_compatible_with() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("s.mandala");
+    let name = "versioning::polish";
+    let s = versioned(&path);
+    s.run(|| polished(4)).unwrap();
+    // Rewrite history and calls as if "older tokens" had been the text of polish.
+    let old = Id::hash(mandala::Kind::Source, b"older tokens");
+    assert!(old.to_string().starts_with("8eb1a5c4"));
+    for v in s.backend().all_versions().unwrap() {
+        if v.component == name {
+            std::fs::remove_file(store_fs::layout::sharded(&path, "versions", &v.id())).unwrap();
+            let mut older = v.clone();
+            older.content = old;
+            older.semantic = old;
+            s.backend().put_version(&older).unwrap();
+        }
+    }
+    for c in s.backend().all_calls().unwrap() {
+        if c.record.deps.contains_key(name) {
+            let mut rec = c.record.clone();
+            rec.deps.insert(name.into(), old);
+            rec.semver = store_core::record::semantic_version(&rec.deps);
+            let rec = rec.rehistoried(rec.inputs.clone());
+            s.backend().put_call(&rec).unwrap();
+            std::fs::remove_file(store_fs::layout::call_path(&path, &c.key, &c.hid, &c.rid))
+                .unwrap();
+        }
+    }
+    // Strict mode needs no decision: the code made it.
+    let again = open_with(&path, scope().strict()).unwrap();
+    let report = again.changes().unwrap();
+    assert_eq!(report.changes.len(), 1);
+    assert_eq!(
+        report.changes[0].change,
+        store_core::versions::Change::Cosmetic
+    );
+    assert!(
+        report
+            .to_string()
+            .contains(&format!("(cosmetic): {} -> ", &old.to_string()[..12])),
+        "{report}"
+    );
+    again.run(|| polished(4)).unwrap();
+    assert_eq!(again.stats().total.executed, 0);
 }

@@ -45,6 +45,9 @@ pub struct ComponentSpec {
     pub source: &'static str,
     /// For a global: the cid of its current value.
     pub value_id: Option<fn() -> Id>,
+    /// Content id prefixes of earlier versions this one declares itself compatible with
+    /// (`cosmetic_of = "…"` on `#[op]` or `#[track]`): a change from one of them is cosmetic.
+    pub cosmetic_of: &'static [&'static str],
 }
 
 inventory::collect!(ComponentSpec);

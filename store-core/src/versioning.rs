@@ -85,6 +85,10 @@ pub struct ComponentChange {
     pub component: String,
     /// Whether it was committed as a semantic or a cosmetic change.
     pub change: Change,
+    /// The content ids of the versions it changed from (the heads of its history).
+    pub from: Vec<Id>,
+    /// Its content id now.
+    pub to: Id,
     /// A unified diff from the previous version's text to the current one.
     pub diff: String,
     /// Stored calls that recorded the component, by op.
@@ -109,7 +113,14 @@ impl fmt::Display for ChangeReport {
             } else {
                 "semantic"
             };
-            writeln!(f, "CHANGE in {} ({kind})", c.component)?;
+            let from: Vec<String> = c.from.iter().map(|i| i.short(12)).collect();
+            writeln!(
+                f,
+                "CHANGE in {} ({kind}): {} -> {}",
+                c.component,
+                from.join(", "),
+                c.to.short(12)
+            )?;
             let calls: usize = c.affected.values().sum();
             let ops: Vec<&str> = c.affected.keys().map(|k| k.as_str()).collect();
             writeln!(
@@ -172,9 +183,17 @@ pub(crate) fn sync(backend: &dyn Backend, config: Versioning) -> Result<VersionS
             .iter()
             .map(|h| history.versions()[h].clone())
             .collect();
+        // `cosmetic_of = "…"` in the code names the content it stays compatible with.
+        let declared = previous.iter().any(|p| {
+            let hex = p.content.to_string();
+            spec.cosmetic_of
+                .iter()
+                .any(|prefix| prefix.len() >= 4 && hex.starts_with(&prefix.to_ascii_lowercase()))
+        });
         if !known
             && !previous.is_empty()
             && config.strict
+            && !declared
             && !config.cosmetic.contains(spec.name)
             && !config.semantic.contains(spec.name)
         {
@@ -186,7 +205,9 @@ pub(crate) fn sync(backend: &dyn Backend, config: Versioning) -> Result<VersionS
         } else {
             text_value(backend, spec.source)?
         };
-        let decision = if config.cosmetic.contains(spec.name) {
+        let cosmetic = (declared || config.cosmetic.contains(spec.name))
+            && !config.semantic.contains(spec.name);
+        let decision = if cosmetic {
             Change::Cosmetic
         } else {
             Change::Semantic
@@ -216,6 +237,8 @@ pub(crate) fn sync(backend: &dyn Backend, config: Versioning) -> Result<VersionS
                     report.changes.push(ComponentChange {
                         component: spec.name.to_string(),
                         change,
+                        from: previous.iter().map(|p| p.content).collect(),
+                        to: content,
                         diff,
                         affected: BTreeMap::new(),
                     });

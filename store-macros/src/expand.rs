@@ -69,6 +69,7 @@ pub fn expand(func: &ItemFn, sig: &Signature) -> TokenStream {
         .collect();
 
     let content = crate::track::content(syn::Item::Fn(func.clone()));
+    let cosmetic_of = &sig.cosmetic_of;
     let source = crate::track::source_of(&func.sig, &func.block);
 
     quote! {
@@ -79,6 +80,7 @@ pub fn expand(func: &ItemFn, sig: &Signature) -> TokenStream {
                 content: #content,
                 source: #source,
                 value_id: ::core::option::Option::None,
+                cosmetic_of: &[#(#cosmetic_of),*],
             }
         }
 

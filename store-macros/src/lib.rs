@@ -29,13 +29,8 @@ pub fn op(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// See `mandala::track`.
 #[proc_macro_attribute]
 pub fn track(attr: TokenStream, item: TokenStream) -> TokenStream {
-    if !attr.is_empty() {
-        return syn::Error::new(proc_macro2::Span::call_site(), "#[track] takes no options")
-            .to_compile_error()
-            .into();
-    }
     let item = syn::parse_macro_input!(item as syn::Item);
-    match track::expand(item) {
+    match track::options(attr.into()).and_then(|c| track::expand(item, &c)) {
         Ok(tokens) => tokens.into(),
         Err(e) => e.to_compile_error().into(),
     }

@@ -13,6 +13,7 @@ pub struct Options {
     pub output_names: Option<Vec<Ident>>,
     pub ignore: Vec<Ident>,
     pub new_default: Vec<(Ident, Expr)>,
+    pub cosmetic_of: Vec<LitStr>,
 }
 
 struct DefaultArg(Ident, Expr);
@@ -57,6 +58,8 @@ impl Options {
                 syn::parenthesized!(content in meta.input);
                 opts.ignore
                     .extend(Punctuated::<Ident, Token![,]>::parse_terminated(&content)?);
+            } else if path.is_ident("cosmetic_of") {
+                opts.cosmetic_of.push(meta.value()?.parse()?);
             } else if path.is_ident("new_default") {
                 let content;
                 syn::parenthesized!(content in meta.input);
@@ -65,7 +68,7 @@ impl Options {
                     .extend(args.into_iter().map(|d| (d.0, d.1)));
             } else {
                 let e = meta.error(
-                    "unknown op option; expected `name`, `output_names`, `ignore` or `new_default`",
+                    "unknown op option; expected `name`, `output_names`, `ignore`, `new_default` or `cosmetic_of`",
                 );
                 match &mut errors {
                     Some(all) => all.combine(e),

@@ -32,6 +32,8 @@ pub struct Signature {
     pub output_names: Vec<String>,
     /// `Some(E)` for a function returning `Result<T, E>`.
     pub error: Option<Type>,
+    /// Content id prefixes this version declares itself compatible with.
+    pub cosmetic_of: Vec<LitStr>,
 }
 
 fn result_parts(ty: &Type) -> Option<(Type, Type)> {
@@ -173,6 +175,7 @@ impl Signature {
             tuple,
             output_names,
             error,
+            cosmetic_of: opts.cosmetic_of,
         })
     }
 }
@@ -242,7 +245,7 @@ mod tests {
     fn option_errors() {
         assert_eq!(
             fail("bogus", "fn f() {}"),
-            "unknown op option; expected `name`, `output_names`, `ignore` or `new_default`"
+            "unknown op option; expected `name`, `output_names`, `ignore`, `new_default` or `cosmetic_of`"
         );
         assert_eq!(
             fail("name = \"\"", "fn f() {}"),

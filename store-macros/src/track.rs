@@ -77,11 +77,24 @@ pub fn source_of(sig: &impl ToTokens, block: &syn::Block) -> String {
 }
 
 /// The prologue that registers component `name` and reports its use.
-pub fn prologue(kind: TokenStream, name: TokenStream, content: &str, source: &str) -> TokenStream {
+pub fn prologue(
+    kind: TokenStream,
+    name: TokenStream,
+    content: &str,
+    source: &str,
+    cosmetic_of: &[syn::LitStr],
+) -> TokenStream {
     let m = quote!(::mandala::__private);
     quote! {
         #m::inventory::submit! {
-            #m::ComponentSpec { kind: #kind, name: #name, content: #content, source: #source, value_id: None }
+            #m::ComponentSpec {
+                kind: #kind,
+                name: #name,
+                content: #content,
+                source: #source,
+                value_id: None,
+                cosmetic_of: &[#(#cosmetic_of),*],
+            }
         }
         {
             static __MANDALA_CONTENT_ID: ::std::sync::OnceLock<::mandala::Id> = ::std::sync::OnceLock::new();
@@ -90,7 +103,7 @@ pub fn prologue(kind: TokenStream, name: TokenStream, content: &str, source: &st
     }
 }
 
-fn track_fn(mut f: ItemFn, name: TokenStream) -> TokenStream {
+fn track_fn(mut f: ItemFn, name: TokenStream, cosmetic_of: &[syn::LitStr]) -> TokenStream {
     let content = content(Item::Fn(f.clone()));
     let source = source_of(&f.sig, &f.block);
     let pro = prologue(
@@ -98,13 +111,14 @@ fn track_fn(mut f: ItemFn, name: TokenStream) -> TokenStream {
         name,
         &content,
         &source,
+        cosmetic_of,
     );
     let body = &f.block;
     f.block = syn::parse_quote!({ #pro #body });
     f.into_token_stream()
 }
 
-fn track_static(s: ItemStatic) -> syn::Result<TokenStream> {
+fn track_static(s: ItemStatic, cosmetic_of: &[syn::LitStr]) -> syn::Result<TokenStream> {
     if let syn::StaticMutability::Mut(m) = &s.mutability {
         return Err(syn::Error::new_spanned(
             m,
@@ -132,13 +146,31 @@ fn track_static(s: ItemStatic) -> syn::Result<TokenStream> {
                 content: "",
                 source: #source,
                 value_id: Some(|| #ident.content_id()),
+                cosmetic_of: &[#(#cosmetic_of),*],
             }
         }
     })
 }
 
+/// Parses `#[track(...)]` options: only `cosmetic_of = "content id prefix"` (repeatable).
+pub fn options(attr: TokenStream) -> syn::Result<Vec<syn::LitStr>> {
+    use syn::parse::Parser;
+    let mut out = Vec::new();
+    syn::meta::parser(|meta| {
+        if meta.path.is_ident("cosmetic_of") {
+            out.push(meta.value()?.parse()?);
+            Ok(())
+        } else {
+            Err(meta
+                .error("unknown #[track] option; expected `cosmetic_of = \"content id prefix\"`"))
+        }
+    })
+    .parse2(attr)?;
+    Ok(out)
+}
+
 /// Expands `#[track]` on `item`.
-pub fn expand(item: Item) -> syn::Result<TokenStream> {
+pub fn expand(item: Item, cosmetic_of: &[syn::LitStr]) -> syn::Result<TokenStream> {
     match item {
         Item::Fn(f) => {
             if !f.sig.generics.params.is_empty() {
@@ -146,9 +178,9 @@ pub fn expand(item: Item) -> syn::Result<TokenStream> {
             }
             let ident = &f.sig.ident;
             let name = quote!(concat!(module_path!(), "::", stringify!(#ident)));
-            Ok(track_fn(f, name))
+            Ok(track_fn(f, name, cosmetic_of))
         }
-        Item::Static(s) => track_static(s),
+        Item::Static(s) => track_static(s, cosmetic_of),
         Item::Impl(mut i) => {
             if !i.generics.params.is_empty() {
                 return Err(syn::Error::new_spanned(
@@ -168,6 +200,7 @@ pub fn expand(item: Item) -> syn::Result<TokenStream> {
                         name,
                         &content,
                         &source,
+                        cosmetic_of,
                     );
                     let body = &f.block;
                     f.block = syn::parse_quote!({ #pro #body });
@@ -210,11 +243,11 @@ mod tests {
     #[test]
     fn statics_become_tracked() {
         let s: Item = syn::parse_str("pub static N_CLASS: u32 = 2;").unwrap();
-        let out = expand(s).unwrap().to_string();
+        let out = expand(s, &[]).unwrap().to_string();
         assert!(out.contains(":: mandala :: Tracked < u32 >"), "{out}");
         let s: Item = syn::parse_str("static mut N: u32 = 2;").unwrap();
         assert_eq!(
-            expand(s).unwrap_err().to_string(),
+            expand(s, &[]).unwrap_err().to_string(),
             "a tracked global cannot be `static mut`"
         );
     }
