@@ -510,3 +510,24 @@ fn threads_share_one_store_each_in_its_own_context() {
         storage.run(|| add(x, y)).unwrap();
     }
 }
+
+#[op(name = "scale_by")]
+fn scale_by_v1(factor: u32, x: u32) -> u32 {
+    factor * x
+}
+
+// The argument `factor` was renamed `k`; `renamed` keeps the stored name, so results stay.
+#[op(name = "scale_by", renamed(k = "factor"))]
+fn scale_by_v2(k: u32, x: u32) -> u32 {
+    k * x
+}
+
+#[test]
+fn a_renamed_argument_keeps_its_results() {
+    let storage = Storage::in_memory();
+    let a = storage.run(|| scale_by_v1(3, 5)).unwrap();
+    let b = storage.run(|| scale_by_v2(3, 5)).unwrap();
+    assert_eq!(storage.stats().op("scale_by").executed, 1);
+    assert_eq!(storage.stats().op("scale_by").hits, 1);
+    assert_eq!(a.hid(), b.hid());
+}

@@ -57,7 +57,7 @@ pub fn expand(func: &ItemFn, sig: &Signature) -> TokenStream {
         .iter()
         .map(|a| {
             let id = &a.ident;
-            let s = id.to_string();
+            let s = &a.stored_name;
             match &a.role {
                 Role::Hashed => quote!(__call.input(#s, &#id)?;),
                 Role::Ignored => quote!(),

@@ -14,9 +14,20 @@ pub struct Options {
     pub ignore: Vec<Ident>,
     pub new_default: Vec<(Ident, Expr)>,
     pub cosmetic_of: Vec<LitStr>,
+    pub renamed: Vec<(Ident, LitStr)>,
 }
 
 struct DefaultArg(Ident, Expr);
+
+struct Rename(Ident, LitStr);
+
+impl Parse for Rename {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let name: Ident = input.parse()?;
+        input.parse::<Token![=]>()?;
+        Ok(Rename(name, input.parse()?))
+    }
+}
 
 impl Parse for DefaultArg {
     fn parse(input: ParseStream) -> syn::Result<Self> {
@@ -58,6 +69,11 @@ impl Options {
                 syn::parenthesized!(content in meta.input);
                 opts.ignore
                     .extend(Punctuated::<Ident, Token![,]>::parse_terminated(&content)?);
+            } else if path.is_ident("renamed") {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                let args = Punctuated::<Rename, Token![,]>::parse_terminated(&content)?;
+                opts.renamed.extend(args.into_iter().map(|r| (r.0, r.1)));
             } else if path.is_ident("cosmetic_of") {
                 opts.cosmetic_of.push(meta.value()?.parse()?);
             } else if path.is_ident("new_default") {
@@ -68,7 +84,7 @@ impl Options {
                     .extend(args.into_iter().map(|d| (d.0, d.1)));
             } else {
                 let e = meta.error(
-                    "unknown op option; expected `name`, `output_names`, `ignore`, `new_default` or `cosmetic_of`",
+                    "unknown op option; expected `name`, `output_names`, `ignore`, `new_default`, `renamed` or `cosmetic_of`",
                 );
                 match &mut errors {
                     Some(all) => all.combine(e),

@@ -16,6 +16,9 @@ pub enum Role {
 
 pub struct Arg {
     pub ident: Ident,
+    /// The name the argument is stored under (its identity): its own, or the earlier name
+    /// given by `renamed(new = "old")`.
+    pub stored_name: String,
     pub pat: Pat,
     pub ty: Type,
     pub role: Role,
@@ -90,6 +93,7 @@ impl Signature {
                             errs.push(&pt.ty, "op arguments are owned values; take `T`, not `&T` (callers may still pass `&Ref<T>`)");
                         }
                         args.push(Arg {
+                            stored_name: pi.ident.to_string(),
                             ident: pi.ident.clone(),
                             pat: (*pt.pat).clone(),
                             ty: (*pt.ty).clone(),
@@ -119,6 +123,15 @@ impl Signature {
                 None => errs.push(
                     name,
                     format!("`new_default({name} = ...)`: the op has no argument `{name}`"),
+                ),
+            }
+        }
+        for (new, old) in &opts.renamed {
+            match args.iter_mut().find(|a| a.ident == *new) {
+                Some(a) => a.stored_name = old.value(),
+                None => errs.push(
+                    new,
+                    format!("`renamed({new} = ...)`: the op has no argument `{new}`"),
                 ),
             }
         }
@@ -245,7 +258,7 @@ mod tests {
     fn option_errors() {
         assert_eq!(
             fail("bogus", "fn f() {}"),
-            "unknown op option; expected `name`, `output_names`, `ignore`, `new_default` or `cosmetic_of`"
+            "unknown op option; expected `name`, `output_names`, `ignore`, `new_default`, `renamed` or `cosmetic_of`"
         );
         assert_eq!(
             fail("name = \"\"", "fn f() {}"),
