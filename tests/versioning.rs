@@ -3,6 +3,9 @@
 //! simulated here by rewriting what stored calls recorded; histories, change reports and
 //! cosmetic marks are not built yet.)
 
+mod common;
+use common::copy_dir;
+
 use std::collections::BTreeSet;
 
 use mandala::{op, track, Id, Storage, Versioning};
@@ -105,13 +108,18 @@ fn calls_record_what_they_touch_and_versions_differ_by_path() {
 /// Rewrites every stored call that recorded `component`, as if it had been computed by code in
 /// which `component` had other content.
 fn pretend_computed_with_other(storage: &Storage, component: &str) -> usize {
+    rewrite_dep(storage, component, |id| Id(id.0.map(|b| b ^ 0xff)))
+}
+
+/// Rewrites every stored call that recorded `component`, replacing the semantic id it recorded
+/// for it by `to(id)` (so the call is filed as computed by other code). Returns how many.
+fn rewrite_dep(storage: &Storage, component: &str, to: impl Fn(Id) -> Id) -> usize {
     let root = storage.fs().unwrap().root().to_path_buf();
     let mut n = 0;
     for c in storage.backend().all_calls().unwrap() {
         if let Some(id) = c.record.deps.get(component) {
             let mut rec = c.record.clone();
-            rec.deps
-                .insert(component.to_string(), Id(id.0.map(|b| b ^ 0xff)));
+            rec.deps.insert(component.to_string(), to(*id));
             rec.semver = store_core::record::semantic_version(&rec.deps);
             let rec = rec.rehistoried(rec.inputs.clone());
             storage.backend().put_call(&rec).unwrap();
@@ -215,18 +223,6 @@ fn an_unversioned_store_records_no_dependencies_and_versioned_runs_do_not_trust_
         .is_err());
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 const SCALE: &str = "versioning::scale_data";
 
 /// A store as an older build would have left it: its history of scale_data holds only an
@@ -258,18 +254,7 @@ fn store_from_an_older_build(dir: &std::path::Path) -> std::path::PathBuf {
         })
         .unwrap();
     // …and the calls that used it by calls recorded with it.
-    let root = path.clone();
-    for c in s.backend().all_calls().unwrap() {
-        if c.record.deps.contains_key(SCALE) {
-            let mut rec = c.record.clone();
-            rec.deps.insert(SCALE.into(), old_content);
-            rec.semver = store_core::record::semantic_version(&rec.deps);
-            let rec = rec.rehistoried(rec.inputs.clone());
-            s.backend().put_call(&rec).unwrap();
-            std::fs::remove_file(store_fs::layout::call_path(&root, &c.key, &c.hid, &c.rid))
-                .unwrap();
-        }
-    }
+    rewrite_dep(&s, SCALE, |_| old_content);
     path
 }
 
@@ -452,17 +437,7 @@ fn a_cosmetic_mark_in_code_names_the_content_it_stays_compatible_with() {
             s.backend().put_version(&older).unwrap();
         }
     }
-    for c in s.backend().all_calls().unwrap() {
-        if c.record.deps.contains_key(name) {
-            let mut rec = c.record.clone();
-            rec.deps.insert(name.into(), old);
-            rec.semver = store_core::record::semantic_version(&rec.deps);
-            let rec = rec.rehistoried(rec.inputs.clone());
-            s.backend().put_call(&rec).unwrap();
-            std::fs::remove_file(store_fs::layout::call_path(&path, &c.key, &c.hid, &c.rid))
-                .unwrap();
-        }
-    }
+    rewrite_dep(&s, name, |_| old);
     // Strict mode needs no decision: the code made it.
     let again = open_with(&path, scope().strict()).unwrap();
     let report = again.changes().unwrap();

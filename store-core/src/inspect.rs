@@ -34,7 +34,8 @@ pub struct OpVersion {
     pub texts: BTreeMap<String, String>,
 }
 
-fn text_of(backend: &dyn Backend, cid: &Id) -> String {
+/// The text stored as value `cid` (empty if missing or not text).
+pub(crate) fn text_of(backend: &dyn Backend, cid: &Id) -> String {
     backend
         .get_value(cid)
         .ok()

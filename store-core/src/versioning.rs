@@ -153,15 +153,6 @@ fn text_value(backend: &dyn Backend, text: &str) -> Result<Id> {
     Ok(cid)
 }
 
-fn text_of(backend: &dyn Backend, cid: &Id) -> String {
-    backend
-        .get_value(cid)
-        .ok()
-        .flatten()
-        .and_then(|b| cbor::from_slice::<String>(&b).ok())
-        .unwrap_or_default()
-}
-
 /// Brings the histories of the program's followed components up to date in `backend`.
 pub(crate) fn sync(backend: &dyn Backend, config: Versioning) -> Result<VersionState> {
     let mut histories: BTreeMap<String, Vec<VersionRecord>> = BTreeMap::new();
@@ -224,7 +215,7 @@ pub(crate) fn sync(backend: &dyn Backend, config: Versioning) -> Result<VersionS
                 backend.put_version(&v)?;
                 semantic.insert(spec.name.to_string(), v.semantic);
                 if let Some(prev) = previous.first() {
-                    let old = text_of(backend, &prev.source);
+                    let old = crate::inspect::text_of(backend, &prev.source);
                     let diff = similar::TextDiff::from_lines(old.as_str(), spec.source)
                         .unified_diff()
                         .header("stored", "current")

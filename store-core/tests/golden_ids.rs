@@ -234,6 +234,22 @@ const EXPECTED: &[(&str, &str)] = &[
     ),
 ];
 
+/// Asserts that each named id equals its frozen hex form, printing the actual table if not.
+fn assert_frozen(got: &[(&str, Id)], expected: &[(&str, &str)]) {
+    let printed: String = got
+        .iter()
+        .map(|(n, id)| format!("        ({n:?}, \"{id}\"),\n"))
+        .collect();
+    assert_eq!(got.len(), expected.len(), "actual:\n{printed}");
+    for ((n, id), (en, eid)) in got.iter().zip(expected) {
+        assert_eq!(
+            (*n, id.to_string()),
+            (*en, eid.to_string()),
+            "format break! actual:\n{printed}"
+        );
+    }
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -303,10 +319,6 @@ fn call_ids_are_frozen() {
         ("call hid", hid),
         ("output hid", output_hid(&hid, "output_0")),
     ];
-    let printed: String = got
-        .iter()
-        .map(|(n, id)| format!("    ({n:?}, \"{id}\"),\n"))
-        .collect();
     let expected: &[(&str, &str)] = &[
         (
             "source hid",
@@ -333,14 +345,7 @@ fn call_ids_are_frozen() {
             "d18790c8d696e1c2ea4673c852b5c1f75dc646f14ff2df768de29a17f28c650f",
         ),
     ];
-    assert_eq!(got.len(), expected.len(), "actual:\n{printed}");
-    for ((n, id), (en, eid)) in got.iter().zip(expected) {
-        assert_eq!(
-            (*n, id.to_string()),
-            (*en, eid.to_string()),
-            "format break! actual:\n{printed}"
-        );
-    }
+    assert_frozen(&got, expected);
 }
 
 #[test]
@@ -373,10 +378,6 @@ fn versioning_ids_are_frozen() {
         ("semver", semver),
         ("version", version),
     ];
-    let printed: String = got
-        .iter()
-        .map(|(n, id)| format!("        ({n:?}, \"{id}\"),\n"))
-        .collect();
     let expected: &[(&str, &str)] = &[
         (
             "source",
@@ -391,12 +392,5 @@ fn versioning_ids_are_frozen() {
             "d0c7295ae81f1bf18e11bb2ef7d04874e9a162dd582051df75e0d825c101ef01",
         ),
     ];
-    assert_eq!(got.len(), expected.len(), "actual:\n{printed}");
-    for ((n, id), (en, eid)) in got.iter().zip(expected) {
-        assert_eq!(
-            (*n, id.to_string()),
-            (*en, eid.to_string()),
-            "format break! actual:\n{printed}"
-        );
-    }
+    assert_frozen(&got, expected);
 }

@@ -103,18 +103,31 @@ pub fn prologue(
     }
 }
 
+/// Puts the registering prologue in front of a function's body (a free function or a method).
+/// The content is that of the function as written, without doc comments.
+fn instrument(
+    attrs: &[syn::Attribute],
+    sig: &syn::Signature,
+    block: &mut syn::Block,
+    name: TokenStream,
+    cosmetic_of: &[syn::LitStr],
+) {
+    let as_fn = ItemFn {
+        attrs: attrs.to_vec(),
+        vis: syn::Visibility::Inherited,
+        sig: sig.clone(),
+        block: Box::new(block.clone()),
+    };
+    let content = content(Item::Fn(as_fn));
+    let source = source_of(sig, block);
+    let kind = quote!(::mandala::__private::ComponentKind::Function);
+    let pro = prologue(kind, name, &content, &source, cosmetic_of);
+    let body = block.clone();
+    *block = syn::parse_quote!({ #pro #body });
+}
+
 fn track_fn(mut f: ItemFn, name: TokenStream, cosmetic_of: &[syn::LitStr]) -> TokenStream {
-    let content = content(Item::Fn(f.clone()));
-    let source = source_of(&f.sig, &f.block);
-    let pro = prologue(
-        quote!(::mandala::__private::ComponentKind::Function),
-        name,
-        &content,
-        &source,
-        cosmetic_of,
-    );
-    let body = &f.block;
-    f.block = syn::parse_quote!({ #pro #body });
+    instrument(&f.attrs, &f.sig, &mut f.block, name, cosmetic_of);
     f.into_token_stream()
 }
 
@@ -193,17 +206,7 @@ pub fn expand(item: Item, cosmetic_of: &[syn::LitStr]) -> syn::Result<TokenStrea
                 if let ImplItem::Fn(f) = it {
                     let ident = f.sig.ident.to_string();
                     let name = quote!(concat!(module_path!(), "::", #ty, "::", #ident));
-                    let content = content(Item::Verbatim(f.to_token_stream()));
-                    let source = source_of(&f.sig, &f.block);
-                    let pro = prologue(
-                        quote!(::mandala::__private::ComponentKind::Function),
-                        name,
-                        &content,
-                        &source,
-                        cosmetic_of,
-                    );
-                    let body = &f.block;
-                    f.block = syn::parse_quote!({ #pro #body });
+                    instrument(&f.attrs, &f.sig, &mut f.block, name, cosmetic_of);
                 }
             }
             Ok(i.into_token_stream())
@@ -238,6 +241,26 @@ mod tests {
             content(f),
             "fn f ( a : & [ u8 ] ) -> u8 { if a . len ( ) >= 2 { a [ 0 ] } else { 0 } } "
         );
+    }
+
+    #[test]
+    fn doc_comments_on_methods_are_not_content() {
+        let a: Item = syn::parse_str("impl S { /// One.\n fn f(&self) -> u8 { 1 } }").unwrap();
+        let b: Item = syn::parse_str("impl S { /// Two.\n fn f(&self) -> u8 { 1 } }").unwrap();
+        let (a, b) = (
+            expand(a, &[]).unwrap().to_string(),
+            expand(b, &[]).unwrap().to_string(),
+        );
+        let content = |s: &str| {
+            s.split("content :")
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(content(&a), content(&b));
     }
 
     #[test]
