@@ -60,6 +60,12 @@ impl Backend for Counting {
     fn all_versions(&self) -> Result<Vec<store_core::versions::VersionRecord>> {
         self.inner.all_versions()
     }
+    fn put_decision(&self, d: &store_core::versions::Decision) -> Result<()> {
+        self.inner.put_decision(d)
+    }
+    fn decisions(&self) -> Result<Vec<store_core::versions::Decision>> {
+        self.inner.decisions()
+    }
 }
 
 #[test]

@@ -339,11 +339,62 @@ fn strict_mode_refuses_undecided_changes() {
     let d = tempfile::tempdir().unwrap();
     let path = store_from_an_older_build(d.path());
     let e = open_with(&path, scope().strict()).err().unwrap();
+    let now = store_core::component::find(SCALE)
+        .unwrap()
+        .content_id()
+        .short(12);
     assert_eq!(
         e.to_string(),
-        "strict versioning: undecided changes in versioning::scale_data; mark each cosmetic or semantic"
+        format!(
+            "strict versioning: undecided changes in versioning::scale_data (content {now}); mark each cosmetic or semantic (`mandala mark COMPONENT CONTENT --cosmetic`)"
+        )
     );
     assert!(open_with(&path, scope().strict().semantic(SCALE)).is_ok());
+}
+
+#[test]
+fn a_decision_marked_in_the_store_settles_a_pending_change() {
+    let d = tempfile::tempdir().unwrap();
+    let path = store_from_an_older_build(d.path());
+    let now = store_core::component::find(SCALE)
+        .unwrap()
+        .content_id()
+        .short(12);
+    // What `mandala mark versioning::scale_data <now> --cosmetic` does.
+    let plain = Storage::open(&path).unwrap();
+    assert!(
+        plain
+            .mark(SCALE, "12", store_core::versions::Change::Cosmetic)
+            .is_err(),
+        "8 hex digits at least"
+    );
+    plain
+        .mark(SCALE, &now, store_core::versions::Change::Cosmetic)
+        .unwrap();
+    let s = open_with(&path, scope().strict()).unwrap();
+    assert_eq!(
+        s.changes().unwrap().changes[0].change,
+        store_core::versions::Change::Cosmetic
+    );
+    pipeline(&s).unwrap();
+    assert_eq!(s.stats().total.executed, 0);
+
+    // Two stores that marked the same change differently: semantic, and reported.
+    let d2 = tempfile::tempdir().unwrap();
+    let path2 = store_from_an_older_build(d2.path());
+    let plain = Storage::open(&path2).unwrap();
+    plain
+        .mark(SCALE, &now, store_core::versions::Change::Cosmetic)
+        .unwrap();
+    plain
+        .mark(SCALE, &now[..8], store_core::versions::Change::Semantic)
+        .unwrap();
+    let s = open_with(&path2, scope()).unwrap();
+    assert_eq!(s.changes().unwrap().conflicts, [SCALE]);
+    assert_eq!(
+        s.changes().unwrap().changes[0].change,
+        store_core::versions::Change::Semantic
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value as Json};
+use store_core::versions::Change;
 use store_core::{Backend, Id, Slot, StoredCall};
 use store_fs::{FsBackend, OpenOptions};
 
@@ -51,6 +52,33 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
         Command::Fsck => fsck(&store, cli.json, out),
         Command::Log { component, patch } => log(&store, component, *patch, cli.json, out),
         Command::Versions { op } => versions(&store, op, cli.json, out),
+        Command::Mark {
+            component,
+            content,
+            cosmetic,
+            ..
+        } => {
+            let change = if *cosmetic {
+                Change::Cosmetic
+            } else {
+                Change::Semantic
+            };
+            store_core::Engine::new(Box::new(store.clone())).mark(component, content, change)?;
+            let kind = if *cosmetic { "cosmetic" } else { "semantic" };
+            if cli.json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"component": component, "content": content, "change": kind})
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "Marked the change of {component} to {content} as {kind}."
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Diff { a, b } => {
             write!(out, "{}", store_core::inspect::diff(&store, a, b)?)?;
             Ok(ExitCode::SUCCESS)

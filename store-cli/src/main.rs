@@ -75,6 +75,24 @@ enum Command {
         /// The op's name.
         op: String,
     },
+    /// Decide whether a pending change of a component is cosmetic (calls made with its earlier
+    /// version stay valid) or semantic. The next run of the program applies it.
+    Mark {
+        /// The component's name, as the change report or strict mode names it.
+        component: String,
+        /// At least 8 hex digits of its new content id, as they show it.
+        content: String,
+        /// The change is cosmetic.
+        #[arg(
+            long,
+            conflicts_with = "semantic",
+            required_unless_present = "semantic"
+        )]
+        cosmetic: bool,
+        /// The change is semantic.
+        #[arg(long)]
+        semantic: bool,
+    },
     /// A unified diff between two versions, by version id prefix.
     Diff {
         /// The older version.

@@ -298,3 +298,29 @@ fn log_versions_and_diff() {
     let e = fails(d.path(), &["log", "nothing"], 2);
     assert!(e.contains("no history of component 'nothing'"), "{e}");
 }
+
+#[test]
+fn mark_records_a_decision_in_the_store() {
+    let (d, storage) = sample();
+    let out = ok(d.path(), &["mark", "cli::halve", "0123abcd", "--cosmetic"]);
+    assert_eq!(
+        out,
+        "Marked the change of cli::halve to 0123abcd as cosmetic.\n"
+    );
+    let decisions = storage.backend().decisions().unwrap();
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(
+        (
+            decisions[0].component.as_str(),
+            decisions[0].content.as_str()
+        ),
+        ("cli::halve", "0123abcd")
+    );
+    let e = fails(d.path(), &["mark", "cli::halve", "0123", "--semantic"], 2);
+    assert!(
+        e.contains("'0123' has 4 hex digits; a hash prefix needs 8 to 64"),
+        "{e}"
+    );
+    let e = fails(d.path(), &["mark", "cli::halve", "0123abcd"], 2);
+    assert!(e.contains("--semantic") || e.contains("--cosmetic"), "{e}");
+}

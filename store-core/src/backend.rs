@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use crate::error::Result;
 use crate::id::Id;
 use crate::record::{CallRecord, StoredCall};
-use crate::versions::VersionRecord;
+use crate::versions::{Decision, VersionRecord};
 
 /// Where calls and values live. Implementations: [`MemoryBackend`], and `store_fs::FsBackend`.
 pub trait Backend: Send + Sync {
@@ -54,6 +54,12 @@ pub trait Backend: Send + Sync {
 
     /// Every stored version record, sorted by id.
     fn all_versions(&self) -> Result<Vec<VersionRecord>>;
+
+    /// Records a decision about a pending change (idempotent).
+    fn put_decision(&self, decision: &Decision) -> Result<()>;
+
+    /// Every recorded decision, sorted.
+    fn decisions(&self) -> Result<Vec<Decision>>;
 }
 
 /// A backend that keeps everything in memory, for tests and throwaway sessions.
@@ -62,6 +68,7 @@ pub struct MemoryBackend {
     values: Mutex<HashMap<Id, Vec<u8>>>,
     calls: Mutex<BTreeMap<(Id, Id, Id), CallRecord>>,
     versions: Mutex<BTreeMap<Id, VersionRecord>>,
+    decisions: Mutex<std::collections::BTreeSet<Decision>>,
 }
 
 impl MemoryBackend {
@@ -161,5 +168,14 @@ impl Backend for MemoryBackend {
 
     fn all_versions(&self) -> Result<Vec<VersionRecord>> {
         Ok(self.versions.lock().unwrap().values().cloned().collect())
+    }
+
+    fn put_decision(&self, decision: &Decision) -> Result<()> {
+        self.decisions.lock().unwrap().insert(decision.clone());
+        Ok(())
+    }
+
+    fn decisions(&self) -> Result<Vec<Decision>> {
+        Ok(self.decisions.lock().unwrap().iter().cloned().collect())
     }
 }

@@ -114,6 +114,31 @@ impl Engine {
         self.inner.versioning.get()
     }
 
+    /// Records in the store that the pending change of `component` to the content whose id
+    /// starts with `content` (at least 8 hex digits, as the change report and strict mode show
+    /// it) is `change`. The next process that turns versioning on with that content applies
+    /// it; a collaborator pulling the store gets the same answer.
+    pub fn mark(
+        &self,
+        component: &str,
+        content: &str,
+        change: crate::versions::Change,
+    ) -> Result<()> {
+        let prefix = crate::id::IdPrefix::parse(content)?;
+        if prefix.as_str().len() < 8 {
+            return Err(Error::BadId(crate::id::ParseIdError::BadLength {
+                input: content.to_string(),
+                len: content.len(),
+                min: 8,
+            }));
+        }
+        self.inner.backend.put_decision(&crate::versions::Decision {
+            component: component.to_string(),
+            content: prefix.as_str().to_string(),
+            change,
+        })
+    }
+
     /// The history of component `name`, parents before children.
     pub fn source_history(&self, name: &str) -> Result<Vec<crate::inspect::VersionInfo>> {
         crate::inspect::source_history(&*self.inner.backend, name)

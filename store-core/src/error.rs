@@ -101,9 +101,9 @@ pub enum Error {
         current: Vec<String>,
     },
     /// Strict versioning: components changed and no decision says whether semantically.
-    #[error("strict versioning: undecided changes in {}; mark each cosmetic or semantic", components.join(", "))]
+    #[error("strict versioning: undecided changes in {}; mark each cosmetic or semantic (`mandala mark COMPONENT CONTENT --cosmetic`)", components.join(", "))]
     UndecidedChanges {
-        /// The changed components.
+        /// The changed components, each with the start of its new content id.
         components: Vec<String>,
     },
     /// A lazy ref's value is needed but no storage is at hand to load it from.

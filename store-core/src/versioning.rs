@@ -162,6 +162,7 @@ pub(crate) fn sync(backend: &dyn Backend, config: Versioning) -> Result<VersionS
     let mut semantic = HashMap::new();
     let mut report = ChangeReport::default();
     let mut undecided = Vec::new();
+    let decisions = backend.decisions()?;
     for spec in component::all() {
         if spec.kind != ComponentKind::Op && !config.in_scope(spec.name) {
             continue;
@@ -181,14 +182,25 @@ pub(crate) fn sync(backend: &dyn Backend, config: Versioning) -> Result<VersionS
                 .iter()
                 .any(|prefix| prefix.len() >= 4 && hex.starts_with(&prefix.to_ascii_lowercase()))
         });
+        // Decisions recorded in the store (`mandala mark`) about this new content.
+        let hex = content.to_string();
+        let recorded: BTreeSet<Change> = decisions
+            .iter()
+            .filter(|d| d.component == spec.name && hex.starts_with(&d.content))
+            .map(|d| d.change)
+            .collect();
+        if recorded.len() > 1 {
+            report.conflicts.push(spec.name.to_string());
+        }
         if !known
             && !previous.is_empty()
             && config.strict
             && !declared
+            && recorded.is_empty()
             && !config.cosmetic.contains(spec.name)
             && !config.semantic.contains(spec.name)
         {
-            undecided.push(spec.name.to_string());
+            undecided.push(format!("{} (content {})", spec.name, content.short(12)));
             continue;
         }
         let source = if known {
@@ -196,8 +208,11 @@ pub(crate) fn sync(backend: &dyn Backend, config: Versioning) -> Result<VersionS
         } else {
             text_value(backend, spec.source)?
         };
-        let cosmetic = (declared || config.cosmetic.contains(spec.name))
-            && !config.semantic.contains(spec.name);
+        let cosmetic = (declared
+            || config.cosmetic.contains(spec.name)
+            || recorded == BTreeSet::from([Change::Cosmetic]))
+            && !config.semantic.contains(spec.name)
+            && !recorded.contains(&Change::Semantic);
         let decision = if cosmetic {
             Change::Cosmetic
         } else {

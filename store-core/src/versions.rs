@@ -42,12 +42,25 @@ impl VersionRecord {
 }
 
 /// Whether a change of content changes what calls compute.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Change {
     /// Calls recorded with the earlier content must be recomputed (the safe default).
     Semantic,
     /// Calls recorded with the earlier content stay valid.
     Cosmetic,
+}
+
+/// A decision recorded in the store (by `mandala mark` or [`crate::Engine::mark`]) about a
+/// change not yet committed: the new content of `component` whose id starts with `content`
+/// is a semantic or a cosmetic change.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Decision {
+    /// The component.
+    pub component: String,
+    /// A prefix (at least 8 hex digits) of the new content id.
+    pub content: String,
+    /// The decision.
+    pub change: Change,
 }
 
 /// What [`History::sync`] did.

@@ -26,6 +26,8 @@ pub const INDEX: &str = "index";
 pub const REFS: &str = "refs";
 /// The config file.
 pub const CONFIG: &str = "mandala.toml";
+/// Decisions about pending component changes, under `refs/`.
+pub const DECISIONS: &str = "decisions";
 /// Version records of component histories (versioning).
 pub const VERSIONS: &str = "versions";
 /// Every name that may appear at the top of a store (`sources` is reserved).
@@ -99,6 +101,45 @@ pub fn parse_call_name(shard: &str, name: &str) -> Option<(Id, Id, Id)> {
         hid.parse().ok()?,
         rid.parse().ok()?,
     ))
+}
+
+/// The file recording a decision: `refs/decisions/<16 hex of the component name's hash>.
+/// <content prefix>.<cosmetic|semantic>` (the file holds the component's name). Different
+/// decisions are different files, so merged stores keep both.
+pub fn decision_path(root: &Path, d: &store_core::versions::Decision) -> PathBuf {
+    let name_hash = Id::hash(store_core::Kind::Source, d.component.as_bytes()).short(16);
+    let kind = match d.change {
+        store_core::versions::Change::Cosmetic => "cosmetic",
+        store_core::versions::Change::Semantic => "semantic",
+    };
+    root.join(REFS)
+        .join(DECISIONS)
+        .join(format!("{name_hash}.{}.{kind}", d.content))
+}
+
+/// Parses a decision file name, given the component name the file holds.
+pub fn parse_decision_name(
+    name: &str,
+    component: String,
+) -> Option<store_core::versions::Decision> {
+    let mut parts = name.split('.');
+    let (_hash, content, kind) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some()
+        || content.len() < 8
+        || !content.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return None;
+    }
+    let change = match kind {
+        "cosmetic" => store_core::versions::Change::Cosmetic,
+        "semantic" => store_core::versions::Change::Semantic,
+        _ => return None,
+    };
+    Some(store_core::versions::Decision {
+        component,
+        content: content.to_ascii_lowercase(),
+        change,
+    })
 }
 
 /// Parses a shard directory name and a file name back into an id.

@@ -36,7 +36,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use store_core::versions::VersionRecord;
+use store_core::versions::{Decision, VersionRecord};
 use store_core::{cbor, Backend, CallRecord, Error, Id, IdMap, Kind, Result, StoredCall};
 
 pub use config::{Config, FORMAT_VERSION};
@@ -537,6 +537,43 @@ impl Backend for FsBackend {
                     .map_err(|e| Error::corrupt(&path, format!("not a version record: {e}")))?,
             );
         }
+        Ok(out)
+    }
+
+    fn put_decision(&self, d: &Decision) -> Result<()> {
+        let path = layout::decision_path(&self.inner.root, d);
+        let text = format!("{}\n", d.component);
+        write::write_once(
+            &self.inner.tmp,
+            &path,
+            text.as_bytes(),
+            self.inner.durability,
+        )
+        .map(|_| ())
+    }
+
+    fn decisions(&self) -> Result<Vec<Decision>> {
+        let dir = self.inner.root.join(layout::REFS).join(layout::DECISIONS);
+        let mut out = Vec::new();
+        for name in Self::list_dir(&dir)? {
+            let path = dir.join(&name);
+            let text = fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
+            let component = text.trim_end_matches('\n').to_string();
+            let d = layout::parse_decision_name(&name, component).ok_or_else(|| {
+                Error::corrupt(
+                    &path,
+                    "not a decision name (NAMEHASH.CONTENT.cosmetic|semantic)",
+                )
+            })?;
+            if layout::decision_path(&self.inner.root, &d) != path {
+                return Err(Error::corrupt(
+                    &path,
+                    "decision file names another component",
+                ));
+            }
+            out.push(d);
+        }
+        out.sort();
         Ok(out)
     }
 }
