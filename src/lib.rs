@@ -130,18 +130,19 @@ impl Storage {
     /// Opens (or creates) the store at `path` with explicit options.
     pub fn open_with(path: impl AsRef<Path>, options: OpenOptions) -> Result<Storage> {
         let fs = FsBackend::open_with(path.as_ref(), options)?;
+        let engine = Engine::new(Box::new(fs.clone()));
+        engine.set_git_commit(git_head());
         Ok(Storage {
-            engine: Engine::new(Box::new(fs.clone())),
+            engine,
             fs: Some(fs),
         })
     }
 
     /// A store that lives in memory and disappears with the process.
     pub fn in_memory() -> Storage {
-        Storage {
-            engine: Engine::in_memory(),
-            fs: None,
-        }
+        let engine = Engine::in_memory();
+        engine.set_git_commit(git_head());
+        Storage { engine, fs: None }
     }
 
     /// Turns versioning on (see [`Versioning`] and [`track`]); call right after opening.
@@ -189,4 +190,25 @@ pub fn unwrap<T: Value>(r: &Ref<T>) -> Result<T> {
 /// Whether a storage context (`run` or `noop`) is active on this thread.
 pub fn in_context() -> bool {
     store_core::context::current().is_some()
+}
+
+/// The HEAD commit of the git repository the program runs in (found from the current
+/// directory, as git finds `.git`), read once per process; `None` outside a repository or
+/// without the `git` feature. Only HEAD is read: checking whether the work tree is dirty would
+/// double what git support adds to a clean build (measured: +27 s for HEAD, +55 s with status,
+/// on 2 cores), so it is left out.
+pub fn git_head() -> Option<String> {
+    static HEAD: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    HEAD.get_or_init(|| {
+        #[cfg(feature = "git")]
+        {
+            let dir = std::env::current_dir().ok()?;
+            let repo = gix::discover(dir).ok()?;
+            let id = repo.head_id().ok()?;
+            Some(id.to_string())
+        }
+        #[cfg(not(feature = "git"))]
+        None
+    })
+    .clone()
 }

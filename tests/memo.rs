@@ -462,6 +462,7 @@ fn records_of_another_semantic_version_are_not_reused() {
             cid: y.cid(),
         }],
         deps: Default::default(),
+        git: None,
     };
     storage.backend().put_call(&other).unwrap();
     let r = storage.run(|| inc(77)).unwrap();

@@ -251,6 +251,7 @@ fn store_from_an_older_build(dir: &std::path::Path) -> std::path::PathBuf {
             parents: vec![],
             semantic: old_content,
             source: text_cid,
+            git: None,
         })
         .unwrap();
     // …and the calls that used it by calls recorded with it.
@@ -505,4 +506,33 @@ fn a_cosmetic_mark_in_code_names_the_content_it_stays_compatible_with() {
     );
     again.run(|| polished(4)).unwrap();
     assert_eq!(again.stats().total.executed, 0);
+}
+
+#[test]
+fn calls_and_versions_record_the_git_head_of_the_run() {
+    // The tests run inside the project's repository (CI clones it): HEAD is known.
+    let Some(head) = mandala::git_head() else {
+        panic!("the test suite runs in a git checkout, so HEAD must be found");
+    };
+    assert_eq!(head.len(), 40);
+    let d = tempfile::tempdir().unwrap();
+    let s = versioned(&d.path().join("s.mandala"));
+    s.run(|| polished(1)).unwrap();
+    let gits: Vec<Option<String>> = s
+        .backend()
+        .all_calls()
+        .unwrap()
+        .iter()
+        .map(|c| c.record.git.clone())
+        .collect();
+    assert!(
+        gits.iter().all(|g| g.as_deref() == Some(head.as_str())),
+        "{gits:?} vs {head}"
+    );
+    assert!(s
+        .backend()
+        .all_versions()
+        .unwrap()
+        .iter()
+        .all(|v| v.git.as_deref() == Some(head.as_str())));
 }

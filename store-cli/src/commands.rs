@@ -180,6 +180,7 @@ fn call_json(store: &FsBackend, c: &StoredCall) -> Result<Json> {
         "key": c.key.to_string(),
         "rid": c.rid.to_string(),
         "semver": c.record.semver.to_string(),
+        "git": c.record.git,
         "inputs": slots_json(store, &c.record.inputs)?,
         "outputs": slots_json(store, &c.record.outputs)?,
     }))
@@ -239,6 +240,9 @@ fn write_call(store: &FsBackend, c: &StoredCall, out: &mut impl Write) -> Result
     writeln!(out, "cid      {}", c.cid)?;
     writeln!(out, "key      {}", c.key)?;
     writeln!(out, "record   {}", c.rid)?;
+    if let Some(git) = &c.record.git {
+        writeln!(out, "git      {git}")?;
+    }
     for (title, slots) in [("inputs", &c.record.inputs), ("outputs", &c.record.outputs)] {
         writeln!(out, "{title}:")?;
         for s in slots {
@@ -411,6 +415,7 @@ fn log(
                     "content": h.record.content.to_string(),
                     "semantic": h.record.semantic.to_string(),
                     "parents": h.record.parents.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                    "git": h.record.git,
                     "text": h.text,
                 })
             })
@@ -436,6 +441,9 @@ fn log(
             h.record.content.short(12),
             h.record.semantic.short(12)
         )?;
+        if let Some(git) = &h.record.git {
+            writeln!(out, "git      {git}")?;
+        }
         if patch {
             let parent_text = h
                 .record

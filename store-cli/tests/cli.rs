@@ -121,6 +121,11 @@ fn show_and_cat_by_prefix() {
     .unwrap();
     assert_eq!(j["kind"], "call");
     assert_eq!(j["op"], "divmod");
+    assert_eq!(
+        j["git"].as_str().map(str::len),
+        Some(40),
+        "the repository's HEAD: {j}"
+    );
     assert_eq!(j["outputs"][1]["name"], "remainder");
     assert_eq!(j["outputs"][1]["value"], 2);
     assert_eq!(j["inputs"][0]["value"], 17);

@@ -338,6 +338,7 @@ impl CallBuilder {
             inputs: self.inputs,
             outputs,
             deps: self.deps,
+            git: self.engine.git_commit().map(str::to_string),
         };
         self.engine.store_call(rec, &hid)?;
         self.engine.count(self.spec.name, |s| s.executed += 1);

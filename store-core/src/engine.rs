@@ -40,6 +40,7 @@ struct Inner {
     stats: Mutex<Stats>,
     provenance: Mutex<Provenance>,
     versioning: std::sync::OnceLock<VersionState>,
+    git_commit: std::sync::OnceLock<Option<String>>,
 }
 
 #[derive(Default)]
@@ -77,6 +78,7 @@ impl Engine {
                 stats: Mutex::new(Stats::default()),
                 provenance: Mutex::new(Provenance::default()),
                 versioning: std::sync::OnceLock::new(),
+                git_commit: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -105,8 +107,19 @@ impl Engine {
             }
             return Ok(&state.report);
         }
-        let state = crate::versioning::sync(&*self.inner.backend, versioning)?;
+        let state = crate::versioning::sync(&*self.inner.backend, versioning, self.git_commit())?;
         Ok(&self.inner.versioning.get_or_init(|| state).report)
+    }
+
+    /// Records `commit` (the program's git HEAD, read once per process by the facade) with
+    /// every call and version this engine stores from now on. Set once; later calls are ignored.
+    pub fn set_git_commit(&self, commit: Option<String>) {
+        let _ = self.inner.git_commit.set(commit);
+    }
+
+    /// The git commit recorded with new calls and versions, if any.
+    pub fn git_commit(&self) -> Option<&str> {
+        self.inner.git_commit.get().and_then(|c| c.as_deref())
     }
 
     /// The versioning state, if versioning is on.

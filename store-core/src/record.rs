@@ -41,6 +41,10 @@ pub struct CallRecord {
     /// unversioned records are unchanged by it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub deps: BTreeMap<String, Id>,
+    /// The git commit (HEAD) of the program's repository in the run that computed the call,
+    /// when there was one (see `Engine::set_git_commit`). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<String>,
 }
 
 /// The canonical order of two text map keys: the bytewise order of their CBOR encodings
@@ -167,6 +171,7 @@ impl CallRecord {
                 })
                 .collect(),
             deps: self.deps.clone(),
+            git: self.git.clone(),
         }
     }
 
@@ -270,6 +275,7 @@ mod tests {
             inputs: vec![slot("x", 1)],
             outputs: vec![slot("output_0", 3)],
             deps: BTreeMap::new(),
+            git: None,
         };
         let mut x = slot("x", 1);
         x.hid = Id([7; 32]);

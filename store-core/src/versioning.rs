@@ -154,7 +154,11 @@ fn text_value(backend: &dyn Backend, text: &str) -> Result<Id> {
 }
 
 /// Brings the histories of the program's followed components up to date in `backend`.
-pub(crate) fn sync(backend: &dyn Backend, config: Versioning) -> Result<VersionState> {
+pub(crate) fn sync(
+    backend: &dyn Backend,
+    config: Versioning,
+    git: Option<&str>,
+) -> Result<VersionState> {
     let mut histories: BTreeMap<String, Vec<VersionRecord>> = BTreeMap::new();
     for v in backend.all_versions()? {
         histories.entry(v.component.clone()).or_default().push(v);
@@ -218,7 +222,9 @@ pub(crate) fn sync(backend: &dyn Backend, config: Versioning) -> Result<VersionS
         } else {
             Change::Semantic
         };
-        match history.sync(spec.name, content, source, |_| decision) {
+        match history.sync(spec.name, content, source, git.map(str::to_string), |_| {
+            decision
+        }) {
             Synced::Known(_) => {
                 let (id, conflict) = history.semantic_of(&content).expect("known content");
                 if conflict {

@@ -29,6 +29,10 @@ pub struct VersionRecord {
     pub semantic: Id,
     /// The cid of the version's text for display (a CBOR text string stored as a value).
     pub source: Id,
+    /// The git commit (HEAD) of the program's repository when the version was committed, if
+    /// any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<String>,
 }
 
 impl VersionRecord {
@@ -135,6 +139,7 @@ impl History {
         component: &str,
         content: Id,
         source: Id,
+        git: Option<String>,
         decide: impl FnOnce(&[&VersionRecord]) -> Change,
     ) -> Synced {
         if let Some(known) = self.with_content(&content).first() {
@@ -155,6 +160,7 @@ impl History {
             parents: heads,
             semantic,
             source,
+            git,
         };
         self.versions.insert(record.id(), record.clone());
         Synced::Committed(record)
@@ -172,7 +178,8 @@ mod tests {
     #[test]
     fn the_first_version_is_its_own_semantic_root() {
         let mut h = History::default();
-        let Synced::Committed(v1) = h.sync("f", c(1), c(0), |_| panic!("nothing to decide")) else {
+        let Synced::Committed(v1) = h.sync("f", c(1), c(0), None, |_| panic!("nothing to decide"))
+        else {
             panic!()
         };
         assert_eq!((v1.parents.len(), v1.semantic), (0, c(1)));
@@ -182,8 +189,8 @@ mod tests {
     #[test]
     fn semantic_changes_get_new_ids_and_cosmetic_ones_inherit() {
         let mut h = History::default();
-        h.sync("f", c(1), c(0), |_| Change::Semantic);
-        let Synced::Committed(v2) = h.sync("f", c(2), c(0), |_| Change::Cosmetic) else {
+        h.sync("f", c(1), c(0), None, |_| Change::Semantic);
+        let Synced::Committed(v2) = h.sync("f", c(2), c(0), None, |_| Change::Cosmetic) else {
             panic!()
         };
         assert_eq!(
@@ -191,7 +198,7 @@ mod tests {
             c(1),
             "cosmetic: same semantic id as its parent"
         );
-        let Synced::Committed(v3) = h.sync("f", c(3), c(0), |_| Change::Semantic) else {
+        let Synced::Committed(v3) = h.sync("f", c(3), c(0), None, |_| Change::Semantic) else {
             panic!()
         };
         assert_eq!(v3.semantic, c(3));
@@ -203,10 +210,10 @@ mod tests {
     #[test]
     fn known_content_is_checked_out_without_a_commit() {
         let mut h = History::default();
-        h.sync("f", c(1), c(0), |_| Change::Semantic);
-        h.sync("f", c(2), c(0), |_| Change::Semantic);
+        h.sync("f", c(1), c(0), None, |_| Change::Semantic);
+        h.sync("f", c(2), c(0), None, |_| Change::Semantic);
         let before = h.versions().len();
-        let back = h.sync("f", c(1), c(0), |_| {
+        let back = h.sync("f", c(1), c(0), None, |_| {
             panic!("known content needs no decision")
         });
         assert!(matches!(back, Synced::Known(ref v) if v.content == c(1) && v.semantic == c(1)));
@@ -220,15 +227,15 @@ mod tests {
     #[test]
     fn branches_from_merged_stores_union_and_the_next_commit_merges_them() {
         let mut base = History::default();
-        base.sync("f", c(1), c(0), |_| Change::Semantic);
+        base.sync("f", c(1), c(0), None, |_| Change::Semantic);
         let (mut a, mut b) = (base.clone(), base.clone());
-        a.sync("f", c(2), c(0), |_| Change::Cosmetic);
-        b.sync("f", c(3), c(0), |_| Change::Semantic);
+        a.sync("f", c(2), c(0), None, |_| Change::Cosmetic);
+        b.sync("f", c(3), c(0), None, |_| Change::Semantic);
         let mut merged = History::new(a.versions().values().chain(b.versions().values()).cloned());
         assert_eq!(merged.versions().len(), 3);
         assert_eq!(merged.heads().len(), 2, "two branches");
         // Heads disagree on the semantic id (1 vs 3): a cosmetic mark cannot apply.
-        let Synced::Committed(m) = merged.sync("f", c(4), c(0), |_| Change::Cosmetic) else {
+        let Synced::Committed(m) = merged.sync("f", c(4), c(0), None, |_| Change::Cosmetic) else {
             panic!()
         };
         assert_eq!(m.parents.len(), 2);
@@ -239,10 +246,10 @@ mod tests {
     #[test]
     fn different_decisions_about_one_content_fall_back_to_semantic() {
         let mut base = History::default();
-        base.sync("f", c(1), c(0), |_| Change::Semantic);
+        base.sync("f", c(1), c(0), None, |_| Change::Semantic);
         let (mut a, mut b) = (base.clone(), base.clone());
-        a.sync("f", c(2), c(0), |_| Change::Cosmetic); // semantic id 1
-        b.sync("f", c(2), c(0), |_| Change::Semantic); // semantic id 2
+        a.sync("f", c(2), c(0), None, |_| Change::Cosmetic); // semantic id 1
+        b.sync("f", c(2), c(0), None, |_| Change::Semantic); // semantic id 2
         let merged = History::new(a.versions().values().chain(b.versions().values()).cloned());
         assert_eq!(merged.semantic_of(&c(2)), Some((c(2), true)));
     }
@@ -255,6 +262,7 @@ mod tests {
             parents: vec![c(7), c(8)],
             semantic: c(1),
             source: c(0),
+            git: None,
         };
         let h1 = History::new([v.clone()]);
         let h2 = History::new([v.clone(), v.clone()]);

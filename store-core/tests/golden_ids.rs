@@ -371,6 +371,7 @@ fn versioning_ids_are_frozen() {
         parents: vec![],
         semantic: content,
         source: Id([0; 32]),
+        git: None,
     }
     .id();
     let got = [
