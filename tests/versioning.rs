@@ -536,3 +536,22 @@ fn calls_and_versions_record_the_git_head_of_the_run() {
         .iter()
         .all(|v| v.git.as_deref() == Some(head.as_str())));
 }
+
+#[test]
+fn merged_decisions_keep_both_version_records() {
+    let d = tempfile::tempdir().unwrap();
+    let base = store_from_an_older_build(d.path());
+    let (a, b) = (d.path().join("a.mandala"), d.path().join("b.mandala"));
+    copy_dir(&base, &a);
+    copy_dir(&base, &b);
+    open_with(&a, scope().cosmetic(SCALE)).unwrap();
+    open_with(&b, scope()).unwrap();
+    copy_dir(&b, &a);
+    let history = Storage::open(&a).unwrap().source_history(SCALE).unwrap();
+    let same: Vec<_> = history
+        .iter()
+        .filter(|h| h.record.content != history[0].record.content)
+        .collect();
+    assert_eq!(same.len(), 2, "one content, two decisions");
+    assert_ne!(same[0].record.semantic, same[1].record.semantic);
+}

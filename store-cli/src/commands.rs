@@ -444,6 +444,12 @@ fn log(
         if let Some(git) = &h.record.git {
             writeln!(out, "git      {git}")?;
         }
+        if history
+            .iter()
+            .any(|o| o.record.content == h.record.content && o.record.semantic != h.record.semantic)
+        {
+            writeln!(out, "CONFLICT merged stores decided differently about this content; it counts as semantic")?;
+        }
         if patch {
             let parent_text = h
                 .record

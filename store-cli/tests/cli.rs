@@ -329,3 +329,41 @@ fn mark_records_a_decision_in_the_store() {
     let e = fails(d.path(), &["mark", "cli::halve", "0123abcd"], 2);
     assert!(e.contains("--semantic") || e.contains("--cosmetic"), "{e}");
 }
+
+#[test]
+fn log_reports_conflicting_decisions() {
+    use store_core::versions::VersionRecord;
+    let (d, storage) = sample();
+    let id = |n: u8| Id([n; 32]);
+    let root = VersionRecord {
+        component: "c".into(),
+        content: id(1),
+        parents: vec![],
+        semantic: id(1),
+        source: id(0),
+        git: None,
+    };
+    let cosmetic = VersionRecord {
+        content: id(2),
+        parents: vec![root.id()],
+        semantic: id(1),
+        ..root.clone()
+    };
+    let semantic = VersionRecord {
+        content: id(2),
+        parents: vec![root.id()],
+        semantic: id(2),
+        ..root.clone()
+    };
+    for v in [&root, &cosmetic, &semantic] {
+        storage.backend().put_version(v).unwrap();
+    }
+    let log = ok(d.path(), &["log", "c"]);
+    assert_eq!(
+        log.matches("CONFLICT merged stores decided differently")
+            .count(),
+        2,
+        "{log}"
+    );
+    assert_eq!(log.matches("version ").count(), 3, "{log}");
+}
