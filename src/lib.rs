@@ -45,6 +45,7 @@
 use std::ops::Deref;
 use std::path::Path;
 
+pub use store_core::frame::{Cell, ComputationFrame, Table};
 pub use store_core::global::Tracked;
 pub use store_core::{
     Backend, CallRecord, Engine, Error, Id, IdPrefix, IntoArg, Kind, MemoryBackend, Mode, OpStats,
@@ -149,6 +150,35 @@ impl Storage {
     pub fn versioned(self, versioning: Versioning) -> Result<Storage> {
         self.engine.enable_versioning(versioning)?;
         Ok(self)
+    }
+
+    /// A ComputationFrame of every stored call of `op` (see [`ComputationFrame`]).
+    pub fn cf(&self, op: &str) -> Result<ComputationFrame> {
+        ComputationFrame::from_op(&self.engine, op)
+    }
+
+    /// A ComputationFrame with one variable per named group of refs.
+    ///
+    /// ```
+    /// # use mandala::{op, Storage, RefIds};
+    /// #[op]
+    /// fn inc(x: i64) -> i64 { x + 1 }
+    /// let storage = Storage::in_memory();
+    /// let ys = storage.run(|| (0..3).map(inc).collect::<mandala::Result<Vec<_>>>())?;
+    /// let mut cf = storage.cf_from(vec![("y", ys.iter().map(|r| r.ids()).collect())]);
+    /// cf.expand_back(None, true)?;
+    /// let table = cf.df(false)?.values()?;
+    /// assert_eq!(table.columns, ["x", "inc", "y"]);
+    /// assert_eq!(table.len(), 3);
+    /// # Ok::<(), mandala::Error>(())
+    /// ```
+    pub fn cf_from(&self, groups: Vec<(&str, Vec<RefIds>)>) -> ComputationFrame {
+        ComputationFrame::from_refs(
+            &self.engine,
+            groups
+                .into_iter()
+                .map(|(n, ids)| (n, ids.into_iter().map(|i| (i.hid, i.cid)).collect())),
+        )
     }
 
     /// The on-disk backend, for a store opened from a path.

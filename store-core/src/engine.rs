@@ -278,6 +278,21 @@ impl Engine {
         Ok(index.consumers(&hid))
     }
 
+    /// The call that created the ref `hid` (by history id).
+    pub fn creator_of(&self, hid: &Id) -> Result<Option<StoredCall>> {
+        Ok(self.index()?.creator(hid))
+    }
+
+    /// The calls that consumed the ref `hid`.
+    pub fn consumers_of(&self, hid: &Id) -> Result<Vec<StoredCall>> {
+        Ok(self.index()?.consumers(hid))
+    }
+
+    /// Every stored call of op `op`.
+    pub fn calls_of(&self, op: &str) -> Result<Vec<StoredCall>> {
+        Ok(self.index()?.calls_of(op))
+    }
+
     fn ids_of<T: Serialize>(&self, r: &Ref<T>) -> Result<RefIds> {
         r.try_ids().map_err(|source| Error::Encode {
             op: "(none)".into(),

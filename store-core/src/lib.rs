@@ -23,6 +23,7 @@ pub mod context;
 pub mod deps;
 pub mod engine;
 pub mod error;
+pub mod frame;
 pub mod global;
 pub mod id;
 pub mod inspect;

@@ -90,6 +90,18 @@ impl Provenance {
         v
     }
 
+    /// Every stored call of op `op`, ordered by (call key, hid, record id).
+    pub(crate) fn calls_of(&self, op: &str) -> Vec<StoredCall> {
+        let mut v: Vec<StoredCall> = self
+            .calls
+            .iter()
+            .filter(|c| c.record.op == op)
+            .cloned()
+            .collect();
+        v.sort_by_key(key);
+        v
+    }
+
     /// The content id of the ref `hid`, if any stored call names it.
     pub(crate) fn cid_of(&self, hid: &Id) -> Option<Id> {
         self.cid_of.get(hid).copied()

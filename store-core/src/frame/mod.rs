@@ -1,0 +1,406 @@
+//! ComputationFrame: the stored web of calls as a graph of variables (sets of refs) and
+//! function nodes (sets of calls), joined by edges labelled with input and output names.
+//!
+//! Invariant (as in mandala): every call in a function node has each input and output whose
+//! label has an edge on that node present in the variable at the other end of the edge.
+//!
+//! ```
+//! # use store_core::{Engine, frame::ComputationFrame};
+//! let engine = Engine::in_memory();
+//! let cf = ComputationFrame::from_op(&engine, "inc").unwrap();
+//! assert!(cf.vars().is_empty());
+//! ```
+//!
+//! Built on the engine's provenance index, so building a frame reads call records but no
+//! value; values are read only for the table cells asked for.
+
+mod table;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::id::Id;
+use crate::record::{Slot, StoredCall};
+
+pub use table::{Cell, Table};
+
+/// A call's identity inside a frame: (call key, hid, record id).
+pub type CallId = (Id, Id, Id);
+
+fn call_id(c: &StoredCall) -> CallId {
+    (c.key, c.hid, c.rid)
+}
+
+/// A function node: calls of one op.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FuncNode {
+    /// The op.
+    pub op: String,
+    /// Its calls in this frame.
+    pub calls: BTreeSet<CallId>,
+    /// Input label → variable.
+    pub inputs: BTreeMap<String, String>,
+    /// Output label → variable.
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// A graph of variables and function nodes over stored calls. See the module docs.
+#[derive(Clone)]
+pub struct ComputationFrame {
+    engine: Engine,
+    vars: BTreeMap<String, BTreeSet<Id>>,
+    funcs: BTreeMap<String, FuncNode>,
+    calls: BTreeMap<CallId, StoredCall>,
+    cids: BTreeMap<Id, Id>,
+}
+
+/// The variable name for an output label: `output_<i>` becomes `var_<i>` (as in mandala).
+fn var_name_for(label: &str) -> String {
+    match label.strip_prefix("output_") {
+        Some(i) if i.parse::<usize>().is_ok() => format!("var_{i}"),
+        _ => label.to_string(),
+    }
+}
+
+impl ComputationFrame {
+    fn empty(engine: &Engine) -> ComputationFrame {
+        ComputationFrame {
+            engine: engine.clone(),
+            vars: BTreeMap::new(),
+            funcs: BTreeMap::new(),
+            calls: BTreeMap::new(),
+            cids: BTreeMap::new(),
+        }
+    }
+
+    /// Every stored call of `op`: one function node named after it, one variable per input
+    /// and output label.
+    pub fn from_op(engine: &Engine, op: &str) -> Result<ComputationFrame> {
+        let mut cf = ComputationFrame::empty(engine);
+        for call in engine.calls_of(op)? {
+            cf.add_call(op, &call, None);
+        }
+        Ok(cf)
+    }
+
+    /// One variable per name, holding the refs with those history ids.
+    pub fn from_refs<'a>(
+        engine: &Engine,
+        groups: impl IntoIterator<Item = (&'a str, Vec<(Id, Id)>)>,
+    ) -> ComputationFrame {
+        let mut cf = ComputationFrame::empty(engine);
+        for (name, refs) in groups {
+            let var = cf.vars.entry(name.to_string()).or_default();
+            for (hid, cid) in refs {
+                var.insert(hid);
+                cf.cids.insert(hid, cid);
+            }
+        }
+        cf
+    }
+
+    /// The variables and their refs (history ids).
+    pub fn vars(&self) -> &BTreeMap<String, BTreeSet<Id>> {
+        &self.vars
+    }
+
+    /// The function nodes.
+    pub fn funcs(&self) -> &BTreeMap<String, FuncNode> {
+        &self.funcs
+    }
+
+    /// A call of the frame.
+    pub fn call(&self, id: &CallId) -> Option<&StoredCall> {
+        self.calls.get(id)
+    }
+
+    /// The content id of a ref of the frame.
+    pub fn cid(&self, hid: &Id) -> Option<Id> {
+        self.cids.get(hid).copied()
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// A variable holding `hid` (the first by name), if any.
+    fn var_holding(&self, hid: &Id) -> Option<String> {
+        self.vars
+            .iter()
+            .find(|(_, refs)| refs.contains(hid))
+            .map(|(n, _)| n.clone())
+    }
+
+    fn fresh_var_name(&self, base: &str) -> String {
+        if !self.vars.contains_key(base) {
+            return base.to_string();
+        }
+        (1..)
+            .map(|i| format!("{base}_{i}"))
+            .find(|n| !self.vars.contains_key(n))
+            .expect("unbounded")
+    }
+
+    /// The variable for `label` on `node` (`outputs` or inputs): the one the edge already
+    /// leads to, or one already holding the ref, or a new one named after the label.
+    fn var_for(
+        &mut self,
+        node: &str,
+        label: &str,
+        output: bool,
+        slot: &Slot,
+        hint: Option<&str>,
+    ) -> String {
+        let f = &self.funcs[node];
+        let edges = if output { &f.outputs } else { &f.inputs };
+        if let Some(v) = edges.get(label) {
+            return v.clone();
+        }
+        // A ref created by a call identifies one history, so any variable holding it is the
+        // right one. Source values do not (equal values passed in different places share a
+        // hid), so for an input only a variable of the same name that holds it is reused.
+        let base = if output {
+            var_name_for(label)
+        } else {
+            label.to_string()
+        };
+        let holding = self
+            .var_holding(&slot.hid)
+            .filter(|v| output || *v == base || self.created_in_frame(&slot.hid));
+        let var = hint
+            .map(str::to_string)
+            .or(holding)
+            .unwrap_or_else(|| self.fresh_var_name(&base));
+        let f = self.funcs.get_mut(node).expect("exists");
+        let edges = if output {
+            &mut f.outputs
+        } else {
+            &mut f.inputs
+        };
+        edges.insert(label.to_string(), var.clone());
+        var
+    }
+
+    /// Adds `call` to the node of its op (created if needed), with its inputs and outputs in
+    /// the variables its edges lead to. `hint` = (label, var) for the ref that led to it.
+    /// Returns whether the call is new to the frame.
+    fn add_call(&mut self, op: &str, call: &StoredCall, hint: Option<(&str, &str)>) -> bool {
+        let id = call_id(call);
+        if self.calls.contains_key(&id) {
+            return false;
+        }
+        // Reuse the node of the same op (mandala reuses nodes of the same op).
+        let node = self
+            .funcs
+            .iter()
+            .find(|(_, f)| f.op == op)
+            .map(|(n, _)| n.clone())
+            .unwrap_or_else(|| {
+                let name = if self.vars.contains_key(op) {
+                    format!("{op}_fn")
+                } else {
+                    op.to_string()
+                };
+                self.funcs.insert(
+                    name.clone(),
+                    FuncNode {
+                        op: op.to_string(),
+                        ..FuncNode::default()
+                    },
+                );
+                name
+            });
+        for (output, slots) in [(false, &call.record.inputs), (true, &call.record.outputs)] {
+            for slot in slots {
+                let h = hint.and_then(|(l, v)| (l == slot.name).then_some(v));
+                let var = self.var_for(&node, &slot.name, output, slot, h);
+                self.vars.entry(var).or_default().insert(slot.hid);
+                self.cids.insert(slot.hid, slot.cid);
+            }
+        }
+        self.funcs.get_mut(&node).expect("exists").calls.insert(id);
+        self.calls.insert(id, call.clone());
+        true
+    }
+
+    /// The calls of the frame that output ref `hid`.
+    fn created_in_frame(&self, hid: &Id) -> bool {
+        self.calls
+            .values()
+            .any(|c| c.record.outputs.iter().any(|o| o.hid == *hid))
+    }
+
+    fn consumed_in_frame(&self, hid: &Id) -> bool {
+        self.calls
+            .values()
+            .any(|c| c.record.inputs.iter().any(|i| i.hid == *hid))
+    }
+
+    fn selected(&self, vars: Option<&[&str]>) -> Vec<String> {
+        match vars {
+            Some(v) => v.iter().map(|s| s.to_string()).collect(),
+            None => self.vars.keys().cloned().collect(),
+        }
+    }
+
+    /// Adds the creators of the refs of `vars` (all variables if `None`); with `recursive`,
+    /// repeats until nothing new is added. Returns how many calls were added.
+    pub fn expand_back(&mut self, vars: Option<&[&str]>, recursive: bool) -> Result<usize> {
+        let mut added = 0;
+        loop {
+            let mut round = 0;
+            for var in self.selected(vars) {
+                let refs: Vec<Id> = self
+                    .vars
+                    .get(&var)
+                    .map(|r| r.iter().copied().collect())
+                    .unwrap_or_default();
+                for hid in refs {
+                    if self.created_in_frame(&hid) {
+                        continue;
+                    }
+                    if let Some(call) = self.engine.creator_of(&hid)? {
+                        let label = call
+                            .record
+                            .outputs
+                            .iter()
+                            .find(|o| o.hid == hid)
+                            .map(|o| o.name.clone());
+                        let op = call.record.op.clone();
+                        if self.add_call(&op, &call, label.as_deref().map(|l| (l, var.as_str()))) {
+                            round += 1;
+                        }
+                    }
+                }
+            }
+            added += round;
+            if !recursive || round == 0 {
+                break;
+            }
+            if vars.is_some() {
+                // Recursive expansion from chosen variables continues from every variable.
+                return Ok(added + self.expand_back(None, true)?);
+            }
+        }
+        Ok(added)
+    }
+
+    /// Adds the consumers of the refs of `vars` (all if `None`); with `recursive`, repeats.
+    pub fn expand_forward(&mut self, vars: Option<&[&str]>, recursive: bool) -> Result<usize> {
+        let mut added = 0;
+        loop {
+            let mut round = 0;
+            for var in self.selected(vars) {
+                let refs: Vec<Id> = self
+                    .vars
+                    .get(&var)
+                    .map(|r| r.iter().copied().collect())
+                    .unwrap_or_default();
+                for hid in refs {
+                    for call in self.engine.consumers_of(&hid)? {
+                        let label = call
+                            .record
+                            .inputs
+                            .iter()
+                            .find(|i| i.hid == hid)
+                            .map(|i| i.name.clone());
+                        let op = call.record.op.clone();
+                        if self.add_call(&op, &call, label.as_deref().map(|l| (l, var.as_str()))) {
+                            round += 1;
+                        }
+                    }
+                }
+            }
+            added += round;
+            if !recursive || round == 0 {
+                break;
+            }
+            if vars.is_some() {
+                return Ok(added + self.expand_forward(None, true)?);
+            }
+        }
+        Ok(added)
+    }
+
+    /// Expands backward and forward, recursively, until nothing changes.
+    pub fn expand_all(&mut self) -> Result<usize> {
+        let mut added = 0;
+        loop {
+            let n = self.expand_back(None, true)? + self.expand_forward(None, true)?;
+            added += n;
+            if n == 0 {
+                return Ok(added);
+            }
+        }
+    }
+
+    /// Variables and function nodes in topological order (inputs before the function, the
+    /// function before its outputs), ties by name; nodes on cycles come last, by name.
+    pub fn topo_order(&self) -> Vec<String> {
+        let mut preds: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for v in self.vars.keys() {
+            preds.entry(v.clone()).or_default();
+        }
+        for (f, node) in &self.funcs {
+            preds
+                .entry(f.clone())
+                .or_default()
+                .extend(node.inputs.values().cloned());
+            for v in node.outputs.values() {
+                preds.entry(v.clone()).or_default().insert(f.clone());
+            }
+        }
+        let mut order = Vec::new();
+        let mut done = BTreeSet::new();
+        while done.len() < preds.len() {
+            let ready: Vec<String> = preds
+                .iter()
+                .filter(|(n, p)| {
+                    !done.contains(*n) && p.iter().all(|x| done.contains(x) || x == *n)
+                })
+                .map(|(n, _)| n.clone())
+                .collect();
+            let ready = if ready.is_empty() {
+                preds
+                    .keys()
+                    .filter(|n| !done.contains(*n))
+                    .cloned()
+                    .collect()
+            } else {
+                ready
+            };
+            for n in ready {
+                done.insert(n.clone());
+                order.push(n);
+            }
+        }
+        order
+    }
+
+    /// The refs of `var` that no call of the frame consumed.
+    pub fn sink_elements(&self, var: &str) -> Vec<Id> {
+        self.vars
+            .get(var)
+            .map(|r| {
+                r.iter()
+                    .filter(|h| !self.consumed_in_frame(h))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The refs of `var` that no call of the frame created.
+    pub fn source_elements(&self, var: &str) -> Vec<Id> {
+        self.vars
+            .get(var)
+            .map(|r| {
+                r.iter()
+                    .filter(|h| !self.created_in_frame(h))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,163 @@
+//! ComputationFrames: tables of the stored web of calls, built without re-running code.
+
+use mandala::{op, Storage};
+
+#[op]
+fn inc(x: i64) -> i64 {
+    x + 1
+}
+
+#[op(output_names(z))]
+fn add(x: i64, y: i64) -> i64 {
+    x + y
+}
+
+#[test]
+fn the_frame_of_an_op_has_one_row_per_call() {
+    let storage = Storage::in_memory();
+    storage
+        .run(|| (0..10).try_for_each(|i| inc(i).map(|_| ())))
+        .unwrap();
+    let table = storage.cf("inc").unwrap().df(false).unwrap();
+    assert_eq!(table.columns, ["x", "inc", "var_0"]);
+    assert_eq!(table.len(), 10);
+    let x = table.column::<i64>("x").unwrap();
+    let y = table.column::<i64>("var_0").unwrap();
+    for (x, y) in x.iter().zip(&y) {
+        assert_eq!(y.unwrap(), x.unwrap() + 1);
+    }
+    let values = table.values().unwrap().without_calls();
+    assert_eq!(values.columns, ["x", "var_0"]);
+    let text = values.to_string();
+    assert!(text.starts_with("x  var_0\n"), "{text}");
+    assert_eq!(text.lines().count(), 11);
+    assert!(text.lines().any(|l| l == "9  10"), "{text}");
+}
+
+fn inc_then_add(storage: &Storage) {
+    storage
+        .run(|| -> mandala::Result<()> {
+            for x in 0..5 {
+                let y = inc(x)?;
+                if x % 2 == 0 {
+                    add(x, &y)?;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn expanding_from_add_gives_one_row_per_add_call() {
+    let storage = Storage::in_memory();
+    inc_then_add(&storage);
+    let mut cf = storage.cf("add").unwrap();
+    cf.expand_all().unwrap();
+    let table = cf.df(false).unwrap();
+    assert_eq!(table.len(), 3, "{table}");
+    let (x, y, z) = (
+        table.column::<i64>("x").unwrap(),
+        table.column::<i64>("y").unwrap(),
+        table.column::<i64>("z").unwrap(),
+    );
+    for i in 0..3 {
+        assert_eq!(z[i].unwrap(), x[i].unwrap() + y[i].unwrap());
+        assert_eq!(y[i].unwrap(), x[i].unwrap() + 1);
+    }
+}
+
+#[test]
+fn expanding_from_inc_outer_joins_the_add_calls() {
+    let storage = Storage::in_memory();
+    inc_then_add(&storage);
+    let mut cf = storage.cf("inc").unwrap();
+    cf.expand_all().unwrap();
+    let table = cf.df(false).unwrap();
+    assert_eq!(table.len(), 5, "{table}");
+    let add_col = table.index("add").unwrap();
+    assert_eq!(
+        table.rows.iter().filter(|r| r[add_col].is_none()).count(),
+        2
+    );
+    assert_eq!(cf.df(true).unwrap().len(), 3, "join inner");
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+struct Model {
+    n_estimators: u32,
+    weight: f64,
+}
+
+#[allow(non_snake_case)]
+#[op(output_names(X, y))]
+fn load_data(n_class: u32) -> (Vec<f64>, Vec<u32>) {
+    (
+        (0..20).map(|i| f64::from(i % n_class)).collect(),
+        (0..20).map(|i| i % n_class).collect(),
+    )
+}
+
+#[allow(non_snake_case)]
+#[op]
+fn train_model(X: Vec<f64>, y: Vec<u32>, n_estimators: u32) -> Model {
+    let _ = y;
+    Model {
+        n_estimators,
+        weight: X.iter().sum::<f64>() / f64::from(n_estimators),
+    }
+}
+
+#[allow(non_snake_case)]
+#[op]
+fn get_acc(model: Model, X: Vec<f64>, y: Vec<u32>) -> f64 {
+    let _ = (X, y);
+    model.weight / 100.0
+}
+
+#[test]
+fn the_readme_pipeline_as_a_table() {
+    let storage = Storage::in_memory();
+    let (mut accs, mut models) = (Vec::new(), Vec::new());
+    storage
+        .run(|| -> mandala::Result<()> {
+            for n_class in [2, 5] {
+                let (x, y) = load_data(n_class)?;
+                for n in [5, 10] {
+                    let model = train_model(&x, &y, n)?;
+                    accs.push(get_acc(&model, &x, &y)?);
+                    models.push(model);
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    let mut cf = storage.cf_from(vec![
+        ("acc", accs.iter().map(|r| r.ids()).collect()),
+        ("model", models.iter().map(|r| r.ids()).collect()),
+    ]);
+    cf.expand_back(None, true).unwrap();
+    let table = cf.df(false).unwrap();
+    assert_eq!(table.len(), 4, "{table}");
+    let n_class = table.column::<u32>("n_class").unwrap();
+    let n_est = table.column::<u32>("n_estimators").unwrap();
+    let acc = table.column::<f64>("acc").unwrap();
+    let mut rows: Vec<(u32, u32, f64)> = (0..4)
+        .map(|i| (n_class[i].unwrap(), n_est[i].unwrap(), acc[i].unwrap()))
+        .collect();
+    rows.sort_by_key(|r| (r.0, r.1));
+    let expected_acc = |n_class: u32, n: u32| {
+        (0..20).map(|i| f64::from(i % n_class)).sum::<f64>() / f64::from(n) / 100.0
+    };
+    for (c, n, a) in rows.iter().copied() {
+        assert_eq!(a, expected_acc(c, n));
+    }
+    assert_eq!(
+        rows.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(),
+        [(2, 5), (2, 10), (5, 5), (5, 10)]
+    );
+    assert!(
+        table.columns.iter().position(|c| c == "n_class")
+            < table.columns.iter().position(|c| c == "acc")
+    );
+}
