@@ -315,6 +315,40 @@ fn big_vector(dir: &Path, quick: bool) {
     );
 }
 
+/// The table of a 10 000-call store of one op (frame, expand_all, df), beside reading the same
+/// call records raw.
+fn frame_table(dir: &Path, quick: bool) {
+    let n: u64 = if quick { 1_000 } else { 10_000 };
+    let store = dir.join("frame.mandala");
+    let storage = Storage::open(&store).unwrap();
+    storage
+        .run(|| -> mandala::Result<()> {
+            for i in 0..n {
+                add2(i, 1)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let ours = median_per(5, 1, || {
+        let fresh = Storage::open(&store).unwrap();
+        let mut cf = fresh.cf("add2").unwrap();
+        cf.expand_all().unwrap();
+        assert_eq!(cf.df(false).unwrap().len() as u64, n);
+    });
+    let base = median_per(5, 1, || {
+        let fresh = store_fs::FsBackend::open(&store).unwrap();
+        black_box(fresh.all_calls().unwrap());
+    });
+    row(
+        &format!("table of {n} calls (cf, expand_all, df)"),
+        ns(ours) / 1e6,
+        "ms",
+        "reading the call records",
+        ns(base) / 1e6,
+        "<= 50 ms",
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() >= 4 && args[1] == "--child-hits" {
@@ -352,6 +386,9 @@ fn main() {
     }
     if want("record_new_calls") {
         record_new_calls(&dir, quick);
+    }
+    if want("frame_table") {
+        frame_table(&dir, quick);
     }
     if want("big_vector") {
         big_vector(&dir, quick);

@@ -288,6 +288,19 @@ impl Engine {
         Ok(self.index()?.consumers(hid))
     }
 
+    /// The creators of many refs at once, with one refresh of the provenance index (a
+    /// ComputationFrame expands thousands of refs at a time).
+    pub fn creators_of(&self, hids: &[Id]) -> Result<Vec<Option<StoredCall>>> {
+        let index = self.index()?;
+        Ok(hids.iter().map(|h| index.creator(h)).collect())
+    }
+
+    /// The consumers of many refs at once, with one refresh of the provenance index.
+    pub fn consumers_of_all(&self, hids: &[Id]) -> Result<Vec<Vec<StoredCall>>> {
+        let index = self.index()?;
+        Ok(hids.iter().map(|h| index.consumers(h)).collect())
+    }
+
     /// Every stored call of op `op`.
     pub fn calls_of(&self, op: &str) -> Result<Vec<StoredCall>> {
         Ok(self.index()?.calls_of(op))
@@ -303,7 +316,7 @@ impl Engine {
 
     /// The provenance index, brought up to date with the backend (so it also sees calls other
     /// processes stored since the last query; see the `provenance` module).
-    fn index(&self) -> Result<std::sync::MutexGuard<'_, Provenance>> {
+    pub(crate) fn index(&self) -> Result<std::sync::MutexGuard<'_, Provenance>> {
         let mut p = self.inner.provenance.lock().unwrap();
         p.refresh(&*self.inner.backend)?;
         Ok(p)

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::id::Id;
+use crate::provenance::Provenance;
 use crate::record::{Slot, StoredCall};
 
 pub use table::{Cell, Table};
@@ -53,6 +54,10 @@ pub struct ComputationFrame {
     funcs: BTreeMap<String, FuncNode>,
     calls: BTreeMap<CallId, StoredCall>,
     cids: BTreeMap<Id, Id>,
+    /// Ref hid → (function node, call) of the frame that created it.
+    created_by: BTreeMap<Id, (String, CallId)>,
+    /// Refs some call of the frame consumed.
+    consumed: BTreeSet<Id>,
 }
 
 /// The variable name for an output label: `output_<i>` becomes `var_<i>` (as in mandala).
@@ -71,6 +76,8 @@ impl ComputationFrame {
             funcs: BTreeMap::new(),
             calls: BTreeMap::new(),
             cids: BTreeMap::new(),
+            created_by: BTreeMap::new(),
+            consumed: BTreeSet::new(),
         }
     }
 
@@ -220,21 +227,28 @@ impl ComputationFrame {
             }
         }
         self.funcs.get_mut(&node).expect("exists").calls.insert(id);
+        for o in &call.record.outputs {
+            self.created_by
+                .entry(o.hid)
+                .or_insert_with(|| (node.clone(), id));
+        }
+        self.consumed
+            .extend(call.record.inputs.iter().map(|i| i.hid));
         self.calls.insert(id, call.clone());
         true
     }
 
-    /// The calls of the frame that output ref `hid`.
     fn created_in_frame(&self, hid: &Id) -> bool {
-        self.calls
-            .values()
-            .any(|c| c.record.outputs.iter().any(|o| o.hid == *hid))
+        self.created_by.contains_key(hid)
     }
 
     fn consumed_in_frame(&self, hid: &Id) -> bool {
-        self.calls
-            .values()
-            .any(|c| c.record.inputs.iter().any(|i| i.hid == *hid))
+        self.consumed.contains(hid)
+    }
+
+    /// The function node and call of the frame that created ref `hid`.
+    pub(crate) fn creator_in_frame(&self, hid: &Id) -> Option<&(String, CallId)> {
+        self.created_by.get(hid)
     }
 
     fn selected(&self, vars: Option<&[&str]>) -> Vec<String> {
@@ -247,6 +261,17 @@ impl ComputationFrame {
     /// Adds the creators of the refs of `vars` (all variables if `None`); with `recursive`,
     /// repeats until nothing new is added. Returns how many calls were added.
     pub fn expand_back(&mut self, vars: Option<&[&str]>, recursive: bool) -> Result<usize> {
+        let engine = self.engine.clone();
+        let index = engine.index()?;
+        Ok(self.expand_back_in(&index, vars, recursive))
+    }
+
+    fn expand_back_in(
+        &mut self,
+        index: &Provenance,
+        vars: Option<&[&str]>,
+        recursive: bool,
+    ) -> usize {
         let mut added = 0;
         loop {
             let mut round = 0;
@@ -256,16 +281,19 @@ impl ComputationFrame {
                     .get(&var)
                     .map(|r| r.iter().copied().collect())
                     .unwrap_or_default();
-                for hid in refs {
-                    if self.created_in_frame(&hid) {
-                        continue;
-                    }
-                    if let Some(call) = self.engine.creator_of(&hid)? {
+                let refs: Vec<Id> = refs
+                    .into_iter()
+                    .filter(|h| !self.created_in_frame(h))
+                    .collect();
+                let creators: Vec<Option<StoredCall>> =
+                    refs.iter().map(|h| index.creator(h)).collect();
+                for (hid, creator) in refs.iter().zip(creators) {
+                    if let Some(call) = creator {
                         let label = call
                             .record
                             .outputs
                             .iter()
-                            .find(|o| o.hid == hid)
+                            .find(|o| o.hid == *hid)
                             .map(|o| o.name.clone());
                         let op = call.record.op.clone();
                         if self.add_call(&op, &call, label.as_deref().map(|l| (l, var.as_str()))) {
@@ -280,14 +308,25 @@ impl ComputationFrame {
             }
             if vars.is_some() {
                 // Recursive expansion from chosen variables continues from every variable.
-                return Ok(added + self.expand_back(None, true)?);
+                return added + self.expand_back_in(index, None, true);
             }
         }
-        Ok(added)
+        added
     }
 
     /// Adds the consumers of the refs of `vars` (all if `None`); with `recursive`, repeats.
     pub fn expand_forward(&mut self, vars: Option<&[&str]>, recursive: bool) -> Result<usize> {
+        let engine = self.engine.clone();
+        let index = engine.index()?;
+        Ok(self.expand_forward_in(&index, vars, recursive))
+    }
+
+    fn expand_forward_in(
+        &mut self,
+        index: &Provenance,
+        vars: Option<&[&str]>,
+        recursive: bool,
+    ) -> usize {
         let mut added = 0;
         loop {
             let mut round = 0;
@@ -297,13 +336,15 @@ impl ComputationFrame {
                     .get(&var)
                     .map(|r| r.iter().copied().collect())
                     .unwrap_or_default();
-                for hid in refs {
-                    for call in self.engine.consumers_of(&hid)? {
+                let consumers: Vec<Vec<StoredCall>> =
+                    refs.iter().map(|h| index.consumers(h)).collect();
+                for (hid, calls) in refs.iter().zip(consumers) {
+                    for call in calls {
                         let label = call
                             .record
                             .inputs
                             .iter()
-                            .find(|i| i.hid == hid)
+                            .find(|i| i.hid == *hid)
                             .map(|i| i.name.clone());
                         let op = call.record.op.clone();
                         if self.add_call(&op, &call, label.as_deref().map(|l| (l, var.as_str()))) {
@@ -317,17 +358,20 @@ impl ComputationFrame {
                 break;
             }
             if vars.is_some() {
-                return Ok(added + self.expand_forward(None, true)?);
+                return added + self.expand_forward_in(index, None, true);
             }
         }
-        Ok(added)
+        added
     }
 
     /// Expands backward and forward, recursively, until nothing changes.
     pub fn expand_all(&mut self) -> Result<usize> {
+        let engine = self.engine.clone();
+        let index = engine.index()?;
         let mut added = 0;
         loop {
-            let n = self.expand_back(None, true)? + self.expand_forward(None, true)?;
+            let n = self.expand_back_in(&index, None, true)
+                + self.expand_forward_in(&index, None, true);
             added += n;
             if n == 0 {
                 return Ok(added);

@@ -56,24 +56,20 @@ impl ComputationFrame {
         if !seen.insert(hid) {
             return;
         }
-        for (name, node) in &self.funcs {
-            for id in &node.calls {
-                let call = &self.calls[id];
-                if !call.record.outputs.iter().any(|o| o.hid == hid) {
-                    continue;
-                }
-                row.entry(name.clone()).or_insert(Cell::Call(*id));
-                for input in &call.record.inputs {
-                    if let Some(v) = node.inputs.get(&input.name) {
-                        self.history(v, input.hid, row, seen);
-                    }
-                }
-                for out in &call.record.outputs {
-                    if let Some(v) = node.outputs.get(&out.name) {
-                        row.entry(v.clone()).or_insert(Cell::Ref(out.hid));
-                    }
-                }
-                return;
+        let Some((name, id)) = self.creator_in_frame(&hid) else {
+            return;
+        };
+        let node = &self.funcs[name];
+        let call = &self.calls[id];
+        row.entry(name.clone()).or_insert(Cell::Call(*id));
+        for input in &call.record.inputs {
+            if let Some(v) = node.inputs.get(&input.name) {
+                self.history(v, input.hid, row, seen);
+            }
+        }
+        for out in &call.record.outputs {
+            if let Some(v) = node.outputs.get(&out.name) {
+                row.entry(v.clone()).or_insert(Cell::Ref(out.hid));
             }
         }
     }
@@ -108,7 +104,8 @@ impl ComputationFrame {
             .into_iter()
             .map(|mut r| columns.iter().map(|c| r.remove(c)).collect())
             .collect();
-        out.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        // A deterministic order (by the cells' ids), each key computed once.
+        out.sort_by_cached_key(|row| format!("{row:?}"));
         out.dedup();
         Ok(Table {
             columns,
@@ -119,17 +116,12 @@ impl ComputationFrame {
 }
 
 /// Joins two row sets on the columns they share (by equal cells); unmatched rows of either
-/// side are kept (outer join) unless `inner`.
+/// side are kept (outer join) unless `inner`. Rows are matched through a hash of their first
+/// shared column, then checked on all of them.
 fn join(left: Vec<Row>, right: Vec<Row>, inner: bool) -> Vec<Row> {
-    let shared: Vec<String> = match (left.first(), right.first()) {
-        (Some(l), Some(r)) => {
-            let lk: BTreeSet<&String> = left.iter().flat_map(|r| r.keys()).collect();
-            let rk: BTreeSet<&String> = right.iter().flat_map(|r| r.keys()).collect();
-            let _ = (l, r);
-            lk.intersection(&rk).map(|s| s.to_string()).collect()
-        }
-        _ => Vec::new(),
-    };
+    let lk: BTreeSet<&String> = left.iter().flat_map(|r| r.keys()).collect();
+    let rk: BTreeSet<&String> = right.iter().flat_map(|r| r.keys()).collect();
+    let shared: Vec<String> = lk.intersection(&rk).map(|s| s.to_string()).collect();
     let matches = |a: &Row, b: &Row| {
         shared.iter().all(|c| match (a.get(c), b.get(c)) {
             (Some(x), Some(y)) => x == y,
@@ -138,11 +130,36 @@ fn join(left: Vec<Row>, right: Vec<Row>, inner: bool) -> Vec<Row> {
             .iter()
             .any(|c| a.contains_key(c) && b.contains_key(c))
     };
+    let key_of = |r: &Row| {
+        shared
+            .iter()
+            .find_map(|c| r.get(c).map(|cell| (c.clone(), format!("{cell:?}"))))
+    };
+    let mut by_key: std::collections::HashMap<(String, String), Vec<usize>> =
+        std::collections::HashMap::new();
+    let mut unkeyed = Vec::new();
+    for (i, r) in right.iter().enumerate() {
+        match key_of(r) {
+            Some(k) => by_key.entry(k).or_default().push(i),
+            None => unkeyed.push(i),
+        }
+    }
     let mut out = Vec::new();
     let mut right_used = vec![false; right.len()];
     for l in &left {
         let mut matched = false;
-        for (i, r) in right.iter().enumerate() {
+        let candidates: Vec<usize> = match key_of(l) {
+            Some(k) => by_key
+                .get(&k)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .chain(unkeyed.iter().copied())
+                .collect(),
+            None => (0..right.len()).collect(),
+        };
+        for i in candidates {
+            let r = &right[i];
             if matches(l, r) {
                 let mut row = l.clone();
                 for (k, v) in r {
