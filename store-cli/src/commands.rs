@@ -52,6 +52,20 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
         Command::Fsck => fsck(&store, cli.json, out),
         Command::Log { component, patch } => log(&store, component, *patch, cli.json, out),
         Command::Versions { op } => versions(&store, op, cli.json, out),
+        Command::Cf {
+            op,
+            expand,
+            columns,
+            format,
+            inner,
+        } => {
+            let format = if cli.json {
+                crate::Format::Json
+            } else {
+                *format
+            };
+            cf(&store, op, *expand, columns, format, *inner, out)
+        }
         Command::Mark {
             component,
             content,
@@ -501,6 +515,68 @@ fn versions(store: &FsBackend, op: &str, as_json: bool, out: &mut impl Write) ->
                     writeln!(out, "    | {line}")?;
                 }
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cf(
+    store: &FsBackend,
+    op: &str,
+    expand: Option<crate::Expand>,
+    columns: &[String],
+    format: crate::Format,
+    inner: bool,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    let engine = store_core::Engine::new(Box::new(store.clone()));
+    let mut frame = store_core::frame::ComputationFrame::from_op(&engine, op)?;
+    if frame.funcs().is_empty() {
+        anyhow::bail!("no calls of op '{op}' in {}", store.describe());
+    }
+    match expand {
+        Some(crate::Expand::Back) => frame.expand_back(None, true).map(|_| ())?,
+        Some(crate::Expand::Forward) => frame.expand_forward(None, true).map(|_| ())?,
+        Some(crate::Expand::All) => frame.expand_all().map(|_| ())?,
+        None => {}
+    }
+    let mut table = frame.df(inner)?.values()?;
+    if !columns.is_empty() {
+        for c in columns {
+            if table.index(c).is_none() {
+                anyhow::bail!("no column '{c}' (columns: {})", table.columns.join(", "));
+            }
+        }
+        let keep: Vec<usize> = columns.iter().filter_map(|c| table.index(c)).collect();
+        table.rows = table
+            .rows
+            .iter()
+            .map(|r| keep.iter().map(|i| r[*i].clone()).collect())
+            .collect();
+        table.columns = columns.to_vec();
+    }
+    match format {
+        crate::Format::Table => write!(out, "{table}")?,
+        crate::Format::Csv => write!(out, "{}", table.to_csv())?,
+        crate::Format::Json => {
+            let rows: Vec<Json> = table
+                .rows
+                .iter()
+                .map(|r| {
+                    let mut obj = serde_json::Map::new();
+                    for (c, cell) in table.columns.iter().zip(r) {
+                        let v = match cell {
+                            None => Json::Null,
+                            Some(store_core::frame::Cell::Value(v)) => to_json(v),
+                            Some(store_core::frame::Cell::Call(id)) => json!(id.1.to_string()),
+                            Some(store_core::frame::Cell::Ref(h)) => json!(h.to_string()),
+                        };
+                        obj.insert(c.clone(), v);
+                    }
+                    Json::Object(obj)
+                })
+                .collect();
+            writeln!(out, "{}", Json::Array(rows))?;
         }
     }
     Ok(ExitCode::SUCCESS)

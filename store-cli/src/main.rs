@@ -93,6 +93,23 @@ enum Command {
         #[arg(long)]
         semantic: bool,
     },
+    /// The table of an op's calls (a ComputationFrame), without the program.
+    Cf {
+        /// The op.
+        op: String,
+        /// Expand the frame before making the table.
+        #[arg(long, value_enum)]
+        expand: Option<Expand>,
+        /// Keep only these columns (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        columns: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Keep only traces through every sink variable (an inner join).
+        #[arg(long)]
+        inner: bool,
+    },
     /// A unified diff between two versions, by version id prefix.
     Diff {
         /// The older version.
@@ -100,6 +117,28 @@ enum Command {
         /// The newer version.
         b: String,
     },
+}
+
+/// How to expand a frame.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Expand {
+    /// Add the calls that created its refs, recursively.
+    Back,
+    /// Add the calls that consumed its refs, recursively.
+    Forward,
+    /// Both, until nothing changes.
+    All,
+}
+
+/// Table output formats.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned text.
+    Table,
+    /// Comma-separated values.
+    Csv,
+    /// A JSON array of objects.
+    Json,
 }
 
 fn main() -> ExitCode {

@@ -367,3 +367,35 @@ fn log_reports_conflicting_decisions() {
     );
     assert_eq!(log.matches("version ").count(), 3, "{log}");
 }
+
+#[test]
+fn cf_prints_the_same_table_as_the_api() {
+    let (d, storage) = sample();
+    let mut frame = storage.cf("inc").unwrap();
+    frame.expand_all().unwrap();
+    let api = frame.df(false).unwrap().values().unwrap();
+    assert_eq!(
+        ok(d.path(), &["cf", "inc", "--expand", "all"]),
+        api.to_string()
+    );
+    assert_eq!(
+        ok(
+            d.path(),
+            &["cf", "inc", "--expand", "all", "--format", "csv"]
+        ),
+        api.to_csv()
+    );
+    let j: Json = serde_json::from_str(&ok(
+        d.path(),
+        &["cf", "inc", "--json", "--columns", "x,var_0"],
+    ))
+    .unwrap();
+    assert_eq!(j.as_array().unwrap().len(), api.len());
+    assert!(j
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["var_0"].as_i64().unwrap() == r["x"].as_i64().unwrap() + 1 || r["x"].is_null()));
+    let e = fails(d.path(), &["cf", "inc", "--columns", "nope"], 2);
+    assert!(e.contains("no column 'nope'"), "{e}");
+}
