@@ -161,3 +161,45 @@ fn the_readme_pipeline_as_a_table() {
             < table.columns.iter().position(|c| c == "acc")
     );
 }
+
+#[test]
+fn the_pipeline_draws_as_dot_with_labelled_edges() {
+    let storage = Storage::in_memory();
+    let accs = storage
+        .run(|| -> mandala::Result<Vec<_>> {
+            let mut accs = Vec::new();
+            for n_class in [2, 5] {
+                let (x, y) = load_data(n_class)?;
+                for n in [5, 10] {
+                    let model = train_model(&x, &y, n)?;
+                    accs.push(get_acc(&model, &x, &y)?);
+                }
+            }
+            Ok(accs)
+        })
+        .unwrap();
+    let mut cf = storage.cf_from(vec![("acc", accs.iter().map(|r| r.ids()).collect())]);
+    cf.expand_back(None, true).unwrap();
+    let dot = cf.to_dot(false);
+    for line in [
+        "\"load_data\" [shape=ellipse",
+        "\"n_class\" -> \"load_data\" [label=\"n_class\"];",
+        "\"load_data\" -> \"X\" [label=\"X\"];",
+        "\"X\" -> \"train_model\" [label=\"X\"];",
+        "\"train_model\" -> \"model\" [label=\"output_0\"];",
+        "\"model\" -> \"get_acc\" [label=\"model\"];",
+        "\"get_acc\" -> \"acc\" [label=\"output_0\"];",
+    ] {
+        assert!(dot.contains(line), "missing {line} in\n{dot}");
+    }
+    let verbose = cf.to_dot(true);
+    assert!(
+        verbose.contains("acc\\n4 refs (0 sources, 4 sinks)"),
+        "{verbose}"
+    );
+    assert!(
+        verbose.contains("train_model\\n4 calls, 1 version(s)"),
+        "{verbose}"
+    );
+    assert!(verbose.contains("[label=\"n_class (2)\"]"), "{verbose}");
+}

@@ -52,6 +52,15 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
         Command::Fsck => fsck(&store, cli.json, out),
         Command::Log { component, patch } => log(&store, component, *patch, cli.json, out),
         Command::Versions { op } => versions(&store, op, cli.json, out),
+        Command::Graph {
+            op,
+            expand,
+            verbose,
+        } => {
+            let frame = expanded_frame(&store, op, *expand)?;
+            write!(out, "{}", frame.to_dot(*verbose))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Cf {
             op,
             expand,
@@ -529,17 +538,7 @@ fn cf(
     inner: bool,
     out: &mut impl Write,
 ) -> Result<ExitCode> {
-    let engine = store_core::Engine::new(Box::new(store.clone()));
-    let mut frame = store_core::frame::ComputationFrame::from_op(&engine, op)?;
-    if frame.funcs().is_empty() {
-        anyhow::bail!("no calls of op '{op}' in {}", store.describe());
-    }
-    match expand {
-        Some(crate::Expand::Back) => frame.expand_back(None, true).map(|_| ())?,
-        Some(crate::Expand::Forward) => frame.expand_forward(None, true).map(|_| ())?,
-        Some(crate::Expand::All) => frame.expand_all().map(|_| ())?,
-        None => {}
-    }
+    let frame = expanded_frame(store, op, expand)?;
     let mut table = frame.df(inner)?.values()?;
     if !columns.is_empty() {
         for c in columns {
@@ -580,4 +579,23 @@ fn cf(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn expanded_frame(
+    store: &FsBackend,
+    op: &str,
+    expand: Option<crate::Expand>,
+) -> Result<store_core::frame::ComputationFrame> {
+    let engine = store_core::Engine::new(Box::new(store.clone()));
+    let mut frame = store_core::frame::ComputationFrame::from_op(&engine, op)?;
+    if frame.funcs().is_empty() {
+        anyhow::bail!("no calls of op '{op}' in {}", store.describe());
+    }
+    match expand {
+        Some(crate::Expand::Back) => frame.expand_back(None, true).map(|_| ())?,
+        Some(crate::Expand::Forward) => frame.expand_forward(None, true).map(|_| ())?,
+        Some(crate::Expand::All) => frame.expand_all().map(|_| ())?,
+        None => {}
+    }
+    Ok(frame)
 }

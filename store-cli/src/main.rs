@@ -110,6 +110,17 @@ enum Command {
         #[arg(long)]
         inner: bool,
     },
+    /// The graph of an op's calls (a ComputationFrame) as Graphviz DOT text.
+    Graph {
+        /// The op.
+        op: String,
+        /// Expand the frame first.
+        #[arg(long, value_enum)]
+        expand: Option<Expand>,
+        /// Show counts of refs, sources, sinks, edge elements, calls and versions.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// A unified diff between two versions, by version id prefix.
     Diff {
         /// The older version.

@@ -399,3 +399,16 @@ fn cf_prints_the_same_table_as_the_api() {
     let e = fails(d.path(), &["cf", "inc", "--columns", "nope"], 2);
     assert!(e.contains("no column 'nope'"), "{e}");
 }
+
+#[test]
+fn graph_prints_the_frame_as_dot() {
+    let (d, storage) = sample();
+    let dot = ok(d.path(), &["graph", "divmod", "--verbose"]);
+    assert_eq!(dot, storage.cf("divmod").unwrap().to_dot(true));
+    assert!(
+        dot.contains("\"divmod\" -> \"quotient\" [label=\"quotient (1)\"];"),
+        "{dot}"
+    );
+    let e = fails(d.path(), &["graph", "nope"], 2);
+    assert!(e.contains("no calls of op 'nope'"), "{e}");
+}

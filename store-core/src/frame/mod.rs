@@ -448,3 +448,96 @@ impl ComputationFrame {
             .unwrap_or_default()
     }
 }
+
+impl ComputationFrame {
+    /// The frame as Graphviz DOT text: variables as boxes, function nodes as ellipses, edges
+    /// labelled with their input/output names. With `verbose`, each variable shows its number
+    /// of refs and of sources and sinks, each edge its number of elements, and each op its
+    /// number of calls and of versions (distinct semantic versions).
+    pub fn to_dot(&self, verbose: bool) -> String {
+        // Labels keep DOT's `\n` line breaks; only quotes are escaped.
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\\\""));
+        let mut out = String::from("digraph computation_frame {\n  rankdir=TB;\n");
+        for (name, refs) in &self.vars {
+            let label = if verbose {
+                format!(
+                    "{name}\\n{} refs ({} sources, {} sinks)",
+                    refs.len(),
+                    self.source_elements(name).len(),
+                    self.sink_elements(name).len()
+                )
+            } else {
+                name.clone()
+            };
+            out.push_str(&format!(
+                "  {} [shape=box, label={}];\n",
+                quote(name),
+                quote(&label)
+            ));
+        }
+        for (name, f) in &self.funcs {
+            let label = if verbose {
+                let versions: BTreeSet<Id> = f
+                    .calls
+                    .iter()
+                    .map(|c| self.calls[c].record.semver)
+                    .collect();
+                format!(
+                    "{name}\\n{} calls, {} version(s)",
+                    f.calls.len(),
+                    versions.len()
+                )
+            } else {
+                name.clone()
+            };
+            out.push_str(&format!(
+                "  {} [shape=ellipse, style=filled, fillcolor=lightgrey, label={}];\n",
+                quote(name),
+                quote(&label)
+            ));
+            let count = |label: &str, output: bool| -> usize {
+                let set: BTreeSet<Id> = f
+                    .calls
+                    .iter()
+                    .flat_map(|c| {
+                        let r = &self.calls[c].record;
+                        if output { &r.outputs } else { &r.inputs }
+                            .iter()
+                            .filter(|s| s.name == label)
+                            .map(|s| s.hid)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                set.len()
+            };
+            for (label, var) in &f.inputs {
+                let text = if verbose {
+                    format!("{label} ({})", count(label, false))
+                } else {
+                    label.clone()
+                };
+                out.push_str(&format!(
+                    "  {} -> {} [label={}];\n",
+                    quote(var),
+                    quote(name),
+                    quote(&text)
+                ));
+            }
+            for (label, var) in &f.outputs {
+                let text = if verbose {
+                    format!("{label} ({})", count(label, true))
+                } else {
+                    label.clone()
+                };
+                out.push_str(&format!(
+                    "  {} -> {} [label={}];\n",
+                    quote(name),
+                    quote(var),
+                    quote(&text)
+                ));
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+}
