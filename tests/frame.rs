@@ -203,3 +203,83 @@ fn the_pipeline_draws_as_dot_with_labelled_edges() {
     );
     assert!(verbose.contains("[label=\"n_class (2)\"]"), "{verbose}");
 }
+
+static INC_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[op]
+fn inc2(x: i64) -> i64 {
+    INC_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    x + 2
+}
+
+#[op]
+fn double(x: i64) -> i64 {
+    x * 2
+}
+
+#[test]
+fn deleting_calls_deletes_their_dependents_which_then_recompute() {
+    let d = tempfile::tempdir().unwrap();
+    let storage = Storage::open(d.path().join("s.mandala")).unwrap();
+    let pipeline = |s: &Storage| {
+        s.run(|| -> mandala::Result<()> {
+            for x in 0..4 {
+                let y = inc2(x)?;
+                double(&y)?;
+            }
+            Ok(())
+        })
+        .unwrap()
+    };
+    pipeline(&storage);
+    // Delete inc2's calls for x = 0 and 1: their double calls go too.
+    let cf = storage.cf("inc2").unwrap();
+    let doomed: Vec<_> = cf.funcs()["inc2"]
+        .calls
+        .iter()
+        .filter(|id| {
+            let c = cf.call(id).unwrap();
+            let x: i64 = storage.load_value(&c.record.inputs[0].cid).unwrap();
+            x < 2
+        })
+        .copied()
+        .collect();
+    let deleted = storage.delete_calls(&doomed).unwrap();
+    assert_eq!(
+        deleted.len(),
+        4,
+        "2 inc2 calls and the 2 double calls downstream"
+    );
+    assert!(storage.verify().unwrap().is_clean());
+    assert_eq!(storage.backend().all_calls().unwrap().len(), 4);
+    // The same process never serves a deleted output: they recompute.
+    storage.reset_stats();
+    pipeline(&storage);
+    assert_eq!(storage.stats().op("inc2").executed, 2);
+    assert_eq!(storage.stats().op("double").executed, 2);
+    // Deleting a whole frame, then collecting its values.
+    let n = storage.cf("double").unwrap().delete_calls().unwrap();
+    assert_eq!(n, 4);
+    let fs = storage.fs().unwrap();
+    let dry = fs.gc(true, std::time::Duration::ZERO).unwrap();
+    // double's outputs 4, 6, 8, 10: 4 is also inc2(2), still named; 6, 8 and 10 go.
+    assert_eq!(dry.values.len(), 3, "{:?}", dry.values);
+    assert_eq!(
+        storage.backend().all_values().unwrap().len(),
+        9,
+        "a dry run removes nothing"
+    );
+    let done = fs.gc(false, std::time::Duration::ZERO).unwrap();
+    assert_eq!(done.values, dry.values);
+    assert_eq!(storage.backend().all_values().unwrap().len(), 6);
+    assert!(storage.verify().unwrap().is_clean());
+    let fresh = Storage::open(d.path().join("s.mandala")).unwrap();
+    pipeline(&fresh);
+    assert_eq!(
+        (
+            fresh.stats().op("inc2").executed,
+            fresh.stats().op("double").executed
+        ),
+        (0, 4)
+    );
+}

@@ -54,6 +54,9 @@ impl Backend for Counting {
     fn all_values(&self) -> Result<Vec<Id>> {
         self.inner.all_values()
     }
+    fn delete_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<()> {
+        self.inner.delete_call(key, hid, rid)
+    }
     fn put_version(&self, v: &store_core::versions::VersionRecord) -> Result<()> {
         self.inner.put_version(v)
     }

@@ -52,6 +52,10 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
         Command::Fsck => fsck(&store, cli.json, out),
         Command::Log { component, patch } => log(&store, component, *patch, cli.json, out),
         Command::Versions { op } => versions(&store, op, cli.json, out),
+        Command::Gc {
+            dry_run,
+            min_age_secs,
+        } => gc(&store, *dry_run, *min_age_secs, cli.json, out),
         Command::Graph {
             op,
             expand,
@@ -598,4 +602,38 @@ fn expanded_frame(
         None => {}
     }
     Ok(frame)
+}
+
+fn gc(
+    store: &FsBackend,
+    dry_run: bool,
+    min_age_secs: u64,
+    as_json: bool,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    let report = store.gc(dry_run, std::time::Duration::from_secs(min_age_secs))?;
+    let bytes: u64 = report.values.iter().map(|(_, b)| b).sum();
+    let verb = if report.removed {
+        "removed"
+    } else {
+        "would remove"
+    };
+    if as_json {
+        let ids: Vec<String> = report.values.iter().map(|(c, _)| c.to_string()).collect();
+        writeln!(
+            out,
+            "{}",
+            json!({"values": ids, "bytes": bytes, "removed": report.removed})
+        )?;
+    } else {
+        for (cid, b) in &report.values {
+            writeln!(out, "{verb} value {cid} ({b} bytes)")?;
+        }
+        writeln!(
+            out,
+            "{verb} {} value(s), {bytes} bytes",
+            report.values.len()
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

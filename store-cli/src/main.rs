@@ -121,6 +121,15 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// Remove values that no call or version names any more (after deleting calls).
+    Gc {
+        /// List what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Leave values younger than this many seconds (a writer may be about to name them).
+        #[arg(long, default_value_t = 3600)]
+        min_age_secs: u64,
+    },
     /// A unified diff between two versions, by version id prefix.
     Diff {
         /// The older version.

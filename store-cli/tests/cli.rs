@@ -412,3 +412,30 @@ fn graph_prints_the_frame_as_dot() {
     let e = fails(d.path(), &["graph", "nope"], 2);
     assert!(e.contains("no calls of op 'nope'"), "{e}");
 }
+
+#[test]
+fn gc_dry_run_lists_and_gc_removes_unreferenced_values() {
+    let (d, storage) = sample();
+    assert_eq!(
+        ok(d.path(), &["gc", "--dry-run", "--min-age-secs", "0"]),
+        "would remove 0 value(s), 0 bytes\n"
+    );
+    storage.cf("divmod").unwrap().delete_calls().unwrap();
+    // divmod(17, 5): 17 and 5 were only its inputs (3 and 2 are also inc's values).
+    let dry = ok(d.path(), &["gc", "--dry-run", "--min-age-secs", "0"]);
+    assert!(
+        dry.ends_with("would remove 2 value(s), 28 bytes\n"),
+        "{dry}"
+    );
+    assert_eq!(
+        ok(d.path(), &["gc", "--dry-run"]).lines().last().unwrap(),
+        "would remove 0 value(s), 0 bytes",
+        "too young by default"
+    );
+    let done = ok(d.path(), &["gc", "--min-age-secs", "0"]);
+    assert!(done.ends_with("removed 2 value(s), 28 bytes\n"), "{done}");
+    assert_eq!(
+        ok(d.path(), &["fsck"]),
+        "checked 3 values and 3 calls: 0 problem(s), 0 warning(s)\n"
+    );
+}

@@ -49,6 +49,10 @@ pub trait Backend: Send + Sync {
     /// The content ids of every stored value, sorted.
     fn all_values(&self) -> Result<Vec<Id>>;
 
+    /// Deletes a call record (maintenance: deleting calls and their dependents). Deleting a
+    /// record that is not there is not an error.
+    fn delete_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<()>;
+
     /// Stores a version record of a component history (idempotent).
     fn put_version(&self, version: &VersionRecord) -> Result<()>;
 
@@ -155,6 +159,11 @@ impl Backend for MemoryBackend {
         let mut v: Vec<Id> = self.values.lock().unwrap().keys().copied().collect();
         v.sort();
         Ok(v)
+    }
+
+    fn delete_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<()> {
+        self.calls.lock().unwrap().remove(&(*key, *hid, *rid));
+        Ok(())
     }
 
     fn put_version(&self, version: &VersionRecord) -> Result<()> {

@@ -288,6 +288,47 @@ impl Engine {
         Ok(self.index()?.consumers(hid))
     }
 
+    /// Deletes the calls `ids` (call key, hid, record id) and every call downstream of them
+    /// (consumers of their outputs, transitively), and returns all deleted. This process stops
+    /// serving them at once; other processes do on their next lookup of a changed shard (a
+    /// process that already holds one in memory keeps serving it until it restarts).
+    pub fn delete_calls(&self, ids: &[(Id, Id, Id)]) -> Result<Vec<(Id, Id, Id)>> {
+        let mut doomed: std::collections::BTreeSet<(Id, Id, Id)> = ids.iter().copied().collect();
+        {
+            let index = self.index()?;
+            let mut todo: Vec<(Id, Id, Id)> = ids.to_vec();
+            let all: std::collections::BTreeMap<(Id, Id, Id), StoredCall> = self
+                .inner
+                .backend
+                .all_calls()?
+                .into_iter()
+                .map(|c| ((c.key, c.hid, c.rid), c))
+                .collect();
+            while let Some(id) = todo.pop() {
+                let Some(call) = all.get(&id) else { continue };
+                for out in &call.record.outputs {
+                    for consumer in index.consumers(&out.hid) {
+                        let cid = (consumer.key, consumer.hid, consumer.rid);
+                        if doomed.insert(cid) {
+                            todo.push(cid);
+                        }
+                    }
+                }
+            }
+        }
+        for (key, hid, rid) in &doomed {
+            self.inner.backend.delete_call(key, hid, rid)?;
+        }
+        let mut memo = self.inner.memo.lock().unwrap();
+        for (_, hid, _) in &doomed {
+            memo.by_hid.remove(hid);
+        }
+        memo.values.clear(); // values may be collected next; re-check the store before skipping writes
+        drop(memo);
+        *self.inner.provenance.lock().unwrap() = Provenance::default();
+        Ok(doomed.into_iter().collect())
+    }
+
     /// The creators of many refs at once, with one refresh of the provenance index (a
     /// ComputationFrame expands thousands of refs at a time).
     pub fn creators_of(&self, hids: &[Id]) -> Result<Vec<Option<StoredCall>>> {

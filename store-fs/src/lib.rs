@@ -26,6 +26,7 @@
 
 mod blob;
 pub mod config;
+pub mod gc;
 pub mod layout;
 pub mod status;
 pub mod verify;
@@ -40,6 +41,7 @@ use store_core::versions::{Decision, VersionRecord};
 use store_core::{cbor, Backend, CallRecord, Error, Id, IdMap, Kind, Result, StoredCall};
 
 pub use config::{Config, FORMAT_VERSION};
+pub use gc::GcReport;
 pub use status::{KindStatus, StoreStatus};
 pub use verify::{Problem, VerifyReport};
 pub use write::Durability;
@@ -507,6 +509,22 @@ impl Backend for FsBackend {
                     .ok_or_else(|| Error::corrupt(root.join(&s).join(&r), "not a value name"))
             })
             .collect()
+    }
+
+    fn delete_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<()> {
+        let path = layout::call_path(&self.inner.root, key, hid, rid);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("delete", &path, e)),
+        }
+        let mut shards = self.inner.shards.lock().unwrap();
+        if let Some(cache) = &mut shards[key.0[0] as usize] {
+            if let Some(v) = cache.calls.get_mut(key) {
+                v.retain(|e| *e != (*hid, *rid));
+            }
+        }
+        Ok(())
     }
 
     fn put_version(&self, version: &VersionRecord) -> Result<()> {

@@ -541,3 +541,12 @@ impl ComputationFrame {
         out
     }
 }
+
+impl ComputationFrame {
+    /// Deletes every call of the frame and every call downstream of them from the store;
+    /// returns how many calls were deleted. Those calls recompute when run again.
+    pub fn delete_calls(&self) -> Result<usize> {
+        let ids: Vec<CallId> = self.calls.keys().copied().collect();
+        Ok(self.engine.delete_calls(&ids)?.len())
+    }
+}
