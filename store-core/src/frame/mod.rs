@@ -33,6 +33,13 @@ fn call_id(c: &StoredCall) -> CallId {
     (c.key, c.hid, c.rid)
 }
 
+/// Which way an expansion follows the calls.
+#[derive(Clone, Copy)]
+enum Direction {
+    Back,
+    Forward,
+}
+
 /// A function node: calls of one op.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FuncNode {
@@ -263,67 +270,22 @@ impl ComputationFrame {
     pub fn expand_back(&mut self, vars: Option<&[&str]>, recursive: bool) -> Result<usize> {
         let engine = self.engine.clone();
         let index = engine.index()?;
-        Ok(self.expand_back_in(&index, vars, recursive))
-    }
-
-    fn expand_back_in(
-        &mut self,
-        index: &Provenance,
-        vars: Option<&[&str]>,
-        recursive: bool,
-    ) -> usize {
-        let mut added = 0;
-        loop {
-            let mut round = 0;
-            for var in self.selected(vars) {
-                let refs: Vec<Id> = self
-                    .vars
-                    .get(&var)
-                    .map(|r| r.iter().copied().collect())
-                    .unwrap_or_default();
-                let refs: Vec<Id> = refs
-                    .into_iter()
-                    .filter(|h| !self.created_in_frame(h))
-                    .collect();
-                let creators: Vec<Option<StoredCall>> =
-                    refs.iter().map(|h| index.creator(h)).collect();
-                for (hid, creator) in refs.iter().zip(creators) {
-                    if let Some(call) = creator {
-                        let label = call
-                            .record
-                            .outputs
-                            .iter()
-                            .find(|o| o.hid == *hid)
-                            .map(|o| o.name.clone());
-                        let op = call.record.op.clone();
-                        if self.add_call(&op, &call, label.as_deref().map(|l| (l, var.as_str()))) {
-                            round += 1;
-                        }
-                    }
-                }
-            }
-            added += round;
-            if !recursive || round == 0 {
-                break;
-            }
-            if vars.is_some() {
-                // Recursive expansion from chosen variables continues from every variable.
-                return added + self.expand_back_in(index, None, true);
-            }
-        }
-        added
+        Ok(self.expand_in(&index, Direction::Back, vars, recursive))
     }
 
     /// Adds the consumers of the refs of `vars` (all if `None`); with `recursive`, repeats.
     pub fn expand_forward(&mut self, vars: Option<&[&str]>, recursive: bool) -> Result<usize> {
         let engine = self.engine.clone();
         let index = engine.index()?;
-        Ok(self.expand_forward_in(&index, vars, recursive))
+        Ok(self.expand_in(&index, Direction::Forward, vars, recursive))
     }
 
-    fn expand_forward_in(
+    /// One expansion: each ref of the chosen variables leads to the calls that created it
+    /// (back) or consumed it (forward), added with the label it has there.
+    fn expand_in(
         &mut self,
         index: &Provenance,
+        dir: Direction,
         vars: Option<&[&str]>,
         recursive: bool,
     ) -> usize {
@@ -336,16 +298,18 @@ impl ComputationFrame {
                     .get(&var)
                     .map(|r| r.iter().copied().collect())
                     .unwrap_or_default();
-                let consumers: Vec<Vec<StoredCall>> =
-                    refs.iter().map(|h| index.consumers(h)).collect();
-                for (hid, calls) in refs.iter().zip(consumers) {
+                for hid in refs {
+                    let calls = match dir {
+                        Direction::Back if self.created_in_frame(&hid) => Vec::new(),
+                        Direction::Back => index.creator(&hid).into_iter().collect(),
+                        Direction::Forward => index.consumers(&hid),
+                    };
                     for call in calls {
-                        let label = call
-                            .record
-                            .inputs
-                            .iter()
-                            .find(|i| i.hid == *hid)
-                            .map(|i| i.name.clone());
+                        let slots = match dir {
+                            Direction::Back => &call.record.outputs,
+                            Direction::Forward => &call.record.inputs,
+                        };
+                        let label = slots.iter().find(|s| s.hid == hid).map(|s| s.name.clone());
                         let op = call.record.op.clone();
                         if self.add_call(&op, &call, label.as_deref().map(|l| (l, var.as_str()))) {
                             round += 1;
@@ -355,13 +319,13 @@ impl ComputationFrame {
             }
             added += round;
             if !recursive || round == 0 {
-                break;
+                return added;
             }
             if vars.is_some() {
-                return added + self.expand_forward_in(index, None, true);
+                // Recursive expansion from chosen variables continues from every variable.
+                return added + self.expand_in(index, dir, None, true);
             }
         }
-        added
     }
 
     /// Expands backward and forward, recursively, until nothing changes.
@@ -370,8 +334,8 @@ impl ComputationFrame {
         let index = engine.index()?;
         let mut added = 0;
         loop {
-            let n = self.expand_back_in(&index, None, true)
-                + self.expand_forward_in(&index, None, true);
+            let n = self.expand_in(&index, Direction::Back, None, true)
+                + self.expand_in(&index, Direction::Forward, None, true);
             added += n;
             if n == 0 {
                 return Ok(added);
