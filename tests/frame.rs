@@ -283,3 +283,39 @@ fn deleting_calls_deletes_their_dependents_which_then_recompute() {
         (0, 4)
     );
 }
+
+#[test]
+fn select_drop_rename_union_and_intersection() {
+    let storage = Storage::in_memory();
+    inc_then_add(&storage);
+    let mut all = storage.cf("inc").unwrap();
+    all.expand_all().unwrap();
+    assert_eq!(all.vars().keys().collect::<Vec<_>>(), ["var_0", "x", "z"]);
+    // Only inc and its variables: five rows, no add column.
+    let incs = all.drop_nodes(&["add", "z"]);
+    assert_eq!(incs.funcs().keys().collect::<Vec<_>>(), ["inc"]);
+    let t = incs.df(false).unwrap();
+    assert_eq!(
+        (t.len(), t.columns.clone()),
+        (5, vec!["x".to_string(), "inc".into(), "var_0".into()])
+    );
+    let mut renamed = incs.clone();
+    renamed.rename_var("var_0", "y").unwrap();
+    assert_eq!(renamed.df(false).unwrap().columns, ["x", "inc", "y"]);
+    assert!(renamed.rename_var("y", "x").is_err(), "names stay unique");
+    // The frame of add united with the frame of inc is the expanded frame's table again.
+    let adds = storage.cf("add").unwrap();
+    let mut incs_only = storage.cf("inc").unwrap();
+    incs_only.rename_var("var_0", "y").unwrap();
+    let both = &incs_only | &adds;
+    assert_eq!(both.funcs().keys().collect::<Vec<_>>(), ["add", "inc"]);
+    assert_eq!(both.df(false).unwrap().len(), 5);
+    assert_eq!(both.df(true).unwrap().len(), 3);
+    // Intersection: what both frames hold.
+    let common = &both & &incs_only;
+    assert_eq!(common.funcs().keys().collect::<Vec<_>>(), ["inc"]);
+    assert_eq!(common.df(false).unwrap().len(), 5);
+    let select = both.select(&["inc", "x", "y"]);
+    assert_eq!(select.funcs().keys().collect::<Vec<_>>(), ["inc"]);
+    assert_eq!(select.df(false).unwrap().len(), 5);
+}

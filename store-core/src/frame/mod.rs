@@ -514,3 +514,161 @@ impl ComputationFrame {
         Ok(self.engine.delete_calls(&ids)?.len())
     }
 }
+
+/// Restriction and combination.
+impl ComputationFrame {
+    /// Renames variable `old` to `new` (edges follow).
+    pub fn rename_var(&mut self, old: &str, new: &str) -> Result<()> {
+        if self.vars.contains_key(new) || self.funcs.contains_key(new) {
+            return Err(crate::Error::BadConfig {
+                path: new.into(),
+                reason: format!("a node named '{new}' already exists"),
+            });
+        }
+        let refs = self
+            .vars
+            .remove(old)
+            .ok_or_else(|| crate::Error::NotFound {
+                what: "variable",
+                id: old.to_string(),
+                store: "the frame".into(),
+            })?;
+        self.vars.insert(new.to_string(), refs);
+        for f in self.funcs.values_mut() {
+            for v in f.inputs.values_mut().chain(f.outputs.values_mut()) {
+                if v == old {
+                    *v = new.to_string();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The sub-frame induced by `nodes` (variables and function nodes): edges between kept
+    /// nodes stay; the kept nodes keep all their elements.
+    pub fn select(&self, nodes: &[&str]) -> ComputationFrame {
+        let keep: BTreeSet<&str> = nodes.iter().copied().collect();
+        let mut cf = ComputationFrame::empty(&self.engine);
+        cf.cids = self.cids.clone();
+        for (name, refs) in &self.vars {
+            if keep.contains(name.as_str()) {
+                cf.vars.insert(name.clone(), refs.clone());
+            }
+        }
+        for (name, f) in &self.funcs {
+            if !keep.contains(name.as_str()) {
+                continue;
+            }
+            let mut g = f.clone();
+            g.inputs.retain(|_, v| keep.contains(v.as_str()));
+            g.outputs.retain(|_, v| keep.contains(v.as_str()));
+            for id in &g.calls {
+                let call = &self.calls[id];
+                cf.calls.insert(*id, call.clone());
+                for o in &call.record.outputs {
+                    if g.outputs.contains_key(&o.name) {
+                        cf.created_by
+                            .entry(o.hid)
+                            .or_insert_with(|| (name.clone(), *id));
+                    }
+                }
+                for i in &call.record.inputs {
+                    if g.inputs.contains_key(&i.name) {
+                        cf.consumed.insert(i.hid);
+                    }
+                }
+            }
+            cf.funcs.insert(name.clone(), g);
+        }
+        cf
+    }
+
+    /// The frame without `nodes`.
+    pub fn drop_nodes(&self, nodes: &[&str]) -> ComputationFrame {
+        let gone: BTreeSet<&str> = nodes.iter().copied().collect();
+        let keep: Vec<&str> = self
+            .vars
+            .keys()
+            .chain(self.funcs.keys())
+            .map(|s| s.as_str())
+            .filter(|n| !gone.contains(n))
+            .collect();
+        self.select(&keep)
+    }
+
+    /// The union of two frames of one store: nodes matched by name, elements united.
+    pub fn union(&self, other: &ComputationFrame) -> ComputationFrame {
+        let mut cf = self.clone();
+        for (name, refs) in &other.vars {
+            cf.vars
+                .entry(name.clone())
+                .or_default()
+                .extend(refs.iter().copied());
+        }
+        for (name, f) in &other.funcs {
+            let g = cf.funcs.entry(name.clone()).or_insert_with(|| FuncNode {
+                op: f.op.clone(),
+                ..FuncNode::default()
+            });
+            g.calls.extend(f.calls.iter().copied());
+            for (l, v) in &f.inputs {
+                g.inputs.entry(l.clone()).or_insert_with(|| v.clone());
+            }
+            for (l, v) in &f.outputs {
+                g.outputs.entry(l.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        cf.calls
+            .extend(other.calls.iter().map(|(k, v)| (*k, v.clone())));
+        cf.cids.extend(other.cids.iter().map(|(k, v)| (*k, *v)));
+        cf.created_by
+            .extend(other.created_by.iter().map(|(k, v)| (*k, v.clone())));
+        cf.consumed.extend(other.consumed.iter().copied());
+        cf
+    }
+
+    /// The intersection of two frames: nodes present in both (by name), elements in both.
+    pub fn intersection(&self, other: &ComputationFrame) -> ComputationFrame {
+        let names: Vec<&str> = self
+            .vars
+            .keys()
+            .filter(|n| other.vars.contains_key(*n))
+            .chain(self.funcs.keys().filter(|n| other.funcs.contains_key(*n)))
+            .map(|s| s.as_str())
+            .collect();
+        let mut cf = self.select(&names);
+        for (name, refs) in cf.vars.iter_mut() {
+            refs.retain(|r| other.vars[name].contains(r));
+        }
+        for (name, f) in cf.funcs.iter_mut() {
+            f.calls.retain(|c| other.funcs[name].calls.contains(c));
+        }
+        let kept: BTreeSet<CallId> = cf
+            .funcs
+            .values()
+            .flat_map(|f| f.calls.iter().copied())
+            .collect();
+        cf.calls.retain(|id, _| kept.contains(id));
+        cf.created_by.retain(|_, (_, id)| kept.contains(id));
+        cf.consumed = cf
+            .calls
+            .values()
+            .flat_map(|c| c.record.inputs.iter().map(|i| i.hid))
+            .collect();
+        cf
+    }
+}
+
+impl std::ops::BitOr for &ComputationFrame {
+    type Output = ComputationFrame;
+    fn bitor(self, other: &ComputationFrame) -> ComputationFrame {
+        self.union(other)
+    }
+}
+
+impl std::ops::BitAnd for &ComputationFrame {
+    type Output = ComputationFrame;
+    fn bitand(self, other: &ComputationFrame) -> ComputationFrame {
+        self.intersection(other)
+    }
+}
