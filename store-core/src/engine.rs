@@ -297,15 +297,11 @@ impl Engine {
         {
             let index = self.index()?;
             let mut todo: Vec<(Id, Id, Id)> = ids.to_vec();
-            let all: std::collections::BTreeMap<(Id, Id, Id), StoredCall> = self
-                .inner
-                .backend
-                .all_calls()?
-                .into_iter()
-                .map(|c| ((c.key, c.hid, c.rid), c))
-                .collect();
             while let Some(id) = todo.pop() {
-                let Some(call) = all.get(&id) else { continue };
+                // The index just refreshed holds every record: no second read of the store.
+                let Some(call) = index.call(&id) else {
+                    continue;
+                };
                 for out in &call.record.outputs {
                     for consumer in index.consumers(&out.hid) {
                         let cid = (consumer.key, consumer.hid, consumer.rid);

@@ -8,7 +8,7 @@
 //! (call key, hid, record id) among those that output it (several only after merging stores in which
 //! a non-deterministic op diverged), and consumers are listed in that order.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::backend::Backend;
 use crate::error::Result;
@@ -19,7 +19,7 @@ type Key = (Id, Id, Id);
 
 #[derive(Default)]
 pub(crate) struct Provenance {
-    known: BTreeSet<Key>,
+    known: BTreeMap<Key, usize>,
     calls: Vec<StoredCall>,
     creator: IdMap<usize>,
     consumers: IdMap<Vec<usize>>,
@@ -35,11 +35,11 @@ impl Provenance {
     pub(crate) fn refresh(&mut self, backend: &dyn Backend) -> Result<()> {
         let ids = backend.call_ids()?;
         let listed: BTreeSet<Key> = ids.iter().copied().collect();
-        if !self.known.is_subset(&listed) {
+        if !self.known.keys().all(|k| listed.contains(k)) {
             *self = Provenance::default();
         }
         for (k, hid, rid) in ids {
-            if self.known.contains(&(k, hid, rid)) {
+            if self.known.contains_key(&(k, hid, rid)) {
                 continue;
             }
             let record = backend.get_call(&k, &hid, &rid)?;
@@ -69,7 +69,7 @@ impl Provenance {
                 self.creator.insert(s.hid, i);
             }
         }
-        self.known.insert(k);
+        self.known.insert(k, i);
         self.calls.push(call);
     }
 
@@ -88,6 +88,11 @@ impl Provenance {
         v.sort_by_key(key);
         v.dedup_by_key(|c| key(c));
         v
+    }
+
+    /// The stored call with identity `id` (call key, hid, record id), if indexed.
+    pub(crate) fn call(&self, id: &Key) -> Option<&StoredCall> {
+        self.known.get(id).map(|i| &self.calls[*i])
     }
 
     /// Every stored call of op `op`, ordered by (call key, hid, record id).

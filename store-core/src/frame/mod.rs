@@ -474,29 +474,22 @@ impl ComputationFrame {
                     .collect();
                 set.len()
             };
-            for (label, var) in &f.inputs {
+            let edges = f
+                .inputs
+                .iter()
+                .map(|e| (e, false))
+                .chain(f.outputs.iter().map(|e| (e, true)));
+            for ((label, var), output) in edges {
                 let text = if verbose {
-                    format!("{label} ({})", count(label, false))
+                    format!("{label} ({})", count(label, output))
                 } else {
                     label.clone()
                 };
+                let (from, to) = if output { (name, var) } else { (var, name) };
                 out.push_str(&format!(
                     "  {} -> {} [label={}];\n",
-                    quote(var),
-                    quote(name),
-                    quote(&text)
-                ));
-            }
-            for (label, var) in &f.outputs {
-                let text = if verbose {
-                    format!("{label} ({})", count(label, true))
-                } else {
-                    label.clone()
-                };
-                out.push_str(&format!(
-                    "  {} -> {} [label={}];\n",
-                    quote(name),
-                    quote(var),
+                    quote(from),
+                    quote(to),
                     quote(&text)
                 ));
             }
