@@ -60,9 +60,16 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
             op,
             expand,
             verbose,
+            svg,
         } => {
             let frame = expanded_frame(&store, op, *expand)?;
-            write!(out, "{}", frame.to_dot(*verbose))?;
+            match svg {
+                Some(path) => {
+                    frame.draw_svg(path, *verbose)?;
+                    writeln!(out, "wrote {}", path.display())?;
+                }
+                None => write!(out, "{}", frame.to_dot(*verbose))?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Cf {
@@ -545,42 +552,13 @@ fn cf(
     let frame = expanded_frame(store, op, expand)?;
     let mut table = frame.df(inner)?.values()?;
     if !columns.is_empty() {
-        for c in columns {
-            if table.index(c).is_none() {
-                anyhow::bail!("no column '{c}' (columns: {})", table.columns.join(", "));
-            }
-        }
-        let keep: Vec<usize> = columns.iter().filter_map(|c| table.index(c)).collect();
-        table.rows = table
-            .rows
-            .iter()
-            .map(|r| keep.iter().map(|i| r[*i].clone()).collect())
-            .collect();
-        table.columns = columns.to_vec();
+        let names: Vec<&str> = columns.iter().map(|s| s.as_str()).collect();
+        table = table.select(&names)?;
     }
     match format {
         crate::Format::Table => write!(out, "{table}")?,
         crate::Format::Csv => write!(out, "{}", table.to_csv())?,
-        crate::Format::Json => {
-            let rows: Vec<Json> = table
-                .rows
-                .iter()
-                .map(|r| {
-                    let mut obj = serde_json::Map::new();
-                    for (c, cell) in table.columns.iter().zip(r) {
-                        let v = match cell {
-                            None => Json::Null,
-                            Some(store_core::frame::Cell::Value(v)) => to_json(v),
-                            Some(store_core::frame::Cell::Call(id)) => json!(id.1.to_string()),
-                            Some(store_core::frame::Cell::Ref(h)) => json!(h.to_string()),
-                        };
-                        obj.insert(c.clone(), v);
-                    }
-                    Json::Object(obj)
-                })
-                .collect();
-            writeln!(out, "{}", Json::Array(rows))?;
-        }
+        crate::Format::Json => writeln!(out, "{}", table.to_json())?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -110,7 +110,7 @@ enum Command {
         #[arg(long)]
         inner: bool,
     },
-    /// The graph of an op's calls (a ComputationFrame) as Graphviz DOT text.
+    /// The graph of an op's calls (a ComputationFrame) as Graphviz DOT text, or drawn as SVG.
     Graph {
         /// The op.
         op: String,
@@ -120,6 +120,9 @@ enum Command {
         /// Show counts of refs, sources, sinks, edge elements, calls and versions.
         #[arg(long)]
         verbose: bool,
+        /// Draw the graph as SVG into this file (laid out in-process; no graphviz needed).
+        #[arg(long, value_name = "FILE")]
+        svg: Option<std::path::PathBuf>,
     },
     /// Remove values that no call or version names any more (after deleting calls).
     Gc {

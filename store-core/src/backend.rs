@@ -46,6 +46,11 @@ pub trait Backend: Send + Sync {
     /// cheap enough to ask before every provenance query.
     fn call_ids(&self) -> Result<Vec<(Id, Id, Id)>>;
 
+    /// Saves what this process learned about the store's calls in a persistent cache, if the
+    /// backend keeps one (the file store's `index/calls`), after a whole-store query. Never
+    /// fails: a cache that cannot be written costs only speed.
+    fn save_index(&self) {}
+
     /// The content ids of every stored value, sorted.
     fn all_values(&self) -> Result<Vec<Id>>;
 

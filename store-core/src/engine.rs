@@ -268,24 +268,33 @@ impl Engine {
     pub fn get_ref_creator<T: Serialize>(&self, r: &Ref<T>) -> Result<Option<StoredCall>> {
         let hid = self.ids_of(r)?.hid;
         let index = self.index()?;
-        Ok(index.creator(&hid))
+        Ok(index.creator(&hid).map(Arc::unwrap_or_clone))
     }
 
     /// Every stored call that took `r` as an input, in a deterministic order.
     pub fn get_consumers<T: Serialize>(&self, r: &Ref<T>) -> Result<Vec<StoredCall>> {
         let hid = self.ids_of(r)?.hid;
         let index = self.index()?;
-        Ok(index.consumers(&hid))
+        Ok(index
+            .consumers(&hid)
+            .into_iter()
+            .map(Arc::unwrap_or_clone)
+            .collect())
     }
 
     /// The call that created the ref `hid` (by history id).
     pub fn creator_of(&self, hid: &Id) -> Result<Option<StoredCall>> {
-        Ok(self.index()?.creator(hid))
+        Ok(self.index()?.creator(hid).map(Arc::unwrap_or_clone))
     }
 
     /// The calls that consumed the ref `hid`.
     pub fn consumers_of(&self, hid: &Id) -> Result<Vec<StoredCall>> {
-        Ok(self.index()?.consumers(hid))
+        Ok(self
+            .index()?
+            .consumers(hid)
+            .into_iter()
+            .map(Arc::unwrap_or_clone)
+            .collect())
     }
 
     /// Deletes the calls `ids` (call key, hid, record id) and every call downstream of them
@@ -329,18 +338,35 @@ impl Engine {
     /// ComputationFrame expands thousands of refs at a time).
     pub fn creators_of(&self, hids: &[Id]) -> Result<Vec<Option<StoredCall>>> {
         let index = self.index()?;
-        Ok(hids.iter().map(|h| index.creator(h)).collect())
+        Ok(hids
+            .iter()
+            .map(|h| index.creator(h).map(Arc::unwrap_or_clone))
+            .collect())
     }
 
     /// The consumers of many refs at once, with one refresh of the provenance index.
     pub fn consumers_of_all(&self, hids: &[Id]) -> Result<Vec<Vec<StoredCall>>> {
         let index = self.index()?;
-        Ok(hids.iter().map(|h| index.consumers(h)).collect())
+        Ok(hids
+            .iter()
+            .map(|h| {
+                index
+                    .consumers(h)
+                    .into_iter()
+                    .map(Arc::unwrap_or_clone)
+                    .collect()
+            })
+            .collect())
     }
 
     /// Every stored call of op `op`.
     pub fn calls_of(&self, op: &str) -> Result<Vec<StoredCall>> {
-        Ok(self.index()?.calls_of(op))
+        Ok(self
+            .index()?
+            .calls_of(op)
+            .into_iter()
+            .map(Arc::unwrap_or_clone)
+            .collect())
     }
 
     fn ids_of<T: Serialize>(&self, r: &Ref<T>) -> Result<RefIds> {

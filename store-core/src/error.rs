@@ -131,6 +131,26 @@ pub enum Error {
         candidates: Vec<String>,
     },
     /// A string is not a hash or hash prefix.
+    /// A name that a frame or table does not have.
+    #[error("no {what} '{name}' in {place}; it has: {}", available.join(", "))]
+    NoSuchName {
+        /// "variable", "node", "column", …
+        what: &'static str,
+        /// The name asked for.
+        name: String,
+        /// "the frame", "the table".
+        place: &'static str,
+        /// The names there are.
+        available: Vec<String>,
+    },
+    /// An operation a frame or table cannot do as asked.
+    #[error("{place}: {reason}")]
+    Frame {
+        /// What was asked of (a node, a column and row).
+        place: String,
+        /// Why it cannot be done.
+        reason: String,
+    },
     #[error(transparent)]
     BadId(#[from] ParseIdError),
 }

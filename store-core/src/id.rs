@@ -166,6 +166,8 @@ impl std::hash::Hasher for IdHasher {
 
 /// `HashMap` keyed by [`Id`] with [`IdHasher`].
 pub type IdMap<V> = std::collections::HashMap<Id, V, std::hash::BuildHasherDefault<IdHasher>>;
+/// `HashMap` keyed by tuples of ids (a call's full name) with [`IdHasher`].
+pub type IdsMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
 /// `HashSet` of [`Id`] with [`IdHasher`].
 pub type IdSet = std::collections::HashSet<Id, std::hash::BuildHasherDefault<IdHasher>>;
 

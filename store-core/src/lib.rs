@@ -27,6 +27,7 @@ pub mod frame;
 pub mod global;
 pub mod id;
 pub mod inspect;
+pub mod json;
 mod provenance;
 pub mod record;
 pub mod stats;
@@ -38,7 +39,7 @@ pub use backend::{Backend, MemoryBackend};
 pub use context::{ContextGuard, Mode};
 pub use engine::Engine;
 pub use error::{Error, Result};
-pub use id::{Id, IdMap, IdPrefix, IdSet, Kind, ParseIdError};
+pub use id::{Id, IdMap, IdPrefix, IdSet, IdsMap, Kind, ParseIdError};
 #[doc(hidden)]
 pub use inventory;
 pub use record::{CallRecord, Slot, StoredCall};

@@ -8,19 +8,23 @@
 //! (call key, hid, record id) among those that output it (several only after merging stores in which
 //! a non-deterministic op diverged), and consumers are listed in that order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::id::{Id, IdMap};
+use std::hash::BuildHasherDefault;
+
+use crate::id::{Id, IdHasher, IdMap, IdsMap};
 use crate::record::StoredCall;
 
 type Key = (Id, Id, Id);
 
 #[derive(Default)]
 pub(crate) struct Provenance {
-    known: BTreeMap<Key, usize>,
-    calls: Vec<StoredCall>,
+    known: IdsMap<Key, usize>,
+    /// The backend's listing at the last refresh (unchanged listing: nothing to do).
+    listed: Vec<Key>,
+    calls: Vec<Arc<StoredCall>>,
     creator: IdMap<usize>,
     consumers: IdMap<Vec<usize>>,
     cid_of: IdMap<Id>,
@@ -34,28 +38,29 @@ impl Provenance {
     /// Brings the index up to date with `backend`.
     pub(crate) fn refresh(&mut self, backend: &dyn Backend) -> Result<()> {
         let ids = backend.call_ids()?;
-        let listed: BTreeSet<Key> = ids.iter().copied().collect();
+        if ids == self.listed {
+            return Ok(());
+        }
+        let listed: std::collections::HashSet<Key, BuildHasherDefault<IdHasher>> =
+            ids.iter().copied().collect();
         if !self.known.keys().all(|k| listed.contains(k)) {
             *self = Provenance::default();
         }
-        for (k, hid, rid) in ids {
-            if self.known.contains_key(&(k, hid, rid)) {
-                continue;
-            }
-            let record = backend.get_call(&k, &hid, &rid)?;
-            let cid = record.cid();
-            self.add(StoredCall {
-                key: k,
-                cid,
-                hid,
-                rid,
-                record,
-            });
+        let missing: Vec<Key> = ids
+            .iter()
+            .filter(|k| !self.known.contains_key(*k))
+            .copied()
+            .collect();
+        for call in read_calls(backend, &missing)? {
+            self.add(call);
         }
+        backend.save_index();
+        self.listed = ids;
         Ok(())
     }
 
     fn add(&mut self, call: StoredCall) {
+        let call = Arc::new(call);
         let i = self.calls.len();
         let k = key(&call);
         for s in &call.record.inputs {
@@ -74,36 +79,36 @@ impl Provenance {
     }
 
     /// The call that output the ref `hid`.
-    pub(crate) fn creator(&self, hid: &Id) -> Option<StoredCall> {
+    pub(crate) fn creator(&self, hid: &Id) -> Option<Arc<StoredCall>> {
         self.creator.get(hid).map(|i| self.calls[*i].clone())
     }
 
     /// The calls that took the ref `hid` as an input, ordered by (call key, hid, record id).
-    pub(crate) fn consumers(&self, hid: &Id) -> Vec<StoredCall> {
-        let mut v: Vec<StoredCall> = self
+    pub(crate) fn consumers(&self, hid: &Id) -> Vec<Arc<StoredCall>> {
+        let mut v: Vec<Arc<StoredCall>> = self
             .consumers
             .get(hid)
             .map(|v| v.iter().map(|i| self.calls[*i].clone()).collect())
             .unwrap_or_default();
-        v.sort_by_key(key);
+        v.sort_by_key(|c| key(c));
         v.dedup_by_key(|c| key(c));
         v
     }
 
     /// The stored call with identity `id` (call key, hid, record id), if indexed.
-    pub(crate) fn call(&self, id: &Key) -> Option<&StoredCall> {
+    pub(crate) fn call(&self, id: &Key) -> Option<&Arc<StoredCall>> {
         self.known.get(id).map(|i| &self.calls[*i])
     }
 
     /// Every stored call of op `op`, ordered by (call key, hid, record id).
-    pub(crate) fn calls_of(&self, op: &str) -> Vec<StoredCall> {
-        let mut v: Vec<StoredCall> = self
+    pub(crate) fn calls_of(&self, op: &str) -> Vec<Arc<StoredCall>> {
+        let mut v: Vec<Arc<StoredCall>> = self
             .calls
             .iter()
             .filter(|c| c.record.op == op)
             .cloned()
             .collect();
-        v.sort_by_key(key);
+        v.sort_by_key(|c| key(c));
         v
     }
 
@@ -111,4 +116,43 @@ impl Provenance {
     pub(crate) fn cid_of(&self, hid: &Id) -> Option<Id> {
         self.cid_of.get(hid).copied()
     }
+}
+
+/// Reads the records `ids`, on several threads when there are many (decoding records is most
+/// of the cost of a first whole-store query), in the order of `ids`.
+fn read_calls(backend: &dyn Backend, ids: &[Key]) -> Result<Vec<StoredCall>> {
+    let read = |chunk: &[Key]| -> Result<Vec<StoredCall>> {
+        chunk
+            .iter()
+            .map(|(k, hid, rid)| {
+                let record = backend.get_call(k, hid, rid)?;
+                Ok(StoredCall {
+                    key: *k,
+                    cid: record.cid(),
+                    hid: *hid,
+                    rid: *rid,
+                    record,
+                })
+            })
+            .collect()
+    };
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    if threads == 1 || ids.len() < 1024 {
+        return read(ids);
+    }
+    let per = ids.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = ids
+            .chunks(per)
+            .map(|chunk| s.spawn(move || read(chunk)))
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for h in handles {
+            out.extend(h.join().expect("reading records does not panic")?);
+        }
+        Ok(out)
+    })
 }

@@ -56,9 +56,13 @@ impl FsBackend {
                 continue;
             }
             if !dry_run {
+                self.forget_value(&cid);
                 fs::remove_file(&path).map_err(|e| Error::io("delete", &path, e))?;
             }
             report.values.push((cid, meta.len()));
+        }
+        if !dry_run && !report.values.is_empty() {
+            self.save_index();
         }
         Ok(report)
     }

@@ -27,6 +27,7 @@
 mod blob;
 pub mod config;
 pub mod gc;
+mod index;
 pub mod layout;
 pub mod status;
 pub mod verify;
@@ -35,16 +36,18 @@ pub mod write;
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use store_core::versions::{Decision, VersionRecord};
-use store_core::{cbor, Backend, CallRecord, Error, Id, IdMap, Kind, Result, StoredCall};
+use store_core::{cbor, Backend, CallRecord, Error, Id, IdMap, IdsMap, Kind, Result, StoredCall};
 
 pub use config::{Config, FORMAT_VERSION};
 pub use gc::GcReport;
 pub use status::{KindStatus, StoreStatus};
 pub use verify::{Problem, VerifyReport};
 pub use write::Durability;
+
+use index::{CallName, Stamp};
 
 /// How to open a store.
 #[derive(Clone, Debug)]
@@ -81,6 +84,29 @@ struct Inner {
     durability: Durability,
     /// What this process knows of each call shard directory (see [`ShardCache`]).
     shards: Mutex<Vec<Option<ShardCache>>>,
+    /// The call index (`index/calls`), loaded by the first whole-store query. Lock order:
+    /// `shards` before `index`.
+    index: Mutex<IndexState>,
+}
+
+/// This process's copy of the call index (see the `index` module).
+#[derive(Default)]
+struct IndexState {
+    loaded: bool,
+    /// The shard stamps of the file as read or last written.
+    file_shards: Vec<Option<Stamp>>,
+    /// The file's records of each trusted shard, to seed listings.
+    file_listing: Vec<Vec<CallName>>,
+    /// Canonical CBOR of the records known, by full name.
+    records: IdsMap<CallName, Arc<[u8]>>,
+    /// Canonical CBOR of small values.
+    values: IdMap<Vec<u8>>,
+    /// Whether `records` or `values` changed since the file was read or written.
+    dirty: bool,
+    /// Whether a shard was listed again (its stamp may differ from the file's).
+    relisted: bool,
+    /// The sorted listing `call_ids` returned last, while no shard changed since.
+    last_ids: Option<Vec<CallName>>,
 }
 
 /// The listing of one call shard directory: call key → (hid, rid) of its records, and the
@@ -93,7 +119,7 @@ struct Inner {
 /// listing is never trusted: it is redone at every need until the directory has been quiet for
 /// [`QUIET`] when listed.
 struct ShardCache {
-    mtime: Option<std::time::SystemTime>,
+    stamp: Option<Stamp>,
     /// Whether the directory had not changed for [`QUIET`] when it was listed.
     settled: bool,
     calls: IdMap<Vec<(Id, Id)>>,
@@ -104,9 +130,40 @@ const QUIET: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl ShardCache {
     /// Whether this listing still describes the directory whose modification time is now
-    /// `mtime`.
-    fn current(&self, mtime: Option<std::time::SystemTime>) -> bool {
-        self.settled && self.mtime.is_some() && mtime == self.mtime
+    /// `stamp`.
+    fn current(&self, stamp: Option<Stamp>) -> bool {
+        self.settled && self.stamp.is_some() && stamp == self.stamp
+    }
+
+    fn from_names(stamp: Option<Stamp>, settled: bool, names: &[CallName]) -> ShardCache {
+        let mut calls: IdMap<Vec<(Id, Id)>> = IdMap::default();
+        for (k, h, r) in names {
+            calls.entry(*k).or_default().push((*h, *r));
+        }
+        for v in calls.values_mut() {
+            v.sort();
+        }
+        ShardCache {
+            stamp,
+            settled,
+            calls,
+        }
+    }
+
+    fn names(&self) -> impl Iterator<Item = CallName> + '_ {
+        self.calls
+            .iter()
+            .flat_map(|(k, v)| v.iter().map(move |(h, r)| (*k, *h, *r)))
+    }
+}
+
+impl Drop for FsBackend {
+    /// The last handle of a store saves what the process added to a loaded call index
+    /// (values read for tables, calls recorded since), so the next process finds them.
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.inner) == 1 {
+            self.save_index();
+        }
     }
 }
 
@@ -165,6 +222,7 @@ impl FsBackend {
                 config,
                 durability: options.durability,
                 shards: Mutex::new((0..256).map(|_| None).collect()),
+                index: Mutex::new(IndexState::default()),
             }),
         })
     }
@@ -241,6 +299,25 @@ impl FsBackend {
         Ok(true)
     }
 
+    /// Drops a value from the call index (the value is being deleted).
+    pub(crate) fn forget_value(&self, cid: &Id) {
+        let mut idx = self.index_state();
+        if idx.values.remove(cid).is_some() {
+            idx.dirty = true;
+        }
+    }
+
+    /// Keeps a small value in the call index, if this process has loaded it.
+    fn index_small_value(&self, cid: &Id, cbor: &[u8]) {
+        if cbor.len() <= index::SMALL_VALUE {
+            let mut idx = self.inner.index.lock().unwrap();
+            if idx.loaded && !idx.values.contains_key(cid) {
+                idx.values.insert(*cid, cbor.to_vec());
+                idx.dirty = true;
+            }
+        }
+    }
+
     /// Reads and decompresses the blob at `path`; `None` if there is no such file.
     pub fn read_blob(&self, path: &Path) -> Result<Option<Vec<u8>>> {
         let mut file = match fs::File::open(path) {
@@ -276,7 +353,7 @@ impl FsBackend {
         Ok(Some(bytes))
     }
 
-    fn read_call(&self, path: &Path, hid: &Id, rid: &Id) -> Result<CallRecord> {
+    fn read_call_bytes(&self, path: &Path, hid: &Id, rid: &Id) -> Result<Vec<u8>> {
         // Records are small: read without asking the file's size first.
         let mut file = fs::File::open(path).map_err(|e| match e.kind() {
             ErrorKind::NotFound => Error::NotFound {
@@ -305,15 +382,50 @@ impl FsBackend {
                 format!("record hashes to {actual}, not to its name"),
             ));
         }
-        // Whether it is the call asked for is checked by the engine (and by verify).
-        cbor::from_slice(&bytes)
-            .map_err(|e| Error::corrupt(path, format!("not a call record: {e}")))
+        Ok(bytes)
     }
 
-    fn shard_mtime(&self, shard: u8) -> Result<Option<std::time::SystemTime>> {
+    /// Decodes a record's bytes. Whether it is the call asked for is checked by the engine
+    /// (and by verify).
+    fn decode_call(path: &Path, bytes: &[u8]) -> Result<CallRecord> {
+        cbor::from_slice(bytes).map_err(|e| Error::corrupt(path, format!("not a call record: {e}")))
+    }
+
+    /// The call index, loaded from `index/calls` on first use.
+    fn index_state(&self) -> MutexGuard<'_, IndexState> {
+        let mut idx = self.inner.index.lock().unwrap();
+        if !idx.loaded {
+            let file = index::load(&self.index_path()).unwrap_or_default();
+            let mut listing = vec![Vec::new(); 256];
+            let mut shards = file.shards;
+            shards.resize(256, None);
+            for name in file.records.keys() {
+                if shards[name.0 .0[0] as usize].is_some() {
+                    listing[name.0 .0[0] as usize].push(*name);
+                }
+            }
+            *idx = IndexState {
+                loaded: true,
+                file_shards: shards,
+                file_listing: listing,
+                records: file.records,
+                values: file.values,
+                dirty: false,
+                relisted: false,
+                last_ids: None,
+            };
+        }
+        idx
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.inner.root.join(layout::INDEX).join("calls")
+    }
+
+    fn shard_stamp(&self, shard: u8) -> Result<Option<Stamp>> {
         let dir = layout::call_shard(&self.inner.root, shard);
         match fs::metadata(&dir) {
-            Ok(m) => Ok(m.modified().ok()),
+            Ok(m) => Ok(Some(Stamp::of(&m))),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io("stat", dir, e)),
         }
@@ -322,7 +434,7 @@ impl FsBackend {
     /// Lists one call shard directory (its modification time first, so that a change during
     /// the listing shows as a newer time later).
     fn list_shard(&self, shard: u8) -> Result<ShardCache> {
-        let mtime = self.shard_mtime(shard)?;
+        let stamp = self.shard_stamp(shard)?;
         let dir = layout::call_shard(&self.inner.root, shard);
         let shard_name = format!("{shard:02x}");
         let mut calls: IdMap<Vec<(Id, Id)>> = IdMap::default();
@@ -330,7 +442,7 @@ impl FsBackend {
             Ok(rd) => rd,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Ok(ShardCache {
-                    mtime,
+                    stamp,
                     settled: false,
                     calls,
                 })
@@ -351,13 +463,9 @@ impl FsBackend {
         for v in calls.values_mut() {
             v.sort();
         }
-        let settled = mtime.is_some_and(|m| {
-            std::time::SystemTime::now()
-                .duration_since(m)
-                .is_ok_and(|age| age >= QUIET)
-        });
+        let settled = stamp.is_some_and(|s| s.age() >= QUIET);
         Ok(ShardCache {
-            mtime,
+            stamp,
             settled,
             calls,
         })
@@ -408,12 +516,23 @@ impl Backend for FsBackend {
     }
 
     fn get_value(&self, cid: &Id) -> Result<Option<Vec<u8>>> {
-        self.read_value(&layout::value_path(&self.inner.root, cid), cid)
+        {
+            let idx = self.inner.index.lock().unwrap();
+            if let Some(bytes) = idx.values.get(cid) {
+                return Ok(Some(bytes.clone()));
+            }
+        }
+        let found = self.read_value(&layout::value_path(&self.inner.root, cid), cid)?;
+        if let Some(bytes) = &found {
+            self.index_small_value(cid, bytes);
+        }
+        Ok(found)
     }
 
     fn put_value(&self, cid: &Id, cbor: &[u8]) -> Result<()> {
-        self.put_blob(&layout::value_path(&self.inner.root, cid), cbor)
-            .map(|_| ())
+        self.put_blob(&layout::value_path(&self.inner.root, cid), cbor)?;
+        self.index_small_value(cid, cbor);
+        Ok(())
     }
 
     fn list_calls(&self, key: &Id) -> Result<Vec<(Id, Id)>> {
@@ -423,7 +542,7 @@ impl Backend for FsBackend {
             if let Some(found) = cache.calls.get(key) {
                 return Ok(found.clone());
             }
-            if cache.current(self.shard_mtime(shard)?) {
+            if cache.current(self.shard_stamp(shard)?) {
                 return Ok(Vec::new());
             }
         }
@@ -434,8 +553,24 @@ impl Backend for FsBackend {
     }
 
     fn get_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<CallRecord> {
+        let name = (*key, *hid, *rid);
+        let cached = self.inner.index.lock().unwrap().records.get(&name).cloned();
+        if let Some(bytes) = cached {
+            // The path is only needed to name a damaged record.
+            return cbor::from_slice(&bytes).map_err(|e| {
+                let path = layout::call_path(&self.inner.root, key, hid, rid);
+                Error::corrupt(path, format!("not a call record (from the index): {e}"))
+            });
+        }
         let path = layout::call_path(&self.inner.root, key, hid, rid);
-        self.read_call(&path, hid, rid)
+        let bytes = self.read_call_bytes(&path, hid, rid)?;
+        let record = Self::decode_call(&path, &bytes)?;
+        let mut idx = self.inner.index.lock().unwrap();
+        if idx.loaded {
+            idx.records.insert(name, bytes.into());
+            idx.dirty = true;
+        }
+        Ok(record)
     }
 
     fn put_call(&self, record: &CallRecord) -> Result<()> {
@@ -445,6 +580,14 @@ impl Backend for FsBackend {
         let path = layout::call_path(&self.inner.root, &key, &hid, &rid);
         self.put_blob(&path, &bytes)?;
         let mut shards = self.inner.shards.lock().unwrap();
+        {
+            let mut idx = self.inner.index.lock().unwrap();
+            if idx.loaded {
+                idx.records.insert((key, hid, rid), bytes.into());
+                idx.dirty = true;
+                idx.last_ids = None;
+            }
+        }
         if let Some(cache) = &mut shards[key.0[0] as usize] {
             let entry = cache.calls.entry(key).or_default();
             if !entry.contains(&(hid, rid)) {
@@ -457,47 +600,91 @@ impl Backend for FsBackend {
 
     fn call_ids(&self) -> Result<Vec<(Id, Id, Id)>> {
         let mut shards = self.inner.shards.lock().unwrap();
-        let mut out = Vec::new();
+        let mut idx = self.index_state();
+        let mut changed = false;
         for shard in 0..=255u8 {
             let slot = &mut shards[shard as usize];
+            let stamp = self.shard_stamp(shard)?;
             let fresh = match slot {
-                Some(cache) => cache.current(self.shard_mtime(shard)?),
+                Some(cache) => cache.current(stamp),
                 None => false,
             };
             if !fresh {
-                *slot = Some(self.list_shard(shard)?);
-            }
-            let cache = slot.as_ref().expect("listed above");
-            for (key, v) in &cache.calls {
-                out.extend(v.iter().map(|(h, r)| (*key, *h, *r)));
+                changed = true;
+                *slot = Some(match idx.file_shards[shard as usize] {
+                    Some(s) if Some(s) == stamp => {
+                        ShardCache::from_names(stamp, true, &idx.file_listing[shard as usize])
+                    }
+                    _ => {
+                        idx.relisted = true;
+                        self.list_shard(shard)?
+                    }
+                });
             }
         }
-        out.sort();
+        if changed {
+            idx.last_ids = None;
+        }
+        if let Some(ids) = &idx.last_ids {
+            return Ok(ids.clone());
+        }
+        let mut out: Vec<CallName> = shards.iter().flatten().flat_map(|c| c.names()).collect();
+        out.sort_unstable();
+        idx.last_ids = Some(out.clone());
         Ok(out)
     }
 
     fn all_calls(&self) -> Result<Vec<StoredCall>> {
         let mut out = Vec::new();
-        for shard in 0..=255u8 {
-            let mut listed: Vec<(Id, Id, Id)> = self
-                .list_shard(shard)?
-                .calls
-                .into_iter()
-                .flat_map(|(key, v)| v.into_iter().map(move |(h, r)| (key, h, r)))
-                .collect();
-            listed.sort();
-            for (key, hid, rid) in listed {
-                let record = self.get_call(&key, &hid, &rid)?;
-                out.push(StoredCall {
-                    key,
-                    cid: record.cid(),
-                    hid,
-                    rid,
-                    record,
-                });
+        for (key, hid, rid) in self.call_ids()? {
+            let record = self.get_call(&key, &hid, &rid)?;
+            out.push(StoredCall {
+                key,
+                cid: record.cid(),
+                hid,
+                rid,
+                record,
+            });
+        }
+        self.save_index();
+        Ok(out)
+    }
+
+    fn save_index(&self) {
+        let shards = self.inner.shards.lock().unwrap();
+        let mut idx = self.inner.index.lock().unwrap();
+        if !idx.loaded || (!idx.dirty && !idx.relisted) {
+            return;
+        }
+        let mut stamps = vec![None; 256];
+        let mut names = Vec::new();
+        for (i, cache) in shards.iter().enumerate() {
+            let Some(cache) = cache else { continue };
+            let before = names.len();
+            names.extend(cache.names().filter(|n| idx.records.contains_key(n)));
+            let complete = names.len() - before == cache.names().count();
+            if cache.settled && complete {
+                stamps[i] = cache.stamp;
             }
         }
-        Ok(out)
+        if !idx.dirty && stamps == idx.file_shards {
+            return;
+        }
+        let bytes = index::encode(
+            &stamps,
+            names.iter().map(|n| (n, &*idx.records[n])),
+            idx.values.iter().map(|(c, b)| (c, b.as_slice())),
+        );
+        let path = self.index_path();
+        // A cache: failing to write it (read-only store, full disk) costs only speed.
+        let written = write::write_with(&self.inner.tmp, &path, Durability::Flush, |f, tmp| {
+            f.write_all(&bytes).map_err(|e| Error::io("write", tmp, e))
+        });
+        if written.is_ok() {
+            idx.file_shards = stamps;
+            idx.dirty = false;
+            idx.relisted = false;
+        }
     }
 
     fn all_values(&self) -> Result<Vec<Id>> {
@@ -519,6 +706,13 @@ impl Backend for FsBackend {
             Err(e) => return Err(Error::io("delete", &path, e)),
         }
         let mut shards = self.inner.shards.lock().unwrap();
+        {
+            let mut idx = self.inner.index.lock().unwrap();
+            if idx.records.remove(&(*key, *hid, *rid)).is_some() {
+                idx.dirty = true;
+            }
+            idx.last_ids = None;
+        }
         if let Some(cache) = &mut shards[key.0[0] as usize] {
             if let Some(v) = cache.calls.get_mut(key) {
                 v.retain(|e| *e != (*hid, *rid));

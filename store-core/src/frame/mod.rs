@@ -12,15 +12,22 @@
 //! ```
 //!
 //! Built on the engine's provenance index, so building a frame reads call records but no
-//! value; values are read only for the table cells asked for.
+//! value; values are read only for the table cells asked for. Calls are shared with the index
+//! (`Arc`), never copied.
+//!
+//! Where things live: this file holds the model, the constructors and expansion;
+//! `restrict` the restrictions and set operations; `table` the tables; `draw` DOT and SVG.
 
+mod draw;
+mod restrict;
 mod table;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::engine::Engine;
 use crate::error::Result;
-use crate::id::Id;
+use crate::id::{Id, IdHasher, IdMap, IdSet};
 use crate::provenance::Provenance;
 use crate::record::{Slot, StoredCall};
 
@@ -28,6 +35,8 @@ pub use table::{Cell, Table};
 
 /// A call's identity inside a frame: (call key, hid, record id).
 pub type CallId = (Id, Id, Id);
+
+type CallMap = HashMap<CallId, Arc<StoredCall>, std::hash::BuildHasherDefault<IdHasher>>;
 
 fn call_id(c: &StoredCall) -> CallId {
     (c.key, c.hid, c.rid)
@@ -59,12 +68,12 @@ pub struct ComputationFrame {
     engine: Engine,
     vars: BTreeMap<String, BTreeSet<Id>>,
     funcs: BTreeMap<String, FuncNode>,
-    calls: BTreeMap<CallId, StoredCall>,
-    cids: BTreeMap<Id, Id>,
+    calls: CallMap,
+    cids: IdMap<Id>,
     /// Ref hid → (function node, call) of the frame that created it.
-    created_by: BTreeMap<Id, (String, CallId)>,
-    /// Refs some call of the frame consumed.
-    consumed: BTreeSet<Id>,
+    created_by: IdMap<(Arc<str>, CallId)>,
+    /// Refs some call of the frame consumed (on an edge of its node).
+    consumed: IdSet,
 }
 
 /// The variable name for an output label: `output_<i>` becomes `var_<i>` (as in mandala).
@@ -81,10 +90,10 @@ impl ComputationFrame {
             engine: engine.clone(),
             vars: BTreeMap::new(),
             funcs: BTreeMap::new(),
-            calls: BTreeMap::new(),
-            cids: BTreeMap::new(),
-            created_by: BTreeMap::new(),
-            consumed: BTreeSet::new(),
+            calls: CallMap::default(),
+            cids: IdMap::default(),
+            created_by: IdMap::default(),
+            consumed: IdSet::default(),
         }
     }
 
@@ -92,13 +101,14 @@ impl ComputationFrame {
     /// and output label.
     pub fn from_op(engine: &Engine, op: &str) -> Result<ComputationFrame> {
         let mut cf = ComputationFrame::empty(engine);
-        for call in engine.calls_of(op)? {
-            cf.add_call(op, &call, None);
+        let calls = engine.index()?.calls_of(op);
+        for call in &calls {
+            cf.add_call(call, None);
         }
         Ok(cf)
     }
 
-    /// One variable per name, holding the refs with those history ids.
+    /// One variable per name, holding the refs with those (history id, content id) pairs.
     pub fn from_refs<'a>(
         engine: &Engine,
         groups: impl IntoIterator<Item = (&'a str, Vec<(Id, Id)>)>,
@@ -126,7 +136,7 @@ impl ComputationFrame {
 
     /// A call of the frame.
     pub fn call(&self, id: &CallId) -> Option<&StoredCall> {
-        self.calls.get(id)
+        self.calls.get(id).map(|c| &**c)
     }
 
     /// The content id of a ref of the frame.
@@ -134,8 +144,39 @@ impl ComputationFrame {
         self.cids.get(hid).copied()
     }
 
-    pub(crate) fn engine(&self) -> &Engine {
+    /// The store the frame reads from.
+    pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The values of variable `var`'s refs as `T`, ordered by history id.
+    ///
+    /// ```
+    /// # use store_core::{Engine, frame::ComputationFrame};
+    /// let cf = ComputationFrame::from_op(&Engine::in_memory(), "inc").unwrap();
+    /// assert!(cf.eval::<u64>("x").is_err()); // no such variable
+    /// ```
+    pub fn eval<T: crate::value::Value>(&self, var: &str) -> Result<Vec<T>> {
+        let refs = self
+            .vars
+            .get(var)
+            .ok_or_else(|| self.no_node("variable", var))?;
+        refs.iter()
+            .map(|h| self.engine.load_value(&self.cids[h]))
+            .collect()
+    }
+
+    fn no_node(&self, what: &'static str, name: &str) -> crate::Error {
+        let available = match what {
+            "variable" => self.vars.keys().cloned().collect(),
+            _ => self.vars.keys().chain(self.funcs.keys()).cloned().collect(),
+        };
+        crate::Error::NoSuchName {
+            what,
+            name: name.to_string(),
+            place: "the frame",
+            available,
+        }
     }
 
     /// A variable holding `hid` (the first by name), if any.
@@ -146,17 +187,18 @@ impl ComputationFrame {
             .map(|(n, _)| n.clone())
     }
 
-    fn fresh_var_name(&self, base: &str) -> String {
-        if !self.vars.contains_key(base) {
+    fn fresh_name(&self, base: &str) -> String {
+        let taken = |n: &str| self.vars.contains_key(n) || self.funcs.contains_key(n);
+        if !taken(base) {
             return base.to_string();
         }
         (1..)
             .map(|i| format!("{base}_{i}"))
-            .find(|n| !self.vars.contains_key(n))
+            .find(|n| !taken(n))
             .expect("unbounded")
     }
 
-    /// The variable for `label` on `node` (`outputs` or inputs): the one the edge already
+    /// The variable for `label` on `node` (`output` or input): the one the edge already
     /// leads to, or one already holding the ref, or a new one named after the label.
     fn var_for(
         &mut self,
@@ -181,11 +223,12 @@ impl ComputationFrame {
         };
         let holding = self
             .var_holding(&slot.hid)
-            .filter(|v| output || *v == base || self.created_in_frame(&slot.hid));
+            .filter(|v| output || *v == base || self.created_by.contains_key(&slot.hid));
         let var = hint
             .map(str::to_string)
             .or(holding)
-            .unwrap_or_else(|| self.fresh_var_name(&base));
+            .unwrap_or_else(|| self.fresh_name(&base));
+        self.vars.entry(var.clone()).or_default();
         let f = self.funcs.get_mut(node).expect("exists");
         let edges = if output {
             &mut f.outputs
@@ -196,66 +239,84 @@ impl ComputationFrame {
         var
     }
 
+    /// The function node for `op`: the existing node of that op (mandala reuses nodes of the
+    /// same op), or a new one named after it.
+    fn node_for(&mut self, op: &str) -> Arc<str> {
+        if let Some((n, _)) = self.funcs.iter().find(|(_, f)| f.op == op) {
+            return Arc::from(n.as_str());
+        }
+        let name = if self.vars.contains_key(op) {
+            self.fresh_name(&format!("{op}_fn"))
+        } else {
+            self.fresh_name(op)
+        };
+        self.funcs.insert(
+            name.clone(),
+            FuncNode {
+                op: op.to_string(),
+                ..FuncNode::default()
+            },
+        );
+        Arc::from(name.as_str())
+    }
+
     /// Adds `call` to the node of its op (created if needed), with its inputs and outputs in
     /// the variables its edges lead to. `hint` = (label, var) for the ref that led to it.
     /// Returns whether the call is new to the frame.
-    fn add_call(&mut self, op: &str, call: &StoredCall, hint: Option<(&str, &str)>) -> bool {
+    fn add_call(&mut self, call: &Arc<StoredCall>, hint: Option<(&str, &str)>) -> bool {
         let id = call_id(call);
         if self.calls.contains_key(&id) {
             return false;
         }
-        // Reuse the node of the same op (mandala reuses nodes of the same op).
-        let node = self
-            .funcs
-            .iter()
-            .find(|(_, f)| f.op == op)
-            .map(|(n, _)| n.clone())
-            .unwrap_or_else(|| {
-                let name = if self.vars.contains_key(op) {
-                    format!("{op}_fn")
-                } else {
-                    op.to_string()
-                };
-                self.funcs.insert(
-                    name.clone(),
-                    FuncNode {
-                        op: op.to_string(),
-                        ..FuncNode::default()
-                    },
-                );
-                name
-            });
+        let node = self.node_for(&call.record.op);
         for (output, slots) in [(false, &call.record.inputs), (true, &call.record.outputs)] {
             for slot in slots {
                 let h = hint.and_then(|(l, v)| (l == slot.name).then_some(v));
                 let var = self.var_for(&node, &slot.name, output, slot, h);
-                self.vars.entry(var).or_default().insert(slot.hid);
+                self.vars.get_mut(&var).expect("made").insert(slot.hid);
                 self.cids.insert(slot.hid, slot.cid);
+                if output {
+                    self.created_by
+                        .entry(slot.hid)
+                        .or_insert_with(|| (node.clone(), id));
+                } else {
+                    self.consumed.insert(slot.hid);
+                }
             }
         }
-        self.funcs.get_mut(&node).expect("exists").calls.insert(id);
-        for o in &call.record.outputs {
-            self.created_by
-                .entry(o.hid)
-                .or_insert_with(|| (node.clone(), id));
-        }
-        self.consumed
-            .extend(call.record.inputs.iter().map(|i| i.hid));
+        self.funcs.get_mut(&*node).expect("exists").calls.insert(id);
         self.calls.insert(id, call.clone());
         true
     }
 
-    fn created_in_frame(&self, hid: &Id) -> bool {
-        self.created_by.contains_key(hid)
-    }
-
-    fn consumed_in_frame(&self, hid: &Id) -> bool {
-        self.consumed.contains(hid)
-    }
-
-    /// The function node and call of the frame that created ref `hid`.
-    pub(crate) fn creator_in_frame(&self, hid: &Id) -> Option<&(String, CallId)> {
-        self.created_by.get(hid)
+    /// Recomputes the creators and consumers of refs from the nodes (after a restriction).
+    fn rebuild_links(&mut self) {
+        self.created_by.clear();
+        self.consumed.clear();
+        for (name, f) in &self.funcs {
+            let node: Arc<str> = Arc::from(name.as_str());
+            for id in &f.calls {
+                let call = &self.calls[id];
+                for o in &call.record.outputs {
+                    if f.outputs.contains_key(&o.name) {
+                        self.created_by
+                            .entry(o.hid)
+                            .or_insert_with(|| (node.clone(), *id));
+                    }
+                }
+                for i in &call.record.inputs {
+                    if f.inputs.contains_key(&i.name) {
+                        self.consumed.insert(i.hid);
+                    }
+                }
+            }
+        }
+        let kept: std::collections::HashSet<CallId, std::hash::BuildHasherDefault<IdHasher>> = self
+            .funcs
+            .values()
+            .flat_map(|f| f.calls.iter().copied())
+            .collect();
+        self.calls.retain(|id, _| kept.contains(id));
     }
 
     fn selected(&self, vars: Option<&[&str]>) -> Vec<String> {
@@ -300,18 +361,20 @@ impl ComputationFrame {
                     .unwrap_or_default();
                 for hid in refs {
                     let calls = match dir {
-                        Direction::Back if self.created_in_frame(&hid) => Vec::new(),
+                        Direction::Back if self.created_by.contains_key(&hid) => Vec::new(),
                         Direction::Back => index.creator(&hid).into_iter().collect(),
                         Direction::Forward => index.consumers(&hid),
                     };
                     for call in calls {
+                        if self.calls.contains_key(&call_id(&call)) {
+                            continue;
+                        }
                         let slots = match dir {
                             Direction::Back => &call.record.outputs,
                             Direction::Forward => &call.record.inputs,
                         };
                         let label = slots.iter().find(|s| s.hid == hid).map(|s| s.name.clone());
-                        let op = call.record.op.clone();
-                        if self.add_call(&op, &call, label.as_deref().map(|l| (l, var.as_str()))) {
+                        if self.add_call(&call, label.as_deref().map(|l| (l, var.as_str()))) {
                             round += 1;
                         }
                     }
@@ -392,7 +455,7 @@ impl ComputationFrame {
             .get(var)
             .map(|r| {
                 r.iter()
-                    .filter(|h| !self.consumed_in_frame(h))
+                    .filter(|h| !self.consumed.contains(*h))
                     .copied()
                     .collect()
             })
@@ -405,263 +468,33 @@ impl ComputationFrame {
             .get(var)
             .map(|r| {
                 r.iter()
-                    .filter(|h| !self.created_in_frame(h))
+                    .filter(|h| !self.created_by.contains_key(*h))
                     .copied()
                     .collect()
             })
             .unwrap_or_default()
     }
-}
 
-impl ComputationFrame {
-    /// The frame as Graphviz DOT text: variables as boxes, function nodes as ellipses, edges
-    /// labelled with their input/output names. With `verbose`, each variable shows its number
-    /// of refs and of sources and sinks, each edge its number of elements, and each op its
-    /// number of calls and of versions (distinct semantic versions).
-    pub fn to_dot(&self, verbose: bool) -> String {
-        // Labels keep DOT's `\n` line breaks; only quotes are escaped.
-        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\\\""));
-        let mut out = String::from("digraph computation_frame {\n  rankdir=TB;\n");
-        for (name, refs) in &self.vars {
-            let label = if verbose {
-                format!(
-                    "{name}\\n{} refs ({} sources, {} sinks)",
-                    refs.len(),
-                    self.source_elements(name).len(),
-                    self.sink_elements(name).len()
-                )
-            } else {
-                name.clone()
-            };
-            out.push_str(&format!(
-                "  {} [shape=box, label={}];\n",
-                quote(name),
-                quote(&label)
-            ));
-        }
-        for (name, f) in &self.funcs {
-            let label = if verbose {
-                let versions: BTreeSet<Id> = f
-                    .calls
-                    .iter()
-                    .map(|c| self.calls[c].record.semver)
-                    .collect();
-                format!(
-                    "{name}\\n{} calls, {} version(s)",
-                    f.calls.len(),
-                    versions.len()
-                )
-            } else {
-                name.clone()
-            };
-            out.push_str(&format!(
-                "  {} [shape=ellipse, style=filled, fillcolor=lightgrey, label={}];\n",
-                quote(name),
-                quote(&label)
-            ));
-            let count = |label: &str, output: bool| -> usize {
-                let set: BTreeSet<Id> = f
-                    .calls
-                    .iter()
-                    .flat_map(|c| {
-                        let r = &self.calls[c].record;
-                        if output { &r.outputs } else { &r.inputs }
-                            .iter()
-                            .filter(|s| s.name == label)
-                            .map(|s| s.hid)
-                            .collect::<Vec<_>>()
-                    })
-                    .collect();
-                set.len()
-            };
-            let edges = f
-                .inputs
-                .iter()
-                .map(|e| (e, false))
-                .chain(f.outputs.iter().map(|e| (e, true)));
-            for ((label, var), output) in edges {
-                let text = if verbose {
-                    format!("{label} ({})", count(label, output))
-                } else {
-                    label.clone()
-                };
-                let (from, to) = if output { (name, var) } else { (var, name) };
-                out.push_str(&format!(
-                    "  {} -> {} [label={}];\n",
-                    quote(from),
-                    quote(to),
-                    quote(&text)
-                ));
-            }
-        }
-        out.push_str("}\n");
-        out
+    /// The variables with at least one sink element, in topological order.
+    pub fn sink_vars(&self) -> Vec<String> {
+        self.topo_order()
+            .into_iter()
+            .filter(|n| self.vars.contains_key(n) && !self.sink_elements(n).is_empty())
+            .collect()
     }
-}
 
-impl ComputationFrame {
+    /// The variables with at least one source element, in topological order.
+    pub fn source_vars(&self) -> Vec<String> {
+        self.topo_order()
+            .into_iter()
+            .filter(|n| self.vars.contains_key(n) && !self.source_elements(n).is_empty())
+            .collect()
+    }
+
     /// Deletes every call of the frame and every call downstream of them from the store;
     /// returns how many calls were deleted. Those calls recompute when run again.
     pub fn delete_calls(&self) -> Result<usize> {
         let ids: Vec<CallId> = self.calls.keys().copied().collect();
         Ok(self.engine.delete_calls(&ids)?.len())
-    }
-}
-
-/// Restriction and combination.
-impl ComputationFrame {
-    /// Renames variable `old` to `new` (edges follow).
-    pub fn rename_var(&mut self, old: &str, new: &str) -> Result<()> {
-        if self.vars.contains_key(new) || self.funcs.contains_key(new) {
-            return Err(crate::Error::BadConfig {
-                path: new.into(),
-                reason: format!("a node named '{new}' already exists"),
-            });
-        }
-        let refs = self
-            .vars
-            .remove(old)
-            .ok_or_else(|| crate::Error::NotFound {
-                what: "variable",
-                id: old.to_string(),
-                store: "the frame".into(),
-            })?;
-        self.vars.insert(new.to_string(), refs);
-        for f in self.funcs.values_mut() {
-            for v in f.inputs.values_mut().chain(f.outputs.values_mut()) {
-                if v == old {
-                    *v = new.to_string();
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The sub-frame induced by `nodes` (variables and function nodes): edges between kept
-    /// nodes stay; the kept nodes keep all their elements.
-    pub fn select(&self, nodes: &[&str]) -> ComputationFrame {
-        let keep: BTreeSet<&str> = nodes.iter().copied().collect();
-        let mut cf = ComputationFrame::empty(&self.engine);
-        cf.cids = self.cids.clone();
-        for (name, refs) in &self.vars {
-            if keep.contains(name.as_str()) {
-                cf.vars.insert(name.clone(), refs.clone());
-            }
-        }
-        for (name, f) in &self.funcs {
-            if !keep.contains(name.as_str()) {
-                continue;
-            }
-            let mut g = f.clone();
-            g.inputs.retain(|_, v| keep.contains(v.as_str()));
-            g.outputs.retain(|_, v| keep.contains(v.as_str()));
-            for id in &g.calls {
-                let call = &self.calls[id];
-                cf.calls.insert(*id, call.clone());
-                for o in &call.record.outputs {
-                    if g.outputs.contains_key(&o.name) {
-                        cf.created_by
-                            .entry(o.hid)
-                            .or_insert_with(|| (name.clone(), *id));
-                    }
-                }
-                for i in &call.record.inputs {
-                    if g.inputs.contains_key(&i.name) {
-                        cf.consumed.insert(i.hid);
-                    }
-                }
-            }
-            cf.funcs.insert(name.clone(), g);
-        }
-        cf
-    }
-
-    /// The frame without `nodes`.
-    pub fn drop_nodes(&self, nodes: &[&str]) -> ComputationFrame {
-        let gone: BTreeSet<&str> = nodes.iter().copied().collect();
-        let keep: Vec<&str> = self
-            .vars
-            .keys()
-            .chain(self.funcs.keys())
-            .map(|s| s.as_str())
-            .filter(|n| !gone.contains(n))
-            .collect();
-        self.select(&keep)
-    }
-
-    /// The union of two frames of one store: nodes matched by name, elements united.
-    pub fn union(&self, other: &ComputationFrame) -> ComputationFrame {
-        let mut cf = self.clone();
-        for (name, refs) in &other.vars {
-            cf.vars
-                .entry(name.clone())
-                .or_default()
-                .extend(refs.iter().copied());
-        }
-        for (name, f) in &other.funcs {
-            let g = cf.funcs.entry(name.clone()).or_insert_with(|| FuncNode {
-                op: f.op.clone(),
-                ..FuncNode::default()
-            });
-            g.calls.extend(f.calls.iter().copied());
-            for (l, v) in &f.inputs {
-                g.inputs.entry(l.clone()).or_insert_with(|| v.clone());
-            }
-            for (l, v) in &f.outputs {
-                g.outputs.entry(l.clone()).or_insert_with(|| v.clone());
-            }
-        }
-        cf.calls
-            .extend(other.calls.iter().map(|(k, v)| (*k, v.clone())));
-        cf.cids.extend(other.cids.iter().map(|(k, v)| (*k, *v)));
-        cf.created_by
-            .extend(other.created_by.iter().map(|(k, v)| (*k, v.clone())));
-        cf.consumed.extend(other.consumed.iter().copied());
-        cf
-    }
-
-    /// The intersection of two frames: nodes present in both (by name), elements in both.
-    pub fn intersection(&self, other: &ComputationFrame) -> ComputationFrame {
-        let names: Vec<&str> = self
-            .vars
-            .keys()
-            .filter(|n| other.vars.contains_key(*n))
-            .chain(self.funcs.keys().filter(|n| other.funcs.contains_key(*n)))
-            .map(|s| s.as_str())
-            .collect();
-        let mut cf = self.select(&names);
-        for (name, refs) in cf.vars.iter_mut() {
-            refs.retain(|r| other.vars[name].contains(r));
-        }
-        for (name, f) in cf.funcs.iter_mut() {
-            f.calls.retain(|c| other.funcs[name].calls.contains(c));
-        }
-        let kept: BTreeSet<CallId> = cf
-            .funcs
-            .values()
-            .flat_map(|f| f.calls.iter().copied())
-            .collect();
-        cf.calls.retain(|id, _| kept.contains(id));
-        cf.created_by.retain(|_, (_, id)| kept.contains(id));
-        cf.consumed = cf
-            .calls
-            .values()
-            .flat_map(|c| c.record.inputs.iter().map(|i| i.hid))
-            .collect();
-        cf
-    }
-}
-
-impl std::ops::BitOr for &ComputationFrame {
-    type Output = ComputationFrame;
-    fn bitor(self, other: &ComputationFrame) -> ComputationFrame {
-        self.union(other)
-    }
-}
-
-impl std::ops::BitAnd for &ComputationFrame {
-    type Output = ComputationFrame;
-    fn bitand(self, other: &ComputationFrame) -> ComputationFrame {
-        self.intersection(other)
     }
 }

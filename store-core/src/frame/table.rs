@@ -1,24 +1,38 @@
 //! Tables of a frame: one row per computation trace, one column per variable (refs, then
 //! values) and per function node (calls), outer-joined along the graph as mandala's `df`.
+//!
+//! A cell holds one element, or a set of them when a trace reaches a node more than once
+//! (two inputs of one call in one variable, or an in-place update `x = f(x)`); sets are sorted
+//! by id. Rows are sorted by their cells' ids (columns in topological order), so a table is
+//! the same in every run.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
+use serde_json::{json, Value as Json};
 
 use super::{CallId, ComputationFrame};
-use crate::error::Result;
-use crate::id::Id;
+use crate::error::{Error, Result};
+use crate::id::{Id, IdMap, IdSet};
 
 /// One cell of a table.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cell {
     /// A ref (history id) of a variable column.
     Ref(Id),
+    /// Several refs of a variable column reached by one trace, sorted.
+    Refs(Vec<Id>),
     /// A call of a function column.
     Call(CallId),
+    /// Several calls of a function column reached by one trace, sorted.
+    Calls(Vec<CallId>),
     /// A value, decoded without the program's types.
     Value(ciborium::Value),
+    /// The values of a set of refs, in the order of their ids.
+    Values(Vec<ciborium::Value>),
 }
 
 /// A table: named columns, rows of optional cells (`None` where a trace does not pass).
@@ -28,8 +42,34 @@ pub struct Table {
     pub columns: Vec<String>,
     /// Rows.
     pub rows: Vec<Vec<Option<Cell>>>,
-    /// The frame the table was made from (for typed columns).
-    frame: Option<ComputationFrame>,
+    /// Where the table's refs are read from.
+    source: Arc<Source>,
+}
+
+/// What a table needs of its frame: the store, the content id of each ref in it, and which
+/// columns are function nodes.
+struct Source {
+    engine: crate::engine::Engine,
+    cids: IdMap<Id>,
+    funcs: std::collections::BTreeSet<String>,
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Source({} refs)", self.cids.len())
+    }
+}
+
+impl PartialEq for Source {
+    fn eq(&self, other: &Self) -> bool {
+        self.cids == other.cids && self.funcs == other.funcs
+    }
+}
+
+impl Source {
+    fn cid(&self, hid: &Id) -> Id {
+        self.cids[hid]
+    }
 }
 
 impl PartialEq for ComputationFrame {
@@ -47,131 +87,282 @@ impl fmt::Debug for ComputationFrame {
     }
 }
 
-type Row = BTreeMap<String, Cell>;
+type Row = Vec<Option<Cell>>;
+
+/// Adds `x` to a cell holding one element (`one`) or a sorted set (`many`).
+fn add_to<T: Ord + Copy>(
+    cell: &mut Option<Cell>,
+    x: T,
+    one: fn(T) -> Cell,
+    many: fn(Vec<T>) -> Cell,
+    get: fn(&Cell) -> Option<Vec<T>>,
+) {
+    *cell = Some(match cell.take() {
+        None => one(x),
+        Some(c) => {
+            let mut v = get(&c).expect("a column holds one kind of element");
+            if let Err(i) = v.binary_search(&x) {
+                v.insert(i, x);
+            }
+            if v.len() == 1 {
+                one(v[0])
+            } else {
+                many(v)
+            }
+        }
+    });
+}
+
+fn add_ref(cell: &mut Option<Cell>, hid: Id) {
+    add_to(cell, hid, Cell::Ref, Cell::Refs, |c| match c {
+        Cell::Ref(h) => Some(vec![*h]),
+        Cell::Refs(v) => Some(v.clone()),
+        _ => None,
+    });
+}
+
+fn add_call(cell: &mut Option<Cell>, id: CallId) {
+    add_to(cell, id, Cell::Call, Cell::Calls, |c| match c {
+        Cell::Call(h) => Some(vec![*h]),
+        Cell::Calls(v) => Some(v.clone()),
+        _ => None,
+    });
+}
+
+fn rank(c: &Cell) -> u8 {
+    match c {
+        Cell::Ref(_) => 0,
+        Cell::Refs(_) => 1,
+        Cell::Call(_) => 2,
+        Cell::Calls(_) => 3,
+        Cell::Value(_) => 4,
+        Cell::Values(_) => 5,
+    }
+}
+
+fn cmp_cell(a: &Option<Cell>, b: &Option<Cell>) -> Ordering {
+    match (a, b) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(x), Some(y)) => match (x, y) {
+            (Cell::Ref(p), Cell::Ref(q)) => p.cmp(q),
+            (Cell::Refs(p), Cell::Refs(q)) => p.cmp(q),
+            (Cell::Call(p), Cell::Call(q)) => p.cmp(q),
+            (Cell::Calls(p), Cell::Calls(q)) => p.cmp(q),
+            _ if rank(x) != rank(y) => rank(x).cmp(&rank(y)),
+            _ => format!("{x:?}").cmp(&format!("{y:?}")),
+        },
+    }
+}
+
+fn cmp_row(a: &Row, b: &Row) -> Ordering {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| cmp_cell(x, y))
+        .find(|o| o.is_ne())
+        .unwrap_or(Ordering::Equal)
+}
+
+fn hash_cell(c: &Cell) -> u64 {
+    // Ids are uniformly distributed: their first bytes are a good hash.
+    let first = |id: &Id| u64::from_le_bytes(id.0[..8].try_into().expect("8 bytes"));
+    match c {
+        Cell::Ref(x) => first(x),
+        Cell::Refs(x) => x.iter().fold(1, |h, id| h.rotate_left(7) ^ first(id)),
+        Cell::Call(x) => first(&x.1),
+        Cell::Calls(x) => x.iter().fold(2, |h, id| h.rotate_left(7) ^ first(&id.1)),
+        other => {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            format!("{other:?}").hash(&mut h);
+            h.finish()
+        }
+    }
+}
+
+/// Where each function node's cells go: its column and its edges' columns.
+struct NodeCols {
+    col: usize,
+    inputs: Vec<(String, usize)>,
+    outputs: Vec<(String, usize)>,
+}
+
+/// The column of edge `label` (nodes have few edges: a scan beats hashing).
+fn edge_col(edges: &[(String, usize)], label: &str) -> Option<usize> {
+    edges.iter().find(|(l, _)| l == label).map(|(_, c)| *c)
+}
 
 impl ComputationFrame {
-    /// The full upstream history of ref `hid` of variable `var`, as one row.
-    fn history(&self, var: &str, hid: Id, row: &mut Row, seen: &mut BTreeSet<Id>) {
-        row.entry(var.to_string()).or_insert(Cell::Ref(hid));
+    /// The full upstream history of ref `hid` (in column `vcol`) within the frame, into `row`.
+    fn history(
+        &self,
+        nodes: &[(&str, NodeCols)],
+        vcol: usize,
+        hid: Id,
+        row: &mut Row,
+        seen: &mut IdSet,
+    ) {
+        add_ref(&mut row[vcol], hid);
         if !seen.insert(hid) {
             return;
         }
-        let Some((name, id)) = self.creator_in_frame(&hid) else {
+        let Some((node, id)) = self.created_by.get(&hid) else {
             return;
         };
-        let node = &self.funcs[name];
+        let nc = &nodes
+            .iter()
+            .find(|(n, _)| *n == &**node)
+            .expect("every node has columns")
+            .1;
+        add_call(&mut row[nc.col], *id);
         let call = &self.calls[id];
-        row.entry(name.clone()).or_insert(Cell::Call(*id));
         for input in &call.record.inputs {
-            if let Some(v) = node.inputs.get(&input.name) {
-                self.history(v, input.hid, row, seen);
+            if let Some(c) = edge_col(&nc.inputs, &input.name) {
+                self.history(nodes, c, input.hid, row, seen);
             }
         }
         for out in &call.record.outputs {
-            if let Some(v) = node.outputs.get(&out.name) {
-                row.entry(v.clone()).or_insert(Cell::Ref(out.hid));
+            if let Some(c) = edge_col(&nc.outputs, &out.name) {
+                add_ref(&mut row[c], out.hid);
             }
         }
     }
 
     /// The table of the frame: rows of refs and calls (see [`Table::values`] for values).
-    /// `inner` keeps only traces that pass through every variable with sink elements.
+    ///
+    /// For each variable with sink elements (in topological order), every one of its refs
+    /// gives a row holding its history in the frame; these tables are joined on their shared
+    /// columns (outer, or `inner`: only traces found in all of them).
     pub fn df(&self, inner: bool) -> Result<Table> {
         let order = self.topo_order();
-        let sinks: Vec<&String> = order
+        let col: HashMap<&str, usize> = order
             .iter()
-            .filter(|n| self.vars.contains_key(*n) && !self.sink_elements(n).is_empty())
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
             .collect();
+        let nodes: Vec<(&str, NodeCols)> = self
+            .funcs
+            .iter()
+            .map(|(name, f)| {
+                let edges = |e: &std::collections::BTreeMap<String, String>| {
+                    e.iter()
+                        .map(|(l, v)| (l.clone(), col[v.as_str()]))
+                        .collect()
+                };
+                let nc = NodeCols {
+                    col: col[name.as_str()],
+                    inputs: edges(&f.inputs),
+                    outputs: edges(&f.outputs),
+                };
+                (name.as_str(), nc)
+            })
+            .collect();
+        let width = order.len();
         let mut joined: Option<Vec<Row>> = None;
-        for var in sinks {
-            let rows: Vec<Row> = self.vars[var]
+        for var in self.sink_vars() {
+            let vcol = col[var.as_str()];
+            let rows: Vec<Row> = self.vars[&var]
                 .iter()
                 .map(|hid| {
-                    let mut row = Row::new();
-                    self.history(var, *hid, &mut row, &mut BTreeSet::new());
+                    let mut row = vec![None; width];
+                    self.history(&nodes, vcol, *hid, &mut row, &mut IdSet::default());
                     row
                 })
                 .collect();
             joined = Some(match joined {
                 None => rows,
-                Some(left) => join(left, rows, inner),
+                Some(left) => join(left, rows, inner, width),
             });
         }
-        let rows = joined.unwrap_or_default();
-        let present: BTreeSet<&String> = rows.iter().flat_map(|r| r.keys()).collect();
-        let columns: Vec<String> = order.into_iter().filter(|c| present.contains(c)).collect();
-        let mut out: Vec<Vec<Option<Cell>>> = rows
-            .into_iter()
-            .map(|mut r| columns.iter().map(|c| r.remove(c)).collect())
+        let mut rows = joined.unwrap_or_default();
+        rows.sort_unstable_by(cmp_row);
+        rows.dedup();
+        let present: Vec<usize> = (0..width)
+            .filter(|i| rows.iter().any(|r| r[*i].is_some()))
             .collect();
-        // A deterministic order (by the cells' ids), each key computed once.
-        out.sort_by_cached_key(|row| format!("{row:?}"));
-        out.dedup();
+        let mut cids = IdMap::default();
+        for cell in rows.iter().flatten().flatten() {
+            let mut note = |h: &Id| {
+                cids.insert(*h, self.cids[h]);
+            };
+            match cell {
+                Cell::Ref(h) => note(h),
+                Cell::Refs(hs) => hs.iter().for_each(note),
+                _ => {}
+            }
+        }
         Ok(Table {
-            columns,
-            rows: out,
-            frame: Some(self.clone()),
+            columns: present.iter().map(|i| order[*i].clone()).collect(),
+            rows: rows
+                .into_iter()
+                .map(|mut r| present.iter().map(|i| r[*i].take()).collect())
+                .collect(),
+            source: Arc::new(Source {
+                engine: self.engine.clone(),
+                cids,
+                funcs: self.funcs.keys().cloned().collect(),
+            }),
         })
     }
 }
 
-/// Joins two row sets on the columns they share (by equal cells); unmatched rows of either
-/// side are kept (outer join) unless `inner`. Rows are matched through a hash of their first
-/// shared column, then checked on all of them.
-fn join(left: Vec<Row>, right: Vec<Row>, inner: bool) -> Vec<Row> {
-    let lk: BTreeSet<&String> = left.iter().flat_map(|r| r.keys()).collect();
-    let rk: BTreeSet<&String> = right.iter().flat_map(|r| r.keys()).collect();
-    let shared: Vec<String> = lk.intersection(&rk).map(|s| s.to_string()).collect();
-    let matches = |a: &Row, b: &Row| {
-        shared.iter().all(|c| match (a.get(c), b.get(c)) {
-            (Some(x), Some(y)) => x == y,
-            _ => true,
-        }) && shared
-            .iter()
-            .any(|c| a.contains_key(c) && b.contains_key(c))
+/// Joins two row sets on the columns they share: rows match when every shared column both
+/// fill holds equal cells and at least one is filled in both. Unmatched rows of either side
+/// are kept (outer join) unless `inner`. Right rows are found through a hash of each filled
+/// shared cell.
+fn join(left: Vec<Row>, right: Vec<Row>, inner: bool, width: usize) -> Vec<Row> {
+    let filled = |rows: &[Row]| -> Vec<bool> {
+        (0..width)
+            .map(|i| rows.iter().any(|r| r[i].is_some()))
+            .collect()
     };
-    let key_of = |r: &Row| {
-        shared
-            .iter()
-            .find_map(|c| r.get(c).map(|cell| (c.clone(), format!("{cell:?}"))))
-    };
-    let mut by_key: std::collections::HashMap<(String, String), Vec<usize>> =
-        std::collections::HashMap::new();
-    let mut unkeyed = Vec::new();
-    for (i, r) in right.iter().enumerate() {
-        match key_of(r) {
-            Some(k) => by_key.entry(k).or_default().push(i),
-            None => unkeyed.push(i),
+    let (lf, rf) = (filled(&left), filled(&right));
+    let shared: Vec<usize> = (0..width).filter(|i| lf[*i] && rf[*i]).collect();
+    let mut by_cell: HashMap<(usize, u64), Vec<usize>> = HashMap::new();
+    for (j, r) in right.iter().enumerate() {
+        for c in &shared {
+            if let Some(cell) = &r[*c] {
+                by_cell.entry((*c, hash_cell(cell))).or_default().push(j);
+            }
         }
     }
-    let mut out = Vec::new();
+    let matches = |a: &Row, b: &Row| {
+        shared.iter().all(|c| match (&a[*c], &b[*c]) {
+            (Some(x), Some(y)) => x == y,
+            _ => true,
+        })
+    };
+    let mut out = Vec::with_capacity(left.len().max(right.len()));
     let mut right_used = vec![false; right.len()];
-    for l in &left {
+    let mut candidates: Vec<usize> = Vec::new();
+    for l in left {
+        candidates.clear();
+        for c in &shared {
+            if let Some(cell) = &l[*c] {
+                if let Some(js) = by_cell.get(&(*c, hash_cell(cell))) {
+                    candidates.extend(js);
+                }
+            }
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
         let mut matched = false;
-        let candidates: Vec<usize> = match key_of(l) {
-            Some(k) => by_key
-                .get(&k)
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .chain(unkeyed.iter().copied())
-                .collect(),
-            None => (0..right.len()).collect(),
-        };
-        for i in candidates {
-            let r = &right[i];
-            if matches(l, r) {
+        for j in &candidates {
+            let r = &right[*j];
+            if matches(&l, r) {
                 let mut row = l.clone();
-                for (k, v) in r {
-                    row.entry(k.clone()).or_insert_with(|| v.clone());
+                for (x, y) in row.iter_mut().zip(r) {
+                    if x.is_none() {
+                        x.clone_from(y);
+                    }
                 }
                 out.push(row);
-                right_used[i] = true;
+                right_used[*j] = true;
                 matched = true;
             }
         }
         if !matched && !inner {
-            out.push(l.clone());
+            out.push(l);
         }
     }
     if !inner {
@@ -187,12 +378,6 @@ fn join(left: Vec<Row>, right: Vec<Row>, inner: bool) -> Vec<Row> {
 }
 
 impl Table {
-    fn frame(&self) -> &ComputationFrame {
-        self.frame
-            .as_ref()
-            .expect("tables of frames know their frame")
-    }
-
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.rows.len()
@@ -208,40 +393,63 @@ impl Table {
         self.columns.iter().position(|c| c == name)
     }
 
-    /// Drops the function (call) columns.
-    pub fn without_calls(mut self) -> Table {
-        let keep: Vec<bool> = self
-            .columns
+    fn column_index(&self, name: &str) -> Result<usize> {
+        self.index(name).ok_or_else(|| Error::NoSuchName {
+            what: "column",
+            name: name.to_string(),
+            place: "the table",
+            available: self.columns.clone(),
+        })
+    }
+
+    /// Keeps only the columns `names`, in that order.
+    pub fn select(mut self, names: &[&str]) -> Result<Table> {
+        let keep = names
             .iter()
-            .map(|c| !self.frame().funcs.contains_key(c))
-            .collect();
-        self.columns = self
-            .columns
-            .iter()
-            .zip(&keep)
-            .filter(|(_, k)| **k)
-            .map(|(c, _)| c.clone())
-            .collect();
+            .map(|n| self.column_index(n))
+            .collect::<Result<Vec<usize>>>()?;
+        self.columns = names.iter().map(|n| n.to_string()).collect();
         for row in &mut self.rows {
-            *row = row
-                .drain(..)
-                .zip(&keep)
-                .filter(|(_, k)| **k)
-                .map(|(c, _)| c)
-                .collect();
+            *row = keep.iter().map(|i| row[*i].take()).collect();
         }
-        self
+        Ok(self)
+    }
+
+    /// Drops the function (call) columns.
+    pub fn without_calls(self) -> Table {
+        let keep: Vec<String> = self
+            .columns
+            .iter()
+            .filter(|c| !self.source.funcs.contains(*c))
+            .cloned()
+            .collect();
+        let names: Vec<&str> = keep.iter().map(|s| s.as_str()).collect();
+        self.select(&names).expect("columns of the table")
     }
 
     /// The table with every ref replaced by its value (decoded without the program's types).
+    /// Each distinct value is read once.
     pub fn values(mut self) -> Result<Table> {
-        let frame = self.frame.clone().expect("frame");
+        let source = self.source.clone();
+        let mut cache: IdMap<ciborium::Value> = IdMap::default();
+        let mut load = |hid: &Id| -> Result<ciborium::Value> {
+            let cid = source.cid(hid);
+            if let Some(v) = cache.get(&cid) {
+                return Ok(v.clone());
+            }
+            let v: ciborium::Value = source.engine.load_value(&cid)?;
+            cache.insert(cid, v.clone());
+            Ok(v)
+        };
         for row in &mut self.rows {
             for cell in row.iter_mut() {
-                if let Some(Cell::Ref(hid)) = cell {
-                    let cid = frame.cid(hid).expect("refs of a frame have cids");
-                    let v: ciborium::Value = frame.engine().load_value(&cid)?;
-                    *cell = Some(Cell::Value(v));
+                match cell {
+                    Some(Cell::Ref(hid)) => *cell = Some(Cell::Value(load(hid)?)),
+                    Some(Cell::Refs(hids)) => {
+                        let vs = hids.iter().map(&mut load).collect::<Result<Vec<_>>>()?;
+                        *cell = Some(Cell::Values(vs));
+                    }
+                    _ => {}
                 }
             }
         }
@@ -249,53 +457,115 @@ impl Table {
     }
 
     /// The values of variable column `name` as `T` (`None` where the trace does not pass).
-    pub fn column<T: crate::value::Value + DeserializeOwned>(
-        &self,
-        name: &str,
-    ) -> Result<Vec<Option<T>>> {
-        let i = self.index(name).ok_or_else(|| crate::Error::NotFound {
-            what: "column",
-            id: name.to_string(),
-            store: self.columns.join(", "),
-        })?;
-        let frame = self.frame();
+    /// A cell holding a set of refs is an error naming the column and row (see
+    /// [`Table::column_sets`]).
+    pub fn column<T: crate::value::Value>(&self, name: &str) -> Result<Vec<Option<T>>> {
+        let i = self.column_index(name)?;
+        self.column_sets::<T>(name)?
+            .into_iter()
+            .enumerate()
+            .map(|(r, mut v)| match v.len() {
+                0 if self.rows[r][i].is_none() => Ok(None),
+                1 => Ok(v.pop()),
+                n => Err(Error::Frame {
+                    place: format!("column '{name}', row {r}"),
+                    reason: format!("the cell holds {n} values; read it with column_sets"),
+                }),
+            })
+            .collect()
+    }
+
+    /// The values of variable column `name` as `T`, each cell as a list (empty where the trace
+    /// does not pass; several where it reaches the variable more than once).
+    pub fn column_sets<T: crate::value::Value>(&self, name: &str) -> Result<Vec<Vec<T>>> {
+        let i = self.column_index(name)?;
+        let source = &self.source;
+        let load = |hid: &Id| source.engine.load_value::<T>(&source.cid(hid));
+        let convert = |v: &ciborium::Value| -> Result<T> {
+            let bytes = crate::cbor::to_canonical(v).map_err(|source| Error::Encode {
+                op: "table".into(),
+                what: name.into(),
+                source,
+            })?;
+            crate::cbor::decode_value(&bytes).map_err(|source| Error::Decode {
+                cid: format!("column '{name}'"),
+                ty: std::any::type_name::<T>(),
+                source,
+            })
+        };
         self.rows
             .iter()
             .map(|row| match &row[i] {
-                Some(Cell::Ref(hid)) => frame
-                    .engine()
-                    .load_value::<T>(&frame.cid(hid).expect("cid"))
-                    .map(Some),
-                Some(Cell::Value(v)) => {
-                    crate::cbor::from_slice(&crate::cbor::to_canonical(v).map_err(|source| {
-                        crate::Error::Encode {
-                            op: "table".into(),
-                            what: name.into(),
-                            source,
-                        }
-                    })?)
-                    .map(Some)
-                    .map_err(|source| crate::Error::Decode {
-                        cid: String::new(),
-                        ty: std::any::type_name::<T>(),
-                        source,
-                    })
-                }
-                _ => Ok(None),
+                None => Ok(Vec::new()),
+                Some(Cell::Ref(h)) => Ok(vec![load(h)?]),
+                Some(Cell::Refs(hs)) => hs.iter().map(load).collect(),
+                Some(Cell::Value(v)) => Ok(vec![convert(v)?]),
+                Some(Cell::Values(vs)) => vs.iter().map(convert).collect(),
+                Some(Cell::Call(_) | Cell::Calls(_)) => Err(Error::Frame {
+                    place: format!("column '{name}'"),
+                    reason: "it is a function column (calls), not a variable".into(),
+                }),
             })
             .collect()
     }
 
     fn cell_text(cell: &Option<Cell>) -> String {
+        let set = |v: Vec<String>| format!("{{{}}}", v.join(", "));
         match cell {
             None => String::new(),
             Some(Cell::Ref(h)) => format!("ref {}", h.short(8)),
+            Some(Cell::Refs(hs)) => set(hs.iter().map(|h| format!("ref {}", h.short(8))).collect()),
             Some(Cell::Call(c)) => format!("call {}", c.1.short(8)),
+            Some(Cell::Calls(cs)) => set(cs
+                .iter()
+                .map(|c| format!("call {}", c.1.short(8)))
+                .collect()),
             Some(Cell::Value(v)) => value_text(v),
+            Some(Cell::Values(vs)) => set(vs.iter().map(value_text).collect()),
         }
     }
 
-    /// The table as CSV (values as compact JSON-like text, empty cells empty).
+    fn cell_json(cell: &Option<Cell>) -> Json {
+        let call = |c: &CallId| json!({"call": c.1.to_string()});
+        let r = |h: &Id| json!({"ref": h.to_string()});
+        match cell {
+            None => Json::Null,
+            Some(Cell::Ref(h)) => r(h),
+            Some(Cell::Refs(hs)) => Json::Array(hs.iter().map(r).collect()),
+            Some(Cell::Call(c)) => call(c),
+            Some(Cell::Calls(cs)) => Json::Array(cs.iter().map(call).collect()),
+            Some(Cell::Value(v)) => crate::json::to_json(v),
+            Some(Cell::Values(vs)) => Json::Array(vs.iter().map(crate::json::to_json).collect()),
+        }
+    }
+
+    /// The table as JSON: a list of rows, each an object from column name to cell (`null`
+    /// where the trace does not pass; values as JSON, refs as `{"ref": hid}`, calls as
+    /// `{"call": hid}`, sets as lists).
+    ///
+    /// ```
+    /// # use store_core::{Engine, frame::ComputationFrame};
+    /// let cf = ComputationFrame::from_op(&Engine::in_memory(), "inc").unwrap();
+    /// assert_eq!(cf.df(false).unwrap().to_json().to_string(), "[]");
+    /// ```
+    pub fn to_json(&self) -> Json {
+        Json::Array(
+            self.rows
+                .iter()
+                .map(|row| {
+                    Json::Object(
+                        self.columns
+                            .iter()
+                            .zip(row)
+                            .map(|(c, cell)| (c.clone(), Table::cell_json(cell)))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// The table as CSV (values as compact text, sets in braces, empty cells empty).
     pub fn to_csv(&self) -> String {
         let quote = |s: &str| {
             if s.contains([',', '"', '\n']) {

@@ -1,0 +1,123 @@
+//! Drawing a frame: Graphviz DOT text, and SVG laid out in-process (the pure-Rust `layout-rs`
+//! crate), so no system graphviz is needed.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::ComputationFrame;
+use crate::error::{Error, Result};
+use crate::id::Id;
+
+impl ComputationFrame {
+    /// The frame as Graphviz DOT text: variables as boxes, function nodes as ellipses, edges
+    /// labelled with their input/output names. With `verbose`, each variable shows its number
+    /// of refs and of sources and sinks, each edge its number of elements, and each op its
+    /// number of calls and of versions (distinct semantic versions).
+    pub fn to_dot(&self, verbose: bool) -> String {
+        // Labels keep DOT's `\n` line breaks; only quotes are escaped.
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\\\""));
+        let mut out = String::from("digraph computation_frame {\n  rankdir=TB;\n");
+        for (name, refs) in &self.vars {
+            let label = if verbose {
+                format!(
+                    "{name}\\n{} refs ({} sources, {} sinks)",
+                    refs.len(),
+                    self.source_elements(name).len(),
+                    self.sink_elements(name).len()
+                )
+            } else {
+                name.clone()
+            };
+            out.push_str(&format!(
+                "  {} [shape=box, label={}];\n",
+                quote(name),
+                quote(&label)
+            ));
+        }
+        for (name, f) in &self.funcs {
+            let label = if verbose {
+                let versions: BTreeSet<Id> = f
+                    .calls
+                    .iter()
+                    .map(|c| self.calls[c].record.semver)
+                    .collect();
+                format!(
+                    "{name}\\n{} calls, {} version(s)",
+                    f.calls.len(),
+                    versions.len()
+                )
+            } else {
+                name.clone()
+            };
+            out.push_str(&format!(
+                "  {} [shape=ellipse, style=filled, fillcolor=lightgrey, label={}];\n",
+                quote(name),
+                quote(&label)
+            ));
+            let count = |label: &str, output: bool| -> usize {
+                let set: BTreeSet<Id> = f
+                    .calls
+                    .iter()
+                    .flat_map(|c| {
+                        let r = &self.calls[c].record;
+                        if output { &r.outputs } else { &r.inputs }
+                            .iter()
+                            .filter(|s| s.name == label)
+                            .map(|s| s.hid)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                set.len()
+            };
+            let edges = f
+                .inputs
+                .iter()
+                .map(|e| (e, false))
+                .chain(f.outputs.iter().map(|e| (e, true)));
+            for ((label, var), output) in edges {
+                let text = if verbose {
+                    format!("{label} ({})", count(label, output))
+                } else {
+                    label.clone()
+                };
+                let (from, to) = if output { (name, var) } else { (var, name) };
+                out.push_str(&format!(
+                    "  {} -> {} [label={}];\n",
+                    quote(from),
+                    quote(to),
+                    quote(&text)
+                ));
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+impl ComputationFrame {
+    /// The frame drawn as SVG text (see [`ComputationFrame::to_dot`] for `verbose`), laid out
+    /// without graphviz.
+    pub fn to_svg(&self, verbose: bool) -> Result<String> {
+        use layout::backends::svg::SVGWriter;
+        use layout::gv::{DotParser, GraphBuilder};
+        // The layout crate draws `\n` literally: lines are joined for it instead.
+        let dot = self.to_dot(verbose).replace("\\n", " | ");
+        let mut parser = DotParser::new(&dot);
+        let graph = parser.process().map_err(|e| Error::Frame {
+            place: "drawing the frame as SVG".into(),
+            reason: format!("the layout crate could not parse its DOT text: {e}"),
+        })?;
+        let mut builder = GraphBuilder::new();
+        builder.visit_graph(&graph);
+        let mut visual = builder.get();
+        let mut svg = SVGWriter::new();
+        visual.do_it(false, false, false, &mut svg);
+        Ok(svg.finalize())
+    }
+
+    /// Writes the frame as an SVG file at `path`.
+    pub fn draw_svg(&self, path: &Path, verbose: bool) -> Result<()> {
+        let svg = self.to_svg(verbose)?;
+        std::fs::write(path, svg).map_err(|e| Error::io("write", path, e))
+    }
+}
