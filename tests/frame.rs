@@ -319,3 +319,295 @@ fn select_drop_rename_union_and_intersection() {
     assert_eq!(select.funcs().keys().collect::<Vec<_>>(), ["inc"]);
     assert_eq!(select.df(false).unwrap().len(), 5);
 }
+
+#[op]
+fn dbl(x: i64) -> i64 {
+    x * 2
+}
+
+#[op]
+fn sq(x: i64) -> i64 {
+    x * x
+}
+
+#[test]
+fn two_ops_feeding_one_op_merge_into_one_variable() {
+    let storage = Storage::in_memory();
+    let (mut doubled, mut squared) = (Vec::new(), Vec::new());
+    storage
+        .run(|| -> mandala::Result<()> {
+            for x in 0..5 {
+                let d = dbl(x)?;
+                let s = sq(x)?;
+                inc(&d)?;
+                inc(&s)?;
+                doubled.push(d);
+                squared.push(s);
+            }
+            Ok(())
+        })
+        .unwrap();
+    let mut cf = storage.cf_from(vec![
+        ("doubled", doubled.iter().map(|r| r.ids()).collect()),
+        ("squared", squared.iter().map(|r| r.ids()).collect()),
+    ]);
+    cf.expand_all().unwrap();
+    // inc's input edge leads to `doubled`, so the squares reached through inc land there too:
+    // `squared` is now a strict subset of `doubled`.
+    assert!(cf.vars()["squared"].is_subset(&cf.vars()["doubled"]));
+    assert_eq!(cf.vars()["doubled"].len(), 10);
+    assert_eq!(cf.merge_vars(), 1);
+    assert_eq!(
+        cf.vars().keys().collect::<Vec<_>>(),
+        ["doubled", "var_0", "x"]
+    );
+    assert_eq!(cf.funcs()["sq"].outputs["output_0"], "doubled");
+    let table = cf.df(false).unwrap();
+    assert_eq!(table.columns, ["x", "dbl", "sq", "doubled", "inc", "var_0"]);
+    assert_eq!(table.len(), 10, "one row per inc call\n{table}");
+    let (dbl_col, sq_col) = (table.index("dbl").unwrap(), table.index("sq").unwrap());
+    let x = table.column::<i64>("x").unwrap();
+    let mid = table.column::<i64>("doubled").unwrap();
+    let out = table.column::<i64>("var_0").unwrap();
+    for (i, row) in table.rows.iter().enumerate() {
+        // Each trace went through exactly one of the two paths.
+        assert!(row[dbl_col].is_some() != row[sq_col].is_some(), "{table}");
+        let x = x[i].unwrap();
+        let expected = if row[dbl_col].is_some() { x * 2 } else { x * x };
+        assert_eq!(mid[i], Some(expected));
+        assert_eq!(out[i], Some(expected + 1));
+    }
+    let e = cf.merge_into("doubled", "doubled").unwrap_err().to_string();
+    assert!(e.contains("cannot be merged into itself"), "{e}");
+    let e = cf.merge_into("nope", "x").unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "no variable 'nope' in the frame; it has: doubled, var_0, x"
+    );
+}
+
+/// The README pipeline, expanded back from its accuracies.
+fn pipeline_frame(storage: &Storage) -> mandala::ComputationFrame {
+    let accs = storage
+        .run(|| -> mandala::Result<Vec<_>> {
+            let mut accs = Vec::new();
+            for n_class in [2, 5] {
+                let (x, y) = load_data(n_class)?;
+                for n in [5, 10] {
+                    let model = train_model(&x, &y, n)?;
+                    accs.push(get_acc(&model, &x, &y)?);
+                }
+            }
+            Ok(accs)
+        })
+        .unwrap();
+    let mut cf = storage.cf_from(vec![("acc", accs.iter().map(|r| r.ids()).collect())]);
+    cf.expand_back(None, true).unwrap();
+    cf
+}
+
+fn names(m: &std::collections::BTreeMap<String, impl Sized>) -> Vec<&str> {
+    m.keys().map(|s| s.as_str()).collect()
+}
+
+#[test]
+fn upstream_downstream_midstream_and_filters() {
+    let storage = Storage::in_memory();
+    let cf = pipeline_frame(&storage);
+    assert_eq!(names(cf.funcs()), ["get_acc", "load_data", "train_model"]);
+
+    let up = cf.upstream(&["model"]).unwrap();
+    assert_eq!(names(up.funcs()), ["load_data", "train_model"]);
+    assert_eq!(
+        names(up.vars()),
+        ["X", "model", "n_class", "n_estimators", "y"]
+    );
+    assert_eq!(up.df(false).unwrap().len(), 4);
+
+    let down = cf.downstream(&["X"]).unwrap();
+    assert_eq!(names(down.funcs()), ["get_acc", "train_model"]);
+    assert_eq!(names(down.vars()), ["X", "acc", "model"]);
+    assert_eq!(down.vars()["acc"].len(), 4);
+
+    let mid = cf.midstream(&["n_class", "model"]).unwrap();
+    assert_eq!(names(mid.funcs()), ["load_data", "train_model"]);
+    assert_eq!(names(mid.vars()), ["X", "model", "n_class", "y"]);
+    assert!(cf.upstream(&["nope"]).is_err());
+
+    // Filtering by value keeps whole traces through the kept refs.
+    let two = cf.isin("n_class", &[2u32]).unwrap();
+    let t = two.df(false).unwrap();
+    assert_eq!(t.len(), 2, "{t}");
+    assert!(t
+        .column::<u32>("n_class")
+        .unwrap()
+        .iter()
+        .all(|c| *c == Some(2)));
+    assert_eq!(
+        two.vars()["n_estimators"].len(),
+        2,
+        "both n_estimators values reach n_class = 2"
+    );
+    assert_eq!(two.funcs()["train_model"].calls.len(), 2);
+    // By content id and by history id: the same frame.
+    let n2 = two.vars()["n_class"].iter().next().copied().unwrap();
+    assert_eq!(cf.filter_hids("n_class", &[n2]).unwrap(), two);
+    assert_eq!(
+        cf.filter_cids("n_class", &[two.cid(&n2).unwrap()]).unwrap(),
+        two
+    );
+    // A predicate over loaded values, on a sink variable: the history comes along.
+    let best = cf.filter_values::<f64>("acc", |a| *a > 0.03).unwrap();
+    let t = best.df(false).unwrap();
+    assert!(t
+        .column::<f64>("acc")
+        .unwrap()
+        .iter()
+        .all(|a| a.unwrap() > 0.03));
+    assert_eq!(
+        t.len(),
+        2,
+        "acc = sum(i % n_class) / n / 100: 0.08 and 0.04 for n_class = 5\n{t}"
+    );
+    assert!(t
+        .column::<u32>("n_class")
+        .unwrap()
+        .iter()
+        .all(|c| *c == Some(5)));
+
+    // Difference: removing the n_class = 2 source removes everything computed from it.
+    let rest = &cf - &two.select(&["n_class"]);
+    let t = rest.df(false).unwrap();
+    assert_eq!(t.len(), 2, "{t}");
+    assert!(t
+        .column::<u32>("n_class")
+        .unwrap()
+        .iter()
+        .all(|c| *c == Some(5)));
+    assert_eq!((&rest | &two).df(false).unwrap(), cf.df(false).unwrap());
+    assert!((&rest & &two).funcs().values().all(|f| f.calls.is_empty()));
+    // Setwise, as in mandala: subtracting the whole n_class = 2 traces also removes their
+    // n_estimators refs, which the n_class = 5 traces share (equal source values share a
+    // history id), so no model is left.
+    let setwise = &cf - &two;
+    assert!(setwise.funcs()["train_model"].calls.is_empty());
+    assert_eq!(setwise.funcs()["load_data"].calls.len(), 1);
+
+    // eval: the values of one variable.
+    let mut n_class = cf.eval::<u32>("n_class").unwrap();
+    n_class.sort();
+    assert_eq!(n_class, [2, 5]);
+    assert_eq!(
+        cf.sink_vars(),
+        ["acc"],
+        "every other variable feeds a call of the frame"
+    );
+    assert_eq!(cf.source_vars(), ["n_class", "n_estimators"]);
+}
+
+#[op]
+fn halve(x: f64) -> f64 {
+    x / 2.0
+}
+
+#[test]
+fn a_trace_through_an_in_place_update_holds_sets() {
+    let storage = Storage::in_memory();
+    storage
+        .run(|| -> mandala::Result<()> {
+            let once = halve(8.0)?;
+            halve(&once)?;
+            Ok(())
+        })
+        .unwrap();
+    let table = storage.cf("halve").unwrap().df(false).unwrap();
+    assert_eq!(table.columns, ["x", "halve", "var_0"]);
+    assert_eq!(table.len(), 2, "{table}");
+    let sorted = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let xs: Vec<Vec<f64>> = table
+        .column_sets::<f64>("x")
+        .unwrap()
+        .into_iter()
+        .map(sorted)
+        .collect();
+    let outs: Vec<Vec<f64>> = table
+        .column_sets::<f64>("var_0")
+        .unwrap()
+        .into_iter()
+        .map(sorted)
+        .collect();
+    // Row of halve(8): x = 8 -> 4; row of halve(halve(8)): both steps, as sets.
+    let mut rows: Vec<(Vec<f64>, Vec<f64>)> = xs.into_iter().zip(outs).collect();
+    rows.sort_by_key(|r| r.0.len());
+    assert_eq!(rows[0], (vec![8.0], vec![4.0]));
+    assert_eq!(rows[1], (vec![4.0, 8.0], vec![2.0, 4.0]));
+    let e = table.column::<f64>("x").unwrap_err().to_string();
+    assert!(
+        e.contains("holds 2 values; read it with column_sets"),
+        "{e}"
+    );
+    let v = table.clone().values().unwrap();
+    let json = v.to_json();
+    assert!(
+        json.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["x"].as_array().is_some_and(|a| a.len() == 2)),
+        "{json}"
+    );
+    assert!(
+        v.to_csv().contains('{'),
+        "sets print in braces:\n{}",
+        v.to_csv()
+    );
+}
+
+#[test]
+fn tables_export_json_and_csv() {
+    let storage = Storage::in_memory();
+    storage
+        .run(|| (0..3).try_for_each(|i| inc(i).map(|_| ())))
+        .unwrap();
+    let table = storage.cf("inc").unwrap().df(false).unwrap();
+    let json = table.clone().values().unwrap().to_json();
+    let rows = json.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    for r in rows {
+        assert_eq!(r["var_0"].as_i64().unwrap(), r["x"].as_i64().unwrap() + 1);
+        assert!(r["inc"]["call"].as_str().unwrap().len() == 64, "{r}");
+    }
+    let refs = table.to_json();
+    assert_eq!(refs[0]["x"]["ref"].as_str().unwrap().len(), 64);
+    let csv = table.values().unwrap().without_calls().to_csv();
+    let mut lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.remove(0), "x,var_0");
+    lines.sort();
+    assert_eq!(lines, ["0,1", "1,2", "2,3"]);
+}
+
+#[test]
+fn the_pipeline_draws_as_svg_without_graphviz() {
+    let storage = Storage::in_memory();
+    let cf = pipeline_frame(&storage);
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("pipeline.svg");
+    cf.draw_svg(&path, true).unwrap();
+    let svg = std::fs::read_to_string(&path).unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("well-formed XML");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let texts: String = doc
+        .descendants()
+        .filter_map(|n| n.text())
+        .collect::<Vec<_>>()
+        .join(" ");
+    for node in ["load_data", "train_model", "get_acc", "n_class", "acc"] {
+        assert!(
+            texts.contains(node),
+            "{node} missing from the SVG's text: {texts}"
+        );
+    }
+    assert!(texts.contains("4 calls"), "verbose counts: {texts}");
+}

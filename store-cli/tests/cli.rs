@@ -430,6 +430,33 @@ fn graph_prints_the_frame_as_dot() {
     );
     let e = fails(d.path(), &["graph", "nope"], 2);
     assert!(e.contains("no calls of op 'nope'"), "{e}");
+    // SVG without a system graphviz.
+    let svg = d.path().join("divmod.svg");
+    let said = ok(
+        d.path(),
+        &[
+            "graph",
+            "divmod",
+            "--verbose",
+            "--svg",
+            svg.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(said, format!("wrote {}\n", svg.display()));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).expect("well-formed XML");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    assert!(
+        doc.descendants()
+            .any(|n| n.text().is_some_and(|t| t.contains("quotient"))),
+        "{text}"
+    );
+    let e = fails(
+        d.path(),
+        &["graph", "divmod", "--svg", "/nonexistent/dir/x.svg"],
+        2,
+    );
+    assert!(e.contains("/nonexistent/dir/x.svg"), "{e}");
 }
 
 #[test]

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::{CallId, ComputationFrame, FuncNode};
 use crate::error::{Error, Result};
-use crate::id::{Id, IdHasher, IdMap, IdSet, Kind};
+use crate::id::{Id, IdHasher, IdSet, Kind};
 use crate::record::StoredCall;
 
 type CallSet = HashSet<CallId, BuildHasherDefault<IdHasher>>;
@@ -27,12 +27,17 @@ enum Way {
     Forward,
 }
 
-/// The refs of `call` on `node`'s input (or output) edges.
+/// A ref in a variable: (variable, history id). Equal source values share a history id, so
+/// the same id can stand for different things in different variables.
+type Elem = (String, Id);
+type ElemSet = HashSet<Elem>;
+
+/// The refs of `call` on `node`'s input (or output) edges, with the variables they are in.
 fn edge_refs<'a>(
     node: &'a FuncNode,
     call: &'a StoredCall,
     inputs: bool,
-) -> impl Iterator<Item = Id> + 'a {
+) -> impl Iterator<Item = Elem> + 'a {
     let (slots, edges) = if inputs {
         (&call.record.inputs, &node.inputs)
     } else {
@@ -40,8 +45,7 @@ fn edge_refs<'a>(
     };
     slots
         .iter()
-        .filter(move |s| edges.contains_key(&s.name))
-        .map(|s| s.hid)
+        .filter_map(move |s| edges.get(&s.name).map(|v| (v.clone(), s.hid)))
 }
 
 impl ComputationFrame {
@@ -97,12 +101,12 @@ impl ComputationFrame {
     }
 
     /// The refs of the given variables and the calls of the given function nodes.
-    fn elements_of(&self, nodes: &[&str]) -> (Vec<Id>, Vec<CallId>) {
+    fn elements_of(&self, nodes: &[&str]) -> (Vec<Elem>, Vec<CallId>) {
         let mut refs = Vec::new();
         let mut calls = Vec::new();
         for n in nodes {
             if let Some(r) = self.vars.get(*n) {
-                refs.extend(r.iter().copied());
+                refs.extend(r.iter().map(|h| (n.to_string(), *h)));
             }
             if let Some(f) = self.funcs.get(*n) {
                 calls.extend(f.calls.iter().copied());
@@ -115,12 +119,12 @@ impl ComputationFrame {
     /// ref on the edges of a reached call.
     fn walk_back(
         &self,
-        refs: Vec<Id>,
+        refs: Vec<Elem>,
         calls: Vec<CallId>,
         allowed: &dyn Fn(&CallId) -> bool,
-    ) -> (IdSet, CallSet) {
+    ) -> (ElemSet, CallSet) {
         let nodes = self.call_nodes();
-        let mut seen_refs = IdSet::default();
+        let mut seen_refs = ElemSet::default();
         let mut seen_calls = CallSet::default();
         let mut todo_refs = refs;
         let mut todo_calls = calls;
@@ -132,14 +136,15 @@ impl ComputationFrame {
                     todo_refs.extend(edge_refs(node, call, true));
                     todo_refs.extend(edge_refs(node, call, false));
                 }
-            } else if let Some(h) = todo_refs.pop() {
-                if seen_refs.insert(h) {
-                    if let Some((_, c)) = self.created_by.get(&h) {
-                        if allowed(c) {
-                            todo_calls.push(*c);
-                        }
+            } else if let Some(e) = todo_refs.pop() {
+                if let Some((node, c)) = self.created_by.get(&e.1) {
+                    // Only a creator whose output edge leads to this variable.
+                    let into_var = self.funcs[&**node].outputs.values().any(|v| *v == e.0);
+                    if into_var && allowed(c) && !seen_refs.contains(&e) {
+                        todo_calls.push(*c);
                     }
                 }
+                seen_refs.insert(e);
             } else {
                 return (seen_refs, seen_calls);
             }
@@ -151,19 +156,19 @@ impl ComputationFrame {
     /// with no input on an edge is reached from the start when `strong`.
     fn walk_forward(
         &self,
-        refs: Vec<Id>,
+        refs: Vec<Elem>,
         calls: Vec<CallId>,
         strong: bool,
         allowed: &dyn Fn(&CallId) -> bool,
-    ) -> (IdSet, CallSet) {
+    ) -> (ElemSet, CallSet) {
         let nodes = self.call_nodes();
-        let mut consumers: IdMap<Vec<CallId>> = IdMap::default();
+        let mut consumers: HashMap<Elem, Vec<CallId>> = HashMap::new();
         let mut todo_calls = calls;
         for (id, node) in &nodes {
             let f = &self.funcs[*node];
             let mut any = false;
-            for h in edge_refs(f, &self.calls[id], true) {
-                consumers.entry(h).or_default().push(*id);
+            for e in edge_refs(f, &self.calls[id], true) {
+                consumers.entry(e).or_default().push(*id);
                 any = true;
             }
             if !any && strong && allowed(id) {
@@ -172,8 +177,8 @@ impl ComputationFrame {
         }
         // Kept refs, and the refs whose consumers were looked at (a call's inputs are kept
         // with it without leading further).
-        let mut seen_refs = IdSet::default();
-        let mut explored = IdSet::default();
+        let mut seen_refs = ElemSet::default();
+        let mut explored = ElemSet::default();
         let mut seen_calls = CallSet::default();
         let mut todo_refs = refs;
         loop {
@@ -181,22 +186,22 @@ impl ComputationFrame {
                 if seen_calls.insert(c) {
                     let f = &self.funcs[nodes[&c]];
                     let call = &self.calls[&c];
-                    // A kept call's inputs stay with it (the invariant).
                     seen_refs.extend(edge_refs(f, call, true));
                     todo_refs.extend(edge_refs(f, call, false));
                 }
-            } else if let Some(h) = todo_refs.pop() {
-                seen_refs.insert(h);
-                if !explored.insert(h) {
+            } else if let Some(e) = todo_refs.pop() {
+                seen_refs.insert(e.clone());
+                if !explored.insert(e.clone()) {
                     continue;
                 }
-                for c in consumers.get(&h).into_iter().flatten() {
+                for c in consumers.get(&e).into_iter().flatten() {
                     if seen_calls.contains(c) || !allowed(c) {
                         continue;
                     }
                     let f = &self.funcs[nodes[c]];
-                    if !strong || edge_refs(f, &self.calls[c], true).all(|i| seen_refs.contains(&i))
-                    {
+                    let ready = !strong
+                        || edge_refs(f, &self.calls[c], true).all(|i| seen_refs.contains(&i));
+                    if ready {
                         todo_calls.push(*c);
                     }
                 }
@@ -208,27 +213,24 @@ impl ComputationFrame {
 
     /// Keeps only `refs` in the variables and `calls` in the function nodes (plus the refs the
     /// kept calls need, so the invariant holds).
-    fn keep_elements(&mut self, refs: &IdSet, calls: &CallSet) {
+    fn keep_elements(&mut self, refs: &ElemSet, calls: &CallSet) {
         for f in self.funcs.values_mut() {
             f.calls.retain(|c| calls.contains(c));
         }
-        for r in self.vars.values_mut() {
-            r.retain(|h| refs.contains(h));
+        let mut probe: Elem = (String::new(), Id([0; 32]));
+        for (name, r) in self.vars.iter_mut() {
+            probe.0.clone_from(name);
+            r.retain(|h| {
+                probe.1 = *h;
+                refs.contains(&probe)
+            });
         }
-        let mut needed: Vec<(String, Id)> = Vec::new();
+        let mut needed: Vec<Elem> = Vec::new();
         for f in self.funcs.values() {
             for c in &f.calls {
                 let call = &self.calls[c];
-                for (slots, edges) in [
-                    (&call.record.inputs, &f.inputs),
-                    (&call.record.outputs, &f.outputs),
-                ] {
-                    for s in slots {
-                        if let Some(v) = edges.get(&s.name) {
-                            needed.push((v.clone(), s.hid));
-                        }
-                    }
-                }
+                needed.extend(edge_refs(f, call, true));
+                needed.extend(edge_refs(f, call, false));
             }
         }
         for (v, h) in needed {
@@ -335,18 +337,15 @@ impl ComputationFrame {
                 })
             })
         };
-        let seeds: Vec<Id> = kept.iter().copied().collect();
+        let seeds: Vec<Elem> = kept.iter().map(|h| (var.to_string(), *h)).collect();
         let (fwd_refs, fwd_calls) = self.walk_forward(seeds.clone(), Vec::new(), false, &allowed);
-        let mut back_seeds: Vec<Id> = fwd_refs.iter().copied().collect();
+        let mut back_seeds: Vec<Elem> = fwd_refs.into_iter().collect();
         back_seeds.extend(seeds);
         let (mut refs, mut calls) = self.walk_back(back_seeds, Vec::new(), &allowed);
         calls.extend(fwd_calls);
-        refs.retain(|h| !refs_of(self, var).contains(h) || kept.contains(h));
+        refs.retain(|(v, h)| v != var || kept.contains(h));
         let mut cf = self.clone();
         cf.keep_elements(&refs, &calls);
-        if let Some(r) = cf.vars.get_mut(var) {
-            r.retain(|h| kept.contains(h));
-        }
         Ok(cf)
     }
 
@@ -552,16 +551,16 @@ impl ComputationFrame {
                 removed_refs.insert(name, refs.intersection(o).copied().collect());
             }
         }
-        let sources: Vec<Id> = self
+        let sources: Vec<Elem> = self
             .vars
             .iter()
             .flat_map(|(name, refs)| {
                 let gone = removed_refs.get(name.as_str());
                 refs.iter()
                     .filter(move |h| gone.is_none_or(|g| !g.contains(*h)))
-                    .copied()
+                    .map(move |h| (name.clone(), *h))
             })
-            .filter(|h| !self.created_by.contains_key(h))
+            .filter(|(_, h)| !self.created_by.contains_key(h))
             .collect();
         let (refs, calls) =
             self.walk_forward(sources, Vec::new(), true, &|c| !removed_calls.contains(c));
@@ -574,11 +573,6 @@ impl ComputationFrame {
         }
         cf
     }
-}
-
-fn refs_of<'a>(cf: &'a ComputationFrame, var: &str) -> &'a BTreeSet<Id> {
-    static EMPTY: BTreeSet<Id> = BTreeSet::new();
-    cf.vars.get(var).unwrap_or(&EMPTY)
 }
 
 impl std::ops::BitOr for &ComputationFrame {

@@ -1,0 +1,135 @@
+//! The call index `index/calls`: a new process answers whole-store queries from it, and it
+//! never hides a change to the store (new calls from another writer, an rsync merge that
+//! keeps directory times, a damaged index file).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use mandala::{op, Storage};
+
+#[op]
+fn sq(x: u64) -> u64 {
+    x * x
+}
+
+fn run(store: &Path, xs: std::ops::Range<u64>) {
+    Storage::open(store)
+        .unwrap()
+        .run(|| xs.clone().try_for_each(|x| sq(x).map(|_| ())))
+        .unwrap();
+}
+
+/// Sets every call shard directory's modification time to `t` (as if long quiet).
+fn set_shard_times(store: &Path, t: SystemTime) {
+    for e in std::fs::read_dir(store.join("calls")).unwrap() {
+        let dir = e.unwrap().path();
+        std::fs::File::open(&dir).unwrap().set_modified(t).unwrap();
+    }
+}
+
+/// The number of rows of sq's table, read by a fresh handle on the store.
+fn rows(store: &Path) -> usize {
+    Storage::open(store)
+        .unwrap()
+        .cf("sq")
+        .unwrap()
+        .df(false)
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn the_call_index_serves_new_processes_and_never_hides_changes() {
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("a.mandala");
+    run(&store, 0..50);
+    let past = SystemTime::now() - Duration::from_secs(60);
+    set_shard_times(&store, past);
+    assert_eq!(rows(&store), 50);
+    let index = store.join("index/calls");
+    let bytes = std::fs::read(&index).expect("a whole-store query writes the index");
+    assert!(bytes.starts_with(b"mandala index 1\n"));
+
+    // A damaged index is ignored (and rewritten).
+    let mut bad = bytes.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    std::fs::write(&index, &bad).unwrap();
+    assert_eq!(rows(&store), 50);
+    assert_ne!(std::fs::read(&index).unwrap(), bad, "rewritten");
+
+    // Records come from the index: a record file overwritten in place (its directory
+    // unchanged) does not stop a table, while fsck, which reads the files, reports it.
+    let shard = std::fs::read_dir(store.join("calls"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let record = std::fs::read_dir(&shard)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let original = std::fs::read(&record).unwrap();
+    std::fs::write(&record, b"garbage").unwrap();
+    std::fs::File::open(&shard)
+        .unwrap()
+        .set_modified(past)
+        .unwrap();
+    assert_eq!(rows(&store), 50);
+    let report = Storage::open(&store).unwrap().verify().unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.path == record),
+        "{:?}",
+        report.problems
+    );
+    std::fs::write(&record, &original).unwrap();
+
+    // Another writer's calls are seen by the next query of an open handle and by new ones.
+    let reader = Storage::open(&store).unwrap();
+    assert_eq!(reader.cf("sq").unwrap().df(false).unwrap().len(), 50);
+    run(&store, 50..60);
+    assert_eq!(reader.cf("sq").unwrap().df(false).unwrap().len(), 60);
+    assert_eq!(rows(&store), 60);
+
+    // An rsync merge keeps the source's directory times: here the same times on both sides,
+    // so only the change time (which rsync cannot set) tells the shards changed.
+    let other = d.path().join("b.mandala");
+    let status = Command::new("rsync")
+        .args([
+            "-a",
+            &format!("{}/", store.display()),
+            &format!("{}/", other.display()),
+        ])
+        .status()
+        .expect("rsync runs");
+    assert!(status.success());
+    run(&other, 60..80);
+    set_shard_times(&store, past);
+    set_shard_times(&other, past);
+    assert_eq!(rows(&store), 60, "the index is trusted again");
+    let status = Command::new("rsync")
+        .args([
+            "-a",
+            "--exclude=index/",
+            &format!("{}/calls/", other.display()),
+            &format!("{}/calls/", store.display()),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = Command::new("rsync")
+        .args([
+            "-a",
+            &format!("{}/values/", other.display()),
+            &format!("{}/values/", store.display()),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(rows(&store), 80);
+    assert!(Storage::open(&store).unwrap().verify().unwrap().is_clean());
+}
