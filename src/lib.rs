@@ -132,7 +132,7 @@ impl Storage {
     pub fn open_with(path: impl AsRef<Path>, options: OpenOptions) -> Result<Storage> {
         let fs = FsBackend::open_with(path.as_ref(), options)?;
         let engine = Engine::new(Box::new(fs.clone()));
-        engine.set_git_commit(git_head());
+        engine.set_git_commit_with(git_head);
         Ok(Storage {
             engine,
             fs: Some(fs),
@@ -142,7 +142,7 @@ impl Storage {
     /// A store that lives in memory and disappears with the process.
     pub fn in_memory() -> Storage {
         let engine = Engine::in_memory();
-        engine.set_git_commit(git_head());
+        engine.set_git_commit_with(git_head);
         Storage { engine, fs: None }
     }
 

@@ -41,6 +41,8 @@ struct Inner {
     provenance: Mutex<Provenance>,
     versioning: std::sync::OnceLock<VersionState>,
     git_commit: std::sync::OnceLock<Option<String>>,
+    /// Where the git commit comes from, if it is looked up lazily.
+    git_source: std::sync::OnceLock<fn() -> Option<String>>,
 }
 
 #[derive(Default)]
@@ -79,6 +81,7 @@ impl Engine {
                 provenance: Mutex::new(Provenance::default()),
                 versioning: std::sync::OnceLock::new(),
                 git_commit: std::sync::OnceLock::new(),
+                git_source: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -117,9 +120,19 @@ impl Engine {
         let _ = self.inner.git_commit.set(commit);
     }
 
+    /// Like [`set_git_commit`](Self::set_git_commit), with the commit found by `find` when
+    /// first needed (when a call or version is first recorded): a process that only reads
+    /// never looks for a repository.
+    pub fn set_git_commit_with(&self, find: fn() -> Option<String>) {
+        let _ = self.inner.git_source.set(find);
+    }
+
     /// The git commit recorded with new calls and versions, if any.
     pub fn git_commit(&self) -> Option<&str> {
-        self.inner.git_commit.get().and_then(|c| c.as_deref())
+        self.inner
+            .git_commit
+            .get_or_init(|| self.inner.git_source.get().and_then(|find| find()))
+            .as_deref()
     }
 
     /// The versioning state, if versioning is on.

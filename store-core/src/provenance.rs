@@ -26,7 +26,10 @@ pub(crate) struct Provenance {
     listed: Vec<Key>,
     calls: Vec<Arc<StoredCall>>,
     creator: IdMap<usize>,
-    consumers: IdMap<Vec<usize>>,
+    /// Consumers of each ref as linked lists in `consumer_links` (call, next; `u32::MAX`
+    /// ends a list): no allocation per ref.
+    consumer_head: IdMap<u32>,
+    consumer_links: Vec<(u32, u32)>,
     cid_of: IdMap<Id>,
 }
 
@@ -41,17 +44,27 @@ impl Provenance {
         if ids == self.listed {
             return Ok(());
         }
-        let listed: std::collections::HashSet<Key, BuildHasherDefault<IdHasher>> =
-            ids.iter().copied().collect();
-        if !self.known.keys().all(|k| listed.contains(k)) {
-            *self = Provenance::default();
+        if !self.known.is_empty() {
+            let listed: std::collections::HashSet<Key, BuildHasherDefault<IdHasher>> =
+                ids.iter().copied().collect();
+            if !self.known.keys().all(|k| listed.contains(k)) {
+                *self = Provenance::default();
+            }
         }
         let missing: Vec<Key> = ids
             .iter()
             .filter(|k| !self.known.contains_key(*k))
             .copied()
             .collect();
-        for call in read_calls(backend, &missing)? {
+        let calls = read_calls(backend, &missing)?;
+        let n = calls.len();
+        self.known.reserve(n);
+        self.calls.reserve(n);
+        self.creator.reserve(n);
+        self.consumer_head.reserve(n);
+        self.consumer_links.reserve(2 * n);
+        self.cid_of.reserve(2 * n);
+        for call in calls {
             self.add(call);
         }
         backend.save_index();
@@ -64,7 +77,10 @@ impl Provenance {
         let i = self.calls.len();
         let k = key(&call);
         for s in &call.record.inputs {
-            self.consumers.entry(s.hid).or_default().push(i);
+            let link = self.consumer_links.len() as u32;
+            let head = self.consumer_head.entry(s.hid).or_insert(u32::MAX);
+            self.consumer_links.push((i as u32, *head));
+            *head = link;
             self.cid_of.insert(s.hid, s.cid);
         }
         for s in &call.record.outputs {
@@ -85,11 +101,13 @@ impl Provenance {
 
     /// The calls that took the ref `hid` as an input, ordered by (call key, hid, record id).
     pub(crate) fn consumers(&self, hid: &Id) -> Vec<Arc<StoredCall>> {
-        let mut v: Vec<Arc<StoredCall>> = self
-            .consumers
-            .get(hid)
-            .map(|v| v.iter().map(|i| self.calls[*i].clone()).collect())
-            .unwrap_or_default();
+        let mut v: Vec<Arc<StoredCall>> = Vec::new();
+        let mut next = self.consumer_head.get(hid).copied().unwrap_or(u32::MAX);
+        while next != u32::MAX {
+            let (call, after) = self.consumer_links[next as usize];
+            v.push(self.calls[call as usize].clone());
+            next = after;
+        }
         v.sort_by_key(|c| key(c));
         v.dedup_by_key(|c| key(c));
         v

@@ -27,6 +27,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::sync::Arc;
 
 use store_core::{Id, IdMap, IdsMap};
 
@@ -77,21 +78,52 @@ impl Stamp {
 /// A call's full name: (call key, hid, record id).
 pub(crate) type CallName = (Id, Id, Id);
 
+/// Bytes kept by the index: a slice of the file as read (no copy per entry), or bytes added
+/// since.
+#[derive(Clone)]
+pub(crate) enum Blob {
+    InFile(Arc<Vec<u8>>, usize, usize),
+    Owned(Arc<[u8]>),
+}
+
+impl std::ops::Deref for Blob {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Blob::InFile(file, start, len) => &file[*start..*start + *len],
+            Blob::Owned(b) => b,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Blob {
+    fn from(v: Vec<u8>) -> Blob {
+        Blob::Owned(v.into())
+    }
+}
+
+impl From<&[u8]> for Blob {
+    fn from(v: &[u8]) -> Blob {
+        Blob::Owned(v.into())
+    }
+}
+
 /// The contents of an index file.
 #[derive(Default)]
 pub(crate) struct IndexFile {
     pub shards: Vec<Option<Stamp>>,
-    pub records: IdsMap<CallName, std::sync::Arc<[u8]>>,
-    pub values: IdMap<Vec<u8>>,
+    pub records: IdsMap<CallName, Blob>,
+    pub values: IdMap<Blob>,
 }
 
 /// Reads the index at `path`; `None` if it is missing, of another version or damaged.
 pub(crate) fn load(path: &Path) -> Option<IndexFile> {
     let bytes = fs::read(path).ok()?;
-    parse(&bytes)
+    parse(Arc::new(bytes))
 }
 
-fn parse(bytes: &[u8]) -> Option<IndexFile> {
+fn parse(file: Arc<Vec<u8>>) -> Option<IndexFile> {
+    let bytes: &[u8] = &file;
     let body_len = bytes.len().checked_sub(32)?;
     let (body, hash) = bytes.split_at(body_len);
     if blake3::hash(body).as_bytes() != hash || !body.starts_with(MAGIC) {
@@ -119,13 +151,22 @@ fn parse(bytes: &[u8]) -> Option<IndexFile> {
     for _ in 0..n {
         let name = (r.id()?, r.id()?, r.id()?);
         let len = r.u32()? as usize;
-        index.records.insert(name, r.take(len)?.into());
+        let start = r.pos;
+        r.take(len)?;
+        index
+            .records
+            .insert(name, Blob::InFile(file.clone(), start, len));
     }
     let n = r.u64()? as usize;
+    index.values.reserve(n.min(body.len() / 36));
     for _ in 0..n {
         let cid = r.id()?;
         let len = r.u32()? as usize;
-        index.values.insert(cid, r.take(len)?.to_vec());
+        let start = r.pos;
+        r.take(len)?;
+        index
+            .values
+            .insert(cid, Blob::InFile(file.clone(), start, len));
     }
     (r.pos == body.len()).then_some(index)
 }
@@ -216,16 +257,19 @@ mod tests {
             [(&name, rec.as_slice())],
             [(&Id([9; 32]), val.as_slice())],
         );
-        let back = parse(&bytes).expect("parses");
+        let back = parse(Arc::new(bytes.clone())).expect("parses");
         assert_eq!(back.shards, shards);
         assert_eq!(*back.records[&name], *rec);
-        assert_eq!(back.values[&Id([9; 32])], val);
+        assert_eq!(*back.values[&Id([9; 32])], *val);
         for i in [0, 20, bytes.len() / 2, bytes.len() - 1] {
             let mut bad = bytes.clone();
             bad[i] ^= 1;
-            assert!(parse(&bad).is_none(), "damage at byte {i} must be noticed");
+            assert!(
+                parse(Arc::new(bad)).is_none(),
+                "damage at byte {i} must be noticed"
+            );
         }
-        assert!(parse(&bytes[..bytes.len() - 1]).is_none());
-        assert!(parse(&[]).is_none());
+        assert!(parse(Arc::new(bytes[..bytes.len() - 1].to_vec())).is_none());
+        assert!(parse(Arc::new(Vec::new())).is_none());
     }
 }

@@ -47,7 +47,7 @@ pub use status::{KindStatus, StoreStatus};
 pub use verify::{Problem, VerifyReport};
 pub use write::Durability;
 
-use index::{CallName, Stamp};
+use index::{Blob, CallName, Stamp};
 
 /// How to open a store.
 #[derive(Clone, Debug)]
@@ -98,9 +98,9 @@ struct IndexState {
     /// The file's records of each trusted shard, to seed listings.
     file_listing: Vec<Vec<CallName>>,
     /// Canonical CBOR of the records known, by full name.
-    records: IdsMap<CallName, Arc<[u8]>>,
+    records: IdsMap<CallName, Blob>,
     /// Canonical CBOR of small values.
-    values: IdMap<Vec<u8>>,
+    values: IdMap<Blob>,
     /// Whether `records` or `values` changed since the file was read or written.
     dirty: bool,
     /// Whether a shard was listed again (its stamp may differ from the file's).
@@ -312,7 +312,7 @@ impl FsBackend {
         if cbor.len() <= index::SMALL_VALUE {
             let mut idx = self.inner.index.lock().unwrap();
             if idx.loaded && !idx.values.contains_key(cid) {
-                idx.values.insert(*cid, cbor.to_vec());
+                idx.values.insert(*cid, cbor.into());
                 idx.dirty = true;
             }
         }
@@ -519,7 +519,7 @@ impl Backend for FsBackend {
         {
             let idx = self.inner.index.lock().unwrap();
             if let Some(bytes) = idx.values.get(cid) {
-                return Ok(Some(bytes.clone()));
+                return Ok(Some(bytes.to_vec()));
             }
         }
         let found = self.read_value(&layout::value_path(&self.inner.root, cid), cid)?;
@@ -611,9 +611,10 @@ impl Backend for FsBackend {
             };
             if !fresh {
                 changed = true;
-                *slot = Some(match idx.file_shards[shard as usize] {
-                    Some(s) if Some(s) == stamp => {
-                        ShardCache::from_names(stamp, true, &idx.file_listing[shard as usize])
+                let from_file = idx.file_listing.get(shard as usize);
+                *slot = Some(match (idx.file_shards[shard as usize], from_file) {
+                    (Some(s), Some(names)) if Some(s) == stamp => {
+                        ShardCache::from_names(stamp, true, names)
                     }
                     _ => {
                         idx.relisted = true;
@@ -624,6 +625,8 @@ impl Backend for FsBackend {
         }
         if changed {
             idx.last_ids = None;
+            // Seeded listings are the file's: its copy is no longer needed.
+            idx.file_listing = Vec::new();
         }
         if let Some(ids) = &idx.last_ids {
             return Ok(ids.clone());
@@ -673,7 +676,7 @@ impl Backend for FsBackend {
         let bytes = index::encode(
             &stamps,
             names.iter().map(|n| (n, &*idx.records[n])),
-            idx.values.iter().map(|(c, b)| (c, b.as_slice())),
+            idx.values.iter().map(|(c, b)| (c, &**b)),
         );
         let path = self.index_path();
         // A cache: failing to write it (read-only store, full disk) costs only speed.

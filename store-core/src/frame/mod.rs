@@ -36,6 +36,13 @@ pub use table::{Cell, Table};
 /// A call's identity inside a frame: (call key, hid, record id).
 pub type CallId = (Id, Id, Id);
 
+/// The refs (history ids) of a variable. A hash set with a fixed hasher: its order is the
+/// same in every run, and tables sort their rows themselves.
+pub type RefSet = IdSet;
+
+/// The calls of a function node.
+pub type CallSet = std::collections::HashSet<CallId, std::hash::BuildHasherDefault<IdHasher>>;
+
 type CallMap = HashMap<CallId, Arc<StoredCall>, std::hash::BuildHasherDefault<IdHasher>>;
 
 fn call_id(c: &StoredCall) -> CallId {
@@ -55,7 +62,7 @@ pub struct FuncNode {
     /// The op.
     pub op: String,
     /// Its calls in this frame.
-    pub calls: BTreeSet<CallId>,
+    pub calls: CallSet,
     /// Input label → variable.
     pub inputs: BTreeMap<String, String>,
     /// Output label → variable.
@@ -66,7 +73,7 @@ pub struct FuncNode {
 #[derive(Clone)]
 pub struct ComputationFrame {
     engine: Engine,
-    vars: BTreeMap<String, BTreeSet<Id>>,
+    vars: BTreeMap<String, RefSet>,
     funcs: BTreeMap<String, FuncNode>,
     calls: CallMap,
     cids: IdMap<Id>,
@@ -74,6 +81,8 @@ pub struct ComputationFrame {
     created_by: IdMap<(Arc<str>, CallId)>,
     /// Refs some call of the frame consumed (on an edge of its node).
     consumed: IdSet,
+    /// The function node of each op added so far (nodes are reused per op).
+    op_nodes: BTreeMap<String, Arc<str>>,
 }
 
 /// The variable name for an output label: `output_<i>` becomes `var_<i>` (as in mandala).
@@ -94,6 +103,7 @@ impl ComputationFrame {
             cids: IdMap::default(),
             created_by: IdMap::default(),
             consumed: IdSet::default(),
+            op_nodes: BTreeMap::new(),
         }
     }
 
@@ -103,7 +113,7 @@ impl ComputationFrame {
         let mut cf = ComputationFrame::empty(engine);
         let calls = engine.index()?.calls_of(op);
         for call in &calls {
-            cf.add_call(call, None);
+            cf.add_call(call, None, None);
         }
         Ok(cf)
     }
@@ -125,7 +135,7 @@ impl ComputationFrame {
     }
 
     /// The variables and their refs (history ids).
-    pub fn vars(&self) -> &BTreeMap<String, BTreeSet<Id>> {
+    pub fn vars(&self) -> &BTreeMap<String, RefSet> {
         &self.vars
     }
 
@@ -263,17 +273,59 @@ impl ComputationFrame {
     /// Adds `call` to the node of its op (created if needed), with its inputs and outputs in
     /// the variables its edges lead to. `hint` = (label, var) for the ref that led to it.
     /// Returns whether the call is new to the frame.
-    fn add_call(&mut self, call: &Arc<StoredCall>, hint: Option<(&str, &str)>) -> bool {
+    fn add_call(
+        &mut self,
+        call: &Arc<StoredCall>,
+        hint: Option<(&str, &str)>,
+        mut new_refs: Option<&mut Vec<(Id, String)>>,
+    ) -> bool {
         let id = call_id(call);
         if self.calls.contains_key(&id) {
             return false;
         }
-        let node = self.node_for(&call.record.op);
-        for (output, slots) in [(false, &call.record.inputs), (true, &call.record.outputs)] {
+        let node = match self.op_nodes.get(&call.record.op) {
+            Some(n) => n.clone(),
+            None => {
+                let n = self.node_for(&call.record.op);
+                self.op_nodes.insert(call.record.op.clone(), n.clone());
+                n
+            }
+        };
+        // Edges for labels the node does not have yet (the first calls of a node).
+        let f = &self.funcs[&*node];
+        let missing: Vec<(bool, &crate::record::Slot)> = call
+            .record
+            .inputs
+            .iter()
+            .filter(|s| !f.inputs.contains_key(&s.name))
+            .map(|s| (false, s))
+            .chain(
+                call.record
+                    .outputs
+                    .iter()
+                    .filter(|s| !f.outputs.contains_key(&s.name))
+                    .map(|s| (true, s)),
+            )
+            .collect();
+        for (output, slot) in missing {
+            let h = hint.and_then(|(l, v)| (l == slot.name).then_some(v));
+            self.var_for(&node, &slot.name, output, slot, h);
+        }
+        let f = self.funcs.get_mut(&*node).expect("exists");
+        for (output, slots, edges) in [
+            (false, &call.record.inputs, &f.inputs),
+            (true, &call.record.outputs, &f.outputs),
+        ] {
             for slot in slots {
-                let h = hint.and_then(|(l, v)| (l == slot.name).then_some(v));
-                let var = self.var_for(&node, &slot.name, output, slot, h);
-                self.vars.get_mut(&var).expect("made").insert(slot.hid);
+                let var = &edges[&slot.name];
+                let fresh = self
+                    .vars
+                    .get_mut(var)
+                    .expect("edges lead to variables")
+                    .insert(slot.hid);
+                if let (true, Some(out)) = (fresh, new_refs.as_deref_mut()) {
+                    out.push((slot.hid, var.clone()));
+                }
                 self.cids.insert(slot.hid, slot.cid);
                 if output {
                     self.created_by
@@ -284,13 +336,14 @@ impl ComputationFrame {
                 }
             }
         }
-        self.funcs.get_mut(&*node).expect("exists").calls.insert(id);
+        f.calls.insert(id);
         self.calls.insert(id, call.clone());
         true
     }
 
     /// Recomputes the creators and consumers of refs from the nodes (after a restriction).
     fn rebuild_links(&mut self) {
+        self.op_nodes.clear();
         self.created_by.clear();
         self.consumed.clear();
         for (name, f) in &self.funcs {
@@ -311,7 +364,7 @@ impl ComputationFrame {
                 }
             }
         }
-        let kept: std::collections::HashSet<CallId, std::hash::BuildHasherDefault<IdHasher>> = self
+        let kept: CallSet = self
             .funcs
             .values()
             .flat_map(|f| f.calls.iter().copied())
@@ -319,91 +372,103 @@ impl ComputationFrame {
         self.calls.retain(|id, _| kept.contains(id));
     }
 
-    fn selected(&self, vars: Option<&[&str]>) -> Vec<String> {
-        match vars {
-            Some(v) => v.iter().map(|s| s.to_string()).collect(),
-            None => self.vars.keys().cloned().collect(),
+    /// The refs of `vars` (all variables if `None`), each with its variable.
+    fn frontier_of(&self, vars: Option<&[&str]>) -> Vec<(Id, String)> {
+        let mut out = Vec::new();
+        for (name, refs) in &self.vars {
+            if vars.is_none_or(|v| v.contains(&name.as_str())) {
+                out.extend(refs.iter().map(|h| (*h, name.clone())));
+            }
         }
+        // Popped from the end: reversed, the first variable by name goes first.
+        out.reverse();
+        out
     }
 
     /// Adds the creators of the refs of `vars` (all variables if `None`); with `recursive`,
-    /// repeats until nothing new is added. Returns how many calls were added.
+    /// also those of the refs this adds, until nothing new is added (a recursive expansion
+    /// from chosen variables continues from every variable). Returns how many calls were
+    /// added.
     pub fn expand_back(&mut self, vars: Option<&[&str]>, recursive: bool) -> Result<usize> {
-        let engine = self.engine.clone();
-        let index = engine.index()?;
-        Ok(self.expand_in(&index, Direction::Back, vars, recursive))
+        self.expand(Direction::Back, vars, recursive)
     }
 
     /// Adds the consumers of the refs of `vars` (all if `None`); with `recursive`, repeats.
     pub fn expand_forward(&mut self, vars: Option<&[&str]>, recursive: bool) -> Result<usize> {
-        let engine = self.engine.clone();
-        let index = engine.index()?;
-        Ok(self.expand_in(&index, Direction::Forward, vars, recursive))
-    }
-
-    /// One expansion: each ref of the chosen variables leads to the calls that created it
-    /// (back) or consumed it (forward), added with the label it has there.
-    fn expand_in(
-        &mut self,
-        index: &Provenance,
-        dir: Direction,
-        vars: Option<&[&str]>,
-        recursive: bool,
-    ) -> usize {
-        let mut added = 0;
-        loop {
-            let mut round = 0;
-            for var in self.selected(vars) {
-                let refs: Vec<Id> = self
-                    .vars
-                    .get(&var)
-                    .map(|r| r.iter().copied().collect())
-                    .unwrap_or_default();
-                for hid in refs {
-                    let calls = match dir {
-                        Direction::Back if self.created_by.contains_key(&hid) => Vec::new(),
-                        Direction::Back => index.creator(&hid).into_iter().collect(),
-                        Direction::Forward => index.consumers(&hid),
-                    };
-                    for call in calls {
-                        if self.calls.contains_key(&call_id(&call)) {
-                            continue;
-                        }
-                        let slots = match dir {
-                            Direction::Back => &call.record.outputs,
-                            Direction::Forward => &call.record.inputs,
-                        };
-                        let label = slots.iter().find(|s| s.hid == hid).map(|s| s.name.clone());
-                        if self.add_call(&call, label.as_deref().map(|l| (l, var.as_str()))) {
-                            round += 1;
-                        }
-                    }
-                }
-            }
-            added += round;
-            if !recursive || round == 0 {
-                return added;
-            }
-            if vars.is_some() {
-                // Recursive expansion from chosen variables continues from every variable.
-                return added + self.expand_in(index, dir, None, true);
-            }
-        }
+        self.expand(Direction::Forward, vars, recursive)
     }
 
     /// Expands backward and forward, recursively, until nothing changes.
     pub fn expand_all(&mut self) -> Result<usize> {
         let engine = self.engine.clone();
         let index = engine.index()?;
+        let frontier = self.frontier_of(None);
+        Ok(self.expand_from(&index, frontier, true, true, true))
+    }
+
+    fn expand(&mut self, dir: Direction, vars: Option<&[&str]>, recursive: bool) -> Result<usize> {
+        let engine = self.engine.clone();
+        let index = engine.index()?;
+        let (back, forward) = match dir {
+            Direction::Back => (true, false),
+            Direction::Forward => (false, true),
+        };
+        let frontier = self.frontier_of(vars);
+        let chosen = vars.is_some();
+        let mut added = self.expand_from(&index, frontier, back, forward, recursive && !chosen);
+        if recursive && chosen && added > 0 {
+            let frontier = self.frontier_of(None);
+            added += self.expand_from(&index, frontier, back, forward, true);
+        }
+        Ok(added)
+    }
+
+    /// Expands from each ref of `frontier`: to the call that created it (`back`) and the
+    /// calls that consumed it (`forward`), each added with the label the ref has there (its
+    /// variable names the edge if the node has none for that label yet). With `recursive`,
+    /// the refs the added calls bring are expanded too. Each ref is expanded once per
+    /// direction: the work is linear in the frame's size.
+    fn expand_from(
+        &mut self,
+        index: &Provenance,
+        mut frontier: Vec<(Id, String)>,
+        back: bool,
+        forward: bool,
+        recursive: bool,
+    ) -> usize {
         let mut added = 0;
-        loop {
-            let n = self.expand_in(&index, Direction::Back, None, true)
-                + self.expand_in(&index, Direction::Forward, None, true);
-            added += n;
-            if n == 0 {
-                return Ok(added);
+        let mut done_back = IdSet::default();
+        let mut done_forward = IdSet::default();
+        let mut found: Vec<(Id, String)> = Vec::new();
+        while let Some((hid, var)) = frontier.pop() {
+            let mut calls = Vec::new();
+            if back && done_back.insert(hid) && !self.created_by.contains_key(&hid) {
+                calls.extend(index.creator(&hid).map(|c| (c, true)));
+            }
+            if forward && done_forward.insert(hid) {
+                calls.extend(index.consumers(&hid).into_iter().map(|c| (c, false)));
+            }
+            for (call, output) in calls {
+                if self.calls.contains_key(&call_id(&call)) {
+                    continue;
+                }
+                let slots = if output {
+                    &call.record.outputs
+                } else {
+                    &call.record.inputs
+                };
+                let label = slots.iter().find(|s| s.hid == hid).map(|s| s.name.clone());
+                let hint = label.as_deref().map(|l| (l, var.as_str()));
+                found.clear();
+                if self.add_call(&call, hint, Some(&mut found)) {
+                    added += 1;
+                    if recursive {
+                        frontier.append(&mut found);
+                    }
+                }
             }
         }
+        added
     }
 
     /// Variables and function nodes in topological order (inputs before the function, the

@@ -13,12 +13,10 @@ use std::hash::BuildHasherDefault;
 
 use serde::Serialize;
 
-use super::{CallId, ComputationFrame, FuncNode};
+use super::{CallId, CallSet, ComputationFrame, FuncNode};
 use crate::error::{Error, Result};
 use crate::id::{Id, IdHasher, IdSet, Kind};
 use crate::record::StoredCall;
-
-type CallSet = HashSet<CallId, BuildHasherDefault<IdHasher>>;
 
 /// Which way a walk over the frame's graph goes.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use serde_json::{json, Value as Json};
 
 use super::{CallId, ComputationFrame};
 use crate::error::{Error, Result};
-use crate::id::{Id, IdMap, IdSet};
+use crate::id::{Id, IdMap};
 
 /// One cell of a table.
 #[derive(Clone, Debug, PartialEq)]
@@ -200,12 +200,14 @@ impl ComputationFrame {
         vcol: usize,
         hid: Id,
         row: &mut Row,
-        seen: &mut IdSet,
+        seen: &mut Vec<Id>,
     ) {
         add_ref(&mut row[vcol], hid);
-        if !seen.insert(hid) {
+        // Histories are short: a list beats a hash set.
+        if seen.contains(&hid) {
             return;
         }
+        seen.push(hid);
         let Some((node, id)) = self.created_by.get(&hid) else {
             return;
         };
@@ -259,13 +261,15 @@ impl ComputationFrame {
             .collect();
         let width = order.len();
         let mut joined: Option<Vec<Row>> = None;
+        let mut seen = Vec::new();
         for var in self.sink_vars() {
             let vcol = col[var.as_str()];
             let rows: Vec<Row> = self.vars[&var]
                 .iter()
                 .map(|hid| {
                     let mut row = vec![None; width];
-                    self.history(&nodes, vcol, *hid, &mut row, &mut IdSet::default());
+                    seen.clear();
+                    self.history(&nodes, vcol, *hid, &mut row, &mut seen);
                     row
                 })
                 .collect();
