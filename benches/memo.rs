@@ -418,6 +418,23 @@ fn frame_table(dir: &Path, quick: bool) {
         base / 1e6,
         "<= 50 ms",
     );
+    // In a running program: a new handle on the store (nothing of it cached), warm heap.
+    let table = || {
+        let storage = Storage::open(&store).unwrap();
+        let mut cf = storage.cf("add2").unwrap();
+        cf.expand_all().unwrap();
+        assert_eq!(cf.df(false).unwrap().values().unwrap().len() as u64, n);
+    };
+    table();
+    let ours = median_per(7, 1, table);
+    row(
+        &format!("table of {n} calls, new handle in a process"),
+        ns(ours) / 1e6,
+        "ms",
+        "reading the call record files raw",
+        base / 1e6,
+        "<= 50 ms",
+    );
 }
 
 /// The table of a 3-op pipeline of 100 000 calls in a fresh process, beside reading the same

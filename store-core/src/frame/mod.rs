@@ -49,6 +49,12 @@ fn call_id(c: &StoredCall) -> CallId {
     (c.key, c.hid, c.rid)
 }
 
+/// Refs to expand from, each with the index of its variable in `names`.
+struct Frontier {
+    refs: Vec<(Id, u32)>,
+    names: Vec<String>,
+}
+
 /// Which way an expansion follows the calls.
 #[derive(Clone, Copy)]
 enum Direction {
@@ -372,17 +378,21 @@ impl ComputationFrame {
         self.calls.retain(|id, _| kept.contains(id));
     }
 
-    /// The refs of `vars` (all variables if `None`), each with its variable.
-    fn frontier_of(&self, vars: Option<&[&str]>) -> Vec<(Id, String)> {
-        let mut out = Vec::new();
-        for (name, refs) in &self.vars {
+    /// The refs of `vars` (all variables if `None`), each with its variable (an index into
+    /// the names returned).
+    fn frontier_of(&self, vars: Option<&[&str]>) -> Frontier {
+        let mut refs = Vec::new();
+        let mut names = Vec::new();
+        for (name, set) in &self.vars {
             if vars.is_none_or(|v| v.contains(&name.as_str())) {
-                out.extend(refs.iter().map(|h| (*h, name.clone())));
+                let i = names.len() as u32;
+                names.push(name.clone());
+                refs.extend(set.iter().map(|h| (*h, i)));
             }
         }
         // Popped from the end: reversed, the first variable by name goes first.
-        out.reverse();
-        out
+        refs.reverse();
+        Frontier { refs, names }
     }
 
     /// Adds the creators of the refs of `vars` (all variables if `None`); with `recursive`,
@@ -431,16 +441,21 @@ impl ComputationFrame {
     fn expand_from(
         &mut self,
         index: &Provenance,
-        mut frontier: Vec<(Id, String)>,
+        frontier: Frontier,
         back: bool,
         forward: bool,
         recursive: bool,
     ) -> usize {
+        let Frontier {
+            refs: mut frontier,
+            mut names,
+        } = frontier;
         let mut added = 0;
         let mut done_back = IdSet::default();
         let mut done_forward = IdSet::default();
         let mut found: Vec<(Id, String)> = Vec::new();
         while let Some((hid, var)) = frontier.pop() {
+            let var = names[var as usize].clone();
             let mut calls = Vec::new();
             if back && done_back.insert(hid) && !self.created_by.contains_key(&hid) {
                 calls.extend(index.creator(&hid).map(|c| (c, true)));
@@ -463,7 +478,16 @@ impl ComputationFrame {
                 if self.add_call(&call, hint, Some(&mut found)) {
                     added += 1;
                     if recursive {
-                        frontier.append(&mut found);
+                        for (h, v) in found.drain(..) {
+                            let i = match names.iter().position(|n| *n == v) {
+                                Some(i) => i,
+                                None => {
+                                    names.push(v);
+                                    names.len() - 1
+                                }
+                            };
+                            frontier.push((h, i as u32));
+                        }
                     }
                 }
             }
