@@ -165,21 +165,7 @@ fn the_readme_pipeline_as_a_table() {
 #[test]
 fn the_pipeline_draws_as_dot_with_labelled_edges() {
     let storage = Storage::in_memory();
-    let accs = storage
-        .run(|| -> mandala::Result<Vec<_>> {
-            let mut accs = Vec::new();
-            for n_class in [2, 5] {
-                let (x, y) = load_data(n_class)?;
-                for n in [5, 10] {
-                    let model = train_model(&x, &y, n)?;
-                    accs.push(get_acc(&model, &x, &y)?);
-                }
-            }
-            Ok(accs)
-        })
-        .unwrap();
-    let mut cf = storage.cf_from(vec![("acc", accs.iter().map(|r| r.ids()).collect())]);
-    cf.expand_back(None, true).unwrap();
+    let cf = pipeline_frame(&storage);
     let dot = cf.to_dot(false);
     for line in [
         "\"load_data\" [shape=ellipse",

@@ -30,6 +30,7 @@ pub mod inspect;
 pub mod json;
 mod provenance;
 pub mod record;
+mod record_decode;
 pub mod stats;
 pub mod value;
 pub mod versioning;

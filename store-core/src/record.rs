@@ -127,6 +127,15 @@ pub fn source_hid(cid: &Id) -> Id {
 }
 
 impl CallRecord {
+    /// Decodes a record from its CBOR bytes (a direct decoder for the canonical form, serde
+    /// for anything else).
+    pub fn from_cbor(bytes: &[u8]) -> Result<CallRecord, cbor::DecodeError> {
+        match crate::record_decode::decode(bytes) {
+            Some(record) => Ok(record),
+            None => cbor::from_slice(bytes),
+        }
+    }
+
     /// This call's content id.
     pub fn cid(&self) -> Id {
         call_cid(&self.op, &self.inputs, &self.semver)

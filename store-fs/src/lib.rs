@@ -388,7 +388,8 @@ impl FsBackend {
     /// Decodes a record's bytes. Whether it is the call asked for is checked by the engine
     /// (and by verify).
     fn decode_call(path: &Path, bytes: &[u8]) -> Result<CallRecord> {
-        cbor::from_slice(bytes).map_err(|e| Error::corrupt(path, format!("not a call record: {e}")))
+        CallRecord::from_cbor(bytes)
+            .map_err(|e| Error::corrupt(path, format!("not a call record: {e}")))
     }
 
     /// The call index, loaded from `index/calls` on first use.
@@ -557,7 +558,7 @@ impl Backend for FsBackend {
         let cached = self.inner.index.lock().unwrap().records.get(&name).cloned();
         if let Some(bytes) = cached {
             // The path is only needed to name a damaged record.
-            return cbor::from_slice(&bytes).map_err(|e| {
+            return CallRecord::from_cbor(&bytes).map_err(|e| {
                 let path = layout::call_path(&self.inner.root, key, hid, rid);
                 Error::corrupt(path, format!("not a call record (from the index): {e}"))
             });

@@ -118,6 +118,7 @@ impl ComputationFrame {
     pub fn from_op(engine: &Engine, op: &str) -> Result<ComputationFrame> {
         let mut cf = ComputationFrame::empty(engine);
         let calls = engine.index()?.calls_of(op);
+        cf.reserve(calls.len());
         for call in &calls {
             cf.add_call(call, None, None);
         }
@@ -299,20 +300,33 @@ impl ComputationFrame {
         };
         // Edges for labels the node does not have yet (the first calls of a node).
         let f = &self.funcs[&*node];
-        let missing: Vec<(bool, &crate::record::Slot)> = call
+        let complete = call
             .record
             .inputs
             .iter()
-            .filter(|s| !f.inputs.contains_key(&s.name))
-            .map(|s| (false, s))
-            .chain(
-                call.record
-                    .outputs
-                    .iter()
-                    .filter(|s| !f.outputs.contains_key(&s.name))
-                    .map(|s| (true, s)),
-            )
-            .collect();
+            .all(|s| f.inputs.contains_key(&s.name))
+            && call
+                .record
+                .outputs
+                .iter()
+                .all(|s| f.outputs.contains_key(&s.name));
+        let missing: Vec<(bool, &crate::record::Slot)> = if complete {
+            Vec::new()
+        } else {
+            call.record
+                .inputs
+                .iter()
+                .filter(|s| !f.inputs.contains_key(&s.name))
+                .map(|s| (false, s))
+                .chain(
+                    call.record
+                        .outputs
+                        .iter()
+                        .filter(|s| !f.outputs.contains_key(&s.name))
+                        .map(|s| (true, s)),
+                )
+                .collect()
+        };
         for (output, slot) in missing {
             let h = hint.and_then(|(l, v)| (l == slot.name).then_some(v));
             self.var_for(&node, &slot.name, output, slot, h);
@@ -345,6 +359,14 @@ impl ComputationFrame {
         f.calls.insert(id);
         self.calls.insert(id, call.clone());
         true
+    }
+
+    /// Makes room for `n` more calls (of a few inputs and outputs each).
+    fn reserve(&mut self, n: usize) {
+        self.calls.reserve(n);
+        self.cids.reserve(2 * n);
+        self.created_by.reserve(n);
+        self.consumed.reserve(n);
     }
 
     /// Recomputes the creators and consumers of refs from the nodes (after a restriction).

@@ -114,6 +114,9 @@ fn add_to<T: Ord + Copy>(
 }
 
 fn add_ref(cell: &mut Option<Cell>, hid: Id) {
+    if matches!(cell, Some(Cell::Ref(h)) if *h == hid) {
+        return;
+    }
     add_to(cell, hid, Cell::Ref, Cell::Refs, |c| match c {
         Cell::Ref(h) => Some(vec![*h]),
         Cell::Refs(v) => Some(v.clone()),
@@ -122,6 +125,9 @@ fn add_ref(cell: &mut Option<Cell>, hid: Id) {
 }
 
 fn add_call(cell: &mut Option<Cell>, id: CallId) {
+    if matches!(cell, Some(Cell::Call(c)) if *c == id) {
+        return;
+    }
     add_to(cell, id, Cell::Call, Cell::Calls, |c| match c {
         Cell::Call(h) => Some(vec![*h]),
         Cell::Calls(v) => Some(v.clone()),
@@ -162,6 +168,16 @@ fn cmp_row(a: &Row, b: &Row) -> Ordering {
         .map(|(x, y)| cmp_cell(x, y))
         .find(|o| o.is_ne())
         .unwrap_or(Ordering::Equal)
+}
+
+/// The first 8 bytes of a row's first cell's id (0 for other cells).
+fn prefix(row: &Row) -> u64 {
+    let first = |id: &Id| u64::from_be_bytes(id.0[..8].try_into().expect("8 bytes"));
+    match row.first() {
+        Some(Some(Cell::Ref(h))) => first(h),
+        Some(Some(Cell::Call(c))) => first(&c.0),
+        _ => 0,
+    }
 }
 
 fn hash_cell(c: &Cell) -> u64 {
@@ -267,7 +283,7 @@ impl ComputationFrame {
             let rows: Vec<Row> = self.vars[&var]
                 .iter()
                 .map(|hid| {
-                    let mut row = vec![None; width];
+                    let mut row: Row = std::iter::repeat_with(|| None).take(width).collect();
                     seen.clear();
                     self.history(&nodes, vcol, *hid, &mut row, &mut seen);
                     row
@@ -279,12 +295,14 @@ impl ComputationFrame {
             });
         }
         let mut rows = joined.unwrap_or_default();
-        rows.sort_unstable_by(cmp_row);
+        // Most rows differ in their first filled cell: compare 8 bytes of it first.
+        rows.sort_unstable_by(|a, b| prefix(a).cmp(&prefix(b)).then_with(|| cmp_row(a, b)));
         rows.dedup();
         let present: Vec<usize> = (0..width)
             .filter(|i| rows.iter().any(|r| r[*i].is_some()))
             .collect();
         let mut cids = IdMap::default();
+        cids.reserve(rows.len() * present.len());
         for cell in rows.iter().flatten().flatten() {
             let mut note = |h: &Id| {
                 cids.insert(*h, self.cids[h]);
@@ -295,12 +313,15 @@ impl ComputationFrame {
                 _ => {}
             }
         }
-        Ok(Table {
-            columns: present.iter().map(|i| order[*i].clone()).collect(),
-            rows: rows
+        if present.len() < width {
+            rows = rows
                 .into_iter()
                 .map(|mut r| present.iter().map(|i| r[*i].take()).collect())
-                .collect(),
+                .collect();
+        }
+        Ok(Table {
+            columns: present.iter().map(|i| order[*i].clone()).collect(),
+            rows,
             source: Arc::new(Source {
                 engine: self.engine.clone(),
                 cids,

@@ -1,0 +1,177 @@
+//! A direct decoder for call records in their canonical CBOR form: whole-store queries decode
+//! every record, and serde's generic path costs ~5× more per record. Anything unexpected
+//! (another shape, a duplicate or unknown key, a non-canonical head) returns `None` and the
+//! caller falls back to serde, which reports errors; a record decoded here is the one serde
+//! would return (tested on every field).
+
+use std::collections::BTreeMap;
+
+use crate::id::Id;
+use crate::record::{CallRecord, Slot};
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// A head of major type `major`: its argument (length or value).
+    fn head(&mut self, major: u8) -> Option<usize> {
+        let b = *self.buf.get(self.pos)?;
+        self.pos += 1;
+        if b >> 5 != major {
+            return None;
+        }
+        let n = match b & 0x1f {
+            n @ 0..=23 => u64::from(n),
+            24 => u64::from(self.take(1)?[0]),
+            25 => u64::from(u16::from_be_bytes(self.take(2)?.try_into().ok()?)),
+            26 => u64::from(u32::from_be_bytes(self.take(4)?.try_into().ok()?)),
+            27 => u64::from_be_bytes(self.take(8)?.try_into().ok()?),
+            _ => return None,
+        };
+        usize::try_from(n).ok()
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.buf.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(s)
+    }
+
+    fn text(&mut self) -> Option<&'a str> {
+        let n = self.head(3)?;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+
+    fn id(&mut self) -> Option<Id> {
+        if self.head(2)? != 32 {
+            return None;
+        }
+        Some(Id(self.take(32)?.try_into().ok()?))
+    }
+
+    fn slots(&mut self) -> Option<Vec<Slot>> {
+        let n = self.head(4)?;
+        let mut out = Vec::with_capacity(n.min(64));
+        for _ in 0..n {
+            if self.head(5)? != 3 {
+                return None;
+            }
+            let (mut name, mut hid, mut cid) = (None, None, None);
+            for _ in 0..3 {
+                match self.text()? {
+                    "name" if name.is_none() => name = Some(self.text()?.to_string()),
+                    "hid" if hid.is_none() => hid = Some(self.id()?),
+                    "cid" if cid.is_none() => cid = Some(self.id()?),
+                    _ => return None,
+                }
+            }
+            out.push(Slot {
+                name: name?,
+                hid: hid?,
+                cid: cid?,
+            });
+        }
+        Some(out)
+    }
+}
+
+/// Decodes a call record, or `None` if the bytes are not a record in the expected form.
+pub(crate) fn decode(bytes: &[u8]) -> Option<CallRecord> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    let n = r.head(5)?;
+    let (mut op, mut semver, mut inputs, mut outputs) = (None, None, None, None);
+    let (mut deps, mut git) = (None, None);
+    for _ in 0..n {
+        match r.text()? {
+            "op" if op.is_none() => op = Some(r.text()?.to_string()),
+            "semver" if semver.is_none() => semver = Some(r.id()?),
+            "inputs" if inputs.is_none() => inputs = Some(r.slots()?),
+            "outputs" if outputs.is_none() => outputs = Some(r.slots()?),
+            "git" if git.is_none() => git = Some(r.text()?.to_string()),
+            "deps" if deps.is_none() => {
+                let m = r.head(5)?;
+                let mut d = BTreeMap::new();
+                for _ in 0..m {
+                    let k = r.text()?.to_string();
+                    let v = r.id()?;
+                    if d.insert(k, v).is_some() {
+                        return None;
+                    }
+                }
+                deps = Some(d);
+            }
+            _ => return None,
+        }
+    }
+    (r.pos == bytes.len()).then_some(())?;
+    Some(CallRecord {
+        op: op?,
+        semver: semver?,
+        inputs: inputs?,
+        outputs: outputs?,
+        deps: deps.unwrap_or_default(),
+        git,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::Kind;
+
+    fn slot(name: &str, i: u8) -> Slot {
+        Slot {
+            name: name.into(),
+            hid: Id([i; 32]),
+            cid: Id([i + 1; 32]),
+        }
+    }
+
+    #[test]
+    fn decodes_what_serde_decodes() {
+        let mut record = CallRecord {
+            op: "train_model".into(),
+            semver: Id::hash(Kind::Value, b"v"),
+            inputs: vec![slot("X", 1), slot("n_estimators", 3), slot("y", 5)],
+            outputs: vec![slot("output_0", 7)],
+            deps: BTreeMap::new(),
+            git: None,
+        };
+        for _ in 0..2 {
+            let bytes = record.to_cbor();
+            let serde: CallRecord = crate::cbor::from_slice(&bytes).unwrap();
+            assert_eq!(decode(&bytes), Some(serde));
+            record.deps.insert("crate::helper".into(), Id([9; 32]));
+            record.git = Some("1b92543b14e46695cd2994f09ae94db5c7c4a277".into());
+        }
+        // Long names and many slots take the multi-byte heads.
+        record.inputs = (0..30)
+            .map(|i| slot(&"x".repeat(300 + i), i as u8))
+            .collect();
+        let bytes = record.to_cbor();
+        assert_eq!(decode(&bytes), Some(record));
+    }
+
+    #[test]
+    fn anything_else_is_left_to_serde() {
+        let record = CallRecord {
+            op: "inc".into(),
+            semver: Id([0; 32]),
+            inputs: vec![slot("x", 1)],
+            outputs: vec![slot("output_0", 3)],
+            deps: BTreeMap::new(),
+            git: None,
+        };
+        let bytes = record.to_cbor();
+        for cut in 0..bytes.len() {
+            assert_eq!(decode(&bytes[..cut]), None, "truncated at {cut}");
+        }
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert_eq!(decode(&extra), None);
+        let other = crate::cbor::to_canonical(&BTreeMap::from([("op", "inc")])).unwrap();
+        assert_eq!(decode(&other), None);
+    }
+}
