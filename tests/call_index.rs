@@ -62,7 +62,7 @@ fn the_call_index_serves_new_processes_and_never_hides_changes() {
     assert_eq!(rows(&store), 50);
     let index = store.join("index/calls");
     let bytes = std::fs::read(&index).expect("a whole-store query writes the index");
-    assert!(bytes.starts_with(b"mandala index 1\n"));
+    assert!(bytes.starts_with(b"mandala index 2\n"));
 
     // A damaged index is ignored (and rewritten).
     let mut bad = bytes.clone();

@@ -36,6 +36,19 @@ pub trait Backend: Send + Sync {
     /// up; `fsck` recomputes the ids).
     fn get_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<CallRecord>;
 
+    /// A call record with its ids, the call's content id included (a backend that caches it
+    /// saves hashing it anew).
+    fn get_stored_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<StoredCall> {
+        let record = self.get_call(key, hid, rid)?;
+        Ok(StoredCall {
+            key: *key,
+            cid: record.cid(),
+            hid: *hid,
+            rid: *rid,
+            record,
+        })
+    }
+
     /// Stores a call record (its values must already be stored). Idempotent.
     fn put_call(&self, record: &CallRecord) -> Result<()>;
 

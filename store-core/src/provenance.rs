@@ -142,16 +142,7 @@ fn read_calls(backend: &dyn Backend, ids: &[Key]) -> Result<Vec<StoredCall>> {
     let read = |chunk: &[Key]| -> Result<Vec<StoredCall>> {
         chunk
             .iter()
-            .map(|(k, hid, rid)| {
-                let record = backend.get_call(k, hid, rid)?;
-                Ok(StoredCall {
-                    key: *k,
-                    cid: record.cid(),
-                    hid: *hid,
-                    rid: *rid,
-                    record,
-                })
-            })
+            .map(|(k, hid, rid)| backend.get_stored_call(k, hid, rid))
             .collect()
     };
     let threads = std::thread::available_parallelism()

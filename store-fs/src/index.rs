@@ -18,9 +18,10 @@
 //!
 //! Layout (little-endian):
 //! ```text
-//! "mandala index 1\n"
+//! "mandala index 2\n"
 //! 256 × shard:  u8 trusted, then if 1: 5 × u64 stamp
-//! u64 n, n × record: key[32] hid[32] rid[32] u32 len, canonical CBOR of the record
+//! u64 n, n × record: key[32] hid[32] rid[32] cid[32] u32 len, canonical CBOR of the record
+//!                    (cid: the call's content id, which would otherwise be hashed anew)
 //! u64 n, n × value:  cid[32] u32 len, canonical CBOR of the value (≤ SMALL_VALUE bytes)
 //! BLAKE3 hash[32] of everything before it
 //! ```
@@ -32,7 +33,7 @@ use std::sync::Arc;
 use store_core::{Id, IdMap, IdsMap};
 
 /// The file's first bytes (and version).
-const MAGIC: &[u8; 16] = b"mandala index 1\n";
+const MAGIC: &[u8; 16] = b"mandala index 2\n";
 
 /// Values whose CBOR is at most this long are kept in the index.
 pub(crate) const SMALL_VALUE: usize = 96;
@@ -112,7 +113,7 @@ impl From<&[u8]> for Blob {
 #[derive(Default)]
 pub(crate) struct IndexFile {
     pub shards: Vec<Option<Stamp>>,
-    pub records: IdsMap<CallName, Blob>,
+    pub records: IdsMap<CallName, (Blob, Id)>,
     pub values: IdMap<Blob>,
 }
 
@@ -150,12 +151,13 @@ fn parse(file: Arc<Vec<u8>>) -> Option<IndexFile> {
     index.records.reserve(n.min(body.len() / 100));
     for _ in 0..n {
         let name = (r.id()?, r.id()?, r.id()?);
+        let cid = r.id()?;
         let len = r.u32()? as usize;
         let start = r.pos;
         r.take(len)?;
         index
             .records
-            .insert(name, Blob::InFile(file.clone(), start, len));
+            .insert(name, (Blob::InFile(file.clone(), start, len), cid));
     }
     let n = r.u64()? as usize;
     index.values.reserve(n.min(body.len() / 36));
@@ -202,7 +204,7 @@ impl Reader<'_> {
 /// (sorted by cid).
 pub(crate) fn encode<'a>(
     shards: &[Option<Stamp>],
-    records: impl IntoIterator<Item = (&'a CallName, &'a [u8])>,
+    records: impl IntoIterator<Item = (&'a CallName, &'a Id, &'a [u8])>,
     values: impl IntoIterator<Item = (&'a Id, &'a [u8])>,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 << 16);
@@ -218,11 +220,11 @@ pub(crate) fn encode<'a>(
             }
         }
     }
-    let mut records: Vec<(&CallName, &[u8])> = records.into_iter().collect();
-    records.sort_unstable_by_key(|(n, _)| **n);
+    let mut records: Vec<(&CallName, &Id, &[u8])> = records.into_iter().collect();
+    records.sort_unstable_by_key(|(n, _, _)| **n);
     out.extend_from_slice(&(records.len() as u64).to_le_bytes());
-    for ((k, h, r), bytes) in records {
-        for id in [k, h, r] {
+    for ((k, h, r), cid, bytes) in records {
+        for id in [k, h, r, cid] {
             out.extend_from_slice(&id.0);
         }
         out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
@@ -254,12 +256,13 @@ mod tests {
         let val = vec![0x01u8];
         let bytes = encode(
             &shards,
-            [(&name, rec.as_slice())],
+            [(&name, &Id([4; 32]), rec.as_slice())],
             [(&Id([9; 32]), val.as_slice())],
         );
         let back = parse(Arc::new(bytes.clone())).expect("parses");
         assert_eq!(back.shards, shards);
-        assert_eq!(*back.records[&name], *rec);
+        assert_eq!(*back.records[&name].0, *rec);
+        assert_eq!(back.records[&name].1, Id([4; 32]));
         assert_eq!(*back.values[&Id([9; 32])], *val);
         for i in [0, 20, bytes.len() / 2, bytes.len() - 1] {
             let mut bad = bytes.clone();

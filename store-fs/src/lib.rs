@@ -98,7 +98,8 @@ struct IndexState {
     /// The file's records of each trusted shard, to seed listings.
     file_listing: Vec<Vec<CallName>>,
     /// Canonical CBOR of the records known, by full name.
-    records: IdsMap<CallName, Blob>,
+    /// With each record, its call's content id (computed once, when first indexed).
+    records: IdsMap<CallName, (Blob, Id)>,
     /// Canonical CBOR of small values.
     values: IdMap<Blob>,
     /// Whether `records` or `values` changed since the file was read or written.
@@ -392,6 +393,33 @@ impl FsBackend {
             .map_err(|e| Error::corrupt(path, format!("not a call record: {e}")))
     }
 
+    /// A call record from the call index if it has it, else from its file (added to the index
+    /// if this process has loaded it), with the call's content id when the index knows it.
+    /// Lookups in a process that made no whole-store query never hash the cid.
+    fn read_indexed_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<(CallRecord, Option<Id>)> {
+        let name = (*key, *hid, *rid);
+        let cached = self.inner.index.lock().unwrap().records.get(&name).cloned();
+        if let Some((bytes, cid)) = cached {
+            // The path is only needed to name a damaged record.
+            let record = CallRecord::from_cbor(&bytes).map_err(|e| {
+                let path = layout::call_path(&self.inner.root, key, hid, rid);
+                Error::corrupt(path, format!("not a call record (from the index): {e}"))
+            })?;
+            return Ok((record, Some(cid)));
+        }
+        let path = layout::call_path(&self.inner.root, key, hid, rid);
+        let bytes = self.read_call_bytes(&path, hid, rid)?;
+        let record = Self::decode_call(&path, &bytes)?;
+        let mut idx = self.inner.index.lock().unwrap();
+        if !idx.loaded {
+            return Ok((record, None));
+        }
+        let cid = record.cid();
+        idx.records.insert(name, (bytes.into(), cid));
+        idx.dirty = true;
+        Ok((record, Some(cid)))
+    }
+
     /// The call index, loaded from `index/calls` on first use.
     fn index_state(&self) -> MutexGuard<'_, IndexState> {
         let mut idx = self.inner.index.lock().unwrap();
@@ -554,24 +582,19 @@ impl Backend for FsBackend {
     }
 
     fn get_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<CallRecord> {
-        let name = (*key, *hid, *rid);
-        let cached = self.inner.index.lock().unwrap().records.get(&name).cloned();
-        if let Some(bytes) = cached {
-            // The path is only needed to name a damaged record.
-            return CallRecord::from_cbor(&bytes).map_err(|e| {
-                let path = layout::call_path(&self.inner.root, key, hid, rid);
-                Error::corrupt(path, format!("not a call record (from the index): {e}"))
-            });
-        }
-        let path = layout::call_path(&self.inner.root, key, hid, rid);
-        let bytes = self.read_call_bytes(&path, hid, rid)?;
-        let record = Self::decode_call(&path, &bytes)?;
-        let mut idx = self.inner.index.lock().unwrap();
-        if idx.loaded {
-            idx.records.insert(name, bytes.into());
-            idx.dirty = true;
-        }
-        Ok(record)
+        self.read_indexed_call(key, hid, rid)
+            .map(|(record, _)| record)
+    }
+
+    fn get_stored_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<StoredCall> {
+        let (record, cid) = self.read_indexed_call(key, hid, rid)?;
+        Ok(StoredCall {
+            key: *key,
+            cid: cid.unwrap_or_else(|| record.cid()),
+            hid: *hid,
+            rid: *rid,
+            record,
+        })
     }
 
     fn put_call(&self, record: &CallRecord) -> Result<()> {
@@ -584,7 +607,8 @@ impl Backend for FsBackend {
         {
             let mut idx = self.inner.index.lock().unwrap();
             if idx.loaded {
-                idx.records.insert((key, hid, rid), bytes.into());
+                idx.records
+                    .insert((key, hid, rid), (bytes.into(), record.cid()));
                 idx.dirty = true;
                 idx.last_ids = None;
             }
@@ -676,7 +700,10 @@ impl Backend for FsBackend {
         }
         let bytes = index::encode(
             &stamps,
-            names.iter().map(|n| (n, &*idx.records[n])),
+            names.iter().map(|n| {
+                let (bytes, cid) = &idx.records[n];
+                (n, cid, &**bytes)
+            }),
             idx.values.iter().map(|(c, b)| (c, &**b)),
         );
         let path = self.index_path();
