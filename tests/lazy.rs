@@ -105,3 +105,55 @@ fn hits_load_nothing_until_needed() {
     assert_eq!(reads.load(Ordering::SeqCst), 2);
     assert_eq!(dd.get(), Some(&vec![4, 8, 12]));
 }
+
+#[test]
+fn frames_read_no_value_until_a_table_shows_values() {
+    let backend = Counting::default();
+    let reads = backend.reads.clone();
+    let engine = Engine::new(Box::new(backend.clone()));
+    engine
+        .run(|| -> Result<()> {
+            for i in 0..5u32 {
+                total(double(vec![i, i])?)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let mut cf = mandala::ComputationFrame::from_op(&engine, "total").unwrap();
+    cf.expand_all().unwrap();
+    let table = cf.df(false).unwrap();
+    assert_eq!(table.len(), 5);
+    assert_eq!(table.columns.len(), 5, "{:?}", table.columns);
+    assert_eq!(
+        reads.load(Ordering::SeqCst),
+        0,
+        "building, expanding and tabulating a frame reads no value"
+    );
+    let inputs = table.clone().select(&["x_1"]).unwrap().values().unwrap();
+    assert_eq!(inputs.len(), 5);
+    assert_eq!(
+        reads.load(Ordering::SeqCst),
+        5,
+        "one read per value shown: the 5 inputs, nothing else"
+    );
+    let shown: std::collections::BTreeSet<Id> = table
+        .rows
+        .iter()
+        .flatten()
+        .filter_map(|cell| match cell {
+            Some(mandala::Cell::Ref(hid)) => cf.cid(hid),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        shown.len(),
+        12,
+        "7 distinct vectors ([i, i] and [2i, 2i] overlap) and 5 totals"
+    );
+    let _ = table.values().unwrap();
+    assert_eq!(
+        reads.load(Ordering::SeqCst),
+        5 + 12,
+        "the whole table: each distinct value shown, read once"
+    );
+}

@@ -113,6 +113,20 @@ impl Provenance {
         v
     }
 
+    /// The calls that took the ref `hid` as an input, in no particular order (possibly
+    /// repeated): for callers that filter most of them out before sorting.
+    pub(crate) fn consumers_unordered(&self, hid: &Id) -> impl Iterator<Item = &Arc<StoredCall>> {
+        let mut next = self.consumer_head.get(hid).copied().unwrap_or(u32::MAX);
+        std::iter::from_fn(move || {
+            if next == u32::MAX {
+                return None;
+            }
+            let (call, after) = self.consumer_links[next as usize];
+            next = after;
+            Some(&self.calls[call as usize])
+        })
+    }
+
     /// The stored call with identity `id` (call key, hid, record id), if indexed.
     pub(crate) fn call(&self, id: &Key) -> Option<&Arc<StoredCall>> {
         self.known.get(id).map(|i| &self.calls[*i])

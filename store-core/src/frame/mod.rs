@@ -483,7 +483,15 @@ impl ComputationFrame {
                 calls.extend(index.creator(&hid).map(|c| (c, true)));
             }
             if forward && done_forward.insert(hid) {
-                calls.extend(index.consumers(&hid).into_iter().map(|c| (c, false)));
+                // Only the consumers new to the frame, in a deterministic order.
+                let mut new: Vec<Arc<StoredCall>> = index
+                    .consumers_unordered(&hid)
+                    .filter(|c| !self.calls.contains_key(&call_id(c)))
+                    .cloned()
+                    .collect();
+                new.sort_by_key(|c| call_id(c));
+                new.dedup_by_key(|c| call_id(c));
+                calls.extend(new.into_iter().map(|c| (c, false)));
             }
             for (call, output) in calls {
                 if self.calls.contains_key(&call_id(&call)) {
