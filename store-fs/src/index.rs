@@ -152,23 +152,15 @@ fn parse(file: Arc<Vec<u8>>) -> Option<IndexFile> {
     for _ in 0..n {
         let name = (r.id()?, r.id()?, r.id()?);
         let cid = r.id()?;
-        let len = r.u32()? as usize;
-        let start = r.pos;
-        r.take(len)?;
-        index
-            .records
-            .insert(name, (Blob::InFile(file.clone(), start, len), cid));
+        let blob = r.blob(&file)?;
+        index.records.insert(name, (blob, cid));
     }
     let n = r.u64()? as usize;
     index.values.reserve(n.min(body.len() / 36));
     for _ in 0..n {
         let cid = r.id()?;
-        let len = r.u32()? as usize;
-        let start = r.pos;
-        r.take(len)?;
-        index
-            .values
-            .insert(cid, Blob::InFile(file.clone(), start, len));
+        let blob = r.blob(&file)?;
+        index.values.insert(cid, blob);
     }
     (r.pos == body.len()).then_some(index)
 }
@@ -195,6 +187,14 @@ impl Reader<'_> {
         self.take(8)
             .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
     }
+    /// A length-prefixed byte string, as a slice of `file` (whose bytes this reader reads).
+    fn blob(&mut self, file: &Arc<Vec<u8>>) -> Option<Blob> {
+        let len = self.u32()? as usize;
+        let start = self.pos;
+        self.take(len)?;
+        Some(Blob::InFile(file.clone(), start, len))
+    }
+
     fn id(&mut self) -> Option<Id> {
         self.take(32).map(|b| Id(b.try_into().unwrap()))
     }
