@@ -123,7 +123,9 @@ struct ShardCache {
     stamp: Option<Stamp>,
     /// Whether the directory had not changed for [`QUIET`] when it was listed.
     settled: bool,
-    calls: IdMap<Vec<(Id, Id)>>,
+    /// The records' full names, sorted (so the listing of the whole store comes out sorted,
+    /// and a call key's records are a range).
+    names: std::collections::BTreeSet<CallName>,
 }
 
 /// How long a shard directory must have been unchanged for its listing to be trusted.
@@ -137,24 +139,24 @@ impl ShardCache {
     }
 
     fn from_names(stamp: Option<Stamp>, settled: bool, names: &[CallName]) -> ShardCache {
-        let mut calls: IdMap<Vec<(Id, Id)>> = IdMap::default();
-        for (k, h, r) in names {
-            calls.entry(*k).or_default().push((*h, *r));
-        }
-        for v in calls.values_mut() {
-            v.sort();
-        }
         ShardCache {
             stamp,
             settled,
-            calls,
+            names: names.iter().copied().collect(),
         }
     }
 
     fn names(&self) -> impl Iterator<Item = CallName> + '_ {
-        self.calls
-            .iter()
-            .flat_map(|(k, v)| v.iter().map(move |(h, r)| (*k, *h, *r)))
+        self.names.iter().copied()
+    }
+
+    /// The (hid, record id) of the records filed under call key `key`, sorted.
+    fn calls_of(&self, key: &Id) -> Vec<(Id, Id)> {
+        let (lo, hi) = (Id([0; 32]), Id([0xff; 32]));
+        self.names
+            .range((*key, lo, lo)..=(*key, hi, hi))
+            .map(|(_, h, r)| (*h, *r))
+            .collect()
     }
 }
 
@@ -466,15 +468,11 @@ impl FsBackend {
         let stamp = self.shard_stamp(shard)?;
         let dir = layout::call_shard(&self.inner.root, shard);
         let shard_name = format!("{shard:02x}");
-        let mut calls: IdMap<Vec<(Id, Id)>> = IdMap::default();
+        let mut names = Vec::new();
         let rd = match fs::read_dir(&dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Ok(ShardCache {
-                    stamp,
-                    settled: false,
-                    calls,
-                })
+                return Ok(ShardCache::from_names(stamp, false, &[]));
             }
             Err(e) => return Err(Error::io("list", &dir, e)),
         };
@@ -487,17 +485,10 @@ impl FsBackend {
                 .ok_or_else(|| {
                     Error::corrupt(dir.join(&name), "not a call record name (CID.HID.RID)")
                 })?;
-            calls.entry(key).or_default().push((hid, rid));
-        }
-        for v in calls.values_mut() {
-            v.sort();
+            names.push((key, hid, rid));
         }
         let settled = stamp.is_some_and(|s| s.age() >= QUIET);
-        Ok(ShardCache {
-            stamp,
-            settled,
-            calls,
-        })
+        Ok(ShardCache::from_names(stamp, settled, &names))
     }
 
     fn list_dir(dir: &Path) -> Result<Vec<String>> {
@@ -568,15 +559,13 @@ impl Backend for FsBackend {
         let shard = key.0[0];
         let mut shards = self.inner.shards.lock().unwrap();
         if let Some(cache) = &shards[shard as usize] {
-            if let Some(found) = cache.calls.get(key) {
-                return Ok(found.clone());
-            }
-            if cache.current(self.shard_stamp(shard)?) {
-                return Ok(Vec::new());
+            let found = cache.calls_of(key);
+            if !found.is_empty() || cache.current(self.shard_stamp(shard)?) {
+                return Ok(found);
             }
         }
         let cache = self.list_shard(shard)?;
-        let found = cache.calls.get(key).cloned().unwrap_or_default();
+        let found = cache.calls_of(key);
         shards[shard as usize] = Some(cache);
         Ok(found)
     }
@@ -614,11 +603,7 @@ impl Backend for FsBackend {
             }
         }
         if let Some(cache) = &mut shards[key.0[0] as usize] {
-            let entry = cache.calls.entry(key).or_default();
-            if !entry.contains(&(hid, rid)) {
-                entry.push((hid, rid));
-                entry.sort();
-            }
+            cache.names.insert((key, hid, rid));
         }
         Ok(())
     }
@@ -656,8 +641,8 @@ impl Backend for FsBackend {
         if let Some(ids) = &idx.last_ids {
             return Ok(ids.clone());
         }
-        let mut out: Vec<CallName> = shards.iter().flatten().flat_map(|c| c.names()).collect();
-        out.sort_unstable();
+        // Shards in order, each sorted: the whole listing is sorted.
+        let out: Vec<CallName> = shards.iter().flatten().flat_map(|c| c.names()).collect();
         idx.last_ids = Some(out.clone());
         Ok(out)
     }
@@ -745,9 +730,7 @@ impl Backend for FsBackend {
             idx.last_ids = None;
         }
         if let Some(cache) = &mut shards[key.0[0] as usize] {
-            if let Some(v) = cache.calls.get_mut(key) {
-                v.retain(|e| *e != (*hid, *rid));
-            }
+            cache.names.remove(&(*key, *hid, *rid));
         }
         Ok(())
     }

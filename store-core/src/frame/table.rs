@@ -453,26 +453,52 @@ impl Table {
     }
 
     /// The table with every ref replaced by its value (decoded without the program's types).
-    /// Each distinct value is read once.
+    /// Each distinct value is read once, on two threads when there are many.
     pub fn values(mut self) -> Result<Table> {
         let source = self.source.clone();
-        let mut cache: IdMap<ciborium::Value> = IdMap::default();
-        let mut load = |hid: &Id| -> Result<ciborium::Value> {
-            let cid = source.cid(hid);
-            if let Some(v) = cache.get(&cid) {
-                return Ok(v.clone());
+        let mut wanted: Vec<Id> = Vec::new();
+        let mut seen = IdMap::default();
+        for cell in self.rows.iter().flatten().flatten() {
+            let mut note = |hid: &Id| {
+                let cid = source.cid(hid);
+                if seen.insert(cid, ()).is_none() {
+                    wanted.push(cid);
+                }
+            };
+            match cell {
+                Cell::Ref(h) => note(h),
+                Cell::Refs(hs) => hs.iter().for_each(note),
+                _ => {}
             }
-            let v: ciborium::Value = source.engine.load_value(&cid)?;
-            cache.insert(cid, v.clone());
-            Ok(v)
+        }
+        let load = |cids: &[Id]| -> Result<Vec<ciborium::Value>> {
+            cids.iter()
+                .map(|cid| source.engine.load_value::<ciborium::Value>(cid))
+                .collect()
         };
+        let loaded: Vec<ciborium::Value> = if wanted.len() < 2048 {
+            load(&wanted)?
+        } else {
+            let (a, b) = wanted.split_at(wanted.len() / 2);
+            let (a, b) = std::thread::scope(|s| {
+                let other = s.spawn(|| load(b));
+                (
+                    load(a),
+                    other.join().expect("loading values does not panic"),
+                )
+            });
+            let mut a = a?;
+            a.extend(b?);
+            a
+        };
+        let by_cid: IdMap<ciborium::Value> = wanted.into_iter().zip(loaded).collect();
+        let value = |hid: &Id| by_cid[&source.cid(hid)].clone();
         for row in &mut self.rows {
             for cell in row.iter_mut() {
                 match cell {
-                    Some(Cell::Ref(hid)) => *cell = Some(Cell::Value(load(hid)?)),
+                    Some(Cell::Ref(hid)) => *cell = Some(Cell::Value(value(hid))),
                     Some(Cell::Refs(hids)) => {
-                        let vs = hids.iter().map(&mut load).collect::<Result<Vec<_>>>()?;
-                        *cell = Some(Cell::Values(vs));
+                        *cell = Some(Cell::Values(hids.iter().map(value).collect()));
                     }
                     _ => {}
                 }
