@@ -45,7 +45,7 @@
 use std::ops::Deref;
 use std::path::Path;
 
-pub use store_core::frame::{Cell, ComputationFrame, Table};
+pub use store_core::frame::{Cell, ComputationFrame, Table, CELL_WIDTH};
 pub use store_core::global::Tracked;
 pub use store_core::{
     Backend, CallRecord, Engine, Error, Id, IdPrefix, IntoArg, Kind, MemoryBackend, Mode, OpStats,

@@ -597,3 +597,35 @@ fn the_pipeline_draws_as_svg_without_graphviz() {
     }
     assert!(texts.contains("4 calls"), "verbose counts: {texts}");
 }
+
+#[op]
+fn ramp(n: u32) -> Vec<f64> {
+    (0..n).map(f64::from).collect()
+}
+
+#[test]
+fn long_values_print_cut_and_export_whole() {
+    let storage = Storage::in_memory();
+    storage.run(|| ramp(20_000).map(|_| ())).unwrap();
+    let table = storage
+        .cf("ramp")
+        .unwrap()
+        .df(false)
+        .unwrap()
+        .values()
+        .unwrap();
+    let text = table.to_string();
+    let row = text.lines().nth(1).unwrap();
+    assert!(row.starts_with("20000  call "), "{row}");
+    assert!(
+        row.ends_with("  [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, …"),
+        "{row}"
+    );
+    assert_eq!(
+        row.split("  ").last().unwrap().chars().count(),
+        mandala::CELL_WIDTH
+    );
+    let json = table.to_json();
+    assert_eq!(json[0]["var_0"].as_array().unwrap().len(), 20_000);
+    assert!(table.to_csv().len() > 100_000, "CSV keeps the whole value");
+}

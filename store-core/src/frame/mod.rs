@@ -31,7 +31,7 @@ use crate::id::{Id, IdHasher, IdMap, IdSet};
 use crate::provenance::Provenance;
 use crate::record::{Slot, StoredCall};
 
-pub use table::{Cell, Table};
+pub use table::{Cell, Table, CELL_WIDTH};
 
 /// A call's identity inside a frame: (call key, hid, record id).
 pub type CallId = (Id, Id, Id);

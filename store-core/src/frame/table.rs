@@ -673,12 +673,26 @@ pub fn value_text(v: &ciborium::Value) -> String {
     }
 }
 
+/// The widest a cell prints in an aligned table (CSV and JSON keep whole values).
+pub const CELL_WIDTH: usize = 40;
+
+/// `text` cut to [`CELL_WIDTH`] characters, ending in `…` when cut.
+fn shorten(text: String) -> String {
+    if text.chars().count() <= CELL_WIDTH {
+        return text;
+    }
+    let mut cut: String = text.chars().take(CELL_WIDTH - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// Aligned columns; long values are cut to [`CELL_WIDTH`] characters.
 impl fmt::Display for Table {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let cells: Vec<Vec<String>> = self
             .rows
             .iter()
-            .map(|r| r.iter().map(Table::cell_text).collect())
+            .map(|r| r.iter().map(|c| shorten(Table::cell_text(c))).collect())
             .collect();
         let widths: Vec<usize> = self
             .columns
