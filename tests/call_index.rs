@@ -123,3 +123,44 @@ fn the_call_index_serves_new_processes_and_never_hides_changes() {
     assert_eq!(rows(&store), 80);
     assert!(Storage::open(&store).unwrap().verify().unwrap().is_clean());
 }
+
+static CUBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[op]
+fn cube(x: u64) -> u64 {
+    CUBES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    x * x * x
+}
+
+#[test]
+fn calls_deleted_by_another_handle_are_recomputed_not_served() {
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("s.mandala");
+    let cubes = |s: &Storage| {
+        s.run(|| (0..10u64).try_for_each(|x| cube(x).map(|_| ())))
+            .unwrap()
+    };
+    cubes(&Storage::open(&store).unwrap());
+    assert_eq!(CUBES.load(std::sync::atomic::Ordering::SeqCst), 10);
+    // A reader lists every shard and loads the call index.
+    let reader = Storage::open(&store).unwrap();
+    assert_eq!(reader.cf("cube").unwrap().df(false).unwrap().len(), 10);
+    // Another handle deletes the calls on x < 5.
+    let deleter = Storage::open(&store).unwrap();
+    let small: Vec<u64> = (0..5).collect();
+    let n = deleter
+        .cf("cube")
+        .unwrap()
+        .isin("x", &small)
+        .unwrap()
+        .delete_calls()
+        .unwrap();
+    assert_eq!(n, 5);
+    // The reader's listings are stale, but a listed record that is gone is a miss.
+    cubes(&reader);
+    assert_eq!(CUBES.load(std::sync::atomic::Ordering::SeqCst), 15);
+    assert_eq!(reader.stats().op("cube").executed, 5);
+    assert_eq!(reader.stats().op("cube").hits, 5);
+    assert_eq!(reader.cf("cube").unwrap().df(false).unwrap().len(), 10);
+    assert!(reader.verify().unwrap().is_clean());
+}

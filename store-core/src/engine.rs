@@ -403,6 +403,16 @@ impl Engine {
         self.inner.memo.lock().unwrap().by_hid.get(hid).cloned()
     }
 
+    /// A record a listing named, or `None` if it is gone since (deleted by another process
+    /// after this one listed its shard): a deleted call is a miss, never an error.
+    fn read_listed(&self, key: &Id, hid: &Id, rid: &Id) -> Result<Option<CallRecord>> {
+        match self.inner.backend.get_call(key, hid, rid) {
+            Ok(record) => Ok(Some(record)),
+            Err(Error::NotFound { what: "call", .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Finds a stored call among the records filed under its call key; see the module docs.
     pub(crate) fn lookup(
         &self,
@@ -415,8 +425,11 @@ impl Engine {
         let listed = self.inner.backend.list_calls(key)?;
         // Same history first. Several records for one hid only happen when merged stores
         // computed a non-deterministic op differently: the smallest record id wins, everywhere.
-        if let Some((h, r)) = listed.iter().find(|(h, _)| h == hid) {
-            let record = self.inner.backend.get_call(key, h, r)?;
+        let same = match listed.iter().find(|(h, _)| h == hid) {
+            Some((h, r)) => self.read_listed(key, h, r)?.map(|record| (h, record)),
+            None => None,
+        };
+        if let Some((h, record)) = same {
             if !self.is_call(&record, op, semver, inputs, true) {
                 return Err(self.misfiled(key, h));
             }
@@ -431,7 +444,9 @@ impl Engine {
         }
         // Then the same contents and version under another history, in (hid, rid) order.
         for (h, r) in &listed {
-            let record = self.inner.backend.get_call(key, h, r)?;
+            let Some(record) = self.read_listed(key, h, r)? else {
+                continue;
+            };
             if !self.is_call(&record, op, &record.semver, inputs, false) {
                 return Err(self.misfiled(key, h));
             }
@@ -457,7 +472,9 @@ impl Engine {
     ) -> Result<Option<Found>> {
         let mut compatible: Vec<CallRecord> = Vec::new();
         for (h, r) in self.inner.backend.list_calls(key)? {
-            let record = self.inner.backend.get_call(key, &h, &r)?;
+            let Some(record) = self.read_listed(key, &h, &r)? else {
+                continue;
+            };
             if !self.is_call(&record, op, &record.semver, inputs, false) {
                 return Err(self.misfiled(key, &h));
             }

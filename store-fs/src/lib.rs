@@ -395,9 +395,10 @@ impl FsBackend {
             .map_err(|e| Error::corrupt(path, format!("not a call record: {e}")))
     }
 
-    /// A call record from the call index if it has it, else from its file (added to the index
-    /// if this process has loaded it), with the call's content id when the index knows it.
-    /// Lookups in a process that made no whole-store query never hash the cid.
+    /// For whole-store queries: a call record from the call index if it has it, else from its
+    /// file (added to the index if this process has loaded it), with the call's content id
+    /// when the index knows it. Such a query works from a current listing (stamps), so it
+    /// never asks for a record another process deleted.
     fn read_indexed_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<(CallRecord, Option<Id>)> {
         let name = (*key, *hid, *rid);
         let cached = self.inner.index.lock().unwrap().records.get(&name).cloned();
@@ -571,8 +572,11 @@ impl Backend for FsBackend {
     }
 
     fn get_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<CallRecord> {
-        self.read_indexed_call(key, hid, rid)
-            .map(|(record, _)| record)
+        // Lookups read the file, never the call index: a record another process deleted must
+        // not be served from a cache.
+        let path = layout::call_path(&self.inner.root, key, hid, rid);
+        let bytes = self.read_call_bytes(&path, hid, rid)?;
+        Self::decode_call(&path, &bytes)
     }
 
     fn get_stored_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<StoredCall> {
@@ -648,17 +652,11 @@ impl Backend for FsBackend {
     }
 
     fn all_calls(&self) -> Result<Vec<StoredCall>> {
-        let mut out = Vec::new();
-        for (key, hid, rid) in self.call_ids()? {
-            let record = self.get_call(&key, &hid, &rid)?;
-            out.push(StoredCall {
-                key,
-                cid: record.cid(),
-                hid,
-                rid,
-                record,
-            });
-        }
+        let out = self
+            .call_ids()?
+            .into_iter()
+            .map(|(key, hid, rid)| self.get_stored_call(&key, &hid, &rid))
+            .collect::<Result<Vec<_>>>()?;
         self.save_index();
         Ok(out)
     }
