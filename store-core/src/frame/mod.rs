@@ -459,7 +459,7 @@ impl ComputationFrame {
     /// calls that consumed it (`forward`), each added with the label the ref has there (its
     /// variable names the edge if the node has none for that label yet). With `recursive`,
     /// the refs the added calls bring are expanded too. Each ref is expanded once per
-    /// direction: the work is linear in the frame's size.
+    /// variable holding it: the work is linear in the frame's size.
     fn expand_from(
         &mut self,
         index: &Provenance,
@@ -472,17 +472,16 @@ impl ComputationFrame {
             refs: mut frontier,
             mut names,
         } = frontier;
+        // Each (variable, ref) enters the frontier once: at the start, or when a call adds it.
         let mut added = 0;
-        let mut done_back = IdSet::default();
-        let mut done_forward = IdSet::default();
         let mut found: Vec<(Id, String)> = Vec::new();
         while let Some((hid, var)) = frontier.pop() {
             let var = names[var as usize].clone();
             let mut calls = Vec::new();
-            if back && done_back.insert(hid) && !self.created_by.contains_key(&hid) {
+            if back && !self.created_by.contains_key(&hid) {
                 calls.extend(index.creator(&hid).map(|c| (c, true)));
             }
-            if forward && done_forward.insert(hid) {
+            if forward {
                 // Only the consumers new to the frame, in a deterministic order.
                 let mut new: Vec<Arc<StoredCall>> = index
                     .consumers_unordered(&hid)
