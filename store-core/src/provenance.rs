@@ -30,7 +30,8 @@ pub(crate) struct Provenance {
     /// ends a list): no allocation per ref.
     consumer_head: IdMap<u32>,
     consumer_links: Vec<(u32, u32)>,
-    cid_of: IdMap<Id>,
+    /// The content id of every ref, built on first use (only `load_ref` needs it).
+    cid_of: std::sync::OnceLock<IdMap<Id>>,
 }
 
 fn key(c: &StoredCall) -> Key {
@@ -63,7 +64,6 @@ impl Provenance {
         self.creator.reserve(n);
         self.consumer_head.reserve(n);
         self.consumer_links.reserve(2 * n);
-        self.cid_of.reserve(2 * n);
         for call in calls {
             self.add(call);
         }
@@ -74,6 +74,9 @@ impl Provenance {
 
     fn add(&mut self, call: StoredCall) {
         let call = Arc::new(call);
+        if self.cid_of.get().is_some() {
+            self.cid_of = std::sync::OnceLock::new();
+        }
         let i = self.calls.len();
         let k = key(&call);
         for s in &call.record.inputs {
@@ -81,10 +84,8 @@ impl Provenance {
             let head = self.consumer_head.entry(s.hid).or_insert(u32::MAX);
             self.consumer_links.push((i as u32, *head));
             *head = link;
-            self.cid_of.insert(s.hid, s.cid);
         }
         for s in &call.record.outputs {
-            self.cid_of.insert(s.hid, s.cid);
             let current = self.creator.get(&s.hid).map(|j| key(&self.calls[*j]));
             if current.is_none_or(|c| k < c) {
                 self.creator.insert(s.hid, i);
@@ -146,7 +147,18 @@ impl Provenance {
 
     /// The content id of the ref `hid`, if any stored call names it.
     pub(crate) fn cid_of(&self, hid: &Id) -> Option<Id> {
-        self.cid_of.get(hid).copied()
+        self.cid_of
+            .get_or_init(|| {
+                let mut map = IdMap::default();
+                for c in &self.calls {
+                    for s in c.record.inputs.iter().chain(&c.record.outputs) {
+                        map.insert(s.hid, s.cid);
+                    }
+                }
+                map
+            })
+            .get(hid)
+            .copied()
     }
 }
 

@@ -277,18 +277,32 @@ impl ComputationFrame {
             .collect();
         let width = order.len();
         let mut joined: Option<Vec<Row>> = None;
-        let mut seen = Vec::new();
-        for var in self.sink_vars() {
-            let vcol = col[var.as_str()];
-            let rows: Vec<Row> = self.vars[&var]
-                .iter()
+        let rows_of = |vcol: usize, hids: &[Id]| -> Vec<Row> {
+            let mut seen = Vec::new();
+            hids.iter()
                 .map(|hid| {
                     let mut row: Row = std::iter::repeat_with(|| None).take(width).collect();
                     seen.clear();
                     self.history(&nodes, vcol, *hid, &mut row, &mut seen);
                     row
                 })
-                .collect();
+                .collect()
+        };
+        for var in self.sink_vars() {
+            let vcol = col[var.as_str()];
+            let hids: Vec<Id> = self.vars[&var].iter().copied().collect();
+            // Histories are independent: many are traced on two threads.
+            let rows: Vec<Row> = if hids.len() < 4096 {
+                rows_of(vcol, &hids)
+            } else {
+                let (a, b) = hids.split_at(hids.len() / 2);
+                std::thread::scope(|s| {
+                    let other = s.spawn(|| rows_of(vcol, b));
+                    let mut rows = rows_of(vcol, a);
+                    rows.extend(other.join().expect("tracing histories does not panic"));
+                    rows
+                })
+            };
             joined = Some(match joined {
                 None => rows,
                 Some(left) => join(left, rows, inner, width),
