@@ -131,32 +131,31 @@ fn rewrite_dep(storage: &Storage, component: &str, to: impl Fn(Id) -> Id) -> usi
     n
 }
 
-#[test]
-fn only_calls_that_touched_a_changed_component_recompute() {
+/// A store where the pipeline ran, then its calls that touched `component` were made to look
+/// computed with other code; returns it with how many calls that changed, after running the
+/// pipeline again on a new handle (whose stats tell what recomputed).
+fn rerun_after_pretending(component: &str) -> (tempfile::TempDir, Storage, usize) {
     let d = tempfile::tempdir().unwrap();
     let path = d.path().join("s.mandala");
     pipeline(&versioned(&path)).unwrap();
-    // scale_data "was different" when the scale = true calls were computed.
-    assert_eq!(
-        pretend_computed_with_other(&versioned(&path), "versioning::scale_data"),
-        2
-    );
+    let changed = pretend_computed_with_other(&versioned(&path), component);
     let s = versioned(&path);
     pipeline(&s).unwrap();
+    (d, s, changed)
+}
+
+#[test]
+fn only_calls_that_touched_a_changed_component_recompute() {
+    // scale_data "was different" when the scale = true calls were computed.
+    let (_d, s, changed) = rerun_after_pretending("versioning::scale_data");
+    assert_eq!(changed, 2);
     assert_eq!(executed(&s, "load_data"), 0);
     assert_eq!(executed(&s, "train_model"), 1, "only scale = true");
     assert_eq!(executed(&s, "eval_model"), 1, "only scale = true");
 
     // N_CLASS "was different" when load_data ran: it recomputes…
-    let d2 = tempfile::tempdir().unwrap();
-    let path2 = d2.path().join("s.mandala");
-    pipeline(&versioned(&path2)).unwrap();
-    assert_eq!(
-        pretend_computed_with_other(&versioned(&path2), "versioning::N_CLASS"),
-        1
-    );
-    let s = versioned(&path2);
-    pipeline(&s).unwrap();
+    let (_d2, s, changed) = rerun_after_pretending("versioning::N_CLASS");
+    assert_eq!(changed, 1);
     assert_eq!(executed(&s, "load_data"), 1);
     // The recomputed load_data ran the current code, whose call and output ids are those of the
     // first run's: downstream calls are plain hits.

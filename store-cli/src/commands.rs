@@ -550,11 +550,13 @@ fn cf(
     out: &mut impl Write,
 ) -> Result<ExitCode> {
     let frame = expanded_frame(store, op, expand)?;
-    let mut table = frame.df(inner)?.values()?;
+    let mut table = frame.df(inner)?;
     if !columns.is_empty() {
+        // Chosen first, so that only the values shown are read.
         let names: Vec<&str> = columns.iter().map(|s| s.as_str()).collect();
         table = table.select(&names)?;
     }
+    let table = table.values()?;
     match format {
         crate::Format::Table => write!(out, "{table}")?,
         crate::Format::Csv => write!(out, "{}", table.to_csv())?,

@@ -279,20 +279,12 @@ impl Engine {
 
     /// The call that created `r` (`None` for a value passed in from outside).
     pub fn get_ref_creator<T: Serialize>(&self, r: &Ref<T>) -> Result<Option<StoredCall>> {
-        let hid = self.ids_of(r)?.hid;
-        let index = self.index()?;
-        Ok(index.creator(&hid).map(Arc::unwrap_or_clone))
+        self.creator_of(&self.ids_of(r)?.hid)
     }
 
     /// Every stored call that took `r` as an input, in a deterministic order.
     pub fn get_consumers<T: Serialize>(&self, r: &Ref<T>) -> Result<Vec<StoredCall>> {
-        let hid = self.ids_of(r)?.hid;
-        let index = self.index()?;
-        Ok(index
-            .consumers(&hid)
-            .into_iter()
-            .map(Arc::unwrap_or_clone)
-            .collect())
+        self.consumers_of(&self.ids_of(r)?.hid)
     }
 
     /// The call that created the ref `hid` (by history id).
@@ -325,7 +317,7 @@ impl Engine {
                     continue;
                 };
                 for out in &call.record.outputs {
-                    for consumer in index.consumers(&out.hid) {
+                    for consumer in index.consumers_unordered(&out.hid) {
                         let cid = (consumer.key, consumer.hid, consumer.rid);
                         if doomed.insert(cid) {
                             todo.push(cid);
@@ -345,31 +337,6 @@ impl Engine {
         drop(memo);
         *self.inner.provenance.lock().unwrap() = Provenance::default();
         Ok(doomed.into_iter().collect())
-    }
-
-    /// The creators of many refs at once, with one refresh of the provenance index (a
-    /// ComputationFrame expands thousands of refs at a time).
-    pub fn creators_of(&self, hids: &[Id]) -> Result<Vec<Option<StoredCall>>> {
-        let index = self.index()?;
-        Ok(hids
-            .iter()
-            .map(|h| index.creator(h).map(Arc::unwrap_or_clone))
-            .collect())
-    }
-
-    /// The consumers of many refs at once, with one refresh of the provenance index.
-    pub fn consumers_of_all(&self, hids: &[Id]) -> Result<Vec<Vec<StoredCall>>> {
-        let index = self.index()?;
-        Ok(hids
-            .iter()
-            .map(|h| {
-                index
-                    .consumers(h)
-                    .into_iter()
-                    .map(Arc::unwrap_or_clone)
-                    .collect()
-            })
-            .collect())
     }
 
     /// Every stored call of op `op`.

@@ -8,12 +8,11 @@
 //! (call key, hid, record id) among those that output it (several only after merging stores in which
 //! a non-deterministic op diverged), and consumers are listed in that order.
 
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::error::Result;
-use std::hash::BuildHasherDefault;
-
 use crate::id::{Id, IdHasher, IdMap, IdsMap};
 use crate::record::StoredCall;
 
@@ -102,13 +101,7 @@ impl Provenance {
 
     /// The calls that took the ref `hid` as an input, ordered by (call key, hid, record id).
     pub(crate) fn consumers(&self, hid: &Id) -> Vec<Arc<StoredCall>> {
-        let mut v: Vec<Arc<StoredCall>> = Vec::new();
-        let mut next = self.consumer_head.get(hid).copied().unwrap_or(u32::MAX);
-        while next != u32::MAX {
-            let (call, after) = self.consumer_links[next as usize];
-            v.push(self.calls[call as usize].clone());
-            next = after;
-        }
+        let mut v: Vec<Arc<StoredCall>> = self.consumers_unordered(hid).cloned().collect();
         v.sort_by_key(|c| key(c));
         v.dedup_by_key(|c| key(c));
         v
@@ -165,29 +158,15 @@ impl Provenance {
 /// Reads the records `ids`, on several threads when there are many (decoding records is most
 /// of the cost of a first whole-store query), in the order of `ids`.
 fn read_calls(backend: &dyn Backend, ids: &[Key]) -> Result<Vec<StoredCall>> {
-    let read = |chunk: &[Key]| -> Result<Vec<StoredCall>> {
+    let chunks = crate::par::map_chunks(ids, 1024, |chunk| {
         chunk
             .iter()
             .map(|(k, hid, rid)| backend.get_stored_call(k, hid, rid))
-            .collect()
-    };
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(8);
-    if threads == 1 || ids.len() < 1024 {
-        return read(ids);
+            .collect::<Result<Vec<_>>>()
+    });
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in chunks {
+        out.extend(chunk?);
     }
-    let per = ids.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = ids
-            .chunks(per)
-            .map(|chunk| s.spawn(move || read(chunk)))
-            .collect();
-        let mut out = Vec::with_capacity(ids.len());
-        for h in handles {
-            out.extend(h.join().expect("reading records does not panic")?);
-        }
-        Ok(out)
-    })
+    Ok(out)
 }

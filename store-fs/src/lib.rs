@@ -33,6 +33,7 @@ pub mod status;
 pub mod verify;
 pub mod write;
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
@@ -97,8 +98,8 @@ struct IndexState {
     file_shards: Vec<Option<Stamp>>,
     /// The file's records of each trusted shard, to seed listings.
     file_listing: Vec<Vec<CallName>>,
-    /// Canonical CBOR of the records known, by full name.
-    /// With each record, its call's content id (computed once, when first indexed).
+    /// Canonical CBOR of the records known, by full name, each with its call's content id
+    /// (computed once, when first indexed).
     records: IdsMap<CallName, (Blob, Id)>,
     /// Canonical CBOR of small values.
     values: IdMap<Blob>,
@@ -106,12 +107,10 @@ struct IndexState {
     dirty: bool,
     /// Whether a shard was listed again (its stamp may differ from the file's).
     relisted: bool,
-    /// The sorted listing `call_ids` returned last, while no shard changed since.
-    last_ids: Option<Vec<CallName>>,
 }
 
-/// The listing of one call shard directory: call key → (hid, rid) of its records, and the
-/// directory's modification time when it was listed. A lookup that finds nothing re-lists the
+/// The listing of one call shard directory: the full names of its records, and the
+/// directory's stamp when it was listed. A lookup that finds nothing re-lists the
 /// shard if the directory changed since (another process added calls), so a cache never hides
 /// a stored call for longer than one stat.
 ///
@@ -125,7 +124,7 @@ struct ShardCache {
     settled: bool,
     /// The records' full names, sorted (so the listing of the whole store comes out sorted,
     /// and a call key's records are a range).
-    names: std::collections::BTreeSet<CallName>,
+    names: BTreeSet<CallName>,
 }
 
 /// How long a shard directory must have been unchanged for its listing to be trusted.
@@ -444,7 +443,6 @@ impl FsBackend {
                 values: file.values,
                 dirty: false,
                 relisted: false,
-                last_ids: None,
             };
         }
         idx
@@ -603,7 +601,6 @@ impl Backend for FsBackend {
                 idx.records
                     .insert((key, hid, rid), (bytes.into(), record.cid()));
                 idx.dirty = true;
-                idx.last_ids = None;
             }
         }
         if let Some(cache) = &mut shards[key.0[0] as usize] {
@@ -638,17 +635,11 @@ impl Backend for FsBackend {
             }
         }
         if changed {
-            idx.last_ids = None;
             // Seeded listings are the file's: its copy is no longer needed.
             idx.file_listing = Vec::new();
         }
-        if let Some(ids) = &idx.last_ids {
-            return Ok(ids.clone());
-        }
         // Shards in order, each sorted: the whole listing is sorted.
-        let out: Vec<CallName> = shards.iter().flatten().flat_map(|c| c.names()).collect();
-        idx.last_ids = Some(out.clone());
-        Ok(out)
+        Ok(shards.iter().flatten().flat_map(|c| c.names()).collect())
     }
 
     fn all_calls(&self) -> Result<Vec<StoredCall>> {
@@ -673,7 +664,7 @@ impl Backend for FsBackend {
             let Some(cache) = cache else { continue };
             let before = names.len();
             names.extend(cache.names().filter(|n| idx.records.contains_key(n)));
-            let complete = names.len() - before == cache.names().count();
+            let complete = names.len() - before == cache.names.len();
             if cache.settled && complete {
                 stamps[i] = cache.stamp;
             }
@@ -725,7 +716,6 @@ impl Backend for FsBackend {
             if idx.records.remove(&(*key, *hid, *rid)).is_some() {
                 idx.dirty = true;
             }
-            idx.last_ids = None;
         }
         if let Some(cache) = &mut shards[key.0[0] as usize] {
             cache.names.remove(&(*key, *hid, *rid));

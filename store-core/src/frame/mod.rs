@@ -178,7 +178,9 @@ impl ComputationFrame {
             .vars
             .get(var)
             .ok_or_else(|| self.no_node("variable", var))?;
-        refs.iter()
+        let mut hids: Vec<&Id> = refs.iter().collect();
+        hids.sort();
+        hids.into_iter()
             .map(|h| self.engine.load_value(&self.cids[h]))
             .collect()
     }
@@ -298,35 +300,23 @@ impl ComputationFrame {
                 n
             }
         };
-        // Edges for labels the node does not have yet (the first calls of a node).
+        // Edges for labels the node does not have yet (the first calls of a node; for the
+        // others nothing is missing, and an empty collect allocates nothing).
         let f = &self.funcs[&*node];
-        let complete = call
+        let missing: Vec<(bool, &Slot)> = call
             .record
             .inputs
             .iter()
-            .all(|s| f.inputs.contains_key(&s.name))
-            && call
-                .record
-                .outputs
-                .iter()
-                .all(|s| f.outputs.contains_key(&s.name));
-        let missing: Vec<(bool, &crate::record::Slot)> = if complete {
-            Vec::new()
-        } else {
-            call.record
-                .inputs
-                .iter()
-                .filter(|s| !f.inputs.contains_key(&s.name))
-                .map(|s| (false, s))
-                .chain(
-                    call.record
-                        .outputs
-                        .iter()
-                        .filter(|s| !f.outputs.contains_key(&s.name))
-                        .map(|s| (true, s)),
-                )
-                .collect()
-        };
+            .filter(|s| !f.inputs.contains_key(&s.name))
+            .map(|s| (false, s))
+            .chain(
+                call.record
+                    .outputs
+                    .iter()
+                    .filter(|s| !f.outputs.contains_key(&s.name))
+                    .map(|s| (true, s)),
+            )
+            .collect();
         for (output, slot) in missing {
             let h = hint.and_then(|(l, v)| (l == slot.name).then_some(v));
             self.var_for(&node, &slot.name, output, slot, h);
@@ -567,30 +557,24 @@ impl ComputationFrame {
         order
     }
 
-    /// The refs of `var` that no call of the frame consumed.
+    /// The refs of `var` that no call of the frame consumed, sorted.
     pub fn sink_elements(&self, var: &str) -> Vec<Id> {
-        self.vars
-            .get(var)
-            .map(|r| {
-                r.iter()
-                    .filter(|h| !self.consumed.contains(*h))
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.elements_where(var, |h| !self.consumed.contains(h))
     }
 
-    /// The refs of `var` that no call of the frame created.
+    /// The refs of `var` that no call of the frame created, sorted.
     pub fn source_elements(&self, var: &str) -> Vec<Id> {
-        self.vars
+        self.elements_where(var, |h| !self.created_by.contains_key(h))
+    }
+
+    fn elements_where(&self, var: &str, keep: impl Fn(&Id) -> bool) -> Vec<Id> {
+        let mut out: Vec<Id> = self
+            .vars
             .get(var)
-            .map(|r| {
-                r.iter()
-                    .filter(|h| !self.created_by.contains_key(*h))
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default()
+            .map(|r| r.iter().filter(|h| keep(h)).copied().collect())
+            .unwrap_or_default();
+        out.sort();
+        out
     }
 
     /// The variables with at least one sink element, in topological order.

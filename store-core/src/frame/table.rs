@@ -291,18 +291,8 @@ impl ComputationFrame {
         for var in self.sink_vars() {
             let vcol = col[var.as_str()];
             let hids: Vec<Id> = self.vars[&var].iter().copied().collect();
-            // Histories are independent: many are traced on two threads.
-            let rows: Vec<Row> = if hids.len() < 4096 {
-                rows_of(vcol, &hids)
-            } else {
-                let (a, b) = hids.split_at(hids.len() / 2);
-                std::thread::scope(|s| {
-                    let other = s.spawn(|| rows_of(vcol, b));
-                    let mut rows = rows_of(vcol, a);
-                    rows.extend(other.join().expect("tracing histories does not panic"));
-                    rows
-                })
-            };
+            // Histories are independent: many are traced on all cores.
+            let rows: Vec<Row> = crate::par::map_chunks(&hids, 4096, |c| rows_of(vcol, c)).concat();
             joined = Some(match joined {
                 None => rows,
                 Some(left) => join(left, rows, inner, width),
@@ -467,7 +457,7 @@ impl Table {
     }
 
     /// The table with every ref replaced by its value (decoded without the program's types).
-    /// Each distinct value is read once, on two threads when there are many.
+    /// Each distinct value is read once, on all cores when there are many.
     pub fn values(mut self) -> Result<Table> {
         let source = self.source.clone();
         let mut wanted: Vec<Id> = Vec::new();
@@ -490,21 +480,10 @@ impl Table {
                 .map(|cid| source.engine.load_value::<ciborium::Value>(cid))
                 .collect()
         };
-        let loaded: Vec<ciborium::Value> = if wanted.len() < 2048 {
-            load(&wanted)?
-        } else {
-            let (a, b) = wanted.split_at(wanted.len() / 2);
-            let (a, b) = std::thread::scope(|s| {
-                let other = s.spawn(|| load(b));
-                (
-                    load(a),
-                    other.join().expect("loading values does not panic"),
-                )
-            });
-            let mut a = a?;
-            a.extend(b?);
-            a
-        };
+        let mut loaded: Vec<ciborium::Value> = Vec::with_capacity(wanted.len());
+        for chunk in crate::par::map_chunks(&wanted, 2048, load) {
+            loaded.extend(chunk?);
+        }
         let by_cid: IdMap<ciborium::Value> = wanted.into_iter().zip(loaded).collect();
         let value = |hid: &Id| by_cid[&source.cid(hid)].clone();
         for row in &mut self.rows {

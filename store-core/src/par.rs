@@ -1,0 +1,44 @@
+//! Splitting independent work over the machine's cores: whole-store queries decode thousands
+//! of records, trace thousands of histories and load thousands of values, each item on its
+//! own. Small inputs stay on the calling thread.
+
+/// `f` applied to consecutive chunks of `items`, one chunk per core (at most 8) when there
+/// are at least `min` items, else to all of them at once; the results in the order of the
+/// chunks.
+pub(crate) fn map_chunks<T: Sync, R: Send>(
+    items: &[T],
+    min: usize,
+    f: impl Fn(&[T]) -> R + Sync,
+) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    if threads == 1 || items.len() < min.max(2) {
+        return vec![f(items)];
+    }
+    let per = items.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> = items
+            .chunks(per)
+            .map(|chunk| s.spawn(move || f(chunk)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a worker does not panic"))
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunks_come_back_in_order() {
+        let items: Vec<u32> = (0..10_000).collect();
+        let sums = super::map_chunks(&items, 100, |c| c.to_vec());
+        assert_eq!(sums.concat(), items);
+        assert_eq!(super::map_chunks(&items[..5], 100, |c| c.len()), [5]);
+        assert_eq!(super::map_chunks::<u32, usize>(&[], 100, |c| c.len()), [0]);
+    }
+}
