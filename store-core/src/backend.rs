@@ -50,6 +50,24 @@ pub trait Backend: Send + Sync {
     }
 
     /// Stores a call record (its values must already be stored). Idempotent.
+    /// The records `ids` as [`Backend::get_stored_call`] returns them, in the order of `ids`:
+    /// whole-store queries read thousands at once (decoding them is most of the cost of a
+    /// first query), so this spreads them over the cores; a backend with a cache of records
+    /// can also look them all up at once.
+    fn get_stored_calls(&self, ids: &[(Id, Id, Id)]) -> Result<Vec<StoredCall>> {
+        let chunks = crate::par::map_chunks(ids, 1024, |chunk| {
+            chunk
+                .iter()
+                .map(|(k, hid, rid)| self.get_stored_call(k, hid, rid))
+                .collect::<Result<Vec<_>>>()
+        });
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in chunks {
+            out.extend(chunk?);
+        }
+        Ok(out)
+    }
+
     fn put_call(&self, record: &CallRecord) -> Result<()>;
 
     /// Every stored call, in a deterministic order (by call key, hid, record id).

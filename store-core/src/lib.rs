@@ -28,7 +28,7 @@ pub mod global;
 pub mod id;
 pub mod inspect;
 pub mod json;
-mod par;
+pub mod par;
 mod provenance;
 pub mod record;
 mod record_decode;

@@ -5,7 +5,7 @@
 /// `f` applied to consecutive chunks of `items`, one chunk per core (at most 8) when there
 /// are at least `min` items, else to all of them at once; the results in the order of the
 /// chunks.
-pub(crate) fn map_chunks<T: Sync, R: Send>(
+pub fn map_chunks<T: Sync, R: Send>(
     items: &[T],
     min: usize,
     f: impl Fn(&[T]) -> R + Sync,

@@ -56,7 +56,7 @@ impl Provenance {
             .filter(|k| !self.known.contains_key(*k))
             .copied()
             .collect();
-        let calls = read_calls(backend, &missing)?;
+        let calls = backend.get_stored_calls(&missing)?;
         let n = calls.len();
         self.known.reserve(n);
         self.calls.reserve(n);
@@ -134,7 +134,10 @@ impl Provenance {
             .filter(|c| c.record.op == op)
             .cloned()
             .collect();
-        v.sort_by_key(|c| key(c));
+        // Calls are indexed in listing order, which is sorted unless calls were added later.
+        if !v.is_sorted_by_key(|c| key(c)) {
+            v.sort_by_key(|c| key(c));
+        }
         v
     }
 
@@ -153,20 +156,4 @@ impl Provenance {
             .get(hid)
             .copied()
     }
-}
-
-/// Reads the records `ids`, on several threads when there are many (decoding records is most
-/// of the cost of a first whole-store query), in the order of `ids`.
-fn read_calls(backend: &dyn Backend, ids: &[Key]) -> Result<Vec<StoredCall>> {
-    let chunks = crate::par::map_chunks(ids, 1024, |chunk| {
-        chunk
-            .iter()
-            .map(|(k, hid, rid)| backend.get_stored_call(k, hid, rid))
-            .collect::<Result<Vec<_>>>()
-    });
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in chunks {
-        out.extend(chunk?);
-    }
-    Ok(out)
 }

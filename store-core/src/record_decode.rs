@@ -40,8 +40,14 @@ impl<'a> Reader<'a> {
     }
 
     fn text(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.key()?).ok()
+    }
+
+    /// A text's bytes unchecked: for map keys, which are compared with known ASCII names
+    /// (anything else is rejected), so checking them as UTF-8 first would be wasted work.
+    fn key(&mut self) -> Option<&'a [u8]> {
         let n = self.head(3)?;
-        std::str::from_utf8(self.take(n)?).ok()
+        self.take(n)
     }
 
     fn id(&mut self) -> Option<Id> {
@@ -60,10 +66,10 @@ impl<'a> Reader<'a> {
             }
             let (mut name, mut hid, mut cid) = (None, None, None);
             for _ in 0..3 {
-                match self.text()? {
-                    "name" if name.is_none() => name = Some(self.text()?.to_string()),
-                    "hid" if hid.is_none() => hid = Some(self.id()?),
-                    "cid" if cid.is_none() => cid = Some(self.id()?),
+                match self.key()? {
+                    b"name" if name.is_none() => name = Some(self.text()?.to_string()),
+                    b"hid" if hid.is_none() => hid = Some(self.id()?),
+                    b"cid" if cid.is_none() => cid = Some(self.id()?),
                     _ => return None,
                 }
             }
@@ -84,13 +90,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<CallRecord> {
     let (mut op, mut semver, mut inputs, mut outputs) = (None, None, None, None);
     let (mut deps, mut git) = (None, None);
     for _ in 0..n {
-        match r.text()? {
-            "op" if op.is_none() => op = Some(r.text()?.to_string()),
-            "semver" if semver.is_none() => semver = Some(r.id()?),
-            "inputs" if inputs.is_none() => inputs = Some(r.slots()?),
-            "outputs" if outputs.is_none() => outputs = Some(r.slots()?),
-            "git" if git.is_none() => git = Some(r.text()?.to_string()),
-            "deps" if deps.is_none() => {
+        match r.key()? {
+            b"op" if op.is_none() => op = Some(r.text()?.to_string()),
+            b"semver" if semver.is_none() => semver = Some(r.id()?),
+            b"inputs" if inputs.is_none() => inputs = Some(r.slots()?),
+            b"outputs" if outputs.is_none() => outputs = Some(r.slots()?),
+            b"git" if git.is_none() => git = Some(r.text()?.to_string()),
+            b"deps" if deps.is_none() => {
                 let m = r.head(5)?;
                 let mut d = BTreeMap::new();
                 for _ in 0..m {

@@ -402,12 +402,7 @@ impl FsBackend {
         let name = (*key, *hid, *rid);
         let cached = self.inner.index.lock().unwrap().records.get(&name).cloned();
         if let Some((bytes, cid)) = cached {
-            // The path is only needed to name a damaged record.
-            let record = CallRecord::from_cbor(&bytes).map_err(|e| {
-                let path = layout::call_path(&self.inner.root, key, hid, rid);
-                Error::corrupt(path, format!("not a call record (from the index): {e}"))
-            })?;
-            return Ok((record, Some(cid)));
+            return Ok((self.decode_indexed(key, hid, rid, &bytes)?, Some(cid)));
         }
         let path = layout::call_path(&self.inner.root, key, hid, rid);
         let bytes = self.read_call_bytes(&path, hid, rid)?;
@@ -420,6 +415,14 @@ impl FsBackend {
         idx.records.insert(name, (bytes.into(), cid));
         idx.dirty = true;
         Ok((record, Some(cid)))
+    }
+
+    /// Decodes a record the call index holds (the path names it if it is damaged).
+    fn decode_indexed(&self, key: &Id, hid: &Id, rid: &Id, bytes: &[u8]) -> Result<CallRecord> {
+        CallRecord::from_cbor(bytes).map_err(|e| {
+            let path = layout::call_path(&self.inner.root, key, hid, rid);
+            Error::corrupt(path, format!("not a call record (from the index): {e}"))
+        })
     }
 
     /// The call index, loaded from `index/calls` on first use.
@@ -586,6 +589,36 @@ impl Backend for FsBackend {
             rid: *rid,
             record,
         })
+    }
+
+    fn get_stored_calls(&self, ids: &[CallName]) -> Result<Vec<StoredCall>> {
+        // One lock for the lot (workers would contend for it and for the counts of the
+        // index file's shared buffer), then the decoding spread over the cores.
+        let cached: Vec<Option<(Blob, Id)>> = {
+            let idx = self.inner.index.lock().unwrap();
+            ids.iter().map(|n| idx.records.get(n).cloned()).collect()
+        };
+        let items: Vec<(&CallName, &Option<(Blob, Id)>)> = ids.iter().zip(&cached).collect();
+        let chunks = store_core::par::map_chunks(&items, 1024, |chunk| {
+            chunk
+                .iter()
+                .map(|((key, hid, rid), cached)| match cached {
+                    Some((bytes, cid)) => Ok(StoredCall {
+                        key: *key,
+                        cid: *cid,
+                        hid: *hid,
+                        rid: *rid,
+                        record: self.decode_indexed(key, hid, rid, bytes)?,
+                    }),
+                    None => self.get_stored_call(key, hid, rid),
+                })
+                .collect::<Result<Vec<_>>>()
+        });
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in chunks {
+            out.extend(chunk?);
+        }
+        Ok(out)
     }
 
     fn put_call(&self, record: &CallRecord) -> Result<()> {

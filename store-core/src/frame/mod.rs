@@ -82,7 +82,8 @@ pub struct ComputationFrame {
     vars: BTreeMap<String, RefSet>,
     funcs: BTreeMap<String, FuncNode>,
     calls: CallMap,
-    cids: IdMap<Id>,
+    /// Shared with the tables made from the frame (copied only if the frame changes after).
+    cids: Arc<IdMap<Id>>,
     /// Ref hid → (function node, call) of the frame that created it.
     created_by: IdMap<(Arc<str>, CallId)>,
     /// Refs some call of the frame consumed (on an edge of its node).
@@ -106,7 +107,7 @@ impl ComputationFrame {
             vars: BTreeMap::new(),
             funcs: BTreeMap::new(),
             calls: CallMap::default(),
-            cids: IdMap::default(),
+            cids: Arc::default(),
             created_by: IdMap::default(),
             consumed: IdSet::default(),
             op_nodes: BTreeMap::new(),
@@ -135,7 +136,7 @@ impl ComputationFrame {
             let var = cf.vars.entry(name.to_string()).or_default();
             for (hid, cid) in refs {
                 var.insert(hid);
-                cf.cids.insert(hid, cid);
+                Arc::make_mut(&mut cf.cids).insert(hid, cid);
             }
         }
         cf
@@ -336,7 +337,7 @@ impl ComputationFrame {
                 if let (true, Some(out)) = (fresh, new_refs.as_deref_mut()) {
                     out.push((slot.hid, var.clone()));
                 }
-                self.cids.insert(slot.hid, slot.cid);
+                Arc::make_mut(&mut self.cids).insert(slot.hid, slot.cid);
                 if output {
                     self.created_by
                         .entry(slot.hid)
@@ -354,7 +355,7 @@ impl ComputationFrame {
     /// Makes room for `n` more calls (of a few inputs and outputs each).
     fn reserve(&mut self, n: usize) {
         self.calls.reserve(n);
-        self.cids.reserve(2 * n);
+        Arc::make_mut(&mut self.cids).reserve(2 * n);
         self.created_by.reserve(n);
         self.consumed.reserve(n);
     }
@@ -465,9 +466,9 @@ impl ComputationFrame {
         // Each (variable, ref) enters the frontier once: at the start, or when a call adds it.
         let mut added = 0;
         let mut found: Vec<(Id, String)> = Vec::new();
+        let mut calls = Vec::new();
         while let Some((hid, var)) = frontier.pop() {
-            let var = names[var as usize].clone();
-            let mut calls = Vec::new();
+            calls.clear();
             if back && !self.created_by.contains_key(&hid) {
                 calls.extend(index.creator(&hid).map(|c| (c, true)));
             }
@@ -482,10 +483,11 @@ impl ComputationFrame {
                 new.dedup_by_key(|c| call_id(c));
                 calls.extend(new.into_iter().map(|c| (c, false)));
             }
-            for (call, output) in calls {
+            for (call, output) in calls.drain(..) {
                 if self.calls.contains_key(&call_id(&call)) {
                     continue;
                 }
+                let var = &names[var as usize];
                 let slots = if output {
                     &call.record.outputs
                 } else {
@@ -494,7 +496,8 @@ impl ComputationFrame {
                 let label = slots.iter().find(|s| s.hid == hid).map(|s| s.name.clone());
                 let hint = label.as_deref().map(|l| (l, var.as_str()));
                 found.clear();
-                if self.add_call(&call, hint, Some(&mut found)) {
+                let new = self.add_call(&call, hint, Some(&mut found));
+                if new {
                     added += 1;
                     if recursive {
                         for (h, v) in found.drain(..) {

@@ -508,7 +508,7 @@ impl ComputationFrame {
         }
         cf.calls
             .extend(other.calls.iter().map(|(k, v)| (*k, v.clone())));
-        cf.cids.extend(other.cids.iter().map(|(k, v)| (*k, *v)));
+        std::sync::Arc::make_mut(&mut cf.cids).extend(other.cids.iter().map(|(k, v)| (*k, *v)));
         cf.rebuild_links();
         cf
     }

@@ -46,11 +46,11 @@ pub struct Table {
     source: Arc<Source>,
 }
 
-/// What a table needs of its frame: the store, the content id of each ref in it, and which
-/// columns are function nodes.
+/// What a table needs of its frame: the store, the content id of each ref in it (the frame's
+/// map, shared), and which columns are function nodes.
 struct Source {
     engine: crate::engine::Engine,
-    cids: IdMap<Id>,
+    cids: Arc<IdMap<Id>>,
     funcs: std::collections::BTreeSet<String>,
 }
 
@@ -62,7 +62,8 @@ impl fmt::Debug for Source {
 
 impl PartialEq for Source {
     fn eq(&self, other: &Self) -> bool {
-        self.cids == other.cids && self.funcs == other.funcs
+        // A ref's content id follows from its history id, so the rows decide the rest.
+        self.funcs == other.funcs
     }
 }
 
@@ -292,7 +293,10 @@ impl ComputationFrame {
             let vcol = col[var.as_str()];
             let hids: Vec<Id> = self.vars[&var].iter().copied().collect();
             // Histories are independent: many are traced on all cores.
-            let rows: Vec<Row> = crate::par::map_chunks(&hids, 4096, |c| rows_of(vcol, c)).concat();
+            let rows: Vec<Row> = crate::par::map_chunks(&hids, 4096, |c| rows_of(vcol, c))
+                .into_iter()
+                .flatten()
+                .collect();
             joined = Some(match joined {
                 None => rows,
                 Some(left) => join(left, rows, inner, width),
@@ -305,18 +309,6 @@ impl ComputationFrame {
         let present: Vec<usize> = (0..width)
             .filter(|i| rows.iter().any(|r| r[*i].is_some()))
             .collect();
-        let mut cids = IdMap::default();
-        cids.reserve(rows.len() * present.len());
-        for cell in rows.iter().flatten().flatten() {
-            let mut note = |h: &Id| {
-                cids.insert(*h, self.cids[h]);
-            };
-            match cell {
-                Cell::Ref(h) => note(h),
-                Cell::Refs(hs) => hs.iter().for_each(note),
-                _ => {}
-            }
-        }
         if present.len() < width {
             rows = rows
                 .into_iter()
@@ -328,7 +320,7 @@ impl ComputationFrame {
             rows,
             source: Arc::new(Source {
                 engine: self.engine.clone(),
-                cids,
+                cids: self.cids.clone(),
                 funcs: self.funcs.keys().cloned().collect(),
             }),
         })
