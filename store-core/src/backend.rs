@@ -6,7 +6,7 @@
 //! call record that names them) and readers never see a call whose values are missing.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::error::Result;
 use crate::id::Id;
@@ -23,6 +23,23 @@ pub trait Backend: Send + Sync {
 
     /// The canonical CBOR bytes of value `cid`, verified against `cid`, or `None`.
     fn get_value(&self, cid: &Id) -> Result<Option<Vec<u8>>>;
+
+    /// The bytes of the values `cids` as [`Backend::get_value`] returns them, in the order of
+    /// `cids`: tables read thousands at once, spread here over the cores; a backend with a
+    /// cache of values can also look them all up at once.
+    fn get_values(&self, cids: &[Id]) -> Result<Vec<Option<Vec<u8>>>> {
+        let chunks = crate::par::map_chunks(cids, 1024, |chunk| {
+            chunk
+                .iter()
+                .map(|cid| self.get_value(cid))
+                .collect::<Result<Vec<_>>>()
+        });
+        let mut out = Vec::with_capacity(cids.len());
+        for chunk in chunks {
+            out.extend(chunk?);
+        }
+        Ok(out)
+    }
 
     /// Stores a value's canonical CBOR bytes under its content id. Storing an existing value is
     /// a no-op.
@@ -53,12 +70,12 @@ pub trait Backend: Send + Sync {
     /// The records `ids` as [`Backend::get_stored_call`] returns them, in the order of `ids`:
     /// whole-store queries read thousands at once (decoding them is most of the cost of a
     /// first query), so this spreads them over the cores; a backend with a cache of records
-    /// can also look them all up at once.
-    fn get_stored_calls(&self, ids: &[(Id, Id, Id)]) -> Result<Vec<StoredCall>> {
+    /// can also look them all up at once. Shared (`Arc`): queries keep them as they come.
+    fn get_stored_calls(&self, ids: &[(Id, Id, Id)]) -> Result<Vec<Arc<StoredCall>>> {
         let chunks = crate::par::map_chunks(ids, 1024, |chunk| {
             chunk
                 .iter()
-                .map(|(k, hid, rid)| self.get_stored_call(k, hid, rid))
+                .map(|(k, hid, rid)| self.get_stored_call(k, hid, rid).map(Arc::new))
                 .collect::<Result<Vec<_>>>()
         });
         let mut out = Vec::with_capacity(ids.len());

@@ -266,6 +266,34 @@ impl Engine {
         })
     }
 
+    /// Reads and decodes the values `cids` (in that order): one batch from the backend, decoded
+    /// on all cores when there are many.
+    pub fn load_values<T: Value>(&self, cids: &[Id]) -> Result<Vec<T>> {
+        let bytes = self.inner.backend.get_values(cids)?;
+        let items: Vec<(&Id, Option<Vec<u8>>)> = cids.iter().zip(bytes).collect();
+        let chunks = crate::par::map_chunks(&items, 2048, |chunk| {
+            chunk
+                .iter()
+                .map(|(cid, bytes)| {
+                    let bytes = bytes.as_deref().ok_or_else(|| Error::MissingValue {
+                        cid: cid.to_string(),
+                        store: self.inner.backend.describe(),
+                    })?;
+                    cbor::decode_value(bytes).map_err(|source| Error::Decode {
+                        cid: cid.to_string(),
+                        ty: std::any::type_name::<T>(),
+                        source,
+                    })
+                })
+                .collect::<Result<Vec<T>>>()
+        });
+        let mut out = Vec::with_capacity(cids.len());
+        for chunk in chunks {
+            out.extend(chunk?);
+        }
+        Ok(out)
+    }
+
     /// A lazy ref for history id `hid`, found among the inputs and outputs of stored calls.
     pub fn load_ref<T>(&self, hid: &Id) -> Result<Ref<T>> {
         let index = self.index()?;

@@ -71,8 +71,7 @@ impl Provenance {
         Ok(())
     }
 
-    fn add(&mut self, call: StoredCall) {
-        let call = Arc::new(call);
+    fn add(&mut self, call: Arc<StoredCall>) {
         if self.cid_of.get().is_some() {
             self.cid_of = std::sync::OnceLock::new();
         }

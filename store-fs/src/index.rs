@@ -114,6 +114,8 @@ impl From<&[u8]> for Blob {
 pub(crate) struct IndexFile {
     pub shards: Vec<Option<Stamp>>,
     pub records: IdsMap<CallName, (Blob, Id)>,
+    /// The records' names in the file's order (sorted).
+    pub names: Vec<CallName>,
     pub values: IdMap<Blob>,
 }
 
@@ -149,11 +151,13 @@ fn parse(file: Arc<Vec<u8>>) -> Option<IndexFile> {
     }
     let n = r.u64()? as usize;
     index.records.reserve(n.min(body.len() / 100));
+    index.names.reserve(n.min(body.len() / 100));
     for _ in 0..n {
         let name = (r.id()?, r.id()?, r.id()?);
         let cid = r.id()?;
         let blob = r.blob(&file)?;
         index.records.insert(name, (blob, cid));
+        index.names.push(name);
     }
     let n = r.u64()? as usize;
     index.values.reserve(n.min(body.len() / 36));

@@ -33,7 +33,6 @@ pub mod status;
 pub mod verify;
 pub mod write;
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
@@ -122,9 +121,10 @@ struct ShardCache {
     stamp: Option<Stamp>,
     /// Whether the directory had not changed for [`QUIET`] when it was listed.
     settled: bool,
-    /// The records' full names, sorted (so the listing of the whole store comes out sorted,
-    /// and a call key's records are a range).
-    names: BTreeSet<CallName>,
+    /// The records' full names, sorted and distinct (so the listing of the whole store comes
+    /// out sorted, and a call key's records are a range). A vector: a shard holds 1/256 of the
+    /// store, and listings are built far more often than changed.
+    names: Vec<CallName>,
 }
 
 /// How long a shard directory must have been unchanged for its listing to be trusted.
@@ -137,11 +137,27 @@ impl ShardCache {
         self.settled && self.stamp.is_some() && stamp == self.stamp
     }
 
-    fn from_names(stamp: Option<Stamp>, settled: bool, names: &[CallName]) -> ShardCache {
+    fn from_names(stamp: Option<Stamp>, settled: bool, mut names: Vec<CallName>) -> ShardCache {
+        if !names.is_sorted() {
+            names.sort_unstable();
+        }
+        names.dedup();
         ShardCache {
             stamp,
             settled,
-            names: names.iter().copied().collect(),
+            names,
+        }
+    }
+
+    fn insert(&mut self, name: CallName) {
+        if let Err(at) = self.names.binary_search(&name) {
+            self.names.insert(at, name);
+        }
+    }
+
+    fn remove(&mut self, name: &CallName) {
+        if let Ok(at) = self.names.binary_search(name) {
+            self.names.remove(at);
         }
     }
 
@@ -151,9 +167,10 @@ impl ShardCache {
 
     /// The (hid, record id) of the records filed under call key `key`, sorted.
     fn calls_of(&self, key: &Id) -> Vec<(Id, Id)> {
-        let (lo, hi) = (Id([0; 32]), Id([0xff; 32]));
-        self.names
-            .range((*key, lo, lo)..=(*key, hi, hi))
+        let start = self.names.partition_point(|n| n.0 < *key);
+        self.names[start..]
+            .iter()
+            .take_while(|n| n.0 == *key)
             .map(|(_, h, r)| (*h, *r))
             .collect()
     }
@@ -433,9 +450,10 @@ impl FsBackend {
             let mut listing = vec![Vec::new(); 256];
             let mut shards = file.shards;
             shards.resize(256, None);
-            for name in file.records.keys() {
+            // The file lists records sorted, so each shard's come out sorted.
+            for name in file.names {
                 if shards[name.0 .0[0] as usize].is_some() {
-                    listing[name.0 .0[0] as usize].push(*name);
+                    listing[name.0 .0[0] as usize].push(name);
                 }
             }
             *idx = IndexState {
@@ -474,7 +492,7 @@ impl FsBackend {
         let rd = match fs::read_dir(&dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Ok(ShardCache::from_names(stamp, false, &[]));
+                return Ok(ShardCache::from_names(stamp, false, Vec::new()));
             }
             Err(e) => return Err(Error::io("list", &dir, e)),
         };
@@ -490,7 +508,7 @@ impl FsBackend {
             names.push((key, hid, rid));
         }
         let settled = stamp.is_some_and(|s| s.age() >= QUIET);
-        Ok(ShardCache::from_names(stamp, settled, &names))
+        Ok(ShardCache::from_names(stamp, settled, names))
     }
 
     fn list_dir(dir: &Path) -> Result<Vec<String>> {
@@ -551,6 +569,31 @@ impl Backend for FsBackend {
         Ok(found)
     }
 
+    fn get_values(&self, cids: &[Id]) -> Result<Vec<Option<Vec<u8>>>> {
+        // Small values from the call index under one lock; the others from their files, on
+        // all cores.
+        let mut out: Vec<Option<Vec<u8>>> = {
+            let idx = self.inner.index.lock().unwrap();
+            cids.iter()
+                .map(|cid| idx.values.get(cid).map(|b| b.to_vec()))
+                .collect()
+        };
+        let rest: Vec<usize> = (0..cids.len()).filter(|i| out[*i].is_none()).collect();
+        let read = store_core::par::map_chunks(&rest, 64, |chunk| {
+            chunk
+                .iter()
+                .map(|i| self.get_value(&cids[*i]))
+                .collect::<Result<Vec<_>>>()
+        });
+        let mut at = rest.iter();
+        for chunk in read {
+            for bytes in chunk? {
+                out[*at.next().expect("one result per value read")] = bytes;
+            }
+        }
+        Ok(out)
+    }
+
     fn put_value(&self, cid: &Id, cbor: &[u8]) -> Result<()> {
         self.put_blob(&layout::value_path(&self.inner.root, cid), cbor)?;
         self.index_small_value(cid, cbor);
@@ -591,7 +634,7 @@ impl Backend for FsBackend {
         })
     }
 
-    fn get_stored_calls(&self, ids: &[CallName]) -> Result<Vec<StoredCall>> {
+    fn get_stored_calls(&self, ids: &[CallName]) -> Result<Vec<Arc<StoredCall>>> {
         // One lock for the lot (workers would contend for it and for the counts of the
         // index file's shared buffer), then the decoding spread over the cores.
         let cached: Vec<Option<(Blob, Id)>> = {
@@ -603,14 +646,14 @@ impl Backend for FsBackend {
             chunk
                 .iter()
                 .map(|((key, hid, rid), cached)| match cached {
-                    Some((bytes, cid)) => Ok(StoredCall {
+                    Some((bytes, cid)) => Ok(Arc::new(StoredCall {
                         key: *key,
                         cid: *cid,
                         hid: *hid,
                         rid: *rid,
                         record: self.decode_indexed(key, hid, rid, bytes)?,
-                    }),
-                    None => self.get_stored_call(key, hid, rid),
+                    })),
+                    None => self.get_stored_call(key, hid, rid).map(Arc::new),
                 })
                 .collect::<Result<Vec<_>>>()
         });
@@ -637,7 +680,7 @@ impl Backend for FsBackend {
             }
         }
         if let Some(cache) = &mut shards[key.0[0] as usize] {
-            cache.names.insert((key, hid, rid));
+            cache.insert((key, hid, rid));
         }
         Ok(())
     }
@@ -655,7 +698,7 @@ impl Backend for FsBackend {
             };
             if !fresh {
                 changed = true;
-                let from_file = idx.file_listing.get(shard as usize);
+                let from_file = idx.file_listing.get_mut(shard as usize).map(std::mem::take);
                 *slot = Some(match (idx.file_shards[shard as usize], from_file) {
                     (Some(s), Some(names)) if Some(s) == stamp => {
                         ShardCache::from_names(stamp, true, names)
@@ -672,7 +715,12 @@ impl Backend for FsBackend {
             idx.file_listing = Vec::new();
         }
         // Shards in order, each sorted: the whole listing is sorted.
-        Ok(shards.iter().flatten().flat_map(|c| c.names()).collect())
+        let n = shards.iter().flatten().map(|c| c.names.len()).sum();
+        let mut out = Vec::with_capacity(n);
+        for cache in shards.iter().flatten() {
+            out.extend_from_slice(&cache.names);
+        }
+        Ok(out)
     }
 
     fn all_calls(&self) -> Result<Vec<StoredCall>> {
@@ -751,7 +799,7 @@ impl Backend for FsBackend {
             }
         }
         if let Some(cache) = &mut shards[key.0[0] as usize] {
-            cache.names.remove(&(*key, *hid, *rid));
+            cache.remove(&(*key, *hid, *rid));
         }
         Ok(())
     }

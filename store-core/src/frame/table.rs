@@ -452,14 +452,16 @@ impl Table {
     /// Each distinct value is read once, on all cores when there are many.
     pub fn values(mut self) -> Result<Table> {
         let source = self.source.clone();
+        // Each distinct value once: its place in `wanted` by content id.
         let mut wanted: Vec<Id> = Vec::new();
-        let mut seen = IdMap::default();
+        let mut place = IdMap::default();
         for cell in self.rows.iter().flatten().flatten() {
             let mut note = |hid: &Id| {
                 let cid = source.cid(hid);
-                if seen.insert(cid, ()).is_none() {
+                place.entry(cid).or_insert_with(|| {
                     wanted.push(cid);
-                }
+                    wanted.len() - 1
+                });
             };
             match cell {
                 Cell::Ref(h) => note(h),
@@ -467,17 +469,8 @@ impl Table {
                 _ => {}
             }
         }
-        let load = |cids: &[Id]| -> Result<Vec<ciborium::Value>> {
-            cids.iter()
-                .map(|cid| source.engine.load_value::<ciborium::Value>(cid))
-                .collect()
-        };
-        let mut loaded: Vec<ciborium::Value> = Vec::with_capacity(wanted.len());
-        for chunk in crate::par::map_chunks(&wanted, 2048, load) {
-            loaded.extend(chunk?);
-        }
-        let by_cid: IdMap<ciborium::Value> = wanted.into_iter().zip(loaded).collect();
-        let value = |hid: &Id| by_cid[&source.cid(hid)].clone();
+        let loaded: Vec<ciborium::Value> = source.engine.load_values(&wanted)?;
+        let value = |hid: &Id| loaded[place[&source.cid(hid)]].clone();
         for row in &mut self.rows {
             for cell in row.iter_mut() {
                 match cell {
