@@ -62,7 +62,14 @@ fn the_call_index_serves_new_processes_and_never_hides_changes() {
     assert_eq!(rows(&store), 50);
     let index = store.join("index/calls");
     let bytes = std::fs::read(&index).expect("a whole-store query writes the index");
-    assert!(bytes.starts_with(b"mandala index 2\n"));
+    assert!(bytes.starts_with(b"mandala index 3\n"));
+
+    // An index of another version (an older mandala's) is ignored and replaced.
+    let mut older = bytes.clone();
+    older[..16].copy_from_slice(b"mandala index 2\n");
+    std::fs::write(&index, &older).unwrap();
+    assert_eq!(rows(&store), 50);
+    assert_eq!(std::fs::read(&index).unwrap(), bytes, "rewritten as it was");
 
     // A damaged index is ignored (and rewritten).
     let mut bad = bytes.clone();

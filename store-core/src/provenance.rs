@@ -8,21 +8,22 @@
 //! (call key, hid, record id) among those that output it (several only after merging stores in which
 //! a non-deterministic op diverged), and consumers are listed in that order.
 
-use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::id::{Id, IdHasher, IdMap, IdsMap};
+use crate::id::{Id, IdMap};
 use crate::record::StoredCall;
 
 type Key = (Id, Id, Id);
 
 #[derive(Default)]
 pub(crate) struct Provenance {
-    known: IdsMap<Key, usize>,
-    /// The backend's listing at the last refresh (unchanged listing: nothing to do).
+    /// The backend's listing at the last refresh, sorted: the calls indexed (an unchanged
+    /// listing: nothing to do).
     listed: Vec<Key>,
+    /// The place in `calls` of each call of `listed`.
+    at: Vec<u32>,
     calls: Vec<Arc<StoredCall>>,
     creator: IdMap<usize>,
     /// Consumers of each ref as linked lists in `consumer_links` (call, next; `u32::MAX`
@@ -37,28 +38,44 @@ fn key(c: &StoredCall) -> Key {
     (c.key, c.hid, c.rid)
 }
 
+/// The names of `now` (sorted) missing from `before` (sorted), or `None` if a name of
+/// `before` is gone from `now`.
+fn added_since(before: &[Key], now: &[Key]) -> Option<Vec<Key>> {
+    let mut added = Vec::new();
+    let mut old = before.iter().peekable();
+    for k in now {
+        match old.peek() {
+            Some(o) if *o == k => {
+                old.next();
+            }
+            Some(o) if *o < k => return None,
+            _ => added.push(*k),
+        }
+    }
+    old.next().is_none().then_some(added)
+}
+
 impl Provenance {
     /// Brings the index up to date with `backend`.
     pub(crate) fn refresh(&mut self, backend: &dyn Backend) -> Result<()> {
-        let ids = backend.call_ids()?;
+        let mut ids = backend.call_ids()?;
         if ids == self.listed {
             return Ok(());
         }
-        if !self.known.is_empty() {
-            let listed: std::collections::HashSet<Key, BuildHasherDefault<IdHasher>> =
-                ids.iter().copied().collect();
-            if !self.known.keys().all(|k| listed.contains(k)) {
-                *self = Provenance::default();
-            }
+        if !ids.is_sorted() {
+            ids.sort_unstable();
         }
-        let missing: Vec<Key> = ids
-            .iter()
-            .filter(|k| !self.known.contains_key(*k))
-            .copied()
-            .collect();
-        let calls = backend.get_stored_calls(&missing)?;
+        let added = match added_since(&self.listed, &ids) {
+            Some(added) if !self.listed.is_empty() => Some(added),
+            // A first query, or a call has gone (deleted by another process): from scratch.
+            _ => {
+                *self = Provenance::default();
+                None
+            }
+        };
+        let calls = backend.get_stored_calls(added.as_deref().unwrap_or(&ids))?;
+        let first = self.calls.len() as u32;
         let n = calls.len();
-        self.known.reserve(n);
         self.calls.reserve(n);
         self.creator.reserve(n);
         self.consumer_head.reserve(n);
@@ -66,8 +83,25 @@ impl Provenance {
         for call in calls {
             self.add(call);
         }
+        // Where each listed call is: known ones where they were, new ones in listing order.
+        let mut at = Vec::with_capacity(ids.len());
+        let mut old = self.listed.iter().zip(&self.at).peekable();
+        let mut new = first;
+        for k in &ids {
+            match old.peek() {
+                Some((o, i)) if *o == k => {
+                    at.push(**i);
+                    old.next();
+                }
+                _ => {
+                    at.push(new);
+                    new += 1;
+                }
+            }
+        }
         backend.save_index();
         self.listed = ids;
+        self.at = at;
         Ok(())
     }
 
@@ -89,7 +123,6 @@ impl Provenance {
                 self.creator.insert(s.hid, i);
             }
         }
-        self.known.insert(k, i);
         self.calls.push(call);
     }
 
@@ -122,7 +155,8 @@ impl Provenance {
 
     /// The stored call with identity `id` (call key, hid, record id), if indexed.
     pub(crate) fn call(&self, id: &Key) -> Option<&Arc<StoredCall>> {
-        self.known.get(id).map(|i| &self.calls[*i])
+        let pos = self.listed.binary_search(id).ok()?;
+        Some(&self.calls[self.at[pos] as usize])
     }
 
     /// Every stored call of op `op`, ordered by (call key, hid, record id).

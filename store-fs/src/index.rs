@@ -16,24 +16,30 @@
 //! `git pull` change a directory's change time (which no tool can set), so merged stores
 //! are always listed again.
 //!
+//! The file is used as read: its entry tables are sorted, and lookups are binary searches in
+//! them (loading builds no map and copies no record); what the process adds or removes
+//! afterwards is kept beside it (see [`Section`]).
+//!
 //! Layout (little-endian):
 //! ```text
-//! "mandala index 2\n"
+//! "mandala index 3\n"
 //! 256 × shard:  u8 trusted, then if 1: 5 × u64 stamp
-//! u64 n, n × record: key[32] hid[32] rid[32] cid[32] u32 len, canonical CBOR of the record
-//!                    (cid: the call's content id, which would otherwise be hashed anew)
-//! u64 n, n × value:  cid[32] u32 len, canonical CBOR of the value (≤ SMALL_VALUE bytes)
+//! u64 n, n × record entry: key[32] hid[32] rid[32] cid[32] u32 offset u32 len   (sorted by name)
+//! u64 m, m × value entry:  cid[32] u32 offset u32 len                            (sorted by cid)
+//! u64 heap length, heap: the canonical CBOR of each record and value, at its entry's offset
 //! BLAKE3 hash[32] of everything before it
 //! ```
+//! (A record entry's cid is the call's content id, which would otherwise be hashed anew.)
 
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use store_core::{Id, IdMap, IdsMap};
+use store_core::id::IdHasher;
+use store_core::Id;
 
 /// The file's first bytes (and version).
-const MAGIC: &[u8; 16] = b"mandala index 2\n";
+const MAGIC: &[u8; 16] = b"mandala index 3\n";
 
 /// Values whose CBOR is at most this long are kept in the index.
 pub(crate) const SMALL_VALUE: usize = 96;
@@ -109,14 +115,261 @@ impl From<&[u8]> for Blob {
     }
 }
 
+/// A key of an index section: a call's full name, or a value's content id.
+pub(crate) trait Key: Copy + Ord + std::hash::Hash + 'static {
+    /// Its length in an entry.
+    const LEN: usize;
+    /// Reads it from the first `LEN` bytes of `b`.
+    fn read(b: &[u8]) -> Self;
+    fn write(&self, out: &mut Vec<u8>);
+    /// Its first 8 bytes as a number (big-endian, so ordered as the key).
+    fn prefix(&self) -> u64;
+}
+
+fn id_at(b: &[u8], at: usize) -> Id {
+    Id(b[at..at + 32].try_into().expect("32 bytes"))
+}
+
+impl Key for Id {
+    const LEN: usize = 32;
+    fn read(b: &[u8]) -> Id {
+        id_at(b, 0)
+    }
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0);
+    }
+    fn prefix(&self) -> u64 {
+        u64::from_be_bytes(self.0[..8].try_into().expect("8 bytes"))
+    }
+}
+
+impl Key for CallName {
+    const LEN: usize = 96;
+    fn read(b: &[u8]) -> CallName {
+        (id_at(b, 0), id_at(b, 32), id_at(b, 64))
+    }
+    fn write(&self, out: &mut Vec<u8>) {
+        for id in [&self.0, &self.1, &self.2] {
+            out.extend_from_slice(&id.0);
+        }
+    }
+    fn prefix(&self) -> u64 {
+        self.0.prefix()
+    }
+}
+
+/// One section of the index (records, or small values): the file's entries (a sorted table
+/// in the file's bytes, searched in place), with what was added and removed since. Each
+/// entry has bytes and, for records, an id (the call's content id).
+pub(crate) struct Section<K: Key> {
+    file: Arc<Vec<u8>>,
+    /// Where the entry table starts, how many entries it has, and the width of an entry's
+    /// id (32 for records, 0 for values).
+    table: usize,
+    n: usize,
+    aux: usize,
+    heap: usize,
+    added: std::collections::HashMap<K, (Blob, Id), std::hash::BuildHasherDefault<IdHasher>>,
+    removed: std::collections::HashSet<K, std::hash::BuildHasherDefault<IdHasher>>,
+}
+
+impl<K: Key> Section<K> {
+    fn empty(aux: usize) -> Section<K> {
+        Section {
+            file: Arc::default(),
+            table: 0,
+            n: 0,
+            aux,
+            heap: 0,
+            added: Default::default(),
+            removed: Default::default(),
+        }
+    }
+
+    fn width(&self) -> usize {
+        K::LEN + self.aux + 8
+    }
+
+    fn entry(&self, i: usize) -> &[u8] {
+        let w = self.width();
+        &self.file[self.table + i * w..self.table + (i + 1) * w]
+    }
+
+    fn key_at(&self, i: usize) -> K {
+        K::read(self.entry(i))
+    }
+
+    /// The bytes and id of entry `i` of the file.
+    fn value_at(&self, i: usize) -> (Blob, Id) {
+        let e = self.entry(i);
+        let at = K::LEN + self.aux;
+        let off = u32::from_le_bytes(e[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let len = u32::from_le_bytes(e[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
+        let aux = if self.aux == 32 {
+            id_at(e, K::LEN)
+        } else {
+            Id([0; 32])
+        };
+        (Blob::InFile(self.file.clone(), self.heap + off, len), aux)
+    }
+
+    /// The first 8 bytes of entry `i`'s key, as a number (keys begin with a hash).
+    fn prefix_at(&self, i: usize) -> u64 {
+        u64::from_be_bytes(self.entry(i)[..8].try_into().expect("8 bytes"))
+    }
+
+    /// The entry of `k` in the file's table. Keys begin with a hash, so their first bytes are
+    /// spread evenly: an interpolation search finds one in a few probes, where halving takes
+    /// log2(n) cache misses; every other probe halves, which bounds the worst case.
+    fn find(&self, k: &K) -> Option<usize> {
+        let want = k.prefix();
+        let (mut lo, mut hi) = (0, self.n);
+        let mut halve = false;
+        while lo < hi {
+            let mid = if halve {
+                lo + (hi - lo) / 2
+            } else {
+                let (a, b) = (self.prefix_at(lo), self.prefix_at(hi - 1));
+                if want < a || want > b {
+                    return None;
+                }
+                let span = u128::from(b - a).max(1);
+                lo + (u128::from(want - a) * (hi - 1 - lo) as u128 / span) as usize
+            };
+            halve = !halve;
+            match self.key_at(mid).cmp(k) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
+    }
+
+    /// The bytes and id under `k`.
+    pub(crate) fn get(&self, k: &K) -> Option<(Blob, Id)> {
+        if !self.added.is_empty() {
+            if let Some(v) = self.added.get(k) {
+                return Some(v.clone());
+            }
+        }
+        if !self.removed.is_empty() && self.removed.contains(k) {
+            return None;
+        }
+        self.find(k).map(|i| self.value_at(i))
+    }
+
+    /// [`Section::get`] for many keys at once: when they are many and sorted (a listing),
+    /// one walk along the table instead of a search each.
+    pub(crate) fn get_many(&self, keys: &[K]) -> Vec<Option<(Blob, Id)>> {
+        if keys.len() < self.n / 16 || !keys.is_sorted() {
+            return keys.iter().map(|k| self.get(k)).collect();
+        }
+        let mut i = 0;
+        keys.iter()
+            .map(|k| {
+                if let Some(v) = self.added.get(k) {
+                    return Some(v.clone());
+                }
+                while i < self.n && self.key_at(i) < *k {
+                    i += 1;
+                }
+                let found = i < self.n && self.key_at(i) == *k && !self.removed.contains(k);
+                found.then(|| self.value_at(i))
+            })
+            .collect()
+    }
+
+    pub(crate) fn contains_key(&self, k: &K) -> bool {
+        self.added.contains_key(k) || (!self.removed.contains(k) && self.find(k).is_some())
+    }
+
+    pub(crate) fn insert(&mut self, k: K, bytes: Blob, id: Id) {
+        self.removed.remove(&k);
+        self.added.insert(k, (bytes, id));
+    }
+
+    /// Removes `k`; whether it was there.
+    pub(crate) fn remove(&mut self, k: &K) -> bool {
+        let added = self.added.remove(k).is_some();
+        let in_file = self.find(k).is_some() && self.removed.insert(*k);
+        added || in_file
+    }
+
+    /// The keys of the file's entries, sorted (whatever was added or removed since).
+    pub(crate) fn file_keys(&self) -> impl Iterator<Item = K> + '_ {
+        (0..self.n).map(|i| self.key_at(i))
+    }
+
+    /// Every entry, sorted by key.
+    pub(crate) fn entries(&self) -> Vec<(K, Blob, Id)> {
+        let mut out: Vec<(K, Blob, Id)> = (0..self.n)
+            .map(|i| (self.key_at(i), i))
+            .filter(|(k, _)| !self.removed.contains(k) && !self.added.contains_key(k))
+            .map(|(k, i)| {
+                let (b, id) = self.value_at(i);
+                (k, b, id)
+            })
+            .collect();
+        out.extend(self.added.iter().map(|(k, (b, id))| (*k, b.clone(), *id)));
+        out.sort_unstable_by_key(|e| e.0);
+        out
+    }
+
+    /// Reads a table of `n` entries at `r`'s position, checking that it is sorted and that
+    /// every entry's bytes lie in a heap of `heap_len` bytes (the heap's start is set later).
+    fn read(r: &mut Reader, file: &Arc<Vec<u8>>, aux: usize) -> Option<Section<K>> {
+        let n = usize::try_from(r.u64()?).ok()?;
+        let mut s = Section::empty(aux);
+        s.file = file.clone();
+        s.table = r.pos;
+        s.n = n;
+        r.take(n.checked_mul(s.width())?)?;
+        Some(s)
+    }
+
+    fn check(&self, heap_len: usize) -> Option<()> {
+        for i in 0..self.n {
+            if i > 0 && self.key_at(i - 1) >= self.key_at(i) {
+                return None;
+            }
+            let e = self.entry(i);
+            let at = K::LEN + self.aux;
+            let off = u32::from_le_bytes(e[at..at + 4].try_into().ok()?) as usize;
+            let len = u32::from_le_bytes(e[at + 4..at + 8].try_into().ok()?) as usize;
+            (off.checked_add(len)? <= heap_len).then_some(())?;
+        }
+        Some(())
+    }
+}
+
+impl Default for Section<CallName> {
+    fn default() -> Self {
+        Section::empty(32)
+    }
+}
+
+impl Default for Section<Id> {
+    fn default() -> Self {
+        Section::empty(0)
+    }
+}
+
 /// The contents of an index file.
-#[derive(Default)]
 pub(crate) struct IndexFile {
     pub shards: Vec<Option<Stamp>>,
-    pub records: IdsMap<CallName, (Blob, Id)>,
-    /// The records' names in the file's order (sorted).
-    pub names: Vec<CallName>,
-    pub values: IdMap<Blob>,
+    pub records: Section<CallName>,
+    pub values: Section<Id>,
+}
+
+impl Default for IndexFile {
+    fn default() -> IndexFile {
+        IndexFile {
+            shards: vec![None; 256],
+            records: Section::default(),
+            values: Section::default(),
+        }
+    }
 }
 
 /// Reads the index at `path`; `None` if it is missing, of another version or damaged.
@@ -136,9 +389,9 @@ fn parse(file: Arc<Vec<u8>>) -> Option<IndexFile> {
         buf: body,
         pos: MAGIC.len(),
     };
-    let mut index = IndexFile::default();
+    let mut shards = Vec::with_capacity(256);
     for _ in 0..256 {
-        index.shards.push(match r.u8()? {
+        shards.push(match r.u8()? {
             0 => None,
             _ => {
                 let mut s = [0u64; 5];
@@ -149,24 +402,21 @@ fn parse(file: Arc<Vec<u8>>) -> Option<IndexFile> {
             }
         });
     }
-    let n = r.u64()? as usize;
-    index.records.reserve(n.min(body.len() / 100));
-    index.names.reserve(n.min(body.len() / 100));
-    for _ in 0..n {
-        let name = (r.id()?, r.id()?, r.id()?);
-        let cid = r.id()?;
-        let blob = r.blob(&file)?;
-        index.records.insert(name, (blob, cid));
-        index.names.push(name);
-    }
-    let n = r.u64()? as usize;
-    index.values.reserve(n.min(body.len() / 36));
-    for _ in 0..n {
-        let cid = r.id()?;
-        let blob = r.blob(&file)?;
-        index.values.insert(cid, blob);
-    }
-    (r.pos == body.len()).then_some(index)
+    let mut records = Section::<CallName>::read(&mut r, &file, 32)?;
+    let mut values = Section::<Id>::read(&mut r, &file, 0)?;
+    let heap_len = usize::try_from(r.u64()?).ok()?;
+    let heap = r.pos;
+    r.take(heap_len)?;
+    (r.pos == body.len()).then_some(())?;
+    records.check(heap_len)?;
+    values.check(heap_len)?;
+    records.heap = heap;
+    values.heap = heap;
+    Some(IndexFile {
+        shards,
+        records,
+        values,
+    })
 }
 
 struct Reader<'a> {
@@ -183,35 +433,24 @@ impl Reader<'_> {
     fn u8(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
     }
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
-    }
     fn u64(&mut self) -> Option<u64> {
         self.take(8)
             .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
     }
-    /// A length-prefixed byte string, as a slice of `file` (whose bytes this reader reads).
-    fn blob(&mut self, file: &Arc<Vec<u8>>) -> Option<Blob> {
-        let len = self.u32()? as usize;
-        let start = self.pos;
-        self.take(len)?;
-        Some(Blob::InFile(file.clone(), start, len))
-    }
-
-    fn id(&mut self) -> Option<Id> {
-        self.take(32).map(|b| Id(b.try_into().unwrap()))
-    }
 }
 
-/// The bytes of an index file: `shards` (256 stamps), the records (sorted by name), the values
-/// (sorted by cid).
-pub(crate) fn encode<'a>(
+/// The bytes of an index file: `shards` (256 stamps), the records and the values, each
+/// sorted by key (as [`Section::entries`] gives them).
+pub(crate) fn encode(
     shards: &[Option<Stamp>],
-    records: impl IntoIterator<Item = (&'a CallName, &'a Id, &'a [u8])>,
-    values: impl IntoIterator<Item = (&'a Id, &'a [u8])>,
+    records: &[(CallName, Blob, Id)],
+    values: &[(Id, Blob, Id)],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 << 16);
+    let heap_len: usize = records.iter().map(|e| e.1.len()).sum::<usize>()
+        + values.iter().map(|e| e.1.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(
+        16 + 256 * 41 + 24 + records.len() * 136 + values.len() * 40 + heap_len + 32,
+    );
     out.extend_from_slice(MAGIC);
     for s in shards {
         match s {
@@ -224,22 +463,28 @@ pub(crate) fn encode<'a>(
             }
         }
     }
-    let mut records: Vec<(&CallName, &Id, &[u8])> = records.into_iter().collect();
-    records.sort_unstable_by_key(|(n, _, _)| **n);
+    let mut off = 0usize;
+    let mut entry = |out: &mut Vec<u8>, len: usize| {
+        out.extend_from_slice(&(off as u32).to_le_bytes());
+        out.extend_from_slice(&(len as u32).to_le_bytes());
+        off += len;
+    };
     out.extend_from_slice(&(records.len() as u64).to_le_bytes());
-    for ((k, h, r), cid, bytes) in records {
-        for id in [k, h, r, cid] {
-            out.extend_from_slice(&id.0);
-        }
-        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    for (name, bytes, cid) in records {
+        name.write(&mut out);
+        out.extend_from_slice(&cid.0);
+        entry(&mut out, bytes.len());
+    }
+    out.extend_from_slice(&(values.len() as u64).to_le_bytes());
+    for (cid, bytes, _) in values {
+        cid.write(&mut out);
+        entry(&mut out, bytes.len());
+    }
+    out.extend_from_slice(&(heap_len as u64).to_le_bytes());
+    for (_, bytes, _) in records {
         out.extend_from_slice(bytes);
     }
-    let mut values: Vec<(&Id, &[u8])> = values.into_iter().collect();
-    values.sort_unstable_by_key(|(c, _)| **c);
-    out.extend_from_slice(&(values.len() as u64).to_le_bytes());
-    for (cid, bytes) in values {
-        out.extend_from_slice(&cid.0);
-        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    for (_, bytes, _) in values {
         out.extend_from_slice(bytes);
     }
     let hash = blake3::hash(&out);
@@ -256,18 +501,34 @@ mod tests {
         let mut shards = vec![None; 256];
         shards[7] = Some(Stamp([1, 2, 3, 4, 5]));
         let name = (Id([1; 32]), Id([2; 32]), Id([3; 32]));
+        let later = (Id([1; 32]), Id([2; 32]), Id([4; 32]));
         let rec = vec![0xa0u8, 1, 2];
         let val = vec![0x01u8];
         let bytes = encode(
             &shards,
-            [(&name, &Id([4; 32]), rec.as_slice())],
-            [(&Id([9; 32]), val.as_slice())],
+            &[
+                (name, rec.as_slice().into(), Id([4; 32])),
+                (later, [7u8].as_slice().into(), Id([5; 32])),
+            ],
+            &[(Id([9; 32]), val.as_slice().into(), Id([0; 32]))],
         );
-        let back = parse(Arc::new(bytes.clone())).expect("parses");
+        let mut back = parse(Arc::new(bytes.clone())).expect("parses");
         assert_eq!(back.shards, shards);
-        assert_eq!(*back.records[&name].0, *rec);
-        assert_eq!(back.records[&name].1, Id([4; 32]));
-        assert_eq!(*back.values[&Id([9; 32])], *val);
+        let (r, cid) = back.records.get(&name).expect("record");
+        assert_eq!((&*r, cid), (rec.as_slice(), Id([4; 32])));
+        assert_eq!(*back.records.get(&later).unwrap().0, [7]);
+        assert_eq!(*back.values.get(&Id([9; 32])).unwrap().0, *val);
+        assert!(back.values.get(&Id([8; 32])).is_none());
+        assert_eq!(back.records.file_keys().collect::<Vec<_>>(), [name, later]);
+        // Changes made since are seen, and kept in order by `entries`.
+        assert!(back.records.remove(&name));
+        assert!(!back.records.remove(&name));
+        assert!(back.records.get(&name).is_none());
+        let first = (Id([0; 32]), Id([0; 32]), Id([0; 32]));
+        back.records
+            .insert(first, [8u8].as_slice().into(), Id([6; 32]));
+        let keys: Vec<CallName> = back.records.entries().iter().map(|e| e.0).collect();
+        assert_eq!(keys, [first, later]);
         for i in [0, 20, bytes.len() / 2, bytes.len() - 1] {
             let mut bad = bytes.clone();
             bad[i] ^= 1;

@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use store_core::versions::{Decision, VersionRecord};
-use store_core::{cbor, Backend, CallRecord, Error, Id, IdMap, IdsMap, Kind, Result, StoredCall};
+use store_core::{cbor, Backend, CallRecord, Error, Id, Kind, Result, StoredCall};
 
 pub use config::{Config, FORMAT_VERSION};
 pub use gc::GcReport;
@@ -99,9 +99,9 @@ struct IndexState {
     file_listing: Vec<Vec<CallName>>,
     /// Canonical CBOR of the records known, by full name, each with its call's content id
     /// (computed once, when first indexed).
-    records: IdsMap<CallName, (Blob, Id)>,
+    records: index::Section<CallName>,
     /// Canonical CBOR of small values.
-    values: IdMap<Blob>,
+    values: index::Section<Id>,
     /// Whether `records` or `values` changed since the file was read or written.
     dirty: bool,
     /// Whether a shard was listed again (its stamp may differ from the file's).
@@ -321,7 +321,7 @@ impl FsBackend {
     /// Drops a value from the call index (the value is being deleted).
     pub(crate) fn forget_value(&self, cid: &Id) {
         let mut idx = self.index_state();
-        if idx.values.remove(cid).is_some() {
+        if idx.values.remove(cid) {
             idx.dirty = true;
         }
     }
@@ -331,7 +331,7 @@ impl FsBackend {
         if cbor.len() <= index::SMALL_VALUE {
             let mut idx = self.inner.index.lock().unwrap();
             if idx.loaded && !idx.values.contains_key(cid) {
-                idx.values.insert(*cid, cbor.into());
+                idx.values.insert(*cid, cbor.into(), Id([0; 32]));
                 idx.dirty = true;
             }
         }
@@ -417,7 +417,7 @@ impl FsBackend {
     /// never asks for a record another process deleted.
     fn read_indexed_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<(CallRecord, Option<Id>)> {
         let name = (*key, *hid, *rid);
-        let cached = self.inner.index.lock().unwrap().records.get(&name).cloned();
+        let cached = self.inner.index.lock().unwrap().records.get(&name);
         if let Some((bytes, cid)) = cached {
             return Ok((self.decode_indexed(key, hid, rid, &bytes)?, Some(cid)));
         }
@@ -429,7 +429,7 @@ impl FsBackend {
             return Ok((record, None));
         }
         let cid = record.cid();
-        idx.records.insert(name, (bytes.into(), cid));
+        idx.records.insert(name, bytes.into(), cid);
         idx.dirty = true;
         Ok((record, Some(cid)))
     }
@@ -451,7 +451,7 @@ impl FsBackend {
             let mut shards = file.shards;
             shards.resize(256, None);
             // The file lists records sorted, so each shard's come out sorted.
-            for name in file.names {
+            for name in file.records.file_keys() {
                 if shards[name.0 .0[0] as usize].is_some() {
                     listing[name.0 .0[0] as usize].push(name);
                 }
@@ -558,7 +558,7 @@ impl Backend for FsBackend {
     fn get_value(&self, cid: &Id) -> Result<Option<Vec<u8>>> {
         {
             let idx = self.inner.index.lock().unwrap();
-            if let Some(bytes) = idx.values.get(cid) {
+            if let Some((bytes, _)) = idx.values.get(cid) {
                 return Ok(Some(bytes.to_vec()));
             }
         }
@@ -574,8 +574,10 @@ impl Backend for FsBackend {
         // all cores.
         let mut out: Vec<Option<Vec<u8>>> = {
             let idx = self.inner.index.lock().unwrap();
-            cids.iter()
-                .map(|cid| idx.values.get(cid).map(|b| b.to_vec()))
+            idx.values
+                .get_many(cids)
+                .into_iter()
+                .map(|v| v.map(|(b, _)| b.to_vec()))
                 .collect()
         };
         let rest: Vec<usize> = (0..cids.len()).filter(|i| out[*i].is_none()).collect();
@@ -639,7 +641,7 @@ impl Backend for FsBackend {
         // index file's shared buffer), then the decoding spread over the cores.
         let cached: Vec<Option<(Blob, Id)>> = {
             let idx = self.inner.index.lock().unwrap();
-            ids.iter().map(|n| idx.records.get(n).cloned()).collect()
+            idx.records.get_many(ids)
         };
         let items: Vec<(&CallName, &Option<(Blob, Id)>)> = ids.iter().zip(&cached).collect();
         let chunks = store_core::par::map_chunks(&items, 1024, |chunk| {
@@ -675,7 +677,7 @@ impl Backend for FsBackend {
             let mut idx = self.inner.index.lock().unwrap();
             if idx.loaded {
                 idx.records
-                    .insert((key, hid, rid), (bytes.into(), record.cid()));
+                    .insert((key, hid, rid), bytes.into(), record.cid());
                 idx.dirty = true;
             }
         }
@@ -753,14 +755,11 @@ impl Backend for FsBackend {
         if !idx.dirty && stamps == idx.file_shards {
             return;
         }
-        let bytes = index::encode(
-            &stamps,
-            names.iter().map(|n| {
-                let (bytes, cid) = &idx.records[n];
-                (n, cid, &**bytes)
-            }),
-            idx.values.iter().map(|(c, b)| (c, &**b)),
-        );
+        let records: Vec<(CallName, Blob, Id)> = names
+            .iter()
+            .filter_map(|n| idx.records.get(n).map(|(b, cid)| (*n, b, cid)))
+            .collect();
+        let bytes = index::encode(&stamps, &records, &idx.values.entries());
         let path = self.index_path();
         // A cache: failing to write it (read-only store, full disk) costs only speed.
         let written = write::write_with(&self.inner.tmp, &path, Durability::Flush, |f, tmp| {
@@ -794,7 +793,7 @@ impl Backend for FsBackend {
         let mut shards = self.inner.shards.lock().unwrap();
         {
             let mut idx = self.inner.index.lock().unwrap();
-            if idx.records.remove(&(*key, *hid, *rid)).is_some() {
+            if idx.records.remove(&(*key, *hid, *rid)) {
                 idx.dirty = true;
             }
         }

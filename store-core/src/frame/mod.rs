@@ -85,7 +85,7 @@ pub struct ComputationFrame {
     /// Shared with the tables made from the frame (copied only if the frame changes after).
     cids: Arc<IdMap<Id>>,
     /// Ref hid → (function node, call) of the frame that created it.
-    created_by: IdMap<(Arc<str>, CallId)>,
+    created_by: IdMap<(Arc<str>, Arc<StoredCall>)>,
     /// Refs some call of the frame consumed (on an edge of its node).
     consumed: IdSet,
     /// The function node of each op added so far (nodes are reused per op).
@@ -341,7 +341,7 @@ impl ComputationFrame {
                 if output {
                     self.created_by
                         .entry(slot.hid)
-                        .or_insert_with(|| (node.clone(), id));
+                        .or_insert_with(|| (node.clone(), call.clone()));
                 } else {
                     self.consumed.insert(slot.hid);
                 }
@@ -373,7 +373,7 @@ impl ComputationFrame {
                     if f.outputs.contains_key(&o.name) {
                         self.created_by
                             .entry(o.hid)
-                            .or_insert_with(|| (node.clone(), *id));
+                            .or_insert_with(|| (node.clone(), call.clone()));
                     }
                 }
                 for i in &call.record.inputs {

@@ -13,7 +13,7 @@ use std::hash::BuildHasherDefault;
 
 use serde::Serialize;
 
-use super::{CallId, CallSet, ComputationFrame, FuncNode};
+use super::{call_id, CallId, CallSet, ComputationFrame, FuncNode};
 use crate::error::{Error, Result};
 use crate::id::{Id, IdHasher, IdSet, Kind};
 use crate::record::StoredCall;
@@ -135,11 +135,12 @@ impl ComputationFrame {
                     todo_refs.extend(edge_refs(node, call, false));
                 }
             } else if let Some(e) = todo_refs.pop() {
-                if let Some((node, c)) = self.created_by.get(&e.1) {
+                if let Some((node, call)) = self.created_by.get(&e.1) {
                     // Only a creator whose output edge leads to this variable.
                     let into_var = self.funcs[&**node].outputs.values().any(|v| *v == e.0);
-                    if into_var && allowed(c) && !seen_refs.contains(&e) {
-                        todo_calls.push(*c);
+                    let c = call_id(call);
+                    if into_var && allowed(&c) && !seen_refs.contains(&e) {
+                        todo_calls.push(c);
                     }
                 }
                 seen_refs.insert(e);

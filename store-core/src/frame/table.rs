@@ -225,7 +225,7 @@ impl ComputationFrame {
             return;
         }
         seen.push(hid);
-        let Some((node, id)) = self.created_by.get(&hid) else {
+        let Some((node, call)) = self.created_by.get(&hid) else {
             return;
         };
         let nc = &nodes
@@ -233,8 +233,7 @@ impl ComputationFrame {
             .find(|(n, _)| *n == &**node)
             .expect("every node has columns")
             .1;
-        add_call(&mut row[nc.col], *id);
-        let call = &self.calls[id];
+        add_call(&mut row[nc.col], super::call_id(call));
         for input in &call.record.inputs {
             if let Some(c) = edge_col(&nc.inputs, &input.name) {
                 self.history(nodes, c, input.hid, row, seen);
