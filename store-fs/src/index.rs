@@ -16,9 +16,11 @@
 //! `git pull` change a directory's change time (which no tool can set), so merged stores
 //! are always listed again.
 //!
-//! The file is used as read: its entry tables are sorted, and lookups are binary searches in
-//! them (loading builds no map and copies no record); what the process adds or removes
-//! afterwards is kept beside it (see [`Section`]).
+//! The file is used as read: its entry tables are sorted, and lookups search them in place
+//! (interpolation on the keys' leading hash bytes; loading builds no map and copies no
+//! record); what the process adds or removes afterwards is kept beside it (see [`Section`]).
+//! Offsets are 32-bit: a store whose records and small values exceed 4 GiB (some 9 million
+//! calls) gets no index file, and its queries read the record files.
 //!
 //! Layout (little-endian):
 //! ```text
@@ -440,14 +442,18 @@ impl Reader<'_> {
 }
 
 /// The bytes of an index file: `shards` (256 stamps), the records and the values, each
-/// sorted by key (as [`Section::entries`] gives them).
+/// sorted by key (as [`Section::entries`] gives them); `None` if they are too many for 32-bit
+/// offsets.
 pub(crate) fn encode(
     shards: &[Option<Stamp>],
     records: &[(CallName, Blob, Id)],
     values: &[(Id, Blob, Id)],
-) -> Vec<u8> {
+) -> Option<Vec<u8>> {
     let heap_len: usize = records.iter().map(|e| e.1.len()).sum::<usize>()
         + values.iter().map(|e| e.1.len()).sum::<usize>();
+    if u32::try_from(heap_len).is_err() {
+        return None;
+    }
     let mut out = Vec::with_capacity(
         16 + 256 * 41 + 24 + records.len() * 136 + values.len() * 40 + heap_len + 32,
     );
@@ -489,7 +495,7 @@ pub(crate) fn encode(
     }
     let hash = blake3::hash(&out);
     out.extend_from_slice(hash.as_bytes());
-    out
+    Some(out)
 }
 
 #[cfg(test)]
@@ -511,7 +517,8 @@ mod tests {
                 (later, [7u8].as_slice().into(), Id([5; 32])),
             ],
             &[(Id([9; 32]), val.as_slice().into(), Id([0; 32]))],
-        );
+        )
+        .expect("small enough");
         let mut back = parse(Arc::new(bytes.clone())).expect("parses");
         assert_eq!(back.shards, shards);
         let (r, cid) = back.records.get(&name).expect("record");

@@ -759,7 +759,9 @@ impl Backend for FsBackend {
             .iter()
             .filter_map(|n| idx.records.get(n).map(|(b, cid)| (*n, b, cid)))
             .collect();
-        let bytes = index::encode(&stamps, &records, &idx.values.entries());
+        let Some(bytes) = index::encode(&stamps, &records, &idx.values.entries()) else {
+            return;
+        };
         let path = self.index_path();
         // A cache: failing to write it (read-only store, full disk) costs only speed.
         let written = write::write_with(&self.inner.tmp, &path, Durability::Flush, |f, tmp| {
