@@ -224,6 +224,19 @@ fn an_unversioned_store_records_no_dependencies_and_versioned_runs_do_not_trust_
 
 const SCALE: &str = "versioning::scale_data";
 
+/// Two copies of an older build's store, one deciding the change of scale_data cosmetic and
+/// the other semantic, merged into the first (the union of their files: both decisions).
+fn stores_that_decided_differently_merged(dir: &std::path::Path) -> std::path::PathBuf {
+    let base = store_from_an_older_build(dir);
+    let (a, b) = (dir.join("a.mandala"), dir.join("b.mandala"));
+    copy_dir(&base, &a);
+    copy_dir(&base, &b);
+    open_with(&a, scope().cosmetic(SCALE)).unwrap();
+    open_with(&b, scope()).unwrap();
+    copy_dir(&b, &a);
+    a
+}
+
 /// A store as an older build would have left it: its history of scale_data holds only an
 /// older text, with which the scale = true calls were computed.
 fn store_from_an_older_build(dir: &std::path::Path) -> std::path::PathBuf {
@@ -400,13 +413,7 @@ fn a_decision_marked_in_the_store_settles_a_pending_change() {
 #[test]
 fn stores_that_decided_differently_fall_back_to_semantic_and_say_so() {
     let d = tempfile::tempdir().unwrap();
-    let base = store_from_an_older_build(d.path());
-    let (a, b) = (d.path().join("a.mandala"), d.path().join("b.mandala"));
-    copy_dir(&base, &a);
-    copy_dir(&base, &b);
-    open_with(&a, scope().cosmetic(SCALE)).unwrap();
-    open_with(&b, scope()).unwrap();
-    copy_dir(&b, &a); // union of the files: both decisions
+    let a = stores_that_decided_differently_merged(d.path());
     let s = open_with(&a, scope()).unwrap();
     assert_eq!(s.changes().unwrap().conflicts, [SCALE]);
     pipeline(&s).unwrap();
@@ -539,13 +546,7 @@ fn calls_and_versions_record_the_git_head_of_the_run() {
 #[test]
 fn merged_decisions_keep_both_version_records() {
     let d = tempfile::tempdir().unwrap();
-    let base = store_from_an_older_build(d.path());
-    let (a, b) = (d.path().join("a.mandala"), d.path().join("b.mandala"));
-    copy_dir(&base, &a);
-    copy_dir(&base, &b);
-    open_with(&a, scope().cosmetic(SCALE)).unwrap();
-    open_with(&b, scope()).unwrap();
-    copy_dir(&b, &a);
+    let a = stores_that_decided_differently_merged(d.path());
     let history = Storage::open(&a).unwrap().source_history(SCALE).unwrap();
     let same: Vec<_> = history
         .iter()

@@ -28,17 +28,7 @@ pub trait Backend: Send + Sync {
     /// `cids`: tables read thousands at once, spread here over the cores; a backend with a
     /// cache of values can also look them all up at once.
     fn get_values(&self, cids: &[Id]) -> Result<Vec<Option<Vec<u8>>>> {
-        let chunks = crate::par::map_chunks(cids, 1024, |chunk| {
-            chunk
-                .iter()
-                .map(|cid| self.get_value(cid))
-                .collect::<Result<Vec<_>>>()
-        });
-        let mut out = Vec::with_capacity(cids.len());
-        for chunk in chunks {
-            out.extend(chunk?);
-        }
-        Ok(out)
+        crate::par::try_map(cids, 1024, |cid| self.get_value(cid))
     }
 
     /// Stores a value's canonical CBOR bytes under its content id. Storing an existing value is
@@ -66,25 +56,17 @@ pub trait Backend: Send + Sync {
         })
     }
 
-    /// Stores a call record (its values must already be stored). Idempotent.
     /// The records `ids` as [`Backend::get_stored_call`] returns them, in the order of `ids`:
     /// whole-store queries read thousands at once (decoding them is most of the cost of a
     /// first query), so this spreads them over the cores; a backend with a cache of records
     /// can also look them all up at once. Shared (`Arc`): queries keep them as they come.
     fn get_stored_calls(&self, ids: &[(Id, Id, Id)]) -> Result<Vec<Arc<StoredCall>>> {
-        let chunks = crate::par::map_chunks(ids, 1024, |chunk| {
-            chunk
-                .iter()
-                .map(|(k, hid, rid)| self.get_stored_call(k, hid, rid).map(Arc::new))
-                .collect::<Result<Vec<_>>>()
-        });
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in chunks {
-            out.extend(chunk?);
-        }
-        Ok(out)
+        crate::par::try_map(ids, 1024, |(k, hid, rid)| {
+            self.get_stored_call(k, hid, rid).map(Arc::new)
+        })
     }
 
+    /// Stores a call record (its values must already be stored). Idempotent.
     fn put_call(&self, record: &CallRecord) -> Result<()>;
 
     /// Every stored call, in a deterministic order (by call key, hid, record id).

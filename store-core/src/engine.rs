@@ -251,15 +251,16 @@ impl Engine {
 
     /// Reads and decodes the value with content id `cid`.
     pub fn load_value<T: Value>(&self, cid: &Id) -> Result<T> {
-        let bytes = self
-            .inner
-            .backend
-            .get_value(cid)?
-            .ok_or_else(|| Error::MissingValue {
-                cid: cid.to_string(),
-                store: self.inner.backend.describe(),
-            })?;
-        cbor::decode_value(&bytes).map_err(|source| Error::Decode {
+        self.decode_read(cid, self.inner.backend.get_value(cid)?.as_deref())
+    }
+
+    /// The value `cid` decoded from `bytes` as the backend returned them (`None`: missing).
+    fn decode_read<T: Value>(&self, cid: &Id, bytes: Option<&[u8]>) -> Result<T> {
+        let bytes = bytes.ok_or_else(|| Error::MissingValue {
+            cid: cid.to_string(),
+            store: self.inner.backend.describe(),
+        })?;
+        cbor::decode_value(bytes).map_err(|source| Error::Decode {
             cid: cid.to_string(),
             ty: std::any::type_name::<T>(),
             source,
@@ -271,27 +272,9 @@ impl Engine {
     pub fn load_values<T: Value>(&self, cids: &[Id]) -> Result<Vec<T>> {
         let bytes = self.inner.backend.get_values(cids)?;
         let items: Vec<(&Id, Option<Vec<u8>>)> = cids.iter().zip(bytes).collect();
-        let chunks = crate::par::map_chunks(&items, 2048, |chunk| {
-            chunk
-                .iter()
-                .map(|(cid, bytes)| {
-                    let bytes = bytes.as_deref().ok_or_else(|| Error::MissingValue {
-                        cid: cid.to_string(),
-                        store: self.inner.backend.describe(),
-                    })?;
-                    cbor::decode_value(bytes).map_err(|source| Error::Decode {
-                        cid: cid.to_string(),
-                        ty: std::any::type_name::<T>(),
-                        source,
-                    })
-                })
-                .collect::<Result<Vec<T>>>()
-        });
-        let mut out = Vec::with_capacity(cids.len());
-        for chunk in chunks {
-            out.extend(chunk?);
-        }
-        Ok(out)
+        crate::par::try_map(&items, 2048, |(cid, bytes)| {
+            self.decode_read(cid, bytes.as_deref())
+        })
     }
 
     /// A lazy ref for history id `hid`, found among the inputs and outputs of stored calls.

@@ -31,6 +31,23 @@ pub fn map_chunks<T: Sync, R: Send>(
     })
 }
 
+/// `f` applied to every item, on all cores when there are at least `min` items; the results
+/// in the order of `items`, or the first error (in that order).
+pub fn try_map<T: Sync, R: Send, E: Send>(
+    items: &[T],
+    min: usize,
+    f: impl Fn(&T) -> Result<R, E> + Sync,
+) -> Result<Vec<R>, E> {
+    let chunks = map_chunks(items, min, |chunk| {
+        chunk.iter().map(&f).collect::<Result<Vec<R>, E>>()
+    });
+    let mut out = Vec::with_capacity(items.len());
+    for chunk in chunks {
+        out.extend(chunk?);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -40,5 +57,15 @@ mod tests {
         assert_eq!(sums.concat(), items);
         assert_eq!(super::map_chunks(&items[..5], 100, |c| c.len()), [5]);
         assert_eq!(super::map_chunks::<u32, usize>(&[], 100, |c| c.len()), [0]);
+        let doubled = super::try_map(&items, 100, |x| Ok::<u32, ()>(2 * x)).unwrap();
+        assert_eq!(doubled, items.iter().map(|x| 2 * x).collect::<Vec<_>>());
+        let first_error = super::try_map(&items, 100, |x| {
+            if *x % 4000 == 3999 {
+                Err(*x)
+            } else {
+                Ok(*x)
+            }
+        });
+        assert_eq!(first_error, Err(3999));
     }
 }

@@ -38,21 +38,33 @@ fn key(c: &StoredCall) -> Key {
     (c.key, c.hid, c.rid)
 }
 
-/// The names of `now` (sorted) missing from `before` (sorted), or `None` if a name of
-/// `before` is gone from `now`.
-fn added_since(before: &[Key], now: &[Key]) -> Option<Vec<Key>> {
+/// Matches the sorted listing `now` against the previous one, `before` (sorted, with the
+/// place of each of its calls in `at`): the names new in `now`, and the place of each name of
+/// `now` — known ones where they were, new ones numbered from `first` in listing order.
+/// `None` if a name of `before` is gone from `now`.
+fn match_listing(
+    before: &[Key],
+    at: &[u32],
+    now: &[Key],
+    first: u32,
+) -> Option<(Vec<Key>, Vec<u32>)> {
     let mut added = Vec::new();
-    let mut old = before.iter().peekable();
+    let mut places = Vec::with_capacity(now.len());
+    let mut old = before.iter().zip(at).peekable();
     for k in now {
         match old.peek() {
-            Some(o) if *o == k => {
+            Some((o, i)) if *o == k => {
+                places.push(**i);
                 old.next();
             }
-            Some(o) if *o < k => return None,
-            _ => added.push(*k),
+            Some((o, _)) if *o < k => return None,
+            _ => {
+                places.push(first + added.len() as u32);
+                added.push(*k);
+            }
         }
     }
-    old.next().is_none().then_some(added)
+    old.next().is_none().then_some((added, places))
 }
 
 impl Provenance {
@@ -65,16 +77,16 @@ impl Provenance {
         if !ids.is_sorted() {
             ids.sort_unstable();
         }
-        let added = match added_since(&self.listed, &ids) {
-            Some(added) if !self.listed.is_empty() => Some(added),
-            // A first query, or a call has gone (deleted by another process): from scratch.
-            _ => {
+        let first = self.calls.len() as u32;
+        let (added, at) = match match_listing(&self.listed, &self.at, &ids, first) {
+            Some(matched) => matched,
+            // A call has gone (deleted by another process): from scratch.
+            None => {
                 *self = Provenance::default();
-                None
+                match_listing(&[], &[], &ids, 0).expect("nothing can be gone")
             }
         };
-        let calls = backend.get_stored_calls(added.as_deref().unwrap_or(&ids))?;
-        let first = self.calls.len() as u32;
+        let calls = backend.get_stored_calls(&added)?;
         let n = calls.len();
         self.calls.reserve(n);
         self.creator.reserve(n);
@@ -82,22 +94,6 @@ impl Provenance {
         self.consumer_links.reserve(2 * n);
         for call in calls {
             self.add(call);
-        }
-        // Where each listed call is: known ones where they were, new ones in listing order.
-        let mut at = Vec::with_capacity(ids.len());
-        let mut old = self.listed.iter().zip(&self.at).peekable();
-        let mut new = first;
-        for k in &ids {
-            match old.peek() {
-                Some((o, i)) if *o == k => {
-                    at.push(**i);
-                    old.next();
-                }
-                _ => {
-                    at.push(new);
-                    new += 1;
-                }
-            }
         }
         backend.save_index();
         self.listed = ids;

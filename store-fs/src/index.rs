@@ -248,17 +248,21 @@ impl<K: Key> Section<K> {
         None
     }
 
-    /// The bytes and id under `k`.
-    pub(crate) fn get(&self, k: &K) -> Option<(Blob, Id)> {
+    /// What the changes made since loading say of `k`: `Some(entry, or None if removed)`, or
+    /// `None` when the file decides.
+    fn changed(&self, k: &K) -> Option<Option<(Blob, Id)>> {
         if !self.added.is_empty() {
             if let Some(v) = self.added.get(k) {
-                return Some(v.clone());
+                return Some(Some(v.clone()));
             }
         }
-        if !self.removed.is_empty() && self.removed.contains(k) {
-            return None;
-        }
-        self.find(k).map(|i| self.value_at(i))
+        (!self.removed.is_empty() && self.removed.contains(k)).then_some(None)
+    }
+
+    /// The bytes and id under `k`.
+    pub(crate) fn get(&self, k: &K) -> Option<(Blob, Id)> {
+        self.changed(k)
+            .unwrap_or_else(|| self.find(k).map(|i| self.value_at(i)))
     }
 
     /// [`Section::get`] for many keys at once: when they are many and sorted (a listing),
@@ -270,20 +274,19 @@ impl<K: Key> Section<K> {
         let mut i = 0;
         keys.iter()
             .map(|k| {
-                if let Some(v) = self.added.get(k) {
-                    return Some(v.clone());
+                if let Some(v) = self.changed(k) {
+                    return v;
                 }
                 while i < self.n && self.key_at(i) < *k {
                     i += 1;
                 }
-                let found = i < self.n && self.key_at(i) == *k && !self.removed.contains(k);
-                found.then(|| self.value_at(i))
+                (i < self.n && self.key_at(i) == *k).then(|| self.value_at(i))
             })
             .collect()
     }
 
     pub(crate) fn contains_key(&self, k: &K) -> bool {
-        self.added.contains_key(k) || (!self.removed.contains(k) && self.find(k).is_some())
+        self.get(k).is_some()
     }
 
     pub(crate) fn insert(&mut self, k: K, bytes: Blob, id: Id) {
@@ -318,8 +321,8 @@ impl<K: Key> Section<K> {
         out
     }
 
-    /// Reads a table of `n` entries at `r`'s position, checking that it is sorted and that
-    /// every entry's bytes lie in a heap of `heap_len` bytes (the heap's start is set later).
+    /// The table of entries at `r`'s position (its count first); [`Section::check`] checks
+    /// it once the heap is known, and the heap's start is set then.
     fn read(r: &mut Reader, file: &Arc<Vec<u8>>, aux: usize) -> Option<Section<K>> {
         let n = usize::try_from(r.u64()?).ok()?;
         let mut s = Section::empty(aux);
@@ -330,6 +333,8 @@ impl<K: Key> Section<K> {
         Some(s)
     }
 
+    /// Whether the table is sorted and every entry's bytes lie in a heap of `heap_len` bytes
+    /// (a file whose hash matches was written by us, but a lookup must never panic).
     fn check(&self, heap_len: usize) -> Option<()> {
         for i in 0..self.n {
             if i > 0 && self.key_at(i - 1) >= self.key_at(i) {

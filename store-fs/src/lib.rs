@@ -161,10 +161,6 @@ impl ShardCache {
         }
     }
 
-    fn names(&self) -> impl Iterator<Item = CallName> + '_ {
-        self.names.iter().copied()
-    }
-
     /// The (hid, record id) of the records filed under call key `key`, sorted.
     fn calls_of(&self, key: &Id) -> Vec<(Id, Id)> {
         let start = self.names.partition_point(|n| n.0 < *key);
@@ -326,6 +322,15 @@ impl FsBackend {
         }
     }
 
+    /// A value read from its file (`None` if there is none), kept in the call index if small.
+    fn value_from_file(&self, cid: &Id) -> Result<Option<Vec<u8>>> {
+        let found = self.read_value(&layout::value_path(&self.inner.root, cid), cid)?;
+        if let Some(bytes) = &found {
+            self.index_small_value(cid, bytes);
+        }
+        Ok(found)
+    }
+
     /// Keeps a small value in the call index, if this process has loaded it.
     fn index_small_value(&self, cid: &Id, cbor: &[u8]) {
         if cbor.len() <= index::SMALL_VALUE {
@@ -416,11 +421,23 @@ impl FsBackend {
     /// when the index knows it. Such a query works from a current listing (stamps), so it
     /// never asks for a record another process deleted.
     fn read_indexed_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<(CallRecord, Option<Id>)> {
-        let name = (*key, *hid, *rid);
-        let cached = self.inner.index.lock().unwrap().records.get(&name);
-        if let Some((bytes, cid)) = cached {
-            return Ok((self.decode_indexed(key, hid, rid, &bytes)?, Some(cid)));
+        let cached = self
+            .inner
+            .index
+            .lock()
+            .unwrap()
+            .records
+            .get(&(*key, *hid, *rid));
+        match cached {
+            Some((bytes, cid)) => Ok((self.decode_indexed(key, hid, rid, &bytes)?, Some(cid))),
+            None => self.call_from_file(key, hid, rid),
         }
+    }
+
+    /// A call record read from its file, added to the call index if this process has loaded
+    /// it (with the call's content id, then known).
+    fn call_from_file(&self, key: &Id, hid: &Id, rid: &Id) -> Result<(CallRecord, Option<Id>)> {
+        let name = (*key, *hid, *rid);
         let path = layout::call_path(&self.inner.root, key, hid, rid);
         let bytes = self.read_call_bytes(&path, hid, rid)?;
         let record = Self::decode_call(&path, &bytes)?;
@@ -546,6 +563,22 @@ impl FsBackend {
     }
 }
 
+/// A record with its ids; its content id hashed only if the index did not know it.
+fn stored_call(
+    key: &Id,
+    hid: &Id,
+    rid: &Id,
+    (record, cid): (CallRecord, Option<Id>),
+) -> StoredCall {
+    StoredCall {
+        key: *key,
+        cid: cid.unwrap_or_else(|| record.cid()),
+        hid: *hid,
+        rid: *rid,
+        record,
+    }
+}
+
 impl Backend for FsBackend {
     fn describe(&self) -> String {
         self.inner.root.display().to_string()
@@ -556,17 +589,11 @@ impl Backend for FsBackend {
     }
 
     fn get_value(&self, cid: &Id) -> Result<Option<Vec<u8>>> {
-        {
-            let idx = self.inner.index.lock().unwrap();
-            if let Some((bytes, _)) = idx.values.get(cid) {
-                return Ok(Some(bytes.to_vec()));
-            }
+        let cached = self.inner.index.lock().unwrap().values.get(cid);
+        match cached {
+            Some((bytes, _)) => Ok(Some(bytes.to_vec())),
+            None => self.value_from_file(cid),
         }
-        let found = self.read_value(&layout::value_path(&self.inner.root, cid), cid)?;
-        if let Some(bytes) = &found {
-            self.index_small_value(cid, bytes);
-        }
-        Ok(found)
     }
 
     fn get_values(&self, cids: &[Id]) -> Result<Vec<Option<Vec<u8>>>> {
@@ -581,17 +608,9 @@ impl Backend for FsBackend {
                 .collect()
         };
         let rest: Vec<usize> = (0..cids.len()).filter(|i| out[*i].is_none()).collect();
-        let read = store_core::par::map_chunks(&rest, 64, |chunk| {
-            chunk
-                .iter()
-                .map(|i| self.get_value(&cids[*i]))
-                .collect::<Result<Vec<_>>>()
-        });
-        let mut at = rest.iter();
-        for chunk in read {
-            for bytes in chunk? {
-                out[*at.next().expect("one result per value read")] = bytes;
-            }
+        let read = store_core::par::try_map(&rest, 64, |i| self.value_from_file(&cids[*i]))?;
+        for (i, bytes) in rest.into_iter().zip(read) {
+            out[i] = bytes;
         }
         Ok(out)
     }
@@ -626,14 +645,8 @@ impl Backend for FsBackend {
     }
 
     fn get_stored_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<StoredCall> {
-        let (record, cid) = self.read_indexed_call(key, hid, rid)?;
-        Ok(StoredCall {
-            key: *key,
-            cid: cid.unwrap_or_else(|| record.cid()),
-            hid: *hid,
-            rid: *rid,
-            record,
-        })
+        let read = self.read_indexed_call(key, hid, rid)?;
+        Ok(stored_call(key, hid, rid, read))
     }
 
     fn get_stored_calls(&self, ids: &[CallName]) -> Result<Vec<Arc<StoredCall>>> {
@@ -644,26 +657,13 @@ impl Backend for FsBackend {
             idx.records.get_many(ids)
         };
         let items: Vec<(&CallName, &Option<(Blob, Id)>)> = ids.iter().zip(&cached).collect();
-        let chunks = store_core::par::map_chunks(&items, 1024, |chunk| {
-            chunk
-                .iter()
-                .map(|((key, hid, rid), cached)| match cached {
-                    Some((bytes, cid)) => Ok(Arc::new(StoredCall {
-                        key: *key,
-                        cid: *cid,
-                        hid: *hid,
-                        rid: *rid,
-                        record: self.decode_indexed(key, hid, rid, bytes)?,
-                    })),
-                    None => self.get_stored_call(key, hid, rid).map(Arc::new),
-                })
-                .collect::<Result<Vec<_>>>()
-        });
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in chunks {
-            out.extend(chunk?);
-        }
-        Ok(out)
+        store_core::par::try_map(&items, 1024, |((key, hid, rid), cached)| {
+            let read = match cached {
+                Some((bytes, cid)) => (self.decode_indexed(key, hid, rid, bytes)?, Some(*cid)),
+                None => self.call_from_file(key, hid, rid)?,
+            };
+            Ok(Arc::new(stored_call(key, hid, rid, read)))
+        })
     }
 
     fn put_call(&self, record: &CallRecord) -> Result<()> {
@@ -742,12 +742,17 @@ impl Backend for FsBackend {
             return;
         }
         let mut stamps = vec![None; 256];
-        let mut names = Vec::new();
+        let mut records: Vec<(CallName, Blob, Id)> = Vec::new();
         for (i, cache) in shards.iter().enumerate() {
             let Some(cache) = cache else { continue };
-            let before = names.len();
-            names.extend(cache.names().filter(|n| idx.records.contains_key(n)));
-            let complete = names.len() - before == cache.names.len();
+            let before = records.len();
+            records.extend(
+                cache
+                    .names
+                    .iter()
+                    .filter_map(|n| idx.records.get(n).map(|(b, cid)| (*n, b, cid))),
+            );
+            let complete = records.len() - before == cache.names.len();
             if cache.settled && complete {
                 stamps[i] = cache.stamp;
             }
@@ -755,10 +760,6 @@ impl Backend for FsBackend {
         if !idx.dirty && stamps == idx.file_shards {
             return;
         }
-        let records: Vec<(CallName, Blob, Id)> = names
-            .iter()
-            .filter_map(|n| idx.records.get(n).map(|(b, cid)| (*n, b, cid)))
-            .collect();
         let Some(bytes) = index::encode(&stamps, &records, &idx.values.entries()) else {
             return;
         };

@@ -496,8 +496,7 @@ impl ComputationFrame {
                 let label = slots.iter().find(|s| s.hid == hid).map(|s| s.name.clone());
                 let hint = label.as_deref().map(|l| (l, var.as_str()));
                 found.clear();
-                let new = self.add_call(&call, hint, Some(&mut found));
-                if new {
+                if self.add_call(&call, hint, Some(&mut found)) {
                     added += 1;
                     if recursive {
                         for (h, v) in found.drain(..) {
