@@ -689,11 +689,24 @@ impl Backend for FsBackend {
 
     fn call_ids(&self) -> Result<Vec<(Id, Id, Id)>> {
         let mut shards = self.inner.shards.lock().unwrap();
-        let mut idx = self.index_state();
+        let stamps =
+            || -> Result<Vec<Option<Stamp>>> { (0..=255u8).map(|i| self.shard_stamp(i)).collect() };
+        let (mut idx, stamps) = if self.inner.index.lock().unwrap().loaded {
+            (self.index_state(), stamps()?)
+        } else {
+            // A first query: the shard directories are stamped while the index file is read
+            // and checked, its two slow steps, on two cores.
+            let (idx, stamps) = std::thread::scope(|s| {
+                let stamping = s.spawn(stamps);
+                let idx = self.index_state();
+                (idx, stamping.join().expect("stamping does not panic"))
+            });
+            (idx, stamps?)
+        };
         let mut changed = false;
         for shard in 0..=255u8 {
             let slot = &mut shards[shard as usize];
-            let stamp = self.shard_stamp(shard)?;
+            let stamp = stamps[shard as usize];
             let fresh = match slot {
                 Some(cache) => cache.current(stamp),
                 None => false,

@@ -451,16 +451,20 @@ impl Table {
     /// Each distinct value is read once, on all cores when there are many.
     pub fn values(mut self) -> Result<Table> {
         let source = self.source.clone();
-        // Each distinct value once: its place in `wanted` by content id.
+        // Each distinct value once: its place in `wanted` by content id, and the place of
+        // each ref's value in the order the cells are visited (the second visit reads them
+        // back in that order instead of looking each up again).
         let mut wanted: Vec<Id> = Vec::new();
         let mut place = IdMap::default();
+        let mut places: Vec<u32> = Vec::new();
         for cell in self.rows.iter().flatten().flatten() {
             let mut note = |hid: &Id| {
                 let cid = source.cid(hid);
-                place.entry(cid).or_insert_with(|| {
+                let at = *place.entry(cid).or_insert_with(|| {
                     wanted.push(cid);
-                    wanted.len() - 1
+                    wanted.len() as u32 - 1
                 });
+                places.push(at);
             };
             match cell {
                 Cell::Ref(h) => note(h),
@@ -469,16 +473,15 @@ impl Table {
             }
         }
         let loaded: Vec<ciborium::Value> = source.engine.load_values(&wanted)?;
-        let value = |hid: &Id| loaded[place[&source.cid(hid)]].clone();
-        for row in &mut self.rows {
-            for cell in row.iter_mut() {
-                match cell {
-                    Some(Cell::Ref(hid)) => *cell = Some(Cell::Value(value(hid))),
-                    Some(Cell::Refs(hids)) => {
-                        *cell = Some(Cell::Values(hids.iter().map(value).collect()));
-                    }
-                    _ => {}
+        let mut next = places.into_iter().map(|at| loaded[at as usize].clone());
+        let mut value = || next.next().expect("one place per ref");
+        for cell in self.rows.iter_mut().flatten() {
+            match cell {
+                Some(Cell::Ref(_)) => *cell = Some(Cell::Value(value())),
+                Some(Cell::Refs(hids)) => {
+                    *cell = Some(Cell::Values(hids.iter().map(|_| value()).collect()));
                 }
+                _ => {}
             }
         }
         Ok(self)
