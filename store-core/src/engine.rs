@@ -356,7 +356,7 @@ impl Engine {
             .index()?
             .calls_of(op)
             .into_iter()
-            .map(Arc::unwrap_or_clone)
+            .map(|c| StoredCall::clone(c))
             .collect())
     }
 

@@ -156,13 +156,9 @@ impl Provenance {
     }
 
     /// Every stored call of op `op`, ordered by (call key, hid, record id).
-    pub(crate) fn calls_of(&self, op: &str) -> Vec<Arc<StoredCall>> {
-        let mut v: Vec<Arc<StoredCall>> = self
-            .calls
-            .iter()
-            .filter(|c| c.record.op == op)
-            .cloned()
-            .collect();
+    pub(crate) fn calls_of(&self, op: &str) -> Vec<&Arc<StoredCall>> {
+        let mut v: Vec<&Arc<StoredCall>> =
+            self.calls.iter().filter(|c| c.record.op == op).collect();
         // Calls are indexed in listing order, which is sorted unless calls were added later.
         if !v.is_sorted_by_key(|c| key(c)) {
             v.sort_by_key(|c| key(c));

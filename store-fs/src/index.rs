@@ -87,36 +87,6 @@ impl Stamp {
 /// A call's full name: (call key, hid, record id).
 pub(crate) type CallName = (Id, Id, Id);
 
-/// Bytes kept by the index: a slice of the file as read (no copy per entry), or bytes added
-/// since.
-#[derive(Clone)]
-pub(crate) enum Blob {
-    InFile(Arc<Vec<u8>>, usize, usize),
-    Owned(Arc<[u8]>),
-}
-
-impl std::ops::Deref for Blob {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            Blob::InFile(file, start, len) => &file[*start..*start + *len],
-            Blob::Owned(b) => b,
-        }
-    }
-}
-
-impl From<Vec<u8>> for Blob {
-    fn from(v: Vec<u8>) -> Blob {
-        Blob::Owned(v.into())
-    }
-}
-
-impl From<&[u8]> for Blob {
-    fn from(v: &[u8]) -> Blob {
-        Blob::Owned(v.into())
-    }
-}
-
 /// A key of an index section: a call's full name, or a value's content id.
 pub(crate) trait Key: Copy + Ord + std::hash::Hash + 'static {
     /// Its length in an entry.
@@ -171,7 +141,7 @@ pub(crate) struct Section<K: Key> {
     n: usize,
     aux: usize,
     heap: usize,
-    added: std::collections::HashMap<K, (Blob, Id), std::hash::BuildHasherDefault<IdHasher>>,
+    added: std::collections::HashMap<K, (Box<[u8]>, Id), std::hash::BuildHasherDefault<IdHasher>>,
     removed: std::collections::HashSet<K, std::hash::BuildHasherDefault<IdHasher>>,
 }
 
@@ -202,7 +172,7 @@ impl<K: Key> Section<K> {
     }
 
     /// The bytes and id of entry `i` of the file.
-    fn value_at(&self, i: usize) -> (Blob, Id) {
+    fn value_at(&self, i: usize) -> (&[u8], Id) {
         let e = self.entry(i);
         let at = K::LEN + self.aux;
         let off = u32::from_le_bytes(e[at..at + 4].try_into().expect("4 bytes")) as usize;
@@ -212,7 +182,7 @@ impl<K: Key> Section<K> {
         } else {
             Id([0; 32])
         };
-        (Blob::InFile(self.file.clone(), self.heap + off, len), aux)
+        (&self.file[self.heap + off..self.heap + off + len], aux)
     }
 
     /// The first 8 bytes of entry `i`'s key, as a number (keys begin with a hash).
@@ -250,24 +220,24 @@ impl<K: Key> Section<K> {
 
     /// What the changes made since loading say of `k`: `Some(entry, or None if removed)`, or
     /// `None` when the file decides.
-    fn changed(&self, k: &K) -> Option<Option<(Blob, Id)>> {
+    fn changed(&self, k: &K) -> Option<Option<(&[u8], Id)>> {
         if !self.added.is_empty() {
-            if let Some(v) = self.added.get(k) {
-                return Some(Some(v.clone()));
+            if let Some((bytes, id)) = self.added.get(k) {
+                return Some(Some((bytes, *id)));
             }
         }
         (!self.removed.is_empty() && self.removed.contains(k)).then_some(None)
     }
 
     /// The bytes and id under `k`.
-    pub(crate) fn get(&self, k: &K) -> Option<(Blob, Id)> {
+    pub(crate) fn get(&self, k: &K) -> Option<(&[u8], Id)> {
         self.changed(k)
             .unwrap_or_else(|| self.find(k).map(|i| self.value_at(i)))
     }
 
     /// [`Section::get`] for many keys at once: when they are many and sorted (a listing),
     /// one walk along the table instead of a search each.
-    pub(crate) fn get_many(&self, keys: &[K]) -> Vec<Option<(Blob, Id)>> {
+    pub(crate) fn get_many(&self, keys: &[K]) -> Vec<Option<(&[u8], Id)>> {
         if keys.len() < self.n / 16 || !keys.is_sorted() {
             return keys.iter().map(|k| self.get(k)).collect();
         }
@@ -289,9 +259,9 @@ impl<K: Key> Section<K> {
         self.get(k).is_some()
     }
 
-    pub(crate) fn insert(&mut self, k: K, bytes: Blob, id: Id) {
+    pub(crate) fn insert(&mut self, k: K, bytes: impl Into<Box<[u8]>>, id: Id) {
         self.removed.remove(&k);
-        self.added.insert(k, (bytes, id));
+        self.added.insert(k, (bytes.into(), id));
     }
 
     /// Removes `k`; whether it was there.
@@ -307,8 +277,8 @@ impl<K: Key> Section<K> {
     }
 
     /// Every entry, sorted by key.
-    pub(crate) fn entries(&self) -> Vec<(K, Blob, Id)> {
-        let mut out: Vec<(K, Blob, Id)> = (0..self.n)
+    pub(crate) fn entries(&self) -> Vec<(K, &[u8], Id)> {
+        let mut out: Vec<(K, &[u8], Id)> = (0..self.n)
             .map(|i| (self.key_at(i), i))
             .filter(|(k, _)| !self.removed.contains(k) && !self.added.contains_key(k))
             .map(|(k, i)| {
@@ -316,7 +286,7 @@ impl<K: Key> Section<K> {
                 (k, b, id)
             })
             .collect();
-        out.extend(self.added.iter().map(|(k, (b, id))| (*k, b.clone(), *id)));
+        out.extend(self.added.iter().map(|(k, (b, id))| (*k, &**b, *id)));
         out.sort_unstable_by_key(|e| e.0);
         out
     }
@@ -451,8 +421,8 @@ impl Reader<'_> {
 /// offsets.
 pub(crate) fn encode(
     shards: &[Option<Stamp>],
-    records: &[(CallName, Blob, Id)],
-    values: &[(Id, Blob, Id)],
+    records: &[(CallName, &[u8], Id)],
+    values: &[(Id, &[u8], Id)],
 ) -> Option<Vec<u8>> {
     let heap_len: usize = records.iter().map(|e| e.1.len()).sum::<usize>()
         + values.iter().map(|e| e.1.len()).sum::<usize>();
@@ -518,18 +488,18 @@ mod tests {
         let bytes = encode(
             &shards,
             &[
-                (name, rec.as_slice().into(), Id([4; 32])),
-                (later, [7u8].as_slice().into(), Id([5; 32])),
+                (name, rec.as_slice(), Id([4; 32])),
+                (later, [7u8].as_slice(), Id([5; 32])),
             ],
-            &[(Id([9; 32]), val.as_slice().into(), Id([0; 32]))],
+            &[(Id([9; 32]), val.as_slice(), Id([0; 32]))],
         )
         .expect("small enough");
         let mut back = parse(Arc::new(bytes.clone())).expect("parses");
         assert_eq!(back.shards, shards);
         let (r, cid) = back.records.get(&name).expect("record");
-        assert_eq!((&*r, cid), (rec.as_slice(), Id([4; 32])));
-        assert_eq!(*back.records.get(&later).unwrap().0, [7]);
-        assert_eq!(*back.values.get(&Id([9; 32])).unwrap().0, *val);
+        assert_eq!((r, cid), (rec.as_slice(), Id([4; 32])));
+        assert_eq!(back.records.get(&later).unwrap().0, [7]);
+        assert_eq!(back.values.get(&Id([9; 32])).unwrap().0, val);
         assert!(back.values.get(&Id([8; 32])).is_none());
         assert_eq!(back.records.file_keys().collect::<Vec<_>>(), [name, later]);
         // Changes made since are seen, and kept in order by `entries`.
@@ -537,8 +507,7 @@ mod tests {
         assert!(!back.records.remove(&name));
         assert!(back.records.get(&name).is_none());
         let first = (Id([0; 32]), Id([0; 32]), Id([0; 32]));
-        back.records
-            .insert(first, [8u8].as_slice().into(), Id([6; 32]));
+        back.records.insert(first, [8u8].as_slice(), Id([6; 32]));
         let keys: Vec<CallName> = back.records.entries().iter().map(|e| e.0).collect();
         assert_eq!(keys, [first, later]);
         for i in [0, 20, bytes.len() / 2, bytes.len() - 1] {

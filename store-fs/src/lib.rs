@@ -47,7 +47,7 @@ pub use status::{KindStatus, StoreStatus};
 pub use verify::{Problem, VerifyReport};
 pub use write::Durability;
 
-use index::{Blob, CallName, Stamp};
+use index::{CallName, Stamp};
 
 /// How to open a store.
 #[derive(Clone, Debug)]
@@ -336,7 +336,7 @@ impl FsBackend {
         if cbor.len() <= index::SMALL_VALUE {
             let mut idx = self.inner.index.lock().unwrap();
             if idx.loaded && !idx.values.contains_key(cid) {
-                idx.values.insert(*cid, cbor.into(), Id([0; 32]));
+                idx.values.insert(*cid, cbor, Id([0; 32]));
                 idx.dirty = true;
             }
         }
@@ -421,17 +421,13 @@ impl FsBackend {
     /// when the index knows it. Such a query works from a current listing (stamps), so it
     /// never asks for a record another process deleted.
     fn read_indexed_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<(CallRecord, Option<Id>)> {
-        let cached = self
-            .inner
-            .index
-            .lock()
-            .unwrap()
-            .records
-            .get(&(*key, *hid, *rid));
-        match cached {
-            Some((bytes, cid)) => Ok((self.decode_indexed(key, hid, rid, &bytes)?, Some(cid))),
-            None => self.call_from_file(key, hid, rid),
+        {
+            let idx = self.inner.index.lock().unwrap();
+            if let Some((bytes, cid)) = idx.records.get(&(*key, *hid, *rid)) {
+                return Ok((self.decode_indexed(key, hid, rid, bytes)?, Some(cid)));
+            }
         }
+        self.call_from_file(key, hid, rid)
     }
 
     /// A call record read from its file, added to the call index if this process has loaded
@@ -446,7 +442,7 @@ impl FsBackend {
             return Ok((record, None));
         }
         let cid = record.cid();
-        idx.records.insert(name, bytes.into(), cid);
+        idx.records.insert(name, bytes, cid);
         idx.dirty = true;
         Ok((record, Some(cid)))
     }
@@ -589,9 +585,12 @@ impl Backend for FsBackend {
     }
 
     fn get_value(&self, cid: &Id) -> Result<Option<Vec<u8>>> {
-        let cached = self.inner.index.lock().unwrap().values.get(cid);
+        let cached = {
+            let idx = self.inner.index.lock().unwrap();
+            idx.values.get(cid).map(|(bytes, _)| bytes.to_vec())
+        };
         match cached {
-            Some((bytes, _)) => Ok(Some(bytes.to_vec())),
+            Some(bytes) => Ok(Some(bytes)),
             None => self.value_from_file(cid),
         }
     }
@@ -650,20 +649,34 @@ impl Backend for FsBackend {
     }
 
     fn get_stored_calls(&self, ids: &[CallName]) -> Result<Vec<Arc<StoredCall>>> {
-        // One lock for the lot (workers would contend for it and for the counts of the
-        // index file's shared buffer), then the decoding spread over the cores.
-        let cached: Vec<Option<(Blob, Id)>> = {
+        // The records the index holds, decoded on all cores under one lock (workers taking
+        // it for each record would contend for it); then the others, from their files.
+        let mut out: Vec<Option<Arc<StoredCall>>> = {
             let idx = self.inner.index.lock().unwrap();
-            idx.records.get_many(ids)
+            let cached = idx.records.get_many(ids);
+            let items: Vec<_> = ids.iter().zip(cached).collect();
+            store_core::par::try_map(&items, 1024, |((key, hid, rid), cached)| {
+                cached
+                    .map(|(bytes, cid)| {
+                        let record = self.decode_indexed(key, hid, rid, bytes)?;
+                        Ok::<_, Error>(Arc::new(stored_call(key, hid, rid, (record, Some(cid)))))
+                    })
+                    .transpose()
+            })?
         };
-        let items: Vec<(&CallName, &Option<(Blob, Id)>)> = ids.iter().zip(&cached).collect();
-        store_core::par::try_map(&items, 1024, |((key, hid, rid), cached)| {
-            let read = match cached {
-                Some((bytes, cid)) => (self.decode_indexed(key, hid, rid, bytes)?, Some(*cid)),
-                None => self.call_from_file(key, hid, rid)?,
-            };
-            Ok(Arc::new(stored_call(key, hid, rid, read)))
-        })
+        let rest: Vec<usize> = (0..ids.len()).filter(|i| out[*i].is_none()).collect();
+        let read = store_core::par::try_map(&rest, 64, |i| {
+            let (key, hid, rid) = &ids[*i];
+            let read = self.call_from_file(key, hid, rid)?;
+            Ok::<_, Error>(Arc::new(stored_call(key, hid, rid, read)))
+        })?;
+        for (i, call) in rest.into_iter().zip(read) {
+            out[i] = Some(call);
+        }
+        Ok(out
+            .into_iter()
+            .map(|c| c.expect("every record read"))
+            .collect())
     }
 
     fn put_call(&self, record: &CallRecord) -> Result<()> {
@@ -676,8 +689,7 @@ impl Backend for FsBackend {
         {
             let mut idx = self.inner.index.lock().unwrap();
             if idx.loaded {
-                idx.records
-                    .insert((key, hid, rid), bytes.into(), record.cid());
+                idx.records.insert((key, hid, rid), bytes, record.cid());
                 idx.dirty = true;
             }
         }
@@ -755,7 +767,7 @@ impl Backend for FsBackend {
             return;
         }
         let mut stamps = vec![None; 256];
-        let mut records: Vec<(CallName, Blob, Id)> = Vec::new();
+        let mut records: Vec<(CallName, &[u8], Id)> = Vec::new();
         for (i, cache) in shards.iter().enumerate() {
             let Some(cache) = cache else { continue };
             let before = records.len();

@@ -118,9 +118,10 @@ impl ComputationFrame {
     /// and output label.
     pub fn from_op(engine: &Engine, op: &str) -> Result<ComputationFrame> {
         let mut cf = ComputationFrame::empty(engine);
-        let calls = engine.index()?.calls_of(op);
+        let index = engine.index()?;
+        let calls = index.calls_of(op);
         cf.reserve(calls.len());
-        for call in &calls {
+        for call in calls {
             cf.add_call(call, None, None);
         }
         Ok(cf)
@@ -293,17 +294,13 @@ impl ComputationFrame {
         if self.calls.contains_key(&id) {
             return false;
         }
-        let node = match self.op_nodes.get(&call.record.op) {
-            Some(n) => n.clone(),
-            None => {
-                let n = self.node_for(&call.record.op);
-                self.op_nodes.insert(call.record.op.clone(), n.clone());
-                n
-            }
-        };
+        if !self.op_nodes.contains_key(&call.record.op) {
+            let n = self.node_for(&call.record.op);
+            self.op_nodes.insert(call.record.op.clone(), n);
+        }
         // Edges for labels the node does not have yet (the first calls of a node; for the
         // others nothing is missing, and an empty collect allocates nothing).
-        let f = &self.funcs[&*node];
+        let f = &self.funcs[&*self.op_nodes[&call.record.op]];
         let missing: Vec<(bool, &Slot)> = call
             .record
             .inputs
@@ -318,11 +315,18 @@ impl ComputationFrame {
                     .map(|s| (true, s)),
             )
             .collect();
-        for (output, slot) in missing {
-            let h = hint.and_then(|(l, v)| (l == slot.name).then_some(v));
-            self.var_for(&node, &slot.name, output, slot, h);
+        if !missing.is_empty() {
+            let node = self.op_nodes[&call.record.op].clone();
+            for (output, slot) in missing {
+                let h = hint.and_then(|(l, v)| (l == slot.name).then_some(v));
+                self.var_for(&node, &slot.name, output, slot, h);
+            }
         }
-        let f = self.funcs.get_mut(&*node).expect("exists");
+        // Borrowed, not cloned: reference counts are atomic, and this runs for every call of
+        // a frame.
+        let node = &self.op_nodes[&call.record.op];
+        let f = self.funcs.get_mut(&**node).expect("exists");
+        let cids = Arc::make_mut(&mut self.cids);
         for (output, slots, edges) in [
             (false, &call.record.inputs, &f.inputs),
             (true, &call.record.outputs, &f.outputs),
@@ -337,7 +341,7 @@ impl ComputationFrame {
                 if let (true, Some(out)) = (fresh, new_refs.as_deref_mut()) {
                     out.push((slot.hid, var.clone()));
                 }
-                Arc::make_mut(&mut self.cids).insert(slot.hid, slot.cid);
+                cids.insert(slot.hid, slot.cid);
                 if output {
                     self.created_by
                         .entry(slot.hid)
