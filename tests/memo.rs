@@ -393,7 +393,7 @@ fn provenance_creator_consumers_and_load_ref() {
         .get_consumers(&a)
         .unwrap()
         .into_iter()
-        .map(|c| c.record.op)
+        .map(|c| c.record.op.to_string())
         .collect();
     consumers.sort();
     assert_eq!(consumers, ["add", "inc"]);

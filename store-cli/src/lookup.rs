@@ -75,7 +75,7 @@ pub fn candidates(store: &FsBackend, prefix: &IdPrefix, calls: &[StoredCall]) ->
         }
         for s in &c.record.outputs {
             if prefix.matches(&s.hid) {
-                refs.insert(s.hid, (s.cid, Some((c.clone(), s.name.clone()))));
+                refs.insert(s.hid, (s.cid, Some((c.clone(), s.name.to_string()))));
             }
         }
     }

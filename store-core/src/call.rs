@@ -187,7 +187,7 @@ impl CallBuilder {
             }
         };
         self.inputs.push(Slot {
-            name: name.to_string(),
+            name: name.into(),
             hid: ids.hid,
             cid: ids.cid,
         });
@@ -304,7 +304,7 @@ impl CallBuilder {
         };
         self.outputs.push((
             Slot {
-                name: name.to_string(),
+                name: name.into(),
                 hid: ids.hid,
                 cid: ids.cid,
             },
@@ -333,7 +333,7 @@ impl CallBuilder {
             Id::unversioned()
         };
         let rec = CallRecord {
-            op: self.spec.name.to_string(),
+            op: self.spec.name.into(),
             semver,
             inputs: self.inputs,
             outputs,

@@ -6,17 +6,98 @@
 //! which is what `fsck` checks.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cbor;
 use crate::id::{Id, Kind};
+
+/// An op's or a slot's name: shared text, because names repeat in every call of an op (a
+/// whole-store query decodes each distinct name once). Reads as a `str` and compares with one.
+///
+/// ```
+/// # use store_core::record::Name;
+/// let name = Name::from("output_0");
+/// assert!(name == "output_0" && name.starts_with("output"));
+/// ```
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(Arc<str>);
+
+impl Name {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Name {
+        Name(Arc::from(s))
+    }
+}
+
+impl From<String> for Name {
+    fn from(s: String) -> Name {
+        Name(Arc::from(s))
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl Serialize for Name {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Name, D::Error> {
+        String::deserialize(d).map(Name::from)
+    }
+}
 
 /// One named input or output of a call.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Slot {
     /// The argument or output name.
-    pub name: String,
+    pub name: Name,
     /// The history id of the ref in this slot.
     pub hid: Id,
     /// The content id of its value.
@@ -27,7 +108,7 @@ pub struct Slot {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct CallRecord {
     /// The op's name (its identity).
-    pub op: String,
+    pub op: Name,
     /// The semantic version of the code that produced the call ([`Id::unversioned`] while
     /// versioning is off).
     pub semver: Id,
@@ -186,7 +267,7 @@ impl CallRecord {
 
     /// The output slot named `name`.
     pub fn output(&self, name: &str) -> Option<&Slot> {
-        self.outputs.iter().find(|o| o.name == name)
+        self.outputs.iter().find(|o| *o.name == *name)
     }
 }
 
@@ -257,13 +338,13 @@ mod tests {
             .map(|(i, n)| slot(n, i as u8 * 3))
             .collect();
         let v = Id::unversioned();
-        let map = ByKey(inputs.iter().map(|s| (s.name.clone(), s.hid)).collect());
+        let map = ByKey(inputs.iter().map(|s| (s.name.to_string(), s.hid)).collect());
         let generic = Id::hash(
             Kind::CallHid,
             &cbor::to_canonical(&("op", map, &v)).unwrap(),
         );
         assert_eq!(call_hid("op", &inputs, &v), generic);
-        let map = ByKey(inputs.iter().map(|s| (s.name.clone(), s.cid)).collect());
+        let map = ByKey(inputs.iter().map(|s| (s.name.to_string(), s.cid)).collect());
         let generic = Id::hash(Kind::CallKey, &cbor::to_canonical(&("op", map)).unwrap());
         assert_eq!(call_key("op", &inputs), generic);
     }

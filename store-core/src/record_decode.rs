@@ -4,10 +4,35 @@
 //! caller falls back to serde, which reports errors; a record decoded here is the one serde
 //! would return (tested on every field).
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::id::Id;
-use crate::record::{CallRecord, Slot};
+use crate::record::{CallRecord, Name, Slot};
+
+thread_local! {
+    /// The op and slot names this thread's decoder has seen: they repeat across thousands of
+    /// records, so each is allocated once and shared (and stays in cache for the frames that
+    /// compare them). Bounded: cleared when it holds `MAX_NAMES`.
+    static NAMES: RefCell<HashSet<Name>> = RefCell::new(HashSet::new());
+}
+
+const MAX_NAMES: usize = 4096;
+
+/// `s` as a shared name, allocated once per thread.
+fn intern(s: &str) -> Name {
+    NAMES.with_borrow_mut(|names| {
+        if let Some(name) = names.get(s) {
+            return name.clone();
+        }
+        if names.len() >= MAX_NAMES {
+            names.clear();
+        }
+        let name = Name::from(s);
+        names.insert(name.clone());
+        name
+    })
+}
 
 struct Reader<'a> {
     buf: &'a [u8],
@@ -67,7 +92,7 @@ impl<'a> Reader<'a> {
             let (mut name, mut hid, mut cid) = (None, None, None);
             for _ in 0..3 {
                 match self.key()? {
-                    b"name" if name.is_none() => name = Some(self.text()?.to_string()),
+                    b"name" if name.is_none() => name = Some(intern(self.text()?)),
                     b"hid" if hid.is_none() => hid = Some(self.id()?),
                     b"cid" if cid.is_none() => cid = Some(self.id()?),
                     _ => return None,
@@ -91,7 +116,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<CallRecord> {
     let (mut deps, mut git) = (None, None);
     for _ in 0..n {
         match r.key()? {
-            b"op" if op.is_none() => op = Some(r.text()?.to_string()),
+            b"op" if op.is_none() => op = Some(intern(r.text()?)),
             b"semver" if semver.is_none() => semver = Some(r.id()?),
             b"inputs" if inputs.is_none() => inputs = Some(r.slots()?),
             b"outputs" if outputs.is_none() => outputs = Some(r.slots()?),

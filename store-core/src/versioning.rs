@@ -267,7 +267,7 @@ pub(crate) fn sync(
         for call in backend.all_calls()? {
             for c in &mut report.changes {
                 if call.record.deps.contains_key(&c.component) {
-                    *c.affected.entry(call.record.op.clone()).or_default() += 1;
+                    *c.affected.entry(call.record.op.to_string()).or_default() += 1;
                 }
             }
         }

@@ -294,37 +294,37 @@ impl ComputationFrame {
         if self.calls.contains_key(&id) {
             return false;
         }
-        if !self.op_nodes.contains_key(&call.record.op) {
+        if !self.op_nodes.contains_key(&*call.record.op) {
             let n = self.node_for(&call.record.op);
-            self.op_nodes.insert(call.record.op.clone(), n);
+            self.op_nodes.insert(call.record.op.to_string(), n);
         }
         // Edges for labels the node does not have yet (the first calls of a node; for the
         // others nothing is missing, and an empty collect allocates nothing).
-        let f = &self.funcs[&*self.op_nodes[&call.record.op]];
+        let f = &self.funcs[&*self.op_nodes[&*call.record.op]];
         let missing: Vec<(bool, &Slot)> = call
             .record
             .inputs
             .iter()
-            .filter(|s| !f.inputs.contains_key(&s.name))
+            .filter(|s| !f.inputs.contains_key(&*s.name))
             .map(|s| (false, s))
             .chain(
                 call.record
                     .outputs
                     .iter()
-                    .filter(|s| !f.outputs.contains_key(&s.name))
+                    .filter(|s| !f.outputs.contains_key(&*s.name))
                     .map(|s| (true, s)),
             )
             .collect();
         if !missing.is_empty() {
-            let node = self.op_nodes[&call.record.op].clone();
+            let node = self.op_nodes[&*call.record.op].clone();
             for (output, slot) in missing {
-                let h = hint.and_then(|(l, v)| (l == slot.name).then_some(v));
+                let h = hint.and_then(|(l, v)| (l == &*slot.name).then_some(v));
                 self.var_for(&node, &slot.name, output, slot, h);
             }
         }
         // Borrowed, not cloned: reference counts are atomic, and this runs for every call of
         // a frame.
-        let node = &self.op_nodes[&call.record.op];
+        let node = &self.op_nodes[&*call.record.op];
         let f = self.funcs.get_mut(&**node).expect("exists");
         let cids = Arc::make_mut(&mut self.cids);
         for (output, slots, edges) in [
@@ -332,7 +332,7 @@ impl ComputationFrame {
             (true, &call.record.outputs, &f.outputs),
         ] {
             for slot in slots {
-                let var = &edges[&slot.name];
+                let var = &edges[&*slot.name];
                 let fresh = self
                     .vars
                     .get_mut(var)
@@ -374,14 +374,14 @@ impl ComputationFrame {
             for id in &f.calls {
                 let call = &self.calls[id];
                 for o in &call.record.outputs {
-                    if f.outputs.contains_key(&o.name) {
+                    if f.outputs.contains_key(&*o.name) {
                         self.created_by
                             .entry(o.hid)
                             .or_insert_with(|| (node.clone(), call.clone()));
                     }
                 }
                 for i in &call.record.inputs {
-                    if f.inputs.contains_key(&i.name) {
+                    if f.inputs.contains_key(&*i.name) {
                         self.consumed.insert(i.hid);
                     }
                 }

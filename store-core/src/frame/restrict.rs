@@ -43,7 +43,7 @@ fn edge_refs<'a>(
     };
     slots
         .iter()
-        .filter_map(move |s| edges.get(&s.name).map(|v| (v.clone(), s.hid)))
+        .filter_map(move |s| edges.get(&*s.name).map(|v| (v.clone(), s.hid)))
 }
 
 impl ComputationFrame {
@@ -331,7 +331,7 @@ impl ComputationFrame {
             .all(|(slots, edges)| {
                 slots.iter().all(|s| {
                     edges
-                        .get(&s.name)
+                        .get(&*s.name)
                         .is_none_or(|v| v != var || kept.contains(&s.hid))
                 })
             })
