@@ -75,6 +75,11 @@ pub use store_macros::op;
 /// static is recorded as a dependency of that op call, and the call is reused later only if
 /// all of them still have the same content. Formatting and comments are not content.
 ///
+/// A component is named `module::path::item` (`crate::module::Type::method` for methods);
+/// `#[track(name = "...")]` pins the name of a function or a static, so it keeps its history
+/// when it moves between modules or crates. `#[track(cosmetic_of = "<content id prefix>")]`
+/// declares a change cosmetic.
+///
 /// ```
 /// use mandala::{op, track, Storage, Versioning};
 ///

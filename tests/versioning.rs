@@ -163,6 +163,50 @@ fn only_calls_that_touched_a_changed_component_recompute() {
     assert_eq!(executed(&s, "train_model"), 0);
 }
 
+/// Stores written before the semver rule was corrected (issue 9, item 2) hold the *content* id
+/// of a component changed cosmetically. Such records are read through the component's history
+/// (content id → semantic id), so they stay hits: no migration is needed.
+#[test]
+fn records_holding_the_content_id_of_a_cosmetic_version_stay_hits() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("s.mandala");
+    pipeline(&versioned(&path)).unwrap();
+    let storage = versioned(&path);
+    let current = storage
+        .backend()
+        .all_versions()
+        .unwrap()
+        .into_iter()
+        .find(|v| v.component == "eval_model")
+        .unwrap();
+    // A later version of eval_model, marked cosmetic: its semantic id is the current one's.
+    let cosmetic = store_core::versions::VersionRecord {
+        component: "eval_model".into(),
+        content: Id([7; 32]),
+        parents: vec![current.id()],
+        semantic: current.semantic,
+        source: current.source,
+        git: None,
+    };
+    storage.backend().put_version(&cosmetic).unwrap();
+    // The calls as an old mandala wrote them under that version: its content id in `deps`.
+    assert_eq!(rewrite_dep(&storage, "eval_model", |_| Id([7; 32])), 2);
+    drop(storage);
+
+    let again = versioned(&path);
+    pipeline(&again).unwrap();
+    assert_eq!(again.stats().total.executed, 0, "{:?}", again.stats());
+    // fsck names the old records, as warnings, and finds no damage.
+    let report = again.fs().unwrap().verify().unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    let old: Vec<_> = report
+        .warnings
+        .iter()
+        .filter(|w| w.what.contains("holds the content id"))
+        .collect();
+    assert_eq!(old.len(), 2, "{:?}", report.warnings);
+}
+
 #[track]
 fn helper(x: u32) -> u32 {
     x * 3

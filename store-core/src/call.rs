@@ -282,6 +282,14 @@ impl CallBuilder {
                     c.kind == crate::component::ComponentKind::Op
                 })
         });
+        // Records hold semantic ids (docs/FORMAT.md §6): a call computed under code marked
+        // cosmetic is then found again by the same code. Every component in the set is the
+        // running program's (nested hits were compatible), so its current semantic id is the one.
+        for (name, id) in set.iter_mut() {
+            *id = versioning
+                .semantic_id(name)
+                .unwrap_or_else(|| versioning.resolve(name, id));
+        }
         deps::merge(&set);
         let semver = record::semantic_version(&set);
         self.ids = Some(record::call_hid(self.spec.name, &self.inputs, &semver));

@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 
 use crate::id::Id;
 
-/// A call's dependencies: component name → content id of the component as the call saw it.
+/// A call's dependencies: component name → the id of the component as the call saw it (its
+/// content id while recording; the semantic id in a stored record, docs/FORMAT.md §6).
 pub type DepSet = BTreeMap<String, Id>;
 
 thread_local! {

@@ -460,7 +460,7 @@ impl Engine {
             let current = record
                 .deps
                 .iter()
-                .all(|(name, id)| versioning.semantic_id(name) == Some(*id));
+                .all(|(name, id)| versioning.is_current(name, id));
             if current && !record.deps.is_empty() {
                 compatible.push(record);
             }

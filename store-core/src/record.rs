@@ -196,7 +196,7 @@ pub fn output_hid(call_hid: &Id, name: &str) -> Id {
 }
 
 /// The semantic version of a call with dependency set `deps`:
-/// `H_semver(canonical CBOR of {component name: content id})`.
+/// `H_semver(canonical CBOR of {component name: semantic id})`.
 pub fn semantic_version(deps: &BTreeMap<String, Id>) -> Id {
     let bytes = cbor::to_canonical(deps).expect("names and ids always encode");
     Id::hash(Kind::Semver, &bytes)

@@ -63,6 +63,10 @@ impl Versioning {
 pub struct VersionState {
     pub(crate) config: Versioning,
     semantic: HashMap<String, Id>,
+    /// Every stored content of each component, with its semantic id (from the version
+    /// records), to read records whose `deps` hold content ids (written before the semver
+    /// rule was corrected; docs/FORMAT.md §6).
+    by_content: HashMap<String, HashMap<Id, Id>>,
     pub(crate) report: ChangeReport,
 }
 
@@ -75,6 +79,24 @@ impl VersionState {
     /// The semantic id the running program has for component `name`.
     pub fn semantic_id(&self, name: &str) -> Option<Id> {
         self.semantic.get(name).copied()
+    }
+
+    /// The semantic id that `recorded`, an id a call record holds for component `name`,
+    /// stands for. Records hold semantic ids; records written before the rule was corrected hold
+    /// content ids, which the component's history maps to their semantic ids. A semantic id
+    /// is the content id of the version that introduced it, so it maps to itself.
+    pub fn resolve(&self, name: &str, recorded: &Id) -> Id {
+        self.by_content
+            .get(name)
+            .and_then(|m| m.get(recorded))
+            .copied()
+            .unwrap_or(*recorded)
+    }
+
+    /// Whether a call that recorded `recorded` for component `name` is valid for the running
+    /// program: the id stands for the semantic id the program has now.
+    pub fn is_current(&self, name: &str, recorded: &Id) -> bool {
+        self.semantic_id(name) == Some(self.resolve(name, recorded))
     }
 }
 
@@ -163,6 +185,16 @@ pub(crate) fn sync(
     for v in backend.all_versions()? {
         histories.entry(v.component.clone()).or_default().push(v);
     }
+    let mut by_content: HashMap<String, HashMap<Id, Id>> = HashMap::new();
+    for (name, versions) in &histories {
+        let history = History::new(versions.iter().cloned());
+        let map = by_content.entry(name.clone()).or_default();
+        for v in versions {
+            if let Some((semantic, _)) = history.semantic_of(&v.content) {
+                map.insert(v.content, semantic);
+            }
+        }
+    }
     let mut semantic = HashMap::new();
     let mut report = ChangeReport::default();
     let mut undecided = Vec::new();
@@ -235,6 +267,10 @@ pub(crate) fn sync(
             Synced::Committed(v) => {
                 backend.put_version(&v)?;
                 semantic.insert(spec.name.to_string(), v.semantic);
+                by_content
+                    .entry(spec.name.to_string())
+                    .or_default()
+                    .insert(v.content, v.semantic);
                 if let Some(prev) = previous.first() {
                     let old = crate::inspect::text_of(backend, &prev.source);
                     let diff = similar::TextDiff::from_lines(old.as_str(), spec.source)
@@ -275,6 +311,7 @@ pub(crate) fn sync(
     Ok(VersionState {
         config,
         semantic,
+        by_content,
         report,
     })
 }

@@ -85,6 +85,26 @@ impl FsBackend {
             }
         }
 
+        // Each component's contents with their semantic ids, to check the ids records hold
+        // for their dependencies (docs/FORMAT.md §6).
+        let mut histories: BTreeMap<String, Vec<store_core::versions::VersionRecord>> =
+            BTreeMap::new();
+        for v in self.all_versions()? {
+            histories.entry(v.component.clone()).or_default().push(v);
+        }
+        let mut semantic_ids: BTreeMap<(String, Id), Id> = BTreeMap::new();
+        for (component, versions) in histories {
+            let history = store_core::versions::History::new(versions.iter().cloned());
+            for v in &versions {
+                if let Some((semantic, _)) = history.semantic_of(&v.content) {
+                    semantic_ids.insert((component.clone(), v.content), semantic);
+                }
+            }
+        }
+        let semantic_of = |component: &str, id: &Id| -> Option<Id> {
+            semantic_ids.get(&(component.to_string(), *id)).copied()
+        };
+
         // (call key, semver) → (hid → output cids) to spot divergent results.
         #[allow(clippy::type_complexity)]
         let mut outcomes: BTreeMap<(Id, Id), BTreeMap<Id, BTreeSet<Vec<Id>>>> = BTreeMap::new();
@@ -119,6 +139,26 @@ impl FsBackend {
                             s.cid, s.name
                         ),
                     );
+                }
+            }
+            if !rec.deps.is_empty() {
+                if rec.semver != store_core::record::semantic_version(&rec.deps) {
+                    problem(
+                        path.clone(),
+                        "semver is not the hash of the record's deps".into(),
+                    );
+                }
+                for (component, id) in &rec.deps {
+                    if let Some(semantic) = semantic_of(component, id).filter(|s| s != id) {
+                        report.warnings.push(Problem {
+                            path: path.clone(),
+                            what: format!(
+                                "dependency {component} holds the content id {} of a cosmetic version (written before the semver rule was corrected); lookups read it as its semantic id {}",
+                                id.short(12),
+                                semantic.short(12)
+                            ),
+                        });
+                    }
                 }
             }
             for o in &rec.outputs {

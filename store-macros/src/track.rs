@@ -131,7 +131,11 @@ fn track_fn(mut f: ItemFn, name: TokenStream, cosmetic_of: &[syn::LitStr]) -> To
     f.into_token_stream()
 }
 
-fn track_static(s: ItemStatic, cosmetic_of: &[syn::LitStr]) -> syn::Result<TokenStream> {
+fn track_static(
+    s: ItemStatic,
+    name_lit: TokenStream,
+    cosmetic_of: &[syn::LitStr],
+) -> syn::Result<TokenStream> {
     if let syn::StaticMutability::Mut(m) = &s.mutability {
         return Err(syn::Error::new_spanned(
             m,
@@ -146,7 +150,6 @@ fn track_static(s: ItemStatic, cosmetic_of: &[syn::LitStr]) -> syn::Result<Token
         expr,
         ..
     } = &s;
-    let name_lit = quote!(concat!(module_path!(), "::", stringify!(#ident)));
     let source = s.to_token_stream().to_string();
     let m = quote!(::mandala::__private);
     Ok(quote! {
@@ -165,17 +168,38 @@ fn track_static(s: ItemStatic, cosmetic_of: &[syn::LitStr]) -> syn::Result<Token
     })
 }
 
-/// Parses `#[track(...)]` options: only `cosmetic_of = "content id prefix"` (repeatable).
-pub fn options(attr: TokenStream) -> syn::Result<Vec<syn::LitStr>> {
+/// The options of `#[track(...)]`.
+#[derive(Default)]
+pub struct TrackOptions {
+    /// `cosmetic_of = "content id prefix"` (repeatable).
+    pub cosmetic_of: Vec<syn::LitStr>,
+    /// `name = "..."`: the component's name, instead of `module::path::item` (keeps its
+    /// history when the item moves, as `#[op(name = "...")]` does for ops).
+    pub name: Option<syn::LitStr>,
+}
+
+/// Parses `#[track(...)]` options.
+pub fn options(attr: TokenStream) -> syn::Result<TrackOptions> {
     use syn::parse::Parser;
-    let mut out = Vec::new();
+    let mut out = TrackOptions::default();
     syn::meta::parser(|meta| {
         if meta.path.is_ident("cosmetic_of") {
-            out.push(meta.value()?.parse()?);
+            out.cosmetic_of.push(meta.value()?.parse()?);
+            Ok(())
+        } else if meta.path.is_ident("name") {
+            if out.name.is_some() {
+                return Err(meta.error("`name` is given twice"));
+            }
+            let lit: syn::LitStr = meta.value()?.parse()?;
+            if lit.value().is_empty() {
+                return Err(syn::Error::new(lit.span(), "a component name cannot be empty"));
+            }
+            out.name = Some(lit);
             Ok(())
         } else {
-            Err(meta
-                .error("unknown #[track] option; expected `cosmetic_of = \"content id prefix\"`"))
+            Err(meta.error(
+                "unknown #[track] option; expected `cosmetic_of = \"content id prefix\"` or `name = \"...\"`",
+            ))
         }
     })
     .parse2(attr)?;
@@ -183,18 +207,31 @@ pub fn options(attr: TokenStream) -> syn::Result<Vec<syn::LitStr>> {
 }
 
 /// Expands `#[track]` on `item`.
-pub fn expand(item: Item, cosmetic_of: &[syn::LitStr]) -> syn::Result<TokenStream> {
+pub fn expand(item: Item, opts: &TrackOptions) -> syn::Result<TokenStream> {
+    let cosmetic_of = &opts.cosmetic_of[..];
+    let pinned = |ident: &syn::Ident| match &opts.name {
+        Some(n) => quote!(#n),
+        None => quote!(concat!(module_path!(), "::", stringify!(#ident))),
+    };
     match item {
         Item::Fn(f) => {
             if !f.sig.generics.params.is_empty() {
                 return Err(syn::Error::new_spanned(&f.sig.generics, "a tracked function cannot be generic (yet): its content would differ per instance"));
             }
-            let ident = &f.sig.ident;
-            let name = quote!(concat!(module_path!(), "::", stringify!(#ident)));
+            let name = pinned(&f.sig.ident);
             Ok(track_fn(f, name, cosmetic_of))
         }
-        Item::Static(s) => track_static(s, cosmetic_of),
+        Item::Static(s) => {
+            let name = pinned(&s.ident);
+            track_static(s, name, cosmetic_of)
+        }
         Item::Impl(mut i) => {
+            if let Some(n) = &opts.name {
+                return Err(syn::Error::new(
+                    n.span(),
+                    "`name` pins one item's name: use it on a function or a static, not an impl block",
+                ));
+            }
             if !i.generics.params.is_empty() {
                 return Err(syn::Error::new_spanned(
                     &i.generics,
@@ -248,8 +285,8 @@ mod tests {
         let a: Item = syn::parse_str("impl S { /// One.\n fn f(&self) -> u8 { 1 } }").unwrap();
         let b: Item = syn::parse_str("impl S { /// Two.\n fn f(&self) -> u8 { 1 } }").unwrap();
         let (a, b) = (
-            expand(a, &[]).unwrap().to_string(),
-            expand(b, &[]).unwrap().to_string(),
+            expand(a, &TrackOptions::default()).unwrap().to_string(),
+            expand(b, &TrackOptions::default()).unwrap().to_string(),
         );
         let content = |s: &str| {
             s.split("content :")
@@ -266,11 +303,11 @@ mod tests {
     #[test]
     fn statics_become_tracked() {
         let s: Item = syn::parse_str("pub static N_CLASS: u32 = 2;").unwrap();
-        let out = expand(s, &[]).unwrap().to_string();
+        let out = expand(s, &TrackOptions::default()).unwrap().to_string();
         assert!(out.contains(":: mandala :: Tracked < u32 >"), "{out}");
         let s: Item = syn::parse_str("static mut N: u32 = 2;").unwrap();
         assert_eq!(
-            expand(s, &[]).unwrap_err().to_string(),
+            expand(s, &TrackOptions::default()).unwrap_err().to_string(),
             "a tracked global cannot be `static mut`"
         );
     }
