@@ -13,6 +13,29 @@ use crate::id::Id;
 use crate::record::{CallRecord, StoredCall};
 use crate::versions::{Decision, VersionRecord};
 
+/// Held by a writer while it stores one call (or one batch of versions): from its first "is
+/// this value stored?" to the moment the record that names the values is in place. A backend
+/// that can remove values (the file store's `gc`) never does so while a guard is held, so a
+/// record never names a value that a collection removed. Dropping the guard releases it.
+#[must_use = "the guard protects writes only while it lives"]
+pub struct WriteGuard<'a> {
+    epoch: u64,
+    _hold: Option<Box<dyn Send + 'a>>,
+}
+
+impl<'a> WriteGuard<'a> {
+    /// A guard at collection epoch `epoch`, released when `hold` is dropped.
+    pub fn new(epoch: u64, hold: Option<Box<dyn Send + 'a>>) -> WriteGuard<'a> {
+        WriteGuard { epoch, _hold: hold }
+    }
+
+    /// The store's collection epoch when the guard was taken. It changes whenever a collection
+    /// removed values: a writer that remembers which values are stored must forget them then.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+}
+
 /// Where calls and values live. Implementations: [`MemoryBackend`], and `store_fs::FsBackend`.
 pub trait Backend: Send + Sync {
     /// A short description for messages: the store's path, or `in-memory`.
@@ -29,6 +52,12 @@ pub trait Backend: Send + Sync {
     /// cache of values can also look them all up at once.
     fn get_values(&self, cids: &[Id]) -> Result<Vec<Option<Vec<u8>>>> {
         crate::par::try_map(cids, 1024, |cid| self.get_value(cid))
+    }
+
+    /// Guards a writer's checks and writes against a concurrent collection (see
+    /// [`WriteGuard`]). The default, for backends that never remove values, guards nothing.
+    fn begin_writes(&self) -> Result<WriteGuard<'_>> {
+        Ok(WriteGuard::new(0, None))
     }
 
     /// Stores a value's canonical CBOR bytes under its content id. Storing an existing value is

@@ -324,6 +324,8 @@ impl CallBuilder {
     /// Stores the executed call: input values, output values, then the record.
     pub fn finish(self) -> Result<()> {
         let hid = self.ids.expect("lookup before finish");
+        // From the first "is this value stored?" to the record in place: no collection.
+        let _guard = self.engine.writing()?;
         for p in self.pending {
             match p {
                 Pending::Bytes(cid, bytes) => self.engine.store_value(&cid, &bytes)?,

@@ -49,8 +49,10 @@ struct Inner {
 struct Memo {
     /// Records seen or written by this process, by call hid.
     by_hid: IdMap<Arc<CallRecord>>,
-    /// Values known to be stored.
+    /// Values known to be stored (valid while the store's collection epoch is `epoch`).
     values: IdSet,
+    /// The collection epoch under which `values` was learned (`None`: not read yet).
+    epoch: Option<u64>,
 }
 
 /// How a lookup found a call.
@@ -376,6 +378,45 @@ impl Engine {
         Ok(p)
     }
 
+    /// Guards this process's writes of one call against a concurrent collection (see
+    /// [`crate::WriteGuard`]). If a collection removed values since this process last
+    /// looked, what it remembers about stored values (and calls) is forgotten first.
+    pub(crate) fn writing(&self) -> Result<crate::backend::WriteGuard<'_>> {
+        let guard = self.inner.backend.begin_writes()?;
+        let mut memo = self.inner.memo.lock().unwrap();
+        if memo.epoch != Some(guard.epoch()) {
+            memo.values.clear();
+            if memo.epoch.is_some() {
+                memo.by_hid.clear();
+            }
+            memo.epoch = Some(guard.epoch());
+        }
+        Ok(guard)
+    }
+
+    /// Whether every output value `rec` names is in the store. A record whose output is
+    /// gone (removed by hand, or by a collection of a mandala that raced writers) or was
+    /// moved aside as damaged is not served: the call is computed again, which rewrites the
+    /// value, with a warning on stderr.
+    fn outputs_present(&self, rec: &CallRecord) -> Result<bool> {
+        for o in &rec.outputs {
+            if !self.inner.backend.has_value(&o.cid)? {
+                self.inner.memo.lock().unwrap().values.remove(&o.cid);
+                eprintln!(
+                    "mandala: warning: {}: call {} of op '{}' names output '{}' (value {}), which is missing or damaged; computing the call again",
+                    self.inner.backend.describe(),
+                    rec.hid().short(12),
+                    rec.op,
+                    o.name,
+                    o.cid.short(12),
+                );
+                self.count(&rec.op, |s| s.healed += 1);
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// A call this process has already seen, by history id.
     pub(crate) fn memo_hit(&self, hid: &Id) -> Option<Arc<CallRecord>> {
         self.inner.memo.lock().unwrap().by_hid.get(hid).cloned()
@@ -402,14 +443,17 @@ impl Engine {
     ) -> Result<Option<Found>> {
         let listed = self.inner.backend.list_calls(key)?;
         // Same history first. Several records for one hid only happen when merged stores
-        // computed a non-deterministic op differently: the smallest record id wins, everywhere.
-        let same = match listed.iter().find(|(h, _)| h == hid) {
-            Some((h, r)) => self.read_listed(key, h, r)?.map(|record| (h, record)),
-            None => None,
-        };
-        if let Some((h, record)) = same {
+        // computed a non-deterministic op differently: the smallest record id wins, everywhere
+        // (a record whose outputs are gone is passed over).
+        for (h, r) in listed.iter().filter(|(h, _)| h == hid) {
+            let Some(record) = self.read_listed(key, h, r)? else {
+                continue;
+            };
             if !self.is_call(&record, op, semver, inputs, true) {
                 return Err(self.misfiled(key, h));
+            }
+            if !self.outputs_present(&record)? {
+                continue;
             }
             let rec = Arc::new(record);
             self.inner
@@ -421,7 +465,7 @@ impl Engine {
             return Ok(Some(Found::Hit(rec)));
         }
         // Then the same contents and version under another history, in (hid, rid) order.
-        for (h, r) in &listed {
+        for (h, r) in listed.iter().filter(|(h, _)| h != hid) {
             let Some(record) = self.read_listed(key, h, r)? else {
                 continue;
             };
@@ -430,6 +474,10 @@ impl Engine {
             }
             if record.semver != *semver {
                 continue; // another version of the code
+            }
+            let _guard = self.writing()?;
+            if !self.outputs_present(&record)? {
+                continue;
             }
             let rec = Arc::new(record.rehistoried(inputs.to_vec()));
             self.inner.backend.put_call(&rec)?;
@@ -465,10 +513,21 @@ impl Engine {
                 compatible.push(record);
             }
         }
-        if let Some(rec) = compatible.iter().find(|rec| rec.inputs == inputs) {
-            return Ok(Some(Found::Hit(Arc::new(rec.clone()))));
+        if let Some(at) = compatible.iter().position(|rec| rec.inputs == inputs) {
+            if self.outputs_present(&compatible[at])? {
+                return Ok(Some(Found::Hit(Arc::new(compatible.swap_remove(at)))));
+            }
+            compatible.remove(at);
         }
-        let Some(first) = compatible.into_iter().next() else {
+        let _guard = self.writing()?;
+        let mut first = None;
+        for rec in compatible {
+            if self.outputs_present(&rec)? {
+                first = Some(rec);
+                break;
+            }
+        }
+        let Some(first) = first else {
             return Ok(None);
         };
         let rec = Arc::new(first.rehistoried(inputs.to_vec()));

@@ -37,7 +37,7 @@ pub mod value;
 pub mod versioning;
 pub mod versions;
 
-pub use backend::{Backend, MemoryBackend};
+pub use backend::{Backend, MemoryBackend, WriteGuard};
 pub use context::{ContextGuard, Mode};
 pub use engine::Engine;
 pub use error::{Error, Result};

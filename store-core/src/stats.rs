@@ -13,6 +13,9 @@ pub struct OpStats {
     pub hits: u64,
     /// Calls found under another history with the same content: not executed, recorded anew.
     pub reused: u64,
+    /// Stored calls passed over because a value they name is missing or damaged (each was
+    /// then computed again, rewriting the value).
+    pub healed: u64,
 }
 
 /// Counters since the engine was created or [`crate::Engine::reset_stats`] was called.

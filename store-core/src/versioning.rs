@@ -199,6 +199,9 @@ pub(crate) fn sync(
     let mut report = ChangeReport::default();
     let mut undecided = Vec::new();
     let decisions = backend.decisions()?;
+    // Texts are stored as values before the version records that name them: no collection
+    // in between.
+    let guard = backend.begin_writes()?;
     for spec in component::all() {
         if spec.kind != ComponentKind::Op && !config.in_scope(spec.name) {
             continue;
@@ -294,6 +297,7 @@ pub(crate) fn sync(
             }
         }
     }
+    drop(guard);
     if !undecided.is_empty() {
         return Err(Error::UndecidedChanges {
             components: undecided,

@@ -1,8 +1,12 @@
 //! Collecting values no call record and no version record names any more (after deleting
 //! calls). A dry run lists what would go.
 //!
-//! Writers store a call's values before its record, so a value can be unreferenced for a
-//! moment while a call is being written: only values older than a grace period are collected.
+//! Writers store a call's values before its record, so a value is unreferenced for a moment
+//! while a call is being written. Collection holds the collection lock exclusively (see the
+//! `lock` module), which writers hold shared across exactly that moment, so no interleaving of
+//! writers and collections removes a value that a record names, whatever the grace period.
+//! The grace period (only values older than it are removed) remains as a second line of
+//! defence, for writers of older mandala versions that do not take the lock.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -25,6 +29,14 @@ impl FsBackend {
     /// Finds the values no call or version names, older than `min_age`; removes them unless
     /// `dry_run`.
     pub fn gc(&self, dry_run: bool, min_age: Duration) -> Result<GcReport> {
+        // While this is held no writer is between checking a value and writing the record
+        // that names it, and records written before are in the listing below. A dry run
+        // removes nothing and takes no lock.
+        let lock = if dry_run {
+            None
+        } else {
+            Some(crate::lock::ExclusiveLock::acquire(&self.lock_path())?)
+        };
         let mut referenced: BTreeSet<Id> = BTreeSet::new();
         for c in self.all_calls()? {
             referenced.extend(
@@ -46,23 +58,38 @@ impl FsBackend {
                 continue;
             }
             let path = layout::value_path(self.root(), &cid);
-            let meta = fs::metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
+            let meta = match fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("stat", &path, e)),
+            };
             let age = meta
                 .modified()
                 .ok()
                 .and_then(|m| now.duration_since(m).ok())
                 .unwrap_or_default();
-            if age < min_age {
-                continue;
+            if age >= min_age {
+                report.values.push((cid, meta.len()));
             }
-            if !dry_run {
-                self.forget_value(&cid);
-                fs::remove_file(&path).map_err(|e| Error::io("delete", &path, e))?;
-            }
-            report.values.push((cid, meta.len()));
         }
-        if !dry_run && !report.values.is_empty() {
-            self.save_index();
+        if let Some(lock) = &lock {
+            if !report.values.is_empty() {
+                // First, so that a collection interrupted halfway still makes writers that
+                // remember which values are stored forget them.
+                lock.bump_epoch()?;
+            }
+            for (cid, _) in &report.values {
+                let path = layout::value_path(self.root(), cid);
+                self.forget_value(cid);
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("delete", &path, e)),
+                }
+            }
+            if !report.values.is_empty() {
+                self.save_index();
+            }
         }
         Ok(report)
     }

@@ -29,6 +29,7 @@ pub mod config;
 pub mod gc;
 mod index;
 pub mod layout;
+mod lock;
 pub mod status;
 pub mod verify;
 pub mod write;
@@ -87,6 +88,17 @@ struct Inner {
     /// The call index (`index/calls`), loaded by the first whole-store query. Lock order:
     /// `shards` before `index`.
     index: Mutex<IndexState>,
+    /// This process's shared hold of the collection lock (`tmp/gc.lock`), taken by writers.
+    writers: lock::SharedLock,
+}
+
+/// A writer's share of the collection lock, released when dropped.
+struct SharedHold<'a>(&'a lock::SharedLock);
+
+impl Drop for SharedHold<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
 }
 
 /// This process's copy of the call index (see the `index` module).
@@ -238,6 +250,7 @@ impl FsBackend {
                 durability: options.durability,
                 shards: Mutex::new((0..256).map(|_| None).collect()),
                 index: Mutex::new(IndexState::default()),
+                writers: lock::SharedLock::default(),
             }),
         })
     }
@@ -323,12 +336,45 @@ impl FsBackend {
     }
 
     /// A value read from its file (`None` if there is none), kept in the call index if small.
+    /// A damaged file is moved aside (see [`FsBackend::set_aside`]) and reported.
     fn value_from_file(&self, cid: &Id) -> Result<Option<Vec<u8>>> {
-        let found = self.read_value(&layout::value_path(&self.inner.root, cid), cid)?;
+        let path = layout::value_path(&self.inner.root, cid);
+        let found = match self.read_value(&path, cid) {
+            Ok(found) => found,
+            Err(Error::Corrupt { path, reason }) => {
+                let reason = match self.set_aside(&path, cid) {
+                    Some(aside) => format!(
+                        "{reason}; moved aside to {} (the next run that needs this value computes the call that made it again)",
+                        aside.display()
+                    ),
+                    None => reason,
+                };
+                return Err(Error::Corrupt { path, reason });
+            }
+            Err(e) => return Err(e),
+        };
         if let Some(bytes) = &found {
             self.index_small_value(cid, bytes);
         }
         Ok(found)
+    }
+
+    /// Moves the damaged value file at `path` out of the store's objects into `tmp/` (kept
+    /// for inspection; `fsck` lists it), so that lookups find the value missing and compute
+    /// the call that made it again, which rewrites it. Checked once more first: a writer may
+    /// have just replaced the file with a sound one. Returns where it went, if it moved.
+    fn set_aside(&self, path: &Path, cid: &Id) -> Option<PathBuf> {
+        if !matches!(self.read_value(path, cid), Err(Error::Corrupt { .. })) {
+            return None;
+        }
+        let aside = self.inner.tmp.join(format!(
+            "{}{cid}-{}",
+            write::DAMAGED_PREFIX,
+            std::process::id()
+        ));
+        fs::rename(path, &aside).ok()?;
+        self.forget_value(cid);
+        Some(aside)
     }
 
     /// Keeps a small value in the call index, if this process has loaded it.
@@ -363,7 +409,7 @@ impl FsBackend {
     }
 
     /// Reads value `cid` and checks that it hashes to its name.
-    fn read_value(&self, path: &Path, cid: &Id) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn read_value(&self, path: &Path, cid: &Id) -> Result<Option<Vec<u8>>> {
         let Some(bytes) = self.read_blob(path)? else {
             return Ok(None);
         };
@@ -480,6 +526,11 @@ impl FsBackend {
             };
         }
         idx
+    }
+
+    /// The collection lock file (`tmp/gc.lock`, see the `lock` module).
+    pub(crate) fn lock_path(&self) -> PathBuf {
+        self.inner.tmp.join(lock::LOCK_FILE)
     }
 
     fn index_path(&self) -> PathBuf {
@@ -612,6 +663,14 @@ impl Backend for FsBackend {
             out[i] = bytes;
         }
         Ok(out)
+    }
+
+    fn begin_writes(&self) -> Result<store_core::WriteGuard<'_>> {
+        let epoch = self.inner.writers.acquire(&self.lock_path())?;
+        Ok(store_core::WriteGuard::new(
+            epoch,
+            Some(Box::new(SharedHold(&self.inner.writers))),
+        ))
     }
 
     fn put_value(&self, cid: &Id, cbor: &[u8]) -> Result<()> {

@@ -73,7 +73,8 @@ impl FsBackend {
                 continue;
             };
             present.insert(cid);
-            match self.get_value(&cid) {
+            // The file itself (never the call index), and nothing moved aside: fsck only reports.
+            match self.read_value(&path, &cid) {
                 Ok(Some(bytes)) => match store_core::cbor::from_slice::<ciborium::Value>(&bytes) {
                     Ok(_) => {
                         values.insert(cid);
@@ -210,9 +211,17 @@ impl FsBackend {
             }
         }
         for t in crate::write::stray_temp_files(&root.join(layout::TMP))? {
+            let name = t.file_name().unwrap_or_default().to_string_lossy();
+            let what = if name.starts_with(crate::write::DAMAGED_PREFIX) {
+                "a damaged value moved aside by a reader (kept for inspection; safe to delete)"
+            } else if name == crate::lock::LOCK_FILE {
+                continue;
+            } else {
+                "temp file of an interrupted or ongoing write"
+            };
             report.warnings.push(Problem {
                 path: t,
-                what: "temp file of an interrupted or ongoing write".into(),
+                what: what.into(),
             });
         }
         report.values = values.len() as u64;

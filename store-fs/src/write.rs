@@ -28,6 +28,9 @@ pub enum Durability {
     Sync,
 }
 
+/// Names in `tmp/` that start with this are damaged objects a reader moved aside.
+pub const DAMAGED_PREFIX: &str = "damaged-value-";
+
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn temp_name() -> String {
