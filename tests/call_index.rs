@@ -171,3 +171,96 @@ fn calls_deleted_by_another_handle_are_recomputed_not_served() {
     assert_eq!(reader.cf("cube").unwrap().df(false).unwrap().len(), 10);
     assert!(reader.verify().unwrap().is_clean());
 }
+
+/// The byte ranges, in the index file's bytes, of each value entry's copy: (cid, start, len).
+fn index_values(bytes: &[u8]) -> Vec<(mandala::Id, usize, usize)> {
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let mut at = 16;
+    for _ in 0..256 {
+        at += if bytes[at] == 1 { 41 } else { 1 };
+    }
+    let n = u64_at(at);
+    let records = at + 8;
+    at = records + n * 136;
+    let m = u64_at(at);
+    let values = at + 8;
+    let heap = values + m * 40 + 8;
+    (0..m)
+        .map(|i| {
+            let e = values + i * 40;
+            let cid = mandala::Id(bytes[e..e + 32].try_into().unwrap());
+            (cid, heap + u32_at(e + 32), u32_at(e + 36))
+        })
+        .collect()
+}
+
+/// Regression (issue 9, item 3): the index's copies of small values were served without
+/// being checked, so an altered copy (re-sealed with a valid trailer) was printed by programs,
+/// `cat` and `calls`. Now each copy served is checked against its cid; a bad one is reported,
+/// read from its file instead, and the index is rewritten; fsck reports it meanwhile.
+#[test]
+fn an_altered_copy_in_the_call_index_is_never_served() {
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("a.mandala");
+    run(&store, 0..20);
+    let storage = Storage::open(&store).unwrap();
+    let y = storage.run(|| sq(7)).unwrap();
+    let cid = y.cid();
+    // A whole-store query that reads the values writes them into the index.
+    storage
+        .cf("sq")
+        .unwrap()
+        .df(false)
+        .unwrap()
+        .values()
+        .unwrap();
+    drop(storage);
+    let index = store.join("index/calls");
+    let mut bytes = std::fs::read(&index).unwrap();
+    let (_, at, len) = index_values(&bytes)
+        .into_iter()
+        .find(|(c, _, _)| *c == cid)
+        .expect("sq(7)'s output is in the index");
+    assert_eq!(&bytes[at..at + len], [0x18, 49], "CBOR of 49");
+    bytes[at + 1] = 50;
+    // Re-sealed: the trailer is the BLAKE3 hash of everything before it.
+    let body = bytes.len() - 32;
+    let seal = *blake3::hash(&bytes[..body]).as_bytes();
+    bytes[body..].copy_from_slice(&seal);
+    std::fs::write(&index, &bytes).unwrap();
+
+    let report = Storage::open(&store).unwrap().verify().unwrap();
+    assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
+    assert!(
+        report.problems[0]
+            .what
+            .contains(&format!("copy of value {} is damaged", cid.short(12))),
+        "{:?}",
+        report.problems
+    );
+
+    let storage = Storage::open(&store).unwrap();
+    let table = storage.cf("sq").unwrap().df(false).unwrap();
+    let outputs: Vec<u64> = table
+        .column::<u64>("var_0")
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(
+        outputs.contains(&49) && !outputs.contains(&50),
+        "{outputs:?}"
+    );
+    assert_eq!(storage.load_value::<u64>(&cid).unwrap(), 49);
+    drop((table, storage));
+    // Repaired: the index was rewritten from the files.
+    let report = Storage::open(&store).unwrap().verify().unwrap();
+    assert!(report.is_clean(), "{:#?}", report.problems);
+    let bytes = std::fs::read(&index).unwrap();
+    let (_, at, _) = index_values(&bytes)
+        .into_iter()
+        .find(|(c, _, _)| *c == cid)
+        .unwrap();
+    assert_eq!(bytes[at + 1], 49);
+}

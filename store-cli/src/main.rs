@@ -174,9 +174,11 @@ fn main() -> ExitCode {
             code
         }
         Err(e) => {
+            let broken_pipe = |io: &io::Error| io.kind() == io::ErrorKind::BrokenPipe;
             if e.chain().any(|c| {
-                c.downcast_ref::<io::Error>()
-                    .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+                c.downcast_ref::<io::Error>().is_some_and(broken_pipe)
+                    || matches!(c.downcast_ref::<store_core::Error>(),
+                        Some(store_core::Error::Io { cause, .. }) if broken_pipe(cause))
             }) {
                 return ExitCode::SUCCESS;
             }

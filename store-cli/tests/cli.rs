@@ -485,3 +485,66 @@ fn gc_dry_run_lists_and_gc_removes_unreferenced_values() {
         "checked 3 values and 3 calls: 0 problem(s), 0 warning(s)\n"
     );
 }
+
+/// Regression (issue 9, item 4): one stray name in a call shard made status, cat and cf fail
+/// with "not a call record name"; now they skip it and fsck warns about it.
+#[test]
+fn stray_files_are_skipped_and_fsck_warns_about_them() {
+    let (d, storage) = sample();
+    let store = d.path().join("lab.mandala");
+    let y = storage.run(|| inc(1)).unwrap();
+    let call = storage.get_ref_creator(&y).unwrap().unwrap();
+    let record = store_fs::layout::call_path(&store, &call.key, &call.hid, &call.rid);
+    let strays = [
+        record.with_file_name(".DS_Store"),
+        record.with_file_name(format!(
+            ".{}.a1B2c3",
+            record.file_name().unwrap().to_str().unwrap()
+        )),
+        store.join("values/.DS_Store"),
+        store.join("calls/notes~"),
+    ];
+    for p in &strays {
+        std::fs::write(p, "x").unwrap();
+    }
+    let status = ok(d.path(), &["status"]);
+    assert!(status.contains("calls          4 files"), "{status}");
+    assert_eq!(ok(d.path(), &["cat", &y.cid().to_string()[..10]]), "2\n");
+    assert!(ok(d.path(), &["cf", "inc"]).lines().count() >= 4);
+    let out = ok(d.path(), &["fsck"]);
+    for p in &strays {
+        assert!(
+            out.contains(&format!("warning: {}: not ", p.display())),
+            "{out}"
+        );
+    }
+    assert!(out.ends_with("0 problem(s), 4 warning(s)\n"), "{out}");
+}
+
+/// Regression (issue 9, item 6): I/O errors printed their cause twice ("Not a directory (os
+/// error 20): Not a directory (os error 20)"). Each error names the action and the path and
+/// says its cause once.
+#[test]
+fn an_io_error_names_the_action_and_path_and_says_its_cause_once() {
+    let (d, _storage) = sample();
+    let store = d.path().join("lab.mandala");
+    std::fs::remove_dir_all(store.join("values")).unwrap();
+    std::fs::write(store.join("values"), "not a directory").unwrap();
+    let e = fails(d.path(), &["status"], 2);
+    assert_eq!(
+        e,
+        format!(
+            "mandala: error: cannot list {}: Not a directory (os error 20)\n",
+            store.join("values").display()
+        )
+    );
+    // A directory where the config belongs: a named error, not an OS message.
+    std::fs::remove_file(store.join("mandala.toml")).unwrap();
+    std::fs::create_dir(store.join("mandala.toml")).unwrap();
+    let e = fails(d.path(), &["--store", "lab.mandala", "status"], 2);
+    assert!(
+        e.contains("lab.mandala/mandala.toml is a directory, not a regular file"),
+        "{e}"
+    );
+    assert_eq!(e.matches("directory").count(), 1, "{e}");
+}

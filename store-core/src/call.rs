@@ -89,10 +89,10 @@ impl<T: Value> Input<T> {
     /// Whether this argument's content equals `default` (for `new_default`).
     pub fn equals(&self, default: &T, op: &'static str, name: &'static str) -> Result<bool> {
         let enc = |v: &T| {
-            cbor::to_canonical(v).map_err(|source| Error::Encode {
+            cbor::to_canonical(v).map_err(|cause| Error::Encode {
                 op: op.into(),
                 what: format!("argument '{name}'"),
-                source,
+                cause,
             })
         };
         let default_cid = Id::hash(Kind::Value, &enc(default)?);
@@ -153,10 +153,10 @@ impl CallBuilder {
 
     /// Declares a hashed input.
     pub fn input<T: Value>(&mut self, name: &'static str, input: &Input<T>) -> Result<()> {
-        let encode_error = |source| Error::Encode {
+        let encode_error = |cause| Error::Encode {
             op: self.spec.name.into(),
             what: format!("argument '{name}'"),
-            source,
+            cause,
         };
         let ids = match &input.arg {
             Arg::Value(v) => {
@@ -173,11 +173,11 @@ impl CallBuilder {
                     self.pending.push(Pending::Encode(
                         ids.cid,
                         Box::new(move || {
-                            cbor::encode_value(r.get().expect("in memory")).map_err(|source| {
+                            cbor::encode_value(r.get().expect("in memory")).map_err(|cause| {
                                 Error::Encode {
                                     op: op.into(),
                                     what: format!("argument '{name}'"),
-                                    source,
+                                    cause,
                                 }
                             })
                         }),
@@ -300,10 +300,10 @@ impl CallBuilder {
     /// Records output `i` of an executed call and returns it as a loaded ref.
     pub fn output<T: Value>(&mut self, i: usize, value: T) -> Result<Ref<T>> {
         let name = self.spec.outputs[i];
-        let bytes = cbor::encode_value(&value).map_err(|source| Error::Encode {
+        let bytes = cbor::encode_value(&value).map_err(|cause| Error::Encode {
             op: self.spec.name.into(),
             what: format!("output '{name}'"),
-            source,
+            cause,
         })?;
         let call_hid = self.ids.expect("lookup (and executed) before output");
         let ids = RefIds {

@@ -262,10 +262,10 @@ impl Engine {
             cid: cid.to_string(),
             store: self.inner.backend.describe(),
         })?;
-        cbor::decode_value(bytes).map_err(|source| Error::Decode {
+        cbor::decode_value(bytes).map_err(|cause| Error::Decode {
             cid: cid.to_string(),
             ty: std::any::type_name::<T>(),
-            source,
+            cause,
         })
     }
 
@@ -363,10 +363,10 @@ impl Engine {
     }
 
     fn ids_of<T: Serialize>(&self, r: &Ref<T>) -> Result<RefIds> {
-        r.try_ids().map_err(|source| Error::Encode {
+        r.try_ids().map_err(|cause| Error::Encode {
             op: "(none)".into(),
             what: "a detached ref".into(),
-            source,
+            cause,
         })
     }
 

@@ -13,14 +13,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A filesystem operation failed.
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}: {cause}", path.display())]
     Io {
         /// What was being done ("read", "create directory", …).
         action: &'static str,
         /// The file or directory concerned.
         path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
+        /// The operating system's error. Part of the message, and not also given as the
+        /// error's `source()`, so that reporters which print a chain (anyhow's `{:#}`) say it
+        /// once.
+        cause: std::io::Error,
     },
     /// A stored object is damaged: it does not decompress, decode or hash to its name.
     #[error("corrupt object {}: {reason}", path.display())]
@@ -29,6 +31,15 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
+    },
+    /// Where a store keeps a file there is something else: a FIFO, a device, a socket, a
+    /// directory (or a link to one). It is never read.
+    #[error("{} is a {kind}, not a regular file; a store holds only regular files (remove it, or replace it with the file it stands for)", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What is there ("FIFO (named pipe)", "character device", "directory", …).
+        kind: &'static str,
     },
     /// The directory exists, is not empty, and has no `mandala.toml`.
     #[error("{} is not a mandala store (no mandala.toml); use an empty or new directory, or `mandala init`", path.display())]
@@ -55,24 +66,24 @@ pub enum Error {
         reason: String,
     },
     /// A value passed to or returned from an op cannot be encoded as CBOR.
-    #[error("op '{op}': {what} cannot be stored: {source}")]
+    #[error("op '{op}': {what} cannot be stored: {cause}")]
     Encode {
         /// The op.
         op: String,
         /// Which argument or output ("argument 'x'", "output 'model'").
         what: String,
-        /// The serializer's error.
-        source: EncodeError,
+        /// The serializer's error (part of the message, not a `source()`).
+        cause: EncodeError,
     },
     /// A stored value does not decode into the type asked for.
-    #[error("value {cid} does not decode as {ty}: {source}")]
+    #[error("value {cid} does not decode as {ty}: {cause}")]
     Decode {
         /// The value's content id.
         cid: String,
         /// The Rust type requested.
         ty: &'static str,
-        /// The decoder's error.
-        source: DecodeError,
+        /// The decoder's error (part of the message, not a `source()`).
+        cause: DecodeError,
     },
     /// A call record refers to a value the store does not hold.
     #[error("value {cid} is not in the store {store}")]
@@ -157,11 +168,11 @@ pub enum Error {
 
 impl Error {
     /// An [`Error::Io`] for `action` on `path`.
-    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, cause: std::io::Error) -> Error {
         Error::Io {
             action,
             path: path.into(),
-            source,
+            cause,
         }
     }
 

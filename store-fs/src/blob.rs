@@ -10,7 +10,60 @@ use zstd::stream::raw::CParameter;
 
 /// The largest decompressed size a blob may claim (a damaged header must not make us try to
 /// allocate exabytes).
-const MAX_BLOB: u64 = 1 << 40;
+pub const MAX_BLOB: u64 = 1 << 40;
+
+/// The largest decompressed size a call record may claim: records name ops, inputs and
+/// outputs, a few hundred bytes each.
+pub const MAX_RECORD: u64 = 16 << 20;
+
+/// A frame that claims more than this many bytes, and more than [`SUSPICIOUS_RATIO`] times
+/// its compressed size, is verified in a streaming pass (constant memory) before its content
+/// is loaded: a small file that decompresses to gigabytes must not be allocated to find out
+/// that it does not hash to its name. Legitimate data this compressible is rare and
+/// decompresses fast, so the second pass costs little.
+pub const SUSPICIOUS_SIZE: u64 = 16 << 20;
+
+/// See [`SUSPICIOUS_SIZE`].
+pub const SUSPICIOUS_RATIO: u64 = 16;
+
+/// Whether a frame that claims `claimed` bytes from a file of `file_len` bytes is verified in
+/// a streaming pass before it is loaded (see [`SUSPICIOUS_SIZE`]).
+pub fn suspicious(claimed: u64, file_len: u64) -> bool {
+    claimed > SUSPICIOUS_SIZE && claimed > SUSPICIOUS_RATIO.saturating_mul(file_len)
+}
+
+/// The content size the zstd frame starting with `head` claims.
+pub fn claimed_size(head: &[u8], path: &Path) -> Result<u64> {
+    match zstd::zstd_safe::get_frame_content_size(head) {
+        Ok(Some(n)) => Ok(n),
+        _ => Err(Error::corrupt(path, "not a zstd frame with a content size")),
+    }
+}
+
+/// Decompresses the frame `reader` yields in pieces, feeding `hasher` and keeping nothing:
+/// constant memory whatever the frame claims. Returns the content's length and hash.
+pub fn hash_stream(
+    reader: impl Read,
+    path: &Path,
+    mut hasher: blake3::Hasher,
+) -> Result<(u64, blake3::Hash)> {
+    let mut dec = zstd::stream::read::Decoder::new(reader)
+        .map_err(|e| Error::io("decompress", path, e))?
+        .single_frame();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = dec
+            .read(&mut buf)
+            .map_err(|e| Error::corrupt(path, format!("zstd: {e}")))?;
+        if k == 0 {
+            break;
+        }
+        hasher.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((n, hasher.finalize()))
+}
 
 thread_local! {
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
@@ -31,7 +84,7 @@ fn workers() -> u32 {
 }
 
 /// Compresses `data` (at least [`STREAM_THRESHOLD`] bytes) into `file` as one zstd frame.
-pub fn compress_to(data: &[u8], level: i32, file: &mut File, path: &Path) -> Result<()> {
+pub fn compress_to(data: &[u8], level: i32, file: impl Write, path: &Path) -> Result<()> {
     let fail = |e: std::io::Error| Error::io("compress into", path, e);
     let mut enc = zstd::stream::write::Encoder::new(file, level).map_err(fail)?;
     enc.set_parameter(CParameter::NbWorkers(workers()))
@@ -61,7 +114,7 @@ pub fn decompress_hashing(
     let corrupt = |reason: String| Error::corrupt(path, reason);
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let head = reader.fill_buf().map_err(|e| Error::io("read", path, e))?;
-    let (mut out, size) = output_buffer(head, path)?;
+    let (mut out, size) = output_buffer(head, path, MAX_BLOB)?;
     let mut dec = zstd::stream::read::Decoder::with_buffer(reader)
         .map_err(|e| Error::io("decompress", path, e))?
         .single_frame();
@@ -99,17 +152,16 @@ pub fn decompress_hashing(
 }
 
 /// An empty buffer with room for the content size that the frame header at the start of
-/// `head` declares, and that size.
-fn output_buffer(head: &[u8], path: &Path) -> Result<(Vec<u8>, usize)> {
+/// `head` declares (at most `max`), and that size.
+fn output_buffer(head: &[u8], path: &Path, max: u64) -> Result<(Vec<u8>, usize)> {
     let corrupt = |reason: String| Error::corrupt(path, reason);
-    let size = match zstd::zstd_safe::get_frame_content_size(head) {
-        Ok(Some(n)) if n <= MAX_BLOB => n as usize,
-        Ok(Some(n)) => {
+    let size = match claimed_size(head, path)? {
+        n if n <= max => n as usize,
+        n => {
             return Err(corrupt(format!(
-                "frame claims {n} bytes, more than a blob may hold"
+                "frame claims {n} bytes, more than this kind of object may hold ({max})"
             )))
         }
-        _ => return Err(corrupt("not a zstd frame with a content size".into())),
     };
     let mut out = Vec::new();
     out.try_reserve_exact(size)
@@ -139,8 +191,8 @@ pub fn compress(data: &[u8], level: i32) -> Result<Vec<u8>> {
 }
 
 /// Decompresses a blob read from `path`, checking that it is exactly one complete frame whose
-/// checksum matches.
-pub fn decompress(data: &[u8], path: &Path) -> Result<Vec<u8>> {
+/// checksum matches and that claims at most `max` bytes.
+pub fn decompress(data: &[u8], path: &Path, max: u64) -> Result<Vec<u8>> {
     let corrupt = |reason: String| Error::corrupt(path, reason);
     let frame_len = zstd::zstd_safe::find_frame_compressed_size(data).map_err(|_| {
         corrupt(format!(
@@ -154,7 +206,7 @@ pub fn decompress(data: &[u8], path: &Path) -> Result<Vec<u8>> {
             data.len() - frame_len
         )));
     }
-    let (mut out, size) = output_buffer(data, path)?;
+    let (mut out, size) = output_buffer(data, path, max)?;
     DECOMPRESSOR.with(|d| {
         let mut d = d.borrow_mut();
         if d.is_none() {
@@ -187,9 +239,11 @@ mod tests {
             .collect();
         let z = compress(&data, 3).unwrap();
         let p = Path::new("values/ab/cd");
-        assert_eq!(decompress(&z, p).unwrap(), data);
+        assert_eq!(decompress(&z, p, MAX_BLOB).unwrap(), data);
 
-        let e = decompress(&z[..z.len() - 3], p).unwrap_err().to_string();
+        let e = decompress(&z[..z.len() - 3], p, MAX_BLOB)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("corrupt object values/ab/cd: not a complete zstd frame"),
             "{e}"
@@ -198,7 +252,7 @@ mod tests {
         let mut flipped = z.clone();
         let mid = flipped.len() / 2;
         flipped[mid] ^= 0x40;
-        assert!(decompress(&flipped, p).is_err());
+        assert!(decompress(&flipped, p, MAX_BLOB).is_err());
 
         // The streaming path: same checks.
         let big: Vec<u8> = (0..STREAM_THRESHOLD as u32 / 2)
@@ -224,7 +278,7 @@ mod tests {
 
         let mut two = z.clone();
         two.extend_from_slice(&z);
-        let e = decompress(&two, p).unwrap_err().to_string();
+        let e = decompress(&two, p, MAX_BLOB).unwrap_err().to_string();
         assert!(e.contains("after the zstd frame"), "{e}");
     }
 }

@@ -351,7 +351,9 @@ impl Default for IndexFile {
 
 /// Reads the index at `path`; `None` if it is missing, of another version or damaged.
 pub(crate) fn load(path: &Path) -> Option<IndexFile> {
-    let bytes = fs::read(path).ok()?;
+    // A cache: anything but a regular file of a sane size is ignored (and replaced when the
+    // index is next written).
+    let bytes = crate::open::read_small(path, 1 << 34, "the call index").ok()??;
     parse(Arc::new(bytes))
 }
 

@@ -26,16 +26,19 @@
 
 mod blob;
 pub mod config;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod gc;
 mod index;
 pub mod layout;
 mod lock;
+mod open;
 pub mod status;
 pub mod verify;
 pub mod write;
 
 use std::fs;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -218,9 +221,17 @@ impl FsBackend {
     /// Opens the store at `root` with `options`.
     pub fn open_with(root: &Path, options: OpenOptions) -> Result<FsBackend> {
         let config_path = root.join(layout::CONFIG);
-        let config = match fs::read_to_string(&config_path) {
-            Ok(text) => Config::parse(&text, &config_path)?,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
+        let read = open::read_small(&config_path, 1 << 20, "a store config").map(|bytes| {
+            bytes.map(|b| {
+                String::from_utf8(b).map_err(|_| Error::BadConfig {
+                    path: config_path.clone(),
+                    reason: "not UTF-8 text".into(),
+                })
+            })
+        });
+        let config = match read {
+            Ok(Some(text)) => Config::parse(&text?, &config_path)?,
+            Ok(None) => {
                 if !options.create || !Self::can_create_in(root)? {
                     return Err(Error::NotAStore {
                         path: root.to_path_buf(),
@@ -233,12 +244,12 @@ impl FsBackend {
                 Self::init(root, &config)?;
                 config
             }
-            Err(e) if e.kind() == ErrorKind::NotADirectory => {
+            Err(Error::Io { cause, .. }) if cause.kind() == ErrorKind::NotADirectory => {
                 return Err(Error::NotAStore {
                     path: root.to_path_buf(),
                 })
             }
-            Err(e) => return Err(Error::io("read", config_path, e)),
+            Err(e) => return Err(e),
         };
         let tmp = root.join(layout::TMP);
         fs::create_dir_all(&tmp).map_err(|e| Error::io("create directory", &tmp, e))?;
@@ -310,7 +321,9 @@ impl FsBackend {
     }
 
     fn put_blob(&self, dest: &Path, cbor: &[u8]) -> Result<bool> {
-        if dest.exists() {
+        // Names are hashes: a file there has this content. Anything else there (a FIFO, a
+        // link to a device) is replaced by the rename.
+        if open::is_regular(dest) {
             return Ok(false);
         }
         let level = self.inner.config.zstd_level;
@@ -388,33 +401,41 @@ impl FsBackend {
         }
     }
 
-    /// Reads and decompresses the blob at `path`; `None` if there is no such file.
-    pub fn read_blob(&self, path: &Path) -> Result<Option<Vec<u8>>> {
-        let mut file = match fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("open", path, e)),
-        };
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io("stat", path, e))?
-            .len();
-        if len >= (blob::STREAM_THRESHOLD / 4) as u64 {
-            return blob::decompress_from(file, path).map(Some);
-        }
-        let mut z = Vec::with_capacity(len as usize);
-        file.read_to_end(&mut z)
-            .map_err(|e| Error::io("read", path, e))?;
-        blob::decompress(&z, path).map(Some)
-    }
-
-    /// Reads value `cid` and checks that it hashes to its name.
-    pub(crate) fn read_value(&self, path: &Path, cid: &Id) -> Result<Option<Vec<u8>>> {
-        let Some(bytes) = self.read_blob(path)? else {
+    /// Reads the object `id` of kind `kind` (a value or a version record) from `path`,
+    /// decompressed and checked against its name; `None` if there is no such file. Only a
+    /// regular file is read. Memory: a frame that claims far more than its file could
+    /// plausibly hold ([`blob::suspicious`]) is first verified in a streaming pass, so a small
+    /// file that decompresses to gigabytes is rejected in constant memory.
+    pub(crate) fn read_object(&self, path: &Path, kind: Kind, id: &Id) -> Result<Option<Vec<u8>>> {
+        let Some((mut file, len)) = open::open_regular(path)? else {
             return Ok(None);
         };
-        let actual = Id::hash(Kind::Value, &bytes);
-        if actual != *cid {
+        let bytes = if len >= (blob::STREAM_THRESHOLD / 4) as u64 {
+            let mut head = [0u8; 18];
+            let n = read_head(&mut file, &mut head).map_err(|e| Error::io("read", path, e))?;
+            if let Ok(claimed) = blob::claimed_size(&head[..n], path) {
+                if blob::suspicious(claimed, len) {
+                    check_stream(&mut file, path, kind, id, claimed, len)?;
+                }
+            }
+            file.seek(SeekFrom::Start(0))
+                .map_err(|e| Error::io("seek", path, e))?;
+            blob::decompress_from(file, path)?
+        } else {
+            let mut z = Vec::with_capacity(len as usize);
+            file.take(len)
+                .read_to_end(&mut z)
+                .map_err(|e| Error::io("read", path, e))?;
+            // (A file that is no frame at all is reported by `decompress`, precisely.)
+            if let Ok(claimed) = blob::claimed_size(&z, path) {
+                if blob::suspicious(claimed, len) {
+                    check_stream(&z[..], path, kind, id, claimed, len)?;
+                }
+            }
+            blob::decompress(&z, path, blob::MAX_BLOB)?
+        };
+        let actual = Id::hash(kind, &bytes);
+        if actual != *id {
             return Err(Error::corrupt(
                 path,
                 format!("content hashes to {actual}, not to its name"),
@@ -423,9 +444,20 @@ impl FsBackend {
         Ok(Some(bytes))
     }
 
+    /// Reads value `cid` and checks that it hashes to its name.
+    pub(crate) fn read_value(&self, path: &Path, cid: &Id) -> Result<Option<Vec<u8>>> {
+        self.read_object(path, Kind::Value, cid)
+    }
+
     fn read_call_bytes(&self, path: &Path, hid: &Id, rid: &Id) -> Result<Vec<u8>> {
-        // Records are small: read without asking the file's size first.
-        let mut file = fs::File::open(path).map_err(|e| match e.kind() {
+        // Records are small: read without asking the file's size first. Without blocking (a
+        // FIFO reads as empty, so as a damaged record) and at most a record's worth (a link
+        // to /dev/zero is not read forever).
+        let mut options = fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+        let file = options.open(path).map_err(|e| match e.kind() {
             ErrorKind::NotFound => Error::NotFound {
                 what: "call",
                 id: hid.to_string(),
@@ -441,9 +473,10 @@ impl FsBackend {
         let bytes = BUF.with(|b| {
             let mut z = b.borrow_mut();
             z.clear();
-            file.read_to_end(&mut z)
+            file.take(blob::MAX_RECORD)
+                .read_to_end(&mut z)
                 .map_err(|e| Error::io("read", path, e))?;
-            blob::decompress(&z, path)
+            blob::decompress(&z, path, blob::MAX_RECORD)
         })?;
         let actual = Id::hash(Kind::CallRecord, &bytes);
         if actual != *rid {
@@ -467,11 +500,18 @@ impl FsBackend {
     /// when the index knows it. Such a query works from a current listing (stamps), so it
     /// never asks for a record another process deleted.
     fn read_indexed_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<(CallRecord, Option<Id>)> {
-        {
+        let damaged = {
             let idx = self.inner.index.lock().unwrap();
-            if let Some((bytes, cid)) = idx.records.get(&(*key, *hid, *rid)) {
-                return Ok((self.decode_indexed(key, hid, rid, bytes)?, Some(cid)));
+            match idx.records.get(&(*key, *hid, *rid)) {
+                Some((bytes, cid)) => match self.decode_indexed(key, hid, rid, bytes)? {
+                    Some(record) => return Ok((record, Some(cid))),
+                    None => true,
+                },
+                None => false,
             }
+        };
+        if damaged {
+            self.index_damaged(&format!("call record {}", rid.short(12)));
         }
         self.call_from_file(key, hid, rid)
     }
@@ -493,12 +533,46 @@ impl FsBackend {
         Ok((record, Some(cid)))
     }
 
-    /// Decodes a record the call index holds (the path names it if it is damaged).
-    fn decode_indexed(&self, key: &Id, hid: &Id, rid: &Id, bytes: &[u8]) -> Result<CallRecord> {
-        CallRecord::from_cbor(bytes).map_err(|e| {
+    /// Decodes a record the call index holds; `None` if the index's copy does not hash to its
+    /// record id (the index is damaged: the caller reports it with [`Self::index_damaged`]
+    /// once it holds no lock, and reads the file instead).
+    fn decode_indexed(
+        &self,
+        key: &Id,
+        hid: &Id,
+        rid: &Id,
+        bytes: &[u8],
+    ) -> Result<Option<CallRecord>> {
+        if Id::hash(Kind::CallRecord, bytes) != *rid {
+            return Ok(None);
+        }
+        CallRecord::from_cbor(bytes).map(Some).map_err(|e| {
             let path = layout::call_path(&self.inner.root, key, hid, rid);
             Error::corrupt(path, format!("not a call record (from the index): {e}"))
         })
+    }
+
+    /// Whether the call index's copy of value `cid` hashes to it (values there are at most
+    /// [`index::SMALL_VALUE`] bytes: cheap to check every time one is served). A damaged copy
+    /// is reported, dropped, and the value read from its file.
+    fn index_value_sound(&self, cid: &Id, bytes: &[u8]) -> bool {
+        if Id::hash(Kind::Value, bytes) == *cid {
+            return true;
+        }
+        self.index_damaged(&format!("value {}", cid.short(12)));
+        self.forget_value(cid);
+        false
+    }
+
+    /// Reports a damaged entry of the call index; the entry is read from the store's files
+    /// instead, and the index is rewritten by the next whole-store query.
+    fn index_damaged(&self, what: &str) {
+        eprintln!(
+            "mandala: warning: {}: the call index's copy of {what} is damaged; read from the store's files instead (the index is rewritten)",
+            self.index_path().display()
+        );
+        let mut idx = self.inner.index.lock().unwrap();
+        idx.dirty = true;
     }
 
     /// The call index, loaded from `index/calls` on first use.
@@ -562,14 +636,15 @@ impl FsBackend {
         };
         for e in rd {
             let e = e.map_err(|e| Error::io("list", &dir, e))?;
-            let name = e.file_name();
-            let (key, hid, rid) = name
+            // Names that are not records (`.DS_Store`, `name~`, rsync's `.name.XXXXXX` while
+            // it copies into the store) are not ours: skipped here, reported by fsck.
+            if let Some(name) = e
+                .file_name()
                 .to_str()
                 .and_then(|n| layout::parse_call_name(&shard_name, n))
-                .ok_or_else(|| {
-                    Error::corrupt(dir.join(&name), "not a call record name (CID.HID.RID)")
-                })?;
-            names.push((key, hid, rid));
+            {
+                names.push(name);
+            }
         }
         let settled = stamp.is_some_and(|s| s.age() >= QUIET);
         Ok(ShardCache::from_names(stamp, settled, names))
@@ -590,8 +665,9 @@ impl FsBackend {
         Ok(names)
     }
 
-    /// Every (shard, rest) pair under `dir` (`values` or `calls`), sorted; names that are not
-    /// well-formed are returned too, for `verify` to report.
+    /// Every (shard, rest) pair under `dir` (`values`, `calls` or `versions`), sorted; names
+    /// that are not well-formed are returned too, for `verify` to report (other callers
+    /// skip what does not parse, see [`FsBackend::list_ids`]).
     fn list_sharded(&self, top: &str) -> Result<Vec<(String, String)>> {
         let dir = self.inner.root.join(top);
         let mut out = Vec::new();
@@ -607,6 +683,60 @@ impl FsBackend {
             }
         }
         Ok(out)
+    }
+}
+
+/// Reads up to `head.len()` bytes from the start of `file`; returns how many.
+fn read_head(file: &mut fs::File, head: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(&mut head[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Verifies a frame that claims `claimed` bytes from `len` on disk in a streaming pass (see
+/// [`blob::suspicious`]): its content must have that length and hash to `id` under `kind`.
+fn check_stream(
+    reader: impl Read,
+    path: &Path,
+    kind: Kind,
+    id: &Id,
+    claimed: u64,
+    len: u64,
+) -> Result<()> {
+    let (n, hash) = blob::hash_stream(reader, path, Id::hasher(kind))?;
+    if n != claimed {
+        return Err(Error::corrupt(
+            path,
+            format!("frame holds {n} bytes but claims {claimed}"),
+        ));
+    }
+    let actual = Id(*hash.as_bytes());
+    if actual != *id {
+        return Err(Error::corrupt(
+            path,
+            format!(
+                "content hashes to {actual}, not to its name (found in a streaming check before loading: {len} bytes on disk claim {claimed})"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl FsBackend {
+    /// The ids of the objects under `top` (`values` or `versions`), sorted: names that are not
+    /// object names (`.DS_Store`, editors' `name~`, rsync's `.name.XXXXXX`, a file where a
+    /// shard directory belongs) are skipped; `verify` reports them.
+    fn list_ids(&self, top: &str) -> Result<Vec<Id>> {
+        Ok(self
+            .list_sharded(top)?
+            .into_iter()
+            .filter_map(|(s, r)| layout::parse_sharded(&s, &r))
+            .collect())
     }
 }
 
@@ -632,7 +762,9 @@ impl Backend for FsBackend {
     }
 
     fn has_value(&self, cid: &Id) -> Result<bool> {
-        Ok(layout::value_path(&self.inner.root, cid).exists())
+        // A FIFO, device or directory under a value's name is no value: writing the value
+        // replaces it.
+        Ok(open::is_regular(&layout::value_path(&self.inner.root, cid)))
     }
 
     fn get_value(&self, cid: &Id) -> Result<Option<Vec<u8>>> {
@@ -641,8 +773,8 @@ impl Backend for FsBackend {
             idx.values.get(cid).map(|(bytes, _)| bytes.to_vec())
         };
         match cached {
-            Some(bytes) => Ok(Some(bytes)),
-            None => self.value_from_file(cid),
+            Some(bytes) if self.index_value_sound(cid, &bytes) => Ok(Some(bytes)),
+            _ => self.value_from_file(cid),
         }
     }
 
@@ -657,6 +789,14 @@ impl Backend for FsBackend {
                 .map(|v| v.map(|(b, _)| b.to_vec()))
                 .collect()
         };
+        for (cid, bytes) in cids.iter().zip(out.iter_mut()) {
+            if bytes
+                .as_ref()
+                .is_some_and(|b| !self.index_value_sound(cid, b))
+            {
+                *bytes = None;
+            }
+        }
         let rest: Vec<usize> = (0..cids.len()).filter(|i| out[*i].is_none()).collect();
         let read = store_core::par::try_map(&rest, 64, |i| self.value_from_file(&cids[*i]))?;
         for (i, bytes) in rest.into_iter().zip(read) {
@@ -710,19 +850,31 @@ impl Backend for FsBackend {
     fn get_stored_calls(&self, ids: &[CallName]) -> Result<Vec<Arc<StoredCall>>> {
         // The records the index holds, decoded on all cores under one lock (workers taking
         // it for each record would contend for it); then the others, from their files.
-        let mut out: Vec<Option<Arc<StoredCall>>> = {
+        let (mut out, damaged) = {
             let idx = self.inner.index.lock().unwrap();
             let cached = idx.records.get_many(ids);
             let items: Vec<_> = ids.iter().zip(cached).collect();
-            store_core::par::try_map(&items, 1024, |((key, hid, rid), cached)| {
-                cached
-                    .map(|(bytes, cid)| {
-                        let record = self.decode_indexed(key, hid, rid, bytes)?;
-                        Ok::<_, Error>(Arc::new(stored_call(key, hid, rid, (record, Some(cid)))))
-                    })
-                    .transpose()
-            })?
+            let out = store_core::par::try_map(&items, 1024, |((key, hid, rid), cached)| {
+                let Some((bytes, cid)) = cached else {
+                    return Ok(None);
+                };
+                // A damaged copy gives None: read from its file below.
+                Ok::<_, Error>(
+                    self.decode_indexed(key, hid, rid, bytes)?
+                        .map(|record| Arc::new(stored_call(key, hid, rid, (record, Some(*cid))))),
+                )
+            })?;
+            let damaged: Vec<Id> = items
+                .iter()
+                .zip(&out)
+                .filter(|((_, cached), read)| cached.is_some() && read.is_none())
+                .map(|(((_, _, rid), _), _)| *rid)
+                .collect();
+            (out, damaged)
         };
+        for rid in &damaged {
+            self.index_damaged(&format!("call record {}", rid.short(12)));
+        }
         let rest: Vec<usize> = (0..ids.len()).filter(|i| out[*i].is_none()).collect();
         let read = store_core::par::try_map(&rest, 64, |i| {
             let (key, hid, rid) = &ids[*i];
@@ -860,14 +1012,7 @@ impl Backend for FsBackend {
     }
 
     fn all_values(&self) -> Result<Vec<Id>> {
-        let root = self.inner.root.join(layout::VALUES);
-        self.list_sharded(layout::VALUES)?
-            .into_iter()
-            .map(|(s, r)| {
-                layout::parse_sharded(&s, &r)
-                    .ok_or_else(|| Error::corrupt(root.join(&s).join(&r), "not a value name"))
-            })
-            .collect()
+        self.list_ids(layout::VALUES)
     }
 
     fn delete_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<()> {
@@ -898,21 +1043,12 @@ impl Backend for FsBackend {
     }
 
     fn all_versions(&self) -> Result<Vec<VersionRecord>> {
-        let root = self.inner.root.join(layout::VERSIONS);
         let mut out = Vec::new();
-        for (shard, rest) in self.list_sharded(layout::VERSIONS)? {
-            let path = root.join(&shard).join(&rest);
-            let id = layout::parse_sharded(&shard, &rest)
-                .ok_or_else(|| Error::corrupt(&path, "not a version name"))?;
+        for id in self.list_ids(layout::VERSIONS)? {
+            let path = layout::sharded(&self.inner.root, layout::VERSIONS, &id);
             let bytes = self
-                .read_blob(&path)?
+                .read_object(&path, Kind::Version, &id)?
                 .ok_or_else(|| Error::corrupt(&path, "vanished"))?;
-            if Id::hash(Kind::Version, &bytes) != id {
-                return Err(Error::corrupt(
-                    &path,
-                    "version record does not hash to its name",
-                ));
-            }
             out.push(
                 cbor::from_slice(&bytes)
                     .map_err(|e| Error::corrupt(&path, format!("not a version record: {e}")))?,
@@ -937,15 +1073,17 @@ impl Backend for FsBackend {
         let dir = self.inner.root.join(layout::REFS).join(layout::DECISIONS);
         let mut out = Vec::new();
         for name in Self::list_dir(&dir)? {
+            // Names that are not decisions are not ours: skipped here, reported by fsck.
+            if layout::parse_decision_name(&name, String::new()).is_none() {
+                continue;
+            }
             let path = dir.join(&name);
-            let text = fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
+            let Some(bytes) = open::read_small(&path, 1 << 16, "a decision file")? else {
+                continue; // removed since the listing
+            };
+            let text = String::from_utf8_lossy(&bytes);
             let component = text.trim_end_matches('\n').to_string();
-            let d = layout::parse_decision_name(&name, component).ok_or_else(|| {
-                Error::corrupt(
-                    &path,
-                    "not a decision name (NAMEHASH.CONTENT.cosmetic|semantic)",
-                )
-            })?;
+            let d = layout::parse_decision_name(&name, component).expect("parsed above");
             if layout::decision_path(&self.inner.root, &d) != path {
                 return Err(Error::corrupt(
                     &path,

@@ -30,23 +30,36 @@ impl FsBackend {
     /// Counts files and bytes per kind, without reading any file.
     pub fn status(&self) -> Result<StoreStatus> {
         let root = self.root();
-        let size = |p: &std::path::Path| -> Result<u64> {
-            fs::metadata(p)
-                .map(|m| m.len())
-                .map_err(|e| Error::io("stat", p, e))
+        // A file gone since the listing (deleted, or an rsync temp file renamed) is not
+        // counted.
+        let size = |p: &std::path::Path| -> Result<Option<u64>> {
+            match fs::symlink_metadata(p) {
+                Ok(m) => Ok(Some(m.len())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::io("stat", p, e)),
+            }
         };
         let mut st = StoreStatus::default();
+        // Only object names count: stray files are skipped (fsck reports them).
         for (s, r) in self.list_sharded(layout::VALUES)? {
-            st.values.count += 1;
-            st.values.bytes += size(&root.join(layout::VALUES).join(s).join(r))?;
+            if layout::parse_sharded(&s, &r).is_some() {
+                if let Some(n) = size(&root.join(layout::VALUES).join(s).join(r))? {
+                    st.values.count += 1;
+                    st.values.bytes += n;
+                }
+            }
         }
         for (s, r) in self.list_sharded(layout::CALLS)? {
-            st.calls.count += 1;
-            st.calls.bytes += size(&root.join(layout::CALLS).join(s).join(r))?;
+            if layout::parse_call_name(&s, &r).is_some() {
+                if let Some(n) = size(&root.join(layout::CALLS).join(s).join(r))? {
+                    st.calls.count += 1;
+                    st.calls.bytes += n;
+                }
+            }
         }
         for t in crate::write::stray_temp_files(&root.join(layout::TMP))? {
             st.temp.count += 1;
-            st.temp.bytes += size(&t).unwrap_or(0);
+            st.temp.bytes += size(&t).ok().flatten().unwrap_or(0);
         }
         Ok(st)
     }

@@ -59,7 +59,10 @@ impl FsBackend {
             let e = e.map_err(|e| store_core::Error::io("list", &root, e))?;
             let name = e.file_name();
             if !layout::TOP_LEVEL.iter().any(|t| name == *t) {
-                problem(e.path(), "unexpected file in a store".into());
+                report.warnings.push(Problem {
+                    path: e.path(),
+                    what: "not part of a store (mandala ignores it)".into(),
+                });
             }
         }
 
@@ -67,9 +70,18 @@ impl FsBackend {
         // Values present, sound or not: a call naming a damaged value is not dangling.
         let mut present = BTreeSet::new();
         for (shard, rest) in self.list_sharded(layout::VALUES)? {
+            if rest.is_empty() {
+                let path = root.join(layout::VALUES).join(&shard);
+                report
+                    .warnings
+                    .push(stray(path, "a shard directory (2 hex digits)"));
+                continue;
+            }
             let path = root.join(layout::VALUES).join(&shard).join(&rest);
             let Some(cid) = layout::parse_sharded(&shard, &rest) else {
-                problem(path, "not a value name (2 + 62 hex digits)".into());
+                report
+                    .warnings
+                    .push(stray(path, "a value name (2 + 62 hex digits)"));
                 continue;
             };
             present.insert(cid);
@@ -111,12 +123,19 @@ impl FsBackend {
         let mut outcomes: BTreeMap<(Id, Id), BTreeMap<Id, BTreeSet<Vec<Id>>>> = BTreeMap::new();
         let mut n_calls = 0;
         for (shard, name) in self.list_sharded(layout::CALLS)? {
+            if name.is_empty() {
+                let path = root.join(layout::CALLS).join(&shard);
+                report
+                    .warnings
+                    .push(stray(path, "a shard directory (2 hex digits)"));
+                continue;
+            }
             let path = root.join(layout::CALLS).join(&shard).join(&name);
             let Some((key, hid, rid)) = layout::parse_call_name(&shard, &name) else {
-                problem(
+                report.warnings.push(stray(
                     path,
-                    "not a call record name (CID.HID.RID, 62 + 64 + 64 hex digits)".into(),
-                );
+                    "a call record name (CID.HID.RID, 62 + 64 + 64 hex digits)",
+                ));
                 continue;
             };
             let rec = match self.get_call(&key, &hid, &rid) {
@@ -190,15 +209,21 @@ impl FsBackend {
             }
         }
         for (shard, rest) in self.list_sharded(layout::VERSIONS)? {
+            if rest.is_empty() {
+                let path = root.join(layout::VERSIONS).join(&shard);
+                report
+                    .warnings
+                    .push(stray(path, "a shard directory (2 hex digits)"));
+                continue;
+            }
             let path = root.join(layout::VERSIONS).join(&shard).join(&rest);
             let Some(id) = layout::parse_sharded(&shard, &rest) else {
-                problem(path, "not a version name (2 + 62 hex digits)".into());
+                report
+                    .warnings
+                    .push(stray(path, "a version name (2 + 62 hex digits)"));
                 continue;
             };
-            match self.read_blob(&path) {
-                Ok(Some(bytes)) if Id::hash(store_core::Kind::Version, &bytes) != id => {
-                    problem(path, "version record does not hash to its name".into())
-                }
+            match self.read_object(&path, store_core::Kind::Version, &id) {
                 Ok(Some(bytes)) => {
                     if let Err(e) =
                         store_core::cbor::from_slice::<store_core::versions::VersionRecord>(&bytes)
@@ -210,12 +235,55 @@ impl FsBackend {
                 Err(e) => problem(path, error_reason(e)),
             }
         }
+        // The call index is a cache, but a damaged copy in it must not go unnoticed: every
+        // entry must hash to its id (readers check the entries they serve, and repair them).
+        let index = self.index_path();
+        if let Some(file) = crate::index::load(&index) {
+            for ((_, _, rid), bytes, _) in file.records.entries() {
+                if store_core::Id::hash(store_core::Kind::CallRecord, bytes) != rid {
+                    problem(
+                        index.clone(),
+                        format!(
+                            "the index's copy of call record {} is damaged (readers read the file instead; the next whole-store query rewrites the index)",
+                            rid.short(12)
+                        ),
+                    );
+                }
+            }
+            for (cid, bytes, _) in file.values.entries() {
+                if store_core::Id::hash(store_core::Kind::Value, bytes) != cid {
+                    problem(
+                        index.clone(),
+                        format!(
+                            "the index's copy of value {} is damaged (readers read the file instead; the next whole-store query rewrites the index)",
+                            cid.short(12)
+                        ),
+                    );
+                }
+            }
+        }
+        let decisions = root.join(layout::REFS).join(layout::DECISIONS);
+        for name in FsBackend::list_dir(&decisions)? {
+            if layout::parse_decision_name(&name, String::new()).is_none() {
+                report.warnings.push(stray(
+                    decisions.join(name),
+                    "a decision name (NAMEHASH.CONTENT.cosmetic|semantic)",
+                ));
+            }
+        }
+        if let Err(e) = self.decisions() {
+            let path = match &e {
+                store_core::Error::Corrupt { path, .. } | store_core::Error::Io { path, .. } => {
+                    path.clone()
+                }
+                _ => decisions.clone(),
+            };
+            problem(path, error_reason(e));
+        }
         for t in crate::write::stray_temp_files(&root.join(layout::TMP))? {
             let name = t.file_name().unwrap_or_default().to_string_lossy();
             let what = if name.starts_with(crate::write::DAMAGED_PREFIX) {
                 "a damaged value moved aside by a reader (kept for inspection; safe to delete)"
-            } else if name == crate::lock::LOCK_FILE {
-                continue;
             } else {
                 "temp file of an interrupted or ongoing write"
             };
@@ -227,6 +295,15 @@ impl FsBackend {
         report.values = values.len() as u64;
         report.calls = n_calls;
         Ok(report)
+    }
+}
+
+/// A name that is not an object's, where objects live (`.DS_Store`, `name~`, rsync's
+/// `.name.XXXXXX`): not damage, since every reader skips it, but worth knowing.
+fn stray(path: PathBuf, expected: &str) -> Problem {
+    Problem {
+        path,
+        what: format!("not {expected}: a stray file, ignored by mandala"),
     }
 }
 

@@ -9,7 +9,7 @@
 //!   fsync after) when the write returns.
 
 use std::fs::{self, File};
-use std::io::{ErrorKind, Write};
+use std::io::{self, ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -71,7 +71,7 @@ pub fn write_with(
     tmp_dir: &Path,
     dest: &Path,
     durability: Durability,
-    fill: impl FnOnce(&mut File, &Path) -> Result<()>,
+    fill: impl FnOnce(&mut Sink<'_>, &Path) -> Result<()>,
 ) -> Result<()> {
     let tmp = tmp_dir.join(temp_name());
     let result =
@@ -82,13 +82,31 @@ pub fn write_with(
     result
 }
 
+/// Where a write's content goes: the temp file (and, with the `fault-injection` feature, the
+/// budget of bytes after which writes fail as on a full disk; see [`crate::faults`]).
+pub struct Sink<'a> {
+    file: &'a mut File,
+}
+
+impl Write for Sink<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        #[cfg(feature = "fault-injection")]
+        let buf = crate::faults::take(buf)?;
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
 fn write_temp(
     tmp: &Path,
-    fill: impl FnOnce(&mut File, &Path) -> Result<()>,
+    fill: impl FnOnce(&mut Sink<'_>, &Path) -> Result<()>,
     durability: Durability,
 ) -> Result<()> {
     let mut f = File::create_new(tmp).map_err(|e| Error::io("create temp file", tmp, e))?;
-    fill(&mut f, tmp)?;
+    fill(&mut Sink { file: &mut f }, tmp)?;
     if durability == Durability::Sync {
         f.sync_all().map_err(|e| Error::io("fsync", tmp, e))?;
     }
@@ -117,13 +135,17 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
-/// The temp files left in `tmp_dir` (by killed writers, or by writers at work right now).
+/// The temp files left in `tmp_dir` (by killed writers, or by writers at work right now),
+/// and damaged values moved aside there; not the collection lock (`tmp/gc.lock`).
 pub fn stray_temp_files(tmp_dir: &Path) -> Result<Vec<PathBuf>> {
     match fs::read_dir(tmp_dir) {
         Ok(rd) => {
             let mut v = Vec::new();
             for e in rd {
-                v.push(e.map_err(|e| Error::io("list", tmp_dir, e))?.path());
+                let e = e.map_err(|e| Error::io("list", tmp_dir, e))?;
+                if e.file_name() != crate::lock::LOCK_FILE {
+                    v.push(e.path());
+                }
             }
             v.sort();
             Ok(v)

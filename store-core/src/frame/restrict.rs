@@ -372,10 +372,10 @@ impl ComputationFrame {
             .map(|v| {
                 crate::cbor::encode_value(v)
                     .map(|b| Id::hash(Kind::Value, &b))
-                    .map_err(|source| Error::Encode {
+                    .map_err(|cause| Error::Encode {
                         op: "isin".into(),
                         what: format!("a value for variable '{var}'"),
-                        source,
+                        cause,
                     })
             })
             .collect::<Result<Vec<Id>>>()?;

@@ -513,15 +513,15 @@ impl Table {
         let source = &self.source;
         let load = |hid: &Id| source.engine.load_value::<T>(&source.cid(hid));
         let convert = |v: &ciborium::Value| -> Result<T> {
-            let bytes = crate::cbor::to_canonical(v).map_err(|source| Error::Encode {
+            let bytes = crate::cbor::to_canonical(v).map_err(|cause| Error::Encode {
                 op: "table".into(),
                 what: name.into(),
-                source,
+                cause,
             })?;
-            crate::cbor::decode_value(&bytes).map_err(|source| Error::Decode {
+            crate::cbor::decode_value(&bytes).map_err(|cause| Error::Decode {
                 cid: format!("column '{name}'"),
                 ty: std::any::type_name::<T>(),
-                source,
+                cause,
             })
         };
         self.rows
