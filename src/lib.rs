@@ -51,6 +51,7 @@ pub use store_core::{
     Backend, CallRecord, Engine, Error, Id, IdPrefix, IntoArg, Kind, MemoryBackend, Mode, OpStats,
     Ref, RefIds, Result, Slot, Stats, StoredCall, Value,
 };
+pub use store_core::{CallError, FormatError, FrameError, StoreError, VersioningError};
 pub use store_core::{ChangeReport, ComponentChange, Versioning};
 pub use store_fs::{Durability, FsBackend, OpenOptions, VerifyReport};
 /// Makes a function a memoized op. See the [crate docs](crate#op) for its options.
@@ -127,8 +128,8 @@ pub struct Storage {
 impl Storage {
     /// Opens the store at `path`, creating it if the directory does not exist or is empty.
     ///
-    /// Fails with [`Error::NotAStore`] for a non-empty directory without `mandala.toml`, and
-    /// with [`Error::UnsupportedFormat`] for a store written by a newer format.
+    /// Fails with [`StoreError::NotAStore`] for a non-empty directory without `mandala.toml`, and
+    /// with [`StoreError::UnsupportedFormat`] for a store written by a newer format.
     pub fn open(path: impl AsRef<Path>) -> Result<Storage> {
         Self::open_with(path, OpenOptions::default())
     }
@@ -216,9 +217,9 @@ pub fn unwrap<T: Value>(r: &Ref<T>) -> Result<T> {
     }
     match store_core::context::current() {
         Some((engine, _)) => engine.unwrap(r),
-        None => Err(Error::NotLoaded {
+        None => Err(Error::Call(store_core::CallError::NotLoaded {
             hid: r.known_ids().map(|i| i.hid.to_string()).unwrap_or_default(),
-        }),
+        })),
     }
 }
 

@@ -71,7 +71,7 @@ impl Fixture {
 
 fn corrupt_message(e: Error, path: &Path) -> String {
     match e {
-        Error::Corrupt { path: p, reason } => {
+        Error::Store(mandala::StoreError::Corrupt { path: p, reason }) => {
             assert_eq!(p, path);
             reason
         }
@@ -212,7 +212,9 @@ fn a_directory_that_is_not_a_store_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("notes.txt"), "mine").unwrap();
     let e = Storage::open(dir.path()).err().unwrap();
-    assert!(matches!(e, Error::NotAStore { ref path } if path == dir.path()));
+    assert!(
+        matches!(e, Error::Store(mandala::StoreError::NotAStore { ref path }) if path == dir.path())
+    );
     assert!(
         e.to_string()
             .contains("is not a mandala store (no mandala.toml)"),
@@ -225,7 +227,10 @@ fn a_directory_that_is_not_a_store_is_refused_and_left_alone() {
     assert_eq!(names, ["notes.txt"]);
 
     let file = dir.path().join("notes.txt");
-    assert!(matches!(Storage::open(&file), Err(Error::NotAStore { .. })));
+    assert!(matches!(
+        Storage::open(&file),
+        Err(Error::Store(mandala::StoreError::NotAStore { .. }))
+    ));
 }
 
 #[test]

@@ -51,7 +51,7 @@ fn a_full_disk_fails_the_call_cleanly() {
     };
     assert!(stored >= 5, "{stored} calls fit before the disk filled");
     match &err {
-        Error::Io { path, cause, .. } => {
+        Error::Store(mandala::StoreError::Io { path, cause, .. }) => {
             assert!(path.starts_with(&store), "{err}");
             assert_eq!(cause.kind(), std::io::ErrorKind::StorageFull, "{err}");
         }

@@ -39,7 +39,7 @@ impl Backend for Counting {
     fn list_calls(&self, cid: &Id) -> Result<Vec<(Id, Id)>> {
         self.inner.list_calls(cid)
     }
-    fn get_call(&self, cid: &Id, hid: &Id, rid: &Id) -> Result<CallRecord> {
+    fn get_call(&self, cid: &Id, hid: &Id, rid: &Id) -> Result<Option<CallRecord>> {
         self.inner.get_call(cid, hid, rid)
     }
     fn put_call(&self, record: &CallRecord) -> Result<()> {

@@ -219,7 +219,9 @@ fn new_calls_can_be_forbidden() {
     let hit = storage.run(|| inc(10)).unwrap();
     assert_eq!(storage.unwrap(&hit).unwrap(), 11);
     let err = storage.run(|| inc(11)).unwrap_err();
-    assert!(matches!(err, Error::NewCallNotAllowed { ref op } if op == "inc"));
+    assert!(
+        matches!(err, Error::Call(mandala::CallError::NewCallNotAllowed { ref op }) if op == "inc")
+    );
     assert_eq!(
         err.to_string(),
         "call to op 'inc' is not in the store and new calls are not allowed"
@@ -294,9 +296,9 @@ fn calls_completed_before_an_error_or_a_panic_are_stored() {
     let (dir, storage) = tempstore();
     let r: Result<(), Error> = storage.run(|| {
         inc(1000)?;
-        Err(Error::NewCallNotAllowed {
+        Err(Error::Call(mandala::CallError::NewCallNotAllowed {
             op: "pretend".into(),
-        })
+        }))
     });
     assert!(r.is_err());
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -93,15 +93,15 @@ pub fn resolve(store: &FsBackend, prefix: &str) -> Result<Object, Error> {
     let calls = store.all_calls()?;
     let mut found = candidates(store, &prefix, &calls);
     match found.len() {
-        0 => Err(Error::NotFound {
+        0 => Err(Error::Store(store_core::StoreError::NotFound {
             what: "object",
             id: prefix.to_string(),
             store: store.describe(),
-        }),
+        })),
         1 => Ok(found.pop().expect("one")),
-        _ => Err(Error::AmbiguousPrefix {
+        _ => Err(Error::Store(store_core::StoreError::AmbiguousPrefix {
             prefix: prefix.to_string(),
             candidates: found.iter().map(Object::describe).collect(),
-        }),
+        })),
     }
 }

@@ -178,7 +178,7 @@ fn main() -> ExitCode {
             if e.chain().any(|c| {
                 c.downcast_ref::<io::Error>().is_some_and(broken_pipe)
                     || matches!(c.downcast_ref::<store_core::Error>(),
-                        Some(store_core::Error::Io { cause, .. }) if broken_pipe(cause))
+                        Some(store_core::Error::Store(store_core::StoreError::Io { cause, .. })) if broken_pipe(cause))
             }) {
                 return ExitCode::SUCCESS;
             }

@@ -67,31 +67,31 @@ pub trait Backend: Send + Sync {
     /// The (call hid, record id) pairs stored under call key `key`, sorted.
     fn list_calls(&self, key: &Id) -> Result<Vec<(Id, Id)>>;
 
-    /// Reads one call record, verified against its record id. Whether the record belongs at
-    /// (`key`, `hid`) is for the caller to check (the engine compares it with the call it looks
-    /// up; `fsck` recomputes the ids).
-    fn get_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<CallRecord>;
+    /// Reads one call record, verified against its record id; `None` if the store does not
+    /// hold it (never listed, or deleted since a listing named it). Whether the record belongs
+    /// at (`key`, `hid`) is for the caller to check (the engine compares it with the call it
+    /// looks up; `fsck` recomputes the ids).
+    fn get_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<Option<CallRecord>>;
 
     /// A call record with its ids, the call's content id included (a backend that caches it
-    /// saves hashing it anew).
-    fn get_stored_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<StoredCall> {
-        let record = self.get_call(key, hid, rid)?;
-        Ok(StoredCall {
+    /// saves hashing it anew); `None` if the store does not hold it.
+    fn get_stored_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<Option<StoredCall>> {
+        Ok(self.get_call(key, hid, rid)?.map(|record| StoredCall {
             key: *key,
             cid: record.cid(),
             hid: *hid,
             rid: *rid,
             record,
-        })
+        }))
     }
 
     /// The records `ids` as [`Backend::get_stored_call`] returns them, in the order of `ids`:
     /// whole-store queries read thousands at once (decoding them is most of the cost of a
     /// first query), so this spreads them over the cores; a backend with a cache of records
     /// can also look them all up at once. Shared (`Arc`): queries keep them as they come.
-    fn get_stored_calls(&self, ids: &[(Id, Id, Id)]) -> Result<Vec<Arc<StoredCall>>> {
+    fn get_stored_calls(&self, ids: &[(Id, Id, Id)]) -> Result<Vec<Option<Arc<StoredCall>>>> {
         crate::par::try_map(ids, 1024, |(k, hid, rid)| {
-            self.get_stored_call(k, hid, rid).map(Arc::new)
+            Ok(self.get_stored_call(k, hid, rid)?.map(Arc::new))
         })
     }
 
@@ -176,17 +176,8 @@ impl Backend for MemoryBackend {
             .collect())
     }
 
-    fn get_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<CallRecord> {
-        self.calls
-            .lock()
-            .unwrap()
-            .get(&(*key, *hid, *rid))
-            .cloned()
-            .ok_or_else(|| crate::Error::NotFound {
-                what: "call",
-                id: hid.to_string(),
-                store: self.describe(),
-            })
+    fn get_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<Option<CallRecord>> {
+        Ok(self.calls.lock().unwrap().get(&(*key, *hid, *rid)).cloned())
     }
 
     fn put_call(&self, record: &CallRecord) -> Result<()> {

@@ -79,9 +79,9 @@ impl<T: Value> Input<T> {
             Arg::Ref(r) => match (r.get(), engine) {
                 (Some(v), _) => Ok(v.clone()),
                 (None, Some(e)) => e.unwrap(&r),
-                (None, None) => Err(Error::NotLoaded {
+                (None, None) => Err(Error::Call(crate::error::CallError::NotLoaded {
                     hid: r.known_ids().map(|i| i.hid.to_string()).unwrap_or_default(),
-                }),
+                })),
             },
         }
     }
@@ -89,10 +89,12 @@ impl<T: Value> Input<T> {
     /// Whether this argument's content equals `default` (for `new_default`).
     pub fn equals(&self, default: &T, op: &'static str, name: &'static str) -> Result<bool> {
         let enc = |v: &T| {
-            cbor::to_canonical(v).map_err(|cause| Error::Encode {
-                op: op.into(),
-                what: format!("argument '{name}'"),
-                cause,
+            cbor::to_canonical(v).map_err(|cause| {
+                Error::Format(crate::error::FormatError::Encode {
+                    op: op.into(),
+                    what: format!("argument '{name}'"),
+                    cause,
+                })
             })
         };
         let default_cid = Id::hash(Kind::Value, &enc(default)?);
@@ -153,10 +155,12 @@ impl CallBuilder {
 
     /// Declares a hashed input.
     pub fn input<T: Value>(&mut self, name: &'static str, input: &Input<T>) -> Result<()> {
-        let encode_error = |cause| Error::Encode {
-            op: self.spec.name.into(),
-            what: format!("argument '{name}'"),
-            cause,
+        let encode_error = |cause| {
+            Error::Format(crate::error::FormatError::Encode {
+                op: self.spec.name.into(),
+                what: format!("argument '{name}'"),
+                cause,
+            })
         };
         let ids = match &input.arg {
             Arg::Value(v) => {
@@ -174,11 +178,11 @@ impl CallBuilder {
                         ids.cid,
                         Box::new(move || {
                             cbor::encode_value(r.get().expect("in memory")).map_err(|cause| {
-                                Error::Encode {
+                                Error::Format(crate::error::FormatError::Encode {
                                     op: op.into(),
                                     what: format!("argument '{name}'"),
                                     cause,
-                                }
+                                })
                             })
                         }),
                     ));
@@ -223,9 +227,9 @@ impl CallBuilder {
         };
         let Some(found) = found else {
             if !self.engine.new_calls_allowed() {
-                return Err(Error::NewCallNotAllowed {
+                return Err(Error::Call(crate::error::CallError::NewCallNotAllowed {
                     op: self.spec.name.into(),
-                });
+                }));
             }
             if self.engine.versioning().is_some() {
                 let rec = deps::start();
@@ -238,12 +242,12 @@ impl CallBuilder {
         let rec = found.record();
         let names: Vec<&str> = rec.outputs.iter().map(|o| o.name.as_str()).collect();
         if names != self.spec.outputs {
-            return Err(Error::SignatureChanged {
+            return Err(Error::Call(crate::error::CallError::SignatureChanged {
                 op: self.spec.name.into(),
                 call: rec.hid().to_string(),
                 stored: names.iter().map(|s| s.to_string()).collect(),
                 current: self.spec.outputs.iter().map(|s| s.to_string()).collect(),
-            });
+            }));
         }
         self.engine.count(self.spec.name, |s| {
             if reused {
@@ -300,10 +304,12 @@ impl CallBuilder {
     /// Records output `i` of an executed call and returns it as a loaded ref.
     pub fn output<T: Value>(&mut self, i: usize, value: T) -> Result<Ref<T>> {
         let name = self.spec.outputs[i];
-        let bytes = cbor::encode_value(&value).map_err(|cause| Error::Encode {
-            op: self.spec.name.into(),
-            what: format!("output '{name}'"),
-            cause,
+        let bytes = cbor::encode_value(&value).map_err(|cause| {
+            Error::Format(crate::error::FormatError::Encode {
+                op: self.spec.name.into(),
+                what: format!("output '{name}'"),
+                cause,
+            })
         })?;
         let call_hid = self.ids.expect("lookup (and executed) before output");
         let ids = RefIds {

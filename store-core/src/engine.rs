@@ -105,10 +105,12 @@ impl Engine {
     pub fn enable_versioning(&self, versioning: Versioning) -> Result<&ChangeReport> {
         if let Some(state) = self.inner.versioning.get() {
             if state.config != versioning {
-                return Err(Error::BadConfig {
-                    path: self.inner.backend.describe().into(),
-                    reason: format!("versioning is already on with {:?}", state.config),
-                });
+                return Err(Error::Versioning(
+                    crate::error::VersioningError::AlreadyOn {
+                        store: self.inner.backend.describe(),
+                        current: format!("{:?}", state.config),
+                    },
+                ));
             }
             return Ok(&state.report);
         }
@@ -154,11 +156,13 @@ impl Engine {
     ) -> Result<()> {
         let prefix = crate::id::IdPrefix::parse(content)?;
         if prefix.as_str().len() < 8 {
-            return Err(Error::BadId(crate::id::ParseIdError::BadLength {
-                input: content.to_string(),
-                len: content.len(),
-                min: 8,
-            }));
+            return Err(Error::Format(crate::error::FormatError::BadId(
+                crate::id::ParseIdError::BadLength {
+                    input: content.to_string(),
+                    len: content.len(),
+                    min: 8,
+                },
+            )));
         }
         self.inner.backend.put_decision(&crate::versions::Decision {
             component: component.to_string(),
@@ -213,7 +217,7 @@ impl Engine {
         ContextGuard::push(self.clone(), mode)
     }
 
-    /// With `false`, a call that is not in the store fails with [`Error::NewCallNotAllowed`]
+    /// With `false`, a call that is not in the store fails with [`CallError::NewCallNotAllowed`](crate::CallError::NewCallNotAllowed)
     /// instead of executing; stored calls still return.
     pub fn allow_new_calls(&self, allow: bool) {
         self.inner.allow_new_calls.store(allow, Ordering::Relaxed);
@@ -258,14 +262,18 @@ impl Engine {
 
     /// The value `cid` decoded from `bytes` as the backend returned them (`None`: missing).
     fn decode_read<T: Value>(&self, cid: &Id, bytes: Option<&[u8]>) -> Result<T> {
-        let bytes = bytes.ok_or_else(|| Error::MissingValue {
-            cid: cid.to_string(),
-            store: self.inner.backend.describe(),
+        let bytes = bytes.ok_or_else(|| {
+            Error::Store(crate::error::StoreError::MissingValue {
+                cid: cid.to_string(),
+                store: self.inner.backend.describe(),
+            })
         })?;
-        cbor::decode_value(bytes).map_err(|cause| Error::Decode {
-            cid: cid.to_string(),
-            ty: std::any::type_name::<T>(),
-            cause,
+        cbor::decode_value(bytes).map_err(|cause| {
+            Error::Format(crate::error::FormatError::Decode {
+                cid: cid.to_string(),
+                ty: std::any::type_name::<T>(),
+                cause,
+            })
         })
     }
 
@@ -282,10 +290,12 @@ impl Engine {
     /// A lazy ref for history id `hid`, found among the inputs and outputs of stored calls.
     pub fn load_ref<T>(&self, hid: &Id) -> Result<Ref<T>> {
         let index = self.index()?;
-        let cid = index.cid_of(hid).ok_or_else(|| Error::NotFound {
-            what: "ref",
-            id: hid.to_string(),
-            store: self.inner.backend.describe(),
+        let cid = index.cid_of(hid).ok_or_else(|| {
+            Error::Store(crate::error::StoreError::NotFound {
+                what: "ref",
+                id: hid.to_string(),
+                store: self.inner.backend.describe(),
+            })
         })?;
         Ok(Ref::lazy(RefIds { cid, hid: *hid }))
     }
@@ -363,10 +373,12 @@ impl Engine {
     }
 
     fn ids_of<T: Serialize>(&self, r: &Ref<T>) -> Result<RefIds> {
-        r.try_ids().map_err(|cause| Error::Encode {
-            op: "(none)".into(),
-            what: "a detached ref".into(),
-            cause,
+        r.try_ids().map_err(|cause| {
+            Error::Format(crate::error::FormatError::Encode {
+                op: "(none)".into(),
+                what: "a detached ref".into(),
+                cause,
+            })
         })
     }
 
@@ -425,11 +437,7 @@ impl Engine {
     /// A record a listing named, or `None` if it is gone since (deleted by another process
     /// after this one listed its shard): a deleted call is a miss, never an error.
     fn read_listed(&self, key: &Id, hid: &Id, rid: &Id) -> Result<Option<CallRecord>> {
-        match self.inner.backend.get_call(key, hid, rid) {
-            Ok(record) => Ok(Some(record)),
-            Err(Error::NotFound { what: "call", .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.inner.backend.get_call(key, hid, rid)
     }
 
     /// Finds a stored call among the records filed under its call key; see the module docs.
@@ -556,10 +564,10 @@ impl Engine {
     }
 
     fn misfiled(&self, key: &Id, hid: &Id) -> Error {
-        Error::Corrupt {
+        Error::Store(crate::error::StoreError::Corrupt {
             path: format!("{} call {hid} (key {key})", self.inner.backend.describe()).into(),
             reason: "record's call ids do not match its name".into(),
-        }
+        })
     }
 
     pub(crate) fn remember(&self, hid: &Id, rec: &Arc<CallRecord>) {

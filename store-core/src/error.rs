@@ -1,4 +1,19 @@
-//! The error type of the library crates: every variant names the thing and where it is.
+//! The errors of the library crates, one type per area — the store ([`StoreError`]), the data
+//! formats ([`FormatError`]), calls ([`CallError`]), versioning ([`VersioningError`]) and
+//! frames ([`FrameError`]) — each converting into the one [`Error`] that public functions
+//! return. Every variant names the thing and where it is; a cause (an OS error, a decoder's
+//! error) is part of the message and is not also given as `source()`, so that reporters which
+//! print a chain (anyhow's `{:#}`) say it once.
+//!
+//! Absence is not an error: backends answer `Ok(None)` for an object they do not hold, and the
+//! `NotFound` variants are for what a user asked for by name or id.
+//!
+//! ```
+//! use store_core::{Error, StoreError};
+//! let e = Error::corrupt("values/ab/cd", "not a complete zstd frame");
+//! assert!(matches!(&e, Error::Store(StoreError::Corrupt { .. })));
+//! assert_eq!(e.to_string(), "corrupt object values/ab/cd: not a complete zstd frame");
+//! ```
 
 use std::path::PathBuf;
 
@@ -8,10 +23,31 @@ use crate::id::ParseIdError;
 /// Shorthand for results of mandala operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong in mandala's library code.
+/// Everything that can go wrong in mandala's library code, by area.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// Reading or writing a store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Encoding or decoding values and ids.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// Calling an op.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// Versioning: components, their histories and decisions.
+    #[error(transparent)]
+    Versioning(#[from] VersioningError),
+    /// ComputationFrames and their tables.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+/// Reading or writing a store: its files, its layout, its settings, and finding objects in it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
     /// A filesystem operation failed.
     #[error("cannot {action} {}: {cause}", path.display())]
     Io {
@@ -19,9 +55,7 @@ pub enum Error {
         action: &'static str,
         /// The file or directory concerned.
         path: PathBuf,
-        /// The operating system's error. Part of the message, and not also given as the
-        /// error's `source()`, so that reporters which print a chain (anyhow's `{:#}`) say it
-        /// once.
+        /// The operating system's error.
         cause: std::io::Error,
     },
     /// A stored object is damaged: it does not decompress, decode or hash to its name.
@@ -65,14 +99,46 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A call record refers to a value the store does not hold.
+    #[error("value {cid} is not in the store {store}")]
+    MissingValue {
+        /// The value's content id.
+        cid: String,
+        /// The store (path or "in-memory").
+        store: String,
+    },
+    /// Nothing in the store has the id (or name) a user asked for.
+    #[error("{what} {id} is not in the store {store}")]
+    NotFound {
+        /// "ref", "object", "version", …
+        what: &'static str,
+        /// The id or prefix looked up.
+        id: String,
+        /// The store.
+        store: String,
+    },
+    /// A hash prefix matches more than one object.
+    #[error("hash prefix {prefix} is ambiguous: it matches {}", candidates.join(", "))]
+    AmbiguousPrefix {
+        /// The prefix typed.
+        prefix: String,
+        /// Descriptions of the matches ("value 3fa9c2…", "call 3fa9d0…").
+        candidates: Vec<String>,
+    },
+}
+
+/// Encoding values into canonical CBOR, decoding them back, and parsing ids.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormatError {
     /// A value passed to or returned from an op cannot be encoded as CBOR.
     #[error("op '{op}': {what} cannot be stored: {cause}")]
     Encode {
-        /// The op.
+        /// The op ("(none)" for a value outside any call).
         op: String,
         /// Which argument or output ("argument 'x'", "output 'model'").
         what: String,
-        /// The serializer's error (part of the message, not a `source()`).
+        /// The serializer's error.
         cause: EncodeError,
     },
     /// A stored value does not decode into the type asked for.
@@ -82,17 +148,18 @@ pub enum Error {
         cid: String,
         /// The Rust type requested.
         ty: &'static str,
-        /// The decoder's error (part of the message, not a `source()`).
+        /// The decoder's error.
         cause: DecodeError,
     },
-    /// A call record refers to a value the store does not hold.
-    #[error("value {cid} is not in the store {store}")]
-    MissingValue {
-        /// The value's content id.
-        cid: String,
-        /// The store (path or "in-memory").
-        store: String,
-    },
+    /// A string is not a hash or hash prefix.
+    #[error(transparent)]
+    BadId(#[from] ParseIdError),
+}
+
+/// Calling an op inside a storage context.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
     /// `allow_new_calls(false)` is set and the call is not memoized.
     #[error("call to op '{op}' is not in the store and new calls are not allowed")]
     NewCallNotAllowed {
@@ -111,37 +178,56 @@ pub enum Error {
         /// Output names the op declares.
         current: Vec<String>,
     },
-    /// Strict versioning: components changed and no decision says whether semantically.
-    #[error("strict versioning: undecided changes in {}; mark each cosmetic or semantic (`mandala mark COMPONENT CONTENT --cosmetic`)", components.join(", "))]
-    UndecidedChanges {
-        /// The changed components, each with the start of its new content id.
-        components: Vec<String>,
-    },
     /// A lazy ref's value is needed but no storage is at hand to load it from.
     #[error("ref {hid} is not loaded and no storage context is active to load it from")]
     NotLoaded {
         /// The ref's history id.
         hid: String,
     },
-    /// Nothing in the store has this id.
-    #[error("{what} {id} is not in the store {store}")]
+}
+
+/// Versioning: turning it on, deciding about changes, inspecting histories.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VersioningError {
+    /// Strict versioning: components changed and no decision says whether semantically.
+    #[error("strict versioning: undecided changes in {}; mark each cosmetic or semantic (`mandala mark COMPONENT CONTENT --cosmetic`)", components.join(", "))]
+    UndecidedChanges {
+        /// The changed components, each with the start of its new content id.
+        components: Vec<String>,
+    },
+    /// Versioning was turned on twice with different settings.
+    #[error("versioning is already on for {store} with {current}; it is set once per storage handle, right after opening")]
+    AlreadyOn {
+        /// The store.
+        store: String,
+        /// The settings in force.
+        current: String,
+    },
+    /// No version, component or op of that name or id prefix.
+    #[error("no {what} '{name}' in the store {store}")]
     NotFound {
-        /// "ref", "call", "object", …
+        /// "version", "component", …
         what: &'static str,
-        /// The id or prefix looked up.
-        id: String,
+        /// The name or id prefix asked for.
+        name: String,
         /// The store.
         store: String,
     },
-    /// A hash prefix matches more than one object.
-    #[error("hash prefix {prefix} is ambiguous: it matches {}", candidates.join(", "))]
-    AmbiguousPrefix {
+    /// A version id prefix matches several versions.
+    #[error("version prefix {prefix} is ambiguous: it matches {}", candidates.join(", "))]
+    AmbiguousVersion {
         /// The prefix typed.
         prefix: String,
-        /// Descriptions of the matches ("value 3fa9c2…", "call 3fa9d0…").
+        /// The matching version ids (shortened).
         candidates: Vec<String>,
     },
-    /// A string is not a hash or hash prefix.
+}
+
+/// ComputationFrames and their tables.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
     /// A name that a frame or table does not have.
     #[error("no {what} '{name}' in {place}; it has: {}", available.join(", "))]
     NoSuchName {
@@ -156,31 +242,68 @@ pub enum Error {
     },
     /// An operation a frame or table cannot do as asked.
     #[error("{place}: {reason}")]
-    Frame {
+    Invalid {
         /// What was asked of (a node, a column and row).
         place: String,
         /// Why it cannot be done.
         reason: String,
     },
-    #[error(transparent)]
-    BadId(#[from] ParseIdError),
+}
+
+impl From<ParseIdError> for Error {
+    fn from(e: ParseIdError) -> Error {
+        Error::Format(FormatError::BadId(e))
+    }
 }
 
 impl Error {
-    /// An [`Error::Io`] for `action` on `path`.
+    /// A [`StoreError::Io`] for `action` on `path`.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, cause: std::io::Error) -> Error {
-        Error::Io {
+        Error::Store(StoreError::Io {
             action,
             path: path.into(),
             cause,
-        }
+        })
     }
 
-    /// An [`Error::Corrupt`] for `path`.
+    /// A [`StoreError::Corrupt`] for `path`.
     pub fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Error {
-        Error::Corrupt {
+        Error::Store(StoreError::Corrupt {
             path: path.into(),
             reason: reason.into(),
+        })
+    }
+
+    /// The file or directory the error is about, if it is about one.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            Error::Store(
+                StoreError::Io { path, .. }
+                | StoreError::Corrupt { path, .. }
+                | StoreError::NotAFile { path, .. }
+                | StoreError::NotAStore { path }
+                | StoreError::UnsupportedFormat { path, .. }
+                | StoreError::BadConfig { path, .. },
+            ) => Some(path),
+            _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_io_error_says_its_cause_once_and_gives_no_source() {
+        let cause = std::io::Error::from_raw_os_error(21);
+        let text = cause.to_string();
+        let e = Error::io("read", "/s/values/ab/cd", cause);
+        assert_eq!(
+            e.to_string(),
+            format!("cannot read /s/values/ab/cd: {text}")
+        );
+        assert!(std::error::Error::source(&e).is_none());
+        assert_eq!(e.path(), Some(std::path::Path::new("/s/values/ab/cd")));
     }
 }

@@ -98,11 +98,11 @@ pub fn op_versions(backend: &dyn Backend, op: &str) -> Result<Vec<OpVersion>> {
         v.calls += 1;
     }
     if by_semver.is_empty() {
-        return Err(Error::NotFound {
+        return Err(Error::Versioning(crate::error::VersioningError::NotFound {
             what: "op",
-            id: op.to_string(),
+            name: op.to_string(),
             store: backend.describe(),
-        });
+        }));
     }
     let versions = backend.all_versions()?;
     for v in by_semver.values_mut() {
@@ -128,11 +128,11 @@ pub fn find_version(backend: &dyn Backend, prefix: &str) -> Result<VersionInfo> 
         .filter(|v| p.matches(&v.id()))
         .collect();
     match found.len() {
-        0 => Err(Error::NotFound {
+        0 => Err(Error::Versioning(crate::error::VersioningError::NotFound {
             what: "version",
-            id: prefix.to_string(),
+            name: prefix.to_string(),
             store: backend.describe(),
-        }),
+        })),
         1 => {
             let record = found.into_iter().next().expect("one");
             let text = text_of(backend, &record.source);
@@ -142,13 +142,15 @@ pub fn find_version(backend: &dyn Backend, prefix: &str) -> Result<VersionInfo> 
                 text,
             })
         }
-        _ => Err(Error::AmbiguousPrefix {
-            prefix: prefix.to_string(),
-            candidates: found
-                .iter()
-                .map(|v| format!("version {} of {}", v.id().short(16), v.component))
-                .collect(),
-        }),
+        _ => Err(Error::Versioning(
+            crate::error::VersioningError::AmbiguousVersion {
+                prefix: prefix.to_string(),
+                candidates: found
+                    .iter()
+                    .map(|v| format!("version {} of {}", v.id().short(16), v.component))
+                    .collect(),
+            },
+        )),
     }
 }
 

@@ -40,7 +40,7 @@ pub mod versions;
 pub use backend::{Backend, MemoryBackend, WriteGuard};
 pub use context::{ContextGuard, Mode};
 pub use engine::Engine;
-pub use error::{Error, Result};
+pub use error::{CallError, Error, FormatError, FrameError, Result, StoreError, VersioningError};
 pub use id::{Id, IdMap, IdPrefix, IdSet, IdsMap, Kind, ParseIdError};
 #[doc(hidden)]
 pub use inventory;

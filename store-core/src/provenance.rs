@@ -70,35 +70,49 @@ fn match_listing(
 impl Provenance {
     /// Brings the index up to date with `backend`.
     pub(crate) fn refresh(&mut self, backend: &dyn Backend) -> Result<()> {
-        let mut ids = backend.call_ids()?;
-        if ids == self.listed {
+        // A record can vanish between the listing and its reading (another process deleted
+        // it): then the listing is stale, and is taken again.
+        for _ in 0..3 {
+            let mut ids = backend.call_ids()?;
+            if ids == self.listed {
+                return Ok(());
+            }
+            if !ids.is_sorted() {
+                ids.sort_unstable();
+            }
+            let first = self.calls.len() as u32;
+            let (added, at) = match match_listing(&self.listed, &self.at, &ids, first) {
+                Some(matched) => matched,
+                // A call has gone (deleted by another process): from scratch.
+                None => {
+                    *self = Provenance::default();
+                    match_listing(&[], &[], &ids, 0).expect("nothing can be gone")
+                }
+            };
+            let Some(calls) = backend
+                .get_stored_calls(&added)?
+                .into_iter()
+                .collect::<Option<Vec<_>>>()
+            else {
+                continue;
+            };
+            let n = calls.len();
+            self.calls.reserve(n);
+            self.creator.reserve(n);
+            self.consumer_head.reserve(n);
+            self.consumer_links.reserve(2 * n);
+            for call in calls {
+                self.add(call);
+            }
+            backend.save_index();
+            self.listed = ids;
+            self.at = at;
             return Ok(());
         }
-        if !ids.is_sorted() {
-            ids.sort_unstable();
-        }
-        let first = self.calls.len() as u32;
-        let (added, at) = match match_listing(&self.listed, &self.at, &ids, first) {
-            Some(matched) => matched,
-            // A call has gone (deleted by another process): from scratch.
-            None => {
-                *self = Provenance::default();
-                match_listing(&[], &[], &ids, 0).expect("nothing can be gone")
-            }
-        };
-        let calls = backend.get_stored_calls(&added)?;
-        let n = calls.len();
-        self.calls.reserve(n);
-        self.creator.reserve(n);
-        self.consumer_head.reserve(n);
-        self.consumer_links.reserve(2 * n);
-        for call in calls {
-            self.add(call);
-        }
-        backend.save_index();
-        self.listed = ids;
-        self.at = at;
-        Ok(())
+        Err(crate::Error::corrupt(
+            backend.describe(),
+            "call records vanished while they were read, three times in a row (another process is deleting calls); try again",
+        ))
     }
 
     fn add(&mut self, call: Arc<StoredCall>) {

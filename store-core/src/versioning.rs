@@ -299,9 +299,11 @@ pub(crate) fn sync(
     }
     drop(guard);
     if !undecided.is_empty() {
-        return Err(Error::UndecidedChanges {
-            components: undecided,
-        });
+        return Err(Error::Versioning(
+            crate::error::VersioningError::UndecidedChanges {
+                components: undecided,
+            },
+        ));
     }
     if !report.changes.is_empty() {
         for call in backend.all_calls()? {

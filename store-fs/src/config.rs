@@ -55,15 +55,17 @@ impl Config {
 
     /// Parses `text`, the content of the `mandala.toml` at `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let bad = |reason: String| Error::BadConfig {
-            path: path.to_path_buf(),
-            reason,
+        let bad = |reason: String| {
+            Error::Store(store_core::StoreError::BadConfig {
+                path: path.to_path_buf(),
+                reason,
+            })
         };
         let raw: Raw = toml::from_str(text).map_err(|e| bad(e.message().to_string()))?;
         let format = match &raw.format {
             toml::Value::Integer(n) if *n == i64::from(FORMAT_VERSION) => FORMAT_VERSION,
             other => {
-                return Err(Error::UnsupportedFormat {
+                return Err(Error::Store(store_core::StoreError::UnsupportedFormat {
                     path: path.to_path_buf(),
                     found: match other {
                         toml::Value::Integer(n) => n.to_string(),
@@ -71,7 +73,7 @@ impl Config {
                         _ => "(not a number)".to_string(),
                     },
                     supported: FORMAT_VERSION,
-                })
+                }))
             }
         };
         for (key, value, want) in [
@@ -123,19 +125,19 @@ mod tests {
         let p = Path::new("m.toml");
         assert!(matches!(
             Config::parse("format = 1\nhash = \"md5\"\n", p),
-            Err(Error::BadConfig { .. })
+            Err(Error::Store(store_core::StoreError::BadConfig { .. }))
         ));
         assert!(matches!(
             Config::parse("format = 1\nzstd_level = 99\n", p),
-            Err(Error::BadConfig { .. })
+            Err(Error::Store(store_core::StoreError::BadConfig { .. }))
         ));
         assert!(matches!(
             Config::parse("format = 1\nwhat = 1\n", p),
-            Err(Error::BadConfig { .. })
+            Err(Error::Store(store_core::StoreError::BadConfig { .. }))
         ));
         assert!(matches!(
             Config::parse("not toml", p),
-            Err(Error::BadConfig { .. })
+            Err(Error::Store(store_core::StoreError::BadConfig { .. }))
         ));
     }
 }

@@ -223,9 +223,11 @@ impl FsBackend {
         let config_path = root.join(layout::CONFIG);
         let read = open::read_small(&config_path, 1 << 20, "a store config").map(|bytes| {
             bytes.map(|b| {
-                String::from_utf8(b).map_err(|_| Error::BadConfig {
-                    path: config_path.clone(),
-                    reason: "not UTF-8 text".into(),
+                String::from_utf8(b).map_err(|_| {
+                    Error::Store(store_core::StoreError::BadConfig {
+                        path: config_path.clone(),
+                        reason: "not UTF-8 text".into(),
+                    })
                 })
             })
         });
@@ -233,9 +235,9 @@ impl FsBackend {
             Ok(Some(text)) => Config::parse(&text?, &config_path)?,
             Ok(None) => {
                 if !options.create || !Self::can_create_in(root)? {
-                    return Err(Error::NotAStore {
+                    return Err(Error::Store(store_core::StoreError::NotAStore {
                         path: root.to_path_buf(),
-                    });
+                    }));
                 }
                 let config = Config {
                     zstd_level: options.zstd_level,
@@ -244,10 +246,12 @@ impl FsBackend {
                 Self::init(root, &config)?;
                 config
             }
-            Err(Error::Io { cause, .. }) if cause.kind() == ErrorKind::NotADirectory => {
-                return Err(Error::NotAStore {
+            Err(Error::Store(store_core::StoreError::Io { cause, .. }))
+                if cause.kind() == ErrorKind::NotADirectory =>
+            {
+                return Err(Error::Store(store_core::StoreError::NotAStore {
                     path: root.to_path_buf(),
-                })
+                }))
             }
             Err(e) => return Err(e),
         };
@@ -354,7 +358,7 @@ impl FsBackend {
         let path = layout::value_path(&self.inner.root, cid);
         let found = match self.read_value(&path, cid) {
             Ok(found) => found,
-            Err(Error::Corrupt { path, reason }) => {
+            Err(Error::Store(store_core::StoreError::Corrupt { path, reason })) => {
                 let reason = match self.set_aside(&path, cid) {
                     Some(aside) => format!(
                         "{reason}; moved aside to {} (the next run that needs this value computes the call that made it again)",
@@ -362,7 +366,10 @@ impl FsBackend {
                     ),
                     None => reason,
                 };
-                return Err(Error::Corrupt { path, reason });
+                return Err(Error::Store(store_core::StoreError::Corrupt {
+                    path,
+                    reason,
+                }));
             }
             Err(e) => return Err(e),
         };
@@ -377,7 +384,10 @@ impl FsBackend {
     /// the call that made it again, which rewrites it. Checked once more first: a writer may
     /// have just replaced the file with a sound one. Returns where it went, if it moved.
     fn set_aside(&self, path: &Path, cid: &Id) -> Option<PathBuf> {
-        if !matches!(self.read_value(path, cid), Err(Error::Corrupt { .. })) {
+        if !matches!(
+            self.read_value(path, cid),
+            Err(Error::Store(store_core::StoreError::Corrupt { .. }))
+        ) {
             return None;
         }
         let aside = self.inner.tmp.join(format!(
@@ -449,7 +459,9 @@ impl FsBackend {
         self.read_object(path, Kind::Value, cid)
     }
 
-    fn read_call_bytes(&self, path: &Path, hid: &Id, rid: &Id) -> Result<Vec<u8>> {
+    /// The canonical CBOR of the record at `path`, checked against its record id `rid`;
+    /// `None` if there is no such file.
+    fn read_call_bytes(&self, path: &Path, rid: &Id) -> Result<Option<Vec<u8>>> {
         // Records are small: read without asking the file's size first. Without blocking (a
         // FIFO reads as empty, so as a damaged record) and at most a record's worth (a link
         // to /dev/zero is not read forever).
@@ -457,14 +469,11 @@ impl FsBackend {
         options.read(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-        let file = options.open(path).map_err(|e| match e.kind() {
-            ErrorKind::NotFound => Error::NotFound {
-                what: "call",
-                id: hid.to_string(),
-                store: self.describe(),
-            },
-            _ => Error::io("open", path, e),
-        })?;
+        let file = match options.open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("open", path, e)),
+        };
         // A buffer kept per thread: allocating ≥ 1 KiB each time makes glibc consolidate its
         // free lists on every lookup.
         thread_local! {
@@ -485,7 +494,7 @@ impl FsBackend {
                 format!("record hashes to {actual}, not to its name"),
             ));
         }
-        Ok(bytes)
+        Ok(Some(bytes))
     }
 
     /// Decodes a record's bytes. Whether it is the call asked for is checked by the engine
@@ -499,12 +508,17 @@ impl FsBackend {
     /// file (added to the index if this process has loaded it), with the call's content id
     /// when the index knows it. Such a query works from a current listing (stamps), so it
     /// never asks for a record another process deleted.
-    fn read_indexed_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<(CallRecord, Option<Id>)> {
+    fn read_indexed_call(
+        &self,
+        key: &Id,
+        hid: &Id,
+        rid: &Id,
+    ) -> Result<Option<(CallRecord, Option<Id>)>> {
         let damaged = {
             let idx = self.inner.index.lock().unwrap();
             match idx.records.get(&(*key, *hid, *rid)) {
                 Some((bytes, cid)) => match self.decode_indexed(key, hid, rid, bytes)? {
-                    Some(record) => return Ok((record, Some(cid))),
+                    Some(record) => return Ok(Some((record, Some(cid)))),
                     None => true,
                 },
                 None => false,
@@ -518,19 +532,26 @@ impl FsBackend {
 
     /// A call record read from its file, added to the call index if this process has loaded
     /// it (with the call's content id, then known).
-    fn call_from_file(&self, key: &Id, hid: &Id, rid: &Id) -> Result<(CallRecord, Option<Id>)> {
+    fn call_from_file(
+        &self,
+        key: &Id,
+        hid: &Id,
+        rid: &Id,
+    ) -> Result<Option<(CallRecord, Option<Id>)>> {
         let name = (*key, *hid, *rid);
         let path = layout::call_path(&self.inner.root, key, hid, rid);
-        let bytes = self.read_call_bytes(&path, hid, rid)?;
+        let Some(bytes) = self.read_call_bytes(&path, rid)? else {
+            return Ok(None);
+        };
         let record = Self::decode_call(&path, &bytes)?;
         let mut idx = self.inner.index.lock().unwrap();
         if !idx.loaded {
-            return Ok((record, None));
+            return Ok(Some((record, None)));
         }
         let cid = record.cid();
         idx.records.insert(name, bytes, cid);
         idx.dirty = true;
-        Ok((record, Some(cid)))
+        Ok(Some((record, Some(cid))))
     }
 
     /// Decodes a record the call index holds; `None` if the index's copy does not hash to its
@@ -834,20 +855,23 @@ impl Backend for FsBackend {
         Ok(found)
     }
 
-    fn get_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<CallRecord> {
+    fn get_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<Option<CallRecord>> {
         // Lookups read the file, never the call index: a record another process deleted must
         // not be served from a cache.
         let path = layout::call_path(&self.inner.root, key, hid, rid);
-        let bytes = self.read_call_bytes(&path, hid, rid)?;
-        Self::decode_call(&path, &bytes)
+        match self.read_call_bytes(&path, rid)? {
+            Some(bytes) => Self::decode_call(&path, &bytes).map(Some),
+            None => Ok(None),
+        }
     }
 
-    fn get_stored_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<StoredCall> {
-        let read = self.read_indexed_call(key, hid, rid)?;
-        Ok(stored_call(key, hid, rid, read))
+    fn get_stored_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<Option<StoredCall>> {
+        Ok(self
+            .read_indexed_call(key, hid, rid)?
+            .map(|read| stored_call(key, hid, rid, read)))
     }
 
-    fn get_stored_calls(&self, ids: &[CallName]) -> Result<Vec<Arc<StoredCall>>> {
+    fn get_stored_calls(&self, ids: &[CallName]) -> Result<Vec<Option<Arc<StoredCall>>>> {
         // The records the index holds, decoded on all cores under one lock (workers taking
         // it for each record would contend for it); then the others, from their files.
         let (mut out, damaged) = {
@@ -879,15 +903,12 @@ impl Backend for FsBackend {
         let read = store_core::par::try_map(&rest, 64, |i| {
             let (key, hid, rid) = &ids[*i];
             let read = self.call_from_file(key, hid, rid)?;
-            Ok::<_, Error>(Arc::new(stored_call(key, hid, rid, read)))
+            Ok::<_, Error>(read.map(|read| Arc::new(stored_call(key, hid, rid, read))))
         })?;
         for (i, call) in rest.into_iter().zip(read) {
-            out[i] = Some(call);
+            out[i] = call;
         }
-        Ok(out
-            .into_iter()
-            .map(|c| c.expect("every record read"))
-            .collect())
+        Ok(out)
     }
 
     fn put_call(&self, record: &CallRecord) -> Result<()> {
@@ -962,11 +983,11 @@ impl Backend for FsBackend {
     }
 
     fn all_calls(&self) -> Result<Vec<StoredCall>> {
-        let out = self
-            .call_ids()?
-            .into_iter()
-            .map(|(key, hid, rid)| self.get_stored_call(&key, &hid, &rid))
-            .collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::new();
+        for (key, hid, rid) in self.call_ids()? {
+            // A record deleted since the listing is simply not there.
+            out.extend(self.get_stored_call(&key, &hid, &rid)?);
+        }
         self.save_index();
         Ok(out)
     }

@@ -29,10 +29,10 @@ pub(crate) fn open_regular(path: &Path) -> Result<Option<(File, u64)>> {
     };
     let meta = file.metadata().map_err(|e| Error::io("stat", path, e))?;
     if !meta.is_file() {
-        return Err(Error::NotAFile {
+        return Err(Error::Store(store_core::StoreError::NotAFile {
             path: path.to_path_buf(),
             kind: kind_of(&meta.file_type()),
-        });
+        }));
     }
     Ok(Some((file, meta.len())))
 }

@@ -139,7 +139,8 @@ impl FsBackend {
                 continue;
             };
             let rec = match self.get_call(&key, &hid, &rid) {
-                Ok(r) => r,
+                Ok(Some(r)) => r,
+                Ok(None) => continue, // deleted since the listing
                 Err(e) => {
                     problem(path, error_reason(e));
                     continue;
@@ -273,9 +274,8 @@ impl FsBackend {
         }
         if let Err(e) = self.decisions() {
             let path = match &e {
-                store_core::Error::Corrupt { path, .. } | store_core::Error::Io { path, .. } => {
-                    path.clone()
-                }
+                store_core::Error::Store(store_core::StoreError::Corrupt { path, .. })
+                | store_core::Error::Store(store_core::StoreError::Io { path, .. }) => path.clone(),
                 _ => decisions.clone(),
             };
             problem(path, error_reason(e));
@@ -309,7 +309,7 @@ fn stray(path: PathBuf, expected: &str) -> Problem {
 
 fn error_reason(e: store_core::Error) -> String {
     match e {
-        store_core::Error::Corrupt { reason, .. } => reason,
+        store_core::Error::Store(store_core::StoreError::Corrupt { reason, .. }) => reason,
         other => other.to_string(),
     }
 }

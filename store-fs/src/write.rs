@@ -83,7 +83,7 @@ pub fn write_with(
 }
 
 /// Where a write's content goes: the temp file (and, with the `fault-injection` feature, the
-/// budget of bytes after which writes fail as on a full disk; see [`crate::faults`]).
+/// budget of bytes after which writes fail as on a full disk; see `store_fs::faults`).
 pub struct Sink<'a> {
     file: &'a mut File,
 }

@@ -103,9 +103,11 @@ impl ComputationFrame {
         // The layout crate draws `\n` literally: lines are joined for it instead.
         let dot = self.to_dot(verbose).replace("\\n", " | ");
         let mut parser = DotParser::new(&dot);
-        let graph = parser.process().map_err(|e| Error::Frame {
-            place: "drawing the frame as SVG".into(),
-            reason: format!("the layout crate could not parse its DOT text: {e}"),
+        let graph = parser.process().map_err(|e| {
+            Error::Frame(crate::error::FrameError::Invalid {
+                place: "drawing the frame as SVG".into(),
+                reason: format!("the layout crate could not parse its DOT text: {e}"),
+            })
         })?;
         let mut builder = GraphBuilder::new();
         builder.visit_graph(&graph);

@@ -192,12 +192,12 @@ impl ComputationFrame {
             "variable" => self.vars.keys().cloned().collect(),
             _ => self.vars.keys().chain(self.funcs.keys()).cloned().collect(),
         };
-        crate::Error::NoSuchName {
+        crate::Error::Frame(crate::FrameError::NoSuchName {
             what,
             name: name.to_string(),
             place: "the frame",
             available,
-        }
+        })
     }
 
     /// A variable holding `hid` (the first by name), if any.

@@ -372,10 +372,12 @@ impl ComputationFrame {
             .map(|v| {
                 crate::cbor::encode_value(v)
                     .map(|b| Id::hash(Kind::Value, &b))
-                    .map_err(|cause| Error::Encode {
-                        op: "isin".into(),
-                        what: format!("a value for variable '{var}'"),
-                        cause,
+                    .map_err(|cause| {
+                        Error::Format(crate::error::FormatError::Encode {
+                            op: "isin".into(),
+                            what: format!("a value for variable '{var}'"),
+                            cause,
+                        })
                     })
             })
             .collect::<Result<Vec<Id>>>()?;
@@ -406,10 +408,10 @@ impl ComputationFrame {
     /// Renames variable `old` to `new` (edges follow).
     pub fn rename_var(&mut self, old: &str, new: &str) -> Result<()> {
         if self.vars.contains_key(new) || self.funcs.contains_key(new) {
-            return Err(Error::Frame {
+            return Err(Error::Frame(crate::error::FrameError::Invalid {
                 place: format!("renaming variable '{old}'"),
                 reason: format!("the frame already has a node named '{new}'"),
-            });
+            }));
         }
         let refs = self
             .vars
@@ -430,10 +432,10 @@ impl ComputationFrame {
     /// drops `from`.
     pub fn merge_into(&mut self, from: &str, into: &str) -> Result<()> {
         if from == into {
-            return Err(Error::Frame {
+            return Err(Error::Frame(crate::error::FrameError::Invalid {
                 place: format!("merging variable '{from}'"),
                 reason: "a variable cannot be merged into itself".into(),
-            });
+            }));
         }
         if !self.vars.contains_key(into) {
             return Err(self.no_node("variable", into));

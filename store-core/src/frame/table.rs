@@ -414,11 +414,13 @@ impl Table {
     }
 
     fn column_index(&self, name: &str) -> Result<usize> {
-        self.index(name).ok_or_else(|| Error::NoSuchName {
-            what: "column",
-            name: name.to_string(),
-            place: "the table",
-            available: self.columns.clone(),
+        self.index(name).ok_or_else(|| {
+            Error::Frame(crate::error::FrameError::NoSuchName {
+                what: "column",
+                name: name.to_string(),
+                place: "the table",
+                available: self.columns.clone(),
+            })
         })
     }
 
@@ -498,10 +500,10 @@ impl Table {
             .map(|(r, mut v)| match v.len() {
                 0 if self.rows[r][i].is_none() => Ok(None),
                 1 => Ok(v.pop()),
-                n => Err(Error::Frame {
+                n => Err(Error::Frame(crate::error::FrameError::Invalid {
                     place: format!("column '{name}', row {r}"),
                     reason: format!("the cell holds {n} values; read it with column_sets"),
-                }),
+                })),
             })
             .collect()
     }
@@ -513,15 +515,19 @@ impl Table {
         let source = &self.source;
         let load = |hid: &Id| source.engine.load_value::<T>(&source.cid(hid));
         let convert = |v: &ciborium::Value| -> Result<T> {
-            let bytes = crate::cbor::to_canonical(v).map_err(|cause| Error::Encode {
-                op: "table".into(),
-                what: name.into(),
-                cause,
+            let bytes = crate::cbor::to_canonical(v).map_err(|cause| {
+                Error::Format(crate::error::FormatError::Encode {
+                    op: "table".into(),
+                    what: name.into(),
+                    cause,
+                })
             })?;
-            crate::cbor::decode_value(&bytes).map_err(|cause| Error::Decode {
-                cid: format!("column '{name}'"),
-                ty: std::any::type_name::<T>(),
-                cause,
+            crate::cbor::decode_value(&bytes).map_err(|cause| {
+                Error::Format(crate::error::FormatError::Decode {
+                    cid: format!("column '{name}'"),
+                    ty: std::any::type_name::<T>(),
+                    cause,
+                })
             })
         };
         self.rows
@@ -532,10 +538,12 @@ impl Table {
                 Some(Cell::Refs(hs)) => hs.iter().map(load).collect(),
                 Some(Cell::Value(v)) => Ok(vec![convert(v)?]),
                 Some(Cell::Values(vs)) => vs.iter().map(convert).collect(),
-                Some(Cell::Call(_) | Cell::Calls(_)) => Err(Error::Frame {
-                    place: format!("column '{name}'"),
-                    reason: "it is a function column (calls), not a variable".into(),
-                }),
+                Some(Cell::Call(_) | Cell::Calls(_)) => {
+                    Err(Error::Frame(crate::error::FrameError::Invalid {
+                        place: format!("column '{name}'"),
+                        reason: "it is a function column (calls), not a variable".into(),
+                    }))
+                }
             })
             .collect()
     }

@@ -1,0 +1,109 @@
+//! Errors by area (issue 9, item 7): each failure comes as the variant of its area — store,
+//! format, call, versioning, frame — inside `mandala::Error`, and absence is `Ok(None)`, never
+//! an error to be recognised by its message.
+
+use mandala::{
+    op, Backend, CallError, Error, FormatError, FrameError, Id, MemoryBackend, Storage, StoreError,
+    Versioning, VersioningError,
+};
+
+#[op]
+fn halve(x: u64) -> u64 {
+    x / 2
+}
+
+#[test]
+fn turning_versioning_on_twice_differently_is_a_versioning_error() {
+    let storage = Storage::in_memory()
+        .versioned(Versioning::tracking(["errors::"]))
+        .unwrap();
+    // The same settings again: fine.
+    storage
+        .enable_versioning(Versioning::tracking(["errors::"]))
+        .unwrap();
+    let e = storage
+        .enable_versioning(Versioning::tracking(["other::"]))
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Versioning(VersioningError::AlreadyOn { store, .. }) if store == "in-memory"),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("versioning is already on for in-memory with"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_absent_call_is_none_in_every_backend() {
+    let d = tempfile::tempdir().unwrap();
+    let fs = store_fs::FsBackend::open(&d.path().join("s.mandala")).unwrap();
+    let memory = MemoryBackend::new();
+    let backends: [&dyn Backend; 2] = [&fs, &memory];
+    for b in backends {
+        let (k, h, r) = (Id([1; 32]), Id([2; 32]), Id([3; 32]));
+        assert!(
+            b.get_call(&k, &h, &r).unwrap().is_none(),
+            "{}",
+            b.describe()
+        );
+        assert!(b.get_stored_call(&k, &h, &r).unwrap().is_none());
+        assert!(b.get_value(&k).unwrap().is_none());
+        assert_eq!(b.get_stored_calls(&[(k, h, r)]).unwrap().len(), 1);
+    }
+}
+
+#[test]
+fn each_area_has_its_own_variants() {
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("s.mandala");
+    let storage = Storage::open(&store).unwrap();
+    let y = storage.run(|| halve(8)).unwrap();
+
+    // Format: a value read as the wrong type.
+    let e = storage.load_value::<String>(&y.cid()).unwrap_err();
+    assert!(
+        matches!(e, Error::Format(FormatError::Decode { .. })),
+        "{e:?}"
+    );
+    // Format: an id that does not parse.
+    let e = storage.diff("xyz", "abc").unwrap_err();
+    assert!(matches!(e, Error::Format(FormatError::BadId(_))), "{e:?}");
+    // Versioning: no such version.
+    let e = storage.diff("abcd", "abce").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Versioning(VersioningError::NotFound {
+                what: "version",
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    // Call: a new call where none is allowed.
+    storage.allow_new_calls(false);
+    let e = storage.run(|| halve(9)).unwrap_err();
+    assert!(
+        matches!(e, Error::Call(CallError::NewCallNotAllowed { .. })),
+        "{e:?}"
+    );
+    // Frame: a column the table does not have.
+    let table = storage.cf("halve").unwrap().df(false).unwrap();
+    let e = table.column::<u64>("nope").unwrap_err();
+    assert!(
+        matches!(e, Error::Frame(FrameError::NoSuchName { .. })),
+        "{e:?}"
+    );
+    // Store: a damaged value, with its path.
+    let path = store_fs::layout::value_path(&store, &y.cid());
+    std::fs::write(&path, b"garbage").unwrap();
+    let fresh = Storage::open(&store).unwrap();
+    let e = fresh.load_value::<u64>(&y.cid()).unwrap_err();
+    assert!(
+        matches!(e, Error::Store(StoreError::Corrupt { .. })),
+        "{e:?}"
+    );
+    assert_eq!(e.path(), Some(path.as_path()));
+}
