@@ -6,8 +6,10 @@
 
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, SystemTime};
+
+mod common;
 
 use mandala::{op, Storage};
 
@@ -63,18 +65,8 @@ fn writer(
     std::process::ChildStdin,
     std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
 ) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("MANDALA_CHILD_STORE", store)
+    let mut child = common::helper_process(&[("MANDALA_CHILD_STORE", store.as_os_str())])
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();

@@ -10,8 +10,10 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod common;
 
 use mandala::{op, Storage};
 
@@ -72,20 +74,12 @@ fn child() {
 
 /// Runs `case` on `store` in a capped child; returns its outcome line and peak memory (KiB).
 fn run_case(store: &Path, case: &str) -> (String, i64) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("MANDALA_STORE", store)
-        .env("MANDALA_HOSTILE_CASE", case)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = common::helper_process(&[
+        ("MANDALA_STORE", store.as_os_str()),
+        ("MANDALA_HOSTILE_CASE", case.as_ref()),
+    ])
+    .spawn()
+    .unwrap();
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if start.elapsed() > Duration::from_secs(60) {

@@ -5,8 +5,10 @@
 //! (`child`), which reads its job from environment variables and prints its counters.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod common;
 
 use mandala::{op, Storage};
 
@@ -73,19 +75,10 @@ fn child() {
 }
 
 fn child_command(store: &Path, job: &str) -> Command {
-    let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args([
-        "--exact",
-        "child",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
+    common::helper_process(&[
+        ("MANDALA_CHILD_STORE", store.as_os_str()),
+        ("MANDALA_CHILD_JOB", job.as_ref()),
     ])
-    .env("MANDALA_CHILD_STORE", store)
-    .env("MANDALA_CHILD_JOB", job)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    c
 }
 
 /// Runs a child to completion and returns its (executed, hits, reused).

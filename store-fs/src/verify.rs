@@ -69,15 +69,7 @@ impl FsBackend {
         let mut values = BTreeSet::new();
         // Values present, sound or not: a call naming a damaged value is not dangling.
         let mut present = BTreeSet::new();
-        for (shard, rest) in self.list_sharded(layout::VALUES)? {
-            if rest.is_empty() {
-                let path = root.join(layout::VALUES).join(&shard);
-                report
-                    .warnings
-                    .push(stray(path, "a shard directory (2 hex digits)"));
-                continue;
-            }
-            let path = root.join(layout::VALUES).join(&shard).join(&rest);
+        for (path, shard, rest) in self.sharded_files(layout::VALUES, &mut report.warnings)? {
             let Some(cid) = layout::parse_sharded(&shard, &rest) else {
                 report
                     .warnings
@@ -122,15 +114,7 @@ impl FsBackend {
         #[allow(clippy::type_complexity)]
         let mut outcomes: BTreeMap<(Id, Id), BTreeMap<Id, BTreeSet<Vec<Id>>>> = BTreeMap::new();
         let mut n_calls = 0;
-        for (shard, name) in self.list_sharded(layout::CALLS)? {
-            if name.is_empty() {
-                let path = root.join(layout::CALLS).join(&shard);
-                report
-                    .warnings
-                    .push(stray(path, "a shard directory (2 hex digits)"));
-                continue;
-            }
-            let path = root.join(layout::CALLS).join(&shard).join(&name);
+        for (path, shard, name) in self.sharded_files(layout::CALLS, &mut report.warnings)? {
             let Some((key, hid, rid)) = layout::parse_call_name(&shard, &name) else {
                 report.warnings.push(stray(
                     path,
@@ -209,15 +193,7 @@ impl FsBackend {
                 });
             }
         }
-        for (shard, rest) in self.list_sharded(layout::VERSIONS)? {
-            if rest.is_empty() {
-                let path = root.join(layout::VERSIONS).join(&shard);
-                report
-                    .warnings
-                    .push(stray(path, "a shard directory (2 hex digits)"));
-                continue;
-            }
-            let path = root.join(layout::VERSIONS).join(&shard).join(&rest);
+        for (path, shard, rest) in self.sharded_files(layout::VERSIONS, &mut report.warnings)? {
             let Some(id) = layout::parse_sharded(&shard, &rest) else {
                 report
                     .warnings
@@ -295,6 +271,27 @@ impl FsBackend {
         report.values = values.len() as u64;
         report.calls = n_calls;
         Ok(report)
+    }
+}
+
+impl FsBackend {
+    /// Every file under `top` (`values`, `calls`, `versions`) as (path, shard, rest of the
+    /// name), sorted; a file where a shard directory belongs goes to `warnings` instead.
+    fn sharded_files(
+        &self,
+        top: &str,
+        warnings: &mut Vec<Problem>,
+    ) -> Result<Vec<(PathBuf, String, String)>> {
+        let dir = self.root().join(top);
+        let mut out = Vec::new();
+        for (shard, rest) in self.list_sharded(top)? {
+            if rest.is_empty() {
+                warnings.push(stray(dir.join(&shard), "a shard directory (2 hex digits)"));
+            } else {
+                out.push((dir.join(&shard).join(&rest), shard, rest));
+            }
+        }
+        Ok(out)
     }
 }
 

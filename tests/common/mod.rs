@@ -1,8 +1,29 @@
 //! Helpers shared by the end-to-end tests.
 
 use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// A command that runs this test binary again on its `#[ignore]`d helper test `child`, which
+/// reads its job from the environment `env` (the test files that use it each define `child`);
+/// output piped.
+#[allow(dead_code)] // not every test binary starts helper processes
+pub fn helper_process(env: &[(&str, &std::ffi::OsStr)]) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args([
+        "--exact",
+        "child",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .envs(env.iter().copied())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    c
+}
 
 /// Copies the directory tree `from` to `to` (files overwrite files of the same name).
+#[allow(dead_code)] // not every test binary copies stores
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
