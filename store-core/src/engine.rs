@@ -527,6 +527,9 @@ impl Engine {
             }
             compatible.remove(at);
         }
+        if compatible.is_empty() {
+            return Ok(None);
+        }
         let _guard = self.writing()?;
         let mut first = None;
         for rec in compatible {
