@@ -268,7 +268,7 @@ fn big_vector(dir: &Path, quick: bool) {
     let v: Vec<f64> = (0..n).map(|i| (i as f64 * 0.001).sin() * 1e3).collect();
     let storage = Storage::open(dir.join("big.mandala")).unwrap();
     let fs_backend = storage.fs().unwrap().clone();
-    let cbor = store_core::cbor::to_canonical(&v).unwrap();
+    let cbor = store_core::format::cbor::to_canonical(&v).unwrap();
     let mb = cbor.len() as f64 / 1e6;
     let runs = 5;
     let mut cid = Id([0; 32]);
@@ -278,7 +278,7 @@ fn big_vector(dir: &Path, quick: bool) {
         // time, so the write is never skipped as already present.
         k += 1;
         let b = store_fs::FsBackend::open(&dir.join(format!("big{k}.mandala"))).unwrap();
-        let bytes = store_core::cbor::to_canonical(&v).unwrap();
+        let bytes = store_core::format::cbor::to_canonical(&v).unwrap();
         cid = Id::hash(Kind::Value, &bytes);
         b.put_value(&cid, &bytes).unwrap();
     });

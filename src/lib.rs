@@ -46,7 +46,7 @@ use std::ops::Deref;
 use std::path::Path;
 
 pub use store_core::frame::{Cell, ComputationFrame, Table, CELL_WIDTH};
-pub use store_core::global::Tracked;
+pub use store_core::version::global::Tracked;
 pub use store_core::{
     Backend, CallRecord, Engine, Error, Id, IdPrefix, IntoArg, Kind, MemoryBackend, Mode, OpStats,
     Ref, RefIds, Result, Slot, Stats, StoredCall, Value,
@@ -109,10 +109,10 @@ pub use store_macros::track;
 /// Support code for the `#[op]` macro. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use store_core::call::{begin, detached, Begin, CallBuilder, Hit, Input, OpSpec};
-    pub use store_core::component::{source_id, ComponentKind, ComponentSpec};
-    pub use store_core::deps::touch;
+    pub use store_core::engine::call::{begin, detached, Begin, CallBuilder, Hit, Input, OpSpec};
     pub use store_core::inventory;
+    pub use store_core::version::component::{source_id, ComponentKind, ComponentSpec};
+    pub use store_core::version::deps::touch;
 }
 
 /// A store of memoized calls, and the context ops run in.
@@ -215,7 +215,7 @@ pub fn unwrap<T: Value>(r: &Ref<T>) -> Result<T> {
     if let Some(v) = r.get() {
         return Ok(v.clone());
     }
-    match store_core::context::current() {
+    match store_core::engine::context::current() {
         Some((engine, _)) => engine.unwrap(r),
         None => Err(Error::Call(store_core::CallError::NotLoaded {
             hid: r.known_ids().map(|i| i.hid.to_string()).unwrap_or_default(),
@@ -225,7 +225,7 @@ pub fn unwrap<T: Value>(r: &Ref<T>) -> Result<T> {
 
 /// Whether a storage context (`run` or `noop`) is active on this thread.
 pub fn in_context() -> bool {
-    store_core::context::current().is_some()
+    store_core::engine::context::current().is_some()
 }
 
 /// The HEAD commit of the git repository the program runs in (found from the current

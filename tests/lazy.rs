@@ -57,16 +57,16 @@ impl Backend for Counting {
     fn delete_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<()> {
         self.inner.delete_call(key, hid, rid)
     }
-    fn put_version(&self, v: &store_core::versions::VersionRecord) -> Result<()> {
+    fn put_version(&self, v: &store_core::version::history::VersionRecord) -> Result<()> {
         self.inner.put_version(v)
     }
-    fn all_versions(&self) -> Result<Vec<store_core::versions::VersionRecord>> {
+    fn all_versions(&self) -> Result<Vec<store_core::version::history::VersionRecord>> {
         self.inner.all_versions()
     }
-    fn put_decision(&self, d: &store_core::versions::Decision) -> Result<()> {
+    fn put_decision(&self, d: &store_core::version::history::Decision) -> Result<()> {
         self.inner.put_decision(d)
     }
-    fn decisions(&self) -> Result<Vec<store_core::versions::Decision>> {
+    fn decisions(&self) -> Result<Vec<store_core::version::history::Decision>> {
         self.inner.decisions()
     }
 }

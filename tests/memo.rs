@@ -447,7 +447,7 @@ fn records_of_another_semantic_version_are_not_reused() {
     for (cid, v) in [(x.cid(), 77i64), (y.cid(), 78)] {
         storage
             .backend()
-            .put_value(&cid, &store_core::cbor::to_canonical(&v).unwrap())
+            .put_value(&cid, &store_core::format::cbor::to_canonical(&v).unwrap())
             .unwrap();
     }
     let other = mandala::CallRecord {

@@ -120,7 +120,7 @@ fn rewrite_dep(storage: &Storage, component: &str, to: impl Fn(Id) -> Id) -> usi
         if let Some(id) = c.record.deps.get(component) {
             let mut rec = c.record.clone();
             rec.deps.insert(component.to_string(), to(*id));
-            rec.semver = store_core::record::semantic_version(&rec.deps);
+            rec.semver = store_core::format::record::semantic_version(&rec.deps);
             let rec = rec.rehistoried(rec.inputs.clone());
             storage.backend().put_call(&rec).unwrap();
             std::fs::remove_file(store_fs::layout::call_path(&root, &c.key, &c.hid, &c.rid))
@@ -180,7 +180,7 @@ fn records_holding_the_content_id_of_a_cosmetic_version_stay_hits() {
         .find(|v| v.component == "eval_model")
         .unwrap();
     // A later version of eval_model, marked cosmetic: its semantic id is the current one's.
-    let cosmetic = store_core::versions::VersionRecord {
+    let cosmetic = store_core::version::history::VersionRecord {
         component: "eval_model".into(),
         content: Id([7; 32]),
         parents: vec![current.id()],
@@ -297,11 +297,11 @@ fn store_from_an_older_build(dir: &std::path::Path) -> std::path::PathBuf {
         }
     }
     assert!(versions.exists());
-    let text = store_core::cbor::to_canonical(old_text).unwrap();
+    let text = store_core::format::cbor::to_canonical(old_text).unwrap();
     let text_cid = Id::hash(mandala::Kind::Value, &text);
     s.backend().put_value(&text_cid, &text).unwrap();
     s.backend()
-        .put_version(&store_core::versions::VersionRecord {
+        .put_version(&store_core::version::history::VersionRecord {
             component: SCALE.into(),
             content: old_content,
             parents: vec![],
@@ -332,7 +332,10 @@ fn a_changed_helper_is_reported_with_a_diff_and_recomputes_by_default() {
     assert_eq!(report.changes.len(), 1, "{report}");
     let change = &report.changes[0];
     assert_eq!(change.component, SCALE);
-    assert_eq!(change.change, store_core::versions::Change::Semantic);
+    assert_eq!(
+        change.change,
+        store_core::version::history::Change::Semantic
+    );
     assert!(
         change
             .diff
@@ -376,7 +379,7 @@ fn a_cosmetic_mark_keeps_old_calls_and_is_honoured_by_the_next_process() {
     let s = open_with(&path, scope().cosmetic(SCALE)).unwrap();
     assert_eq!(
         s.changes().unwrap().changes[0].change,
-        store_core::versions::Change::Cosmetic
+        store_core::version::history::Change::Cosmetic
     );
     pipeline(&s).unwrap();
     assert_eq!(
@@ -396,7 +399,7 @@ fn strict_mode_refuses_undecided_changes() {
     let d = tempfile::tempdir().unwrap();
     let path = store_from_an_older_build(d.path());
     let e = open_with(&path, scope().strict()).err().unwrap();
-    let now = store_core::component::find(SCALE)
+    let now = store_core::version::component::find(SCALE)
         .unwrap()
         .content_id()
         .short(12);
@@ -413,7 +416,7 @@ fn strict_mode_refuses_undecided_changes() {
 fn a_decision_marked_in_the_store_settles_a_pending_change() {
     let d = tempfile::tempdir().unwrap();
     let path = store_from_an_older_build(d.path());
-    let now = store_core::component::find(SCALE)
+    let now = store_core::version::component::find(SCALE)
         .unwrap()
         .content_id()
         .short(12);
@@ -421,17 +424,17 @@ fn a_decision_marked_in_the_store_settles_a_pending_change() {
     let plain = Storage::open(&path).unwrap();
     assert!(
         plain
-            .mark(SCALE, "12", store_core::versions::Change::Cosmetic)
+            .mark(SCALE, "12", store_core::version::history::Change::Cosmetic)
             .is_err(),
         "8 hex digits at least"
     );
     plain
-        .mark(SCALE, &now, store_core::versions::Change::Cosmetic)
+        .mark(SCALE, &now, store_core::version::history::Change::Cosmetic)
         .unwrap();
     let s = open_with(&path, scope().strict()).unwrap();
     assert_eq!(
         s.changes().unwrap().changes[0].change,
-        store_core::versions::Change::Cosmetic
+        store_core::version::history::Change::Cosmetic
     );
     pipeline(&s).unwrap();
     assert_eq!(s.stats().total.executed, 0);
@@ -441,16 +444,20 @@ fn a_decision_marked_in_the_store_settles_a_pending_change() {
     let path2 = store_from_an_older_build(d2.path());
     let plain = Storage::open(&path2).unwrap();
     plain
-        .mark(SCALE, &now, store_core::versions::Change::Cosmetic)
+        .mark(SCALE, &now, store_core::version::history::Change::Cosmetic)
         .unwrap();
     plain
-        .mark(SCALE, &now[..8], store_core::versions::Change::Semantic)
+        .mark(
+            SCALE,
+            &now[..8],
+            store_core::version::history::Change::Semantic,
+        )
         .unwrap();
     let s = open_with(&path2, scope()).unwrap();
     assert_eq!(s.changes().unwrap().conflicts, [SCALE]);
     assert_eq!(
         s.changes().unwrap().changes[0].change,
-        store_core::versions::Change::Semantic
+        store_core::version::history::Change::Semantic
     );
 }
 
@@ -546,7 +553,7 @@ fn a_cosmetic_mark_in_code_names_the_content_it_stays_compatible_with() {
     assert_eq!(report.changes.len(), 1);
     assert_eq!(
         report.changes[0].change,
-        store_core::versions::Change::Cosmetic
+        store_core::version::history::Change::Cosmetic
     );
     assert!(
         report

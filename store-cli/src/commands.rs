@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value as Json};
-use store_core::versions::Change;
+use store_core::version::history::Change;
 use store_core::{Backend, Id, Slot, StoredCall};
 use store_fs::{FsBackend, OpenOptions};
 
@@ -114,7 +114,7 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Diff { a, b } => {
-            write!(out, "{}", store_core::inspect::diff(&store, a, b)?)?;
+            write!(out, "{}", store_core::version::inspect::diff(&store, a, b)?)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -124,7 +124,7 @@ fn value_json(store: &FsBackend, cid: &Id) -> Result<Json> {
     let bytes = store
         .get_value(cid)?
         .with_context(|| format!("value {cid} is not in the store {}", store.describe()))?;
-    let v: ciborium::Value = store_core::cbor::from_slice(&bytes)
+    let v: ciborium::Value = store_core::format::cbor::from_slice(&bytes)
         .with_context(|| format!("value {cid} is not valid CBOR"))?;
     Ok(to_json(&v))
 }
@@ -433,7 +433,7 @@ fn log(
     as_json: bool,
     out: &mut impl Write,
 ) -> Result<ExitCode> {
-    let history = store_core::inspect::source_history(store, component)?;
+    let history = store_core::version::inspect::source_history(store, component)?;
     if history.is_empty() {
         anyhow::bail!(
             "no history of component '{component}' in {}",
@@ -501,7 +501,7 @@ fn log(
 }
 
 fn versions(store: &FsBackend, op: &str, as_json: bool, out: &mut impl Write) -> Result<ExitCode> {
-    let versions = store_core::inspect::op_versions(store, op)?;
+    let versions = store_core::version::inspect::op_versions(store, op)?;
     if as_json {
         let v: Vec<Json> = versions
             .iter()

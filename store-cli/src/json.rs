@@ -1,8 +1,8 @@
-//! JSON helpers of the CLI (values are converted by `store_core::json`).
+//! JSON helpers of the CLI (values are converted by `store_core::format::json`).
 
 use serde_json::Value as Json;
 
-pub use store_core::json::to_json;
+pub use store_core::format::json::to_json;
 
 /// Compact JSON text cut to `width` characters (with `…` when cut).
 pub fn short(v: &Json, width: usize) -> String {

@@ -158,7 +158,7 @@ fn bad_prefixes_are_explained() {
     let cid = |i: i64| {
         Id::hash(
             mandala::Kind::Value,
-            &store_core::cbor::to_canonical(&i).unwrap(),
+            &store_core::format::cbor::to_canonical(&i).unwrap(),
         )
         .to_string()
     };
@@ -332,7 +332,7 @@ fn mark_records_a_decision_in_the_store() {
 
 #[test]
 fn log_reports_conflicting_decisions() {
-    use store_core::versions::VersionRecord;
+    use store_core::version::history::VersionRecord;
     let (d, storage) = sample();
     let id = |n: u8| Id([n; 32]);
     let root = VersionRecord {

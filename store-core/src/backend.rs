@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use crate::error::Result;
-use crate::id::Id;
-use crate::record::{CallRecord, StoredCall};
-use crate::versions::{Decision, VersionRecord};
+use crate::format::id::Id;
+use crate::format::record::{CallRecord, StoredCall};
+use crate::format::version::{Decision, VersionRecord};
 
 /// Held by a writer while it stores one call (or one batch of versions): from its first "is
 /// this value stored?" to the moment the record that names the values is in place. A backend

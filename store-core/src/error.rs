@@ -17,8 +17,8 @@
 
 use std::path::PathBuf;
 
-use crate::cbor::{DecodeError, EncodeError};
-use crate::id::ParseIdError;
+use crate::format::cbor::{DecodeError, EncodeError};
+use crate::format::id::ParseIdError;
 
 /// Shorthand for results of mandala operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

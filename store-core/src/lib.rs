@@ -3,6 +3,12 @@
 //!
 //! Users depend on the `mandala` facade crate; this crate is what it re-exports.
 //!
+//! Its folders are its layers, each built only on those before it: [`format`](mod@format) (ids,
+//! canonical CBOR, call records, the stored shapes of versioning), [`backend`] (the storage
+//! contract: the [`Backend`] trait and the in-memory backend), [`version`] (components and
+//! their histories), [`engine`] (memoized calls, contexts, refs, provenance) and [`frame`]
+//! (ComputationFrames).
+//!
 //! ```
 //! use store_core::{Engine, Id, Kind};
 //! let engine = Engine::in_memory();
@@ -15,36 +21,30 @@
 //! identified by a call cid (op, input cids, semantic version) and a call hid (op, input hids,
 //! semantic version). A *store* keeps values and call records.
 
+// The layers, bottom up; each module uses only those listed before it:
+// the format (what is stored and how it is named), the storage contract and its errors,
+// versioning (components, their histories), the engine (calls, contexts, refs, provenance),
+// and frames (queries over the stored calls).
+pub mod format;
+
 pub mod backend;
-pub mod call;
-pub mod cbor;
-pub mod component;
-pub mod context;
-pub mod deps;
-pub mod engine;
 pub mod error;
-pub mod frame;
-pub mod global;
-pub mod id;
-pub mod inspect;
-pub mod json;
 pub mod par;
-mod provenance;
-pub mod record;
-mod record_decode;
-pub mod stats;
-pub mod value;
-pub mod versioning;
-pub mod versions;
+
+pub mod version;
+
+pub mod engine;
+
+pub mod frame;
 
 pub use backend::{Backend, MemoryBackend, WriteGuard};
-pub use context::{ContextGuard, Mode};
+pub use engine::context::{ContextGuard, Mode};
+pub use engine::stats::{OpStats, Stats};
+pub use engine::value::{Arg, IntoArg, Ref, RefIds, Value};
 pub use engine::Engine;
 pub use error::{CallError, Error, FormatError, FrameError, Result, StoreError, VersioningError};
-pub use id::{Id, IdMap, IdPrefix, IdSet, IdsMap, Kind, ParseIdError};
+pub use format::id::{Id, IdMap, IdPrefix, IdSet, IdsMap, Kind, ParseIdError};
+pub use format::record::{CallRecord, Slot, StoredCall};
 #[doc(hidden)]
 pub use inventory;
-pub use record::{CallRecord, Slot, StoredCall};
-pub use stats::{OpStats, Stats};
-pub use value::{Arg, IntoArg, Ref, RefIds, Value};
-pub use versioning::{ChangeReport, ComponentChange, Versioning};
+pub use version::state::{ChangeReport, ComponentChange, Versioning};

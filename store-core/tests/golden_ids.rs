@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
-use store_core::cbor::to_canonical;
-use store_core::record::{call_cid, call_hid, call_key, output_hid, source_hid};
+use store_core::format::cbor::to_canonical;
+use store_core::format::record::{call_cid, call_hid, call_key, output_hid, source_hid};
 use store_core::{Id, Kind, Slot};
 
 struct Bytes(Vec<u8>);
@@ -362,10 +362,10 @@ fn some_encodings_are_as_rfc_8949_says() {
 #[test]
 fn versioning_ids_are_frozen() {
     use std::collections::BTreeMap;
-    let content = store_core::component::source_id("fn f ( ) -> u8 { 1 } ");
+    let content = store_core::version::component::source_id("fn f ( ) -> u8 { 1 } ");
     let deps: BTreeMap<String, Id> = [("f".to_string(), content)].into();
-    let semver = store_core::record::semantic_version(&deps);
-    let version = store_core::versions::VersionRecord {
+    let semver = store_core::format::record::semantic_version(&deps);
+    let version = store_core::version::history::VersionRecord {
         component: "f".into(),
         content,
         parents: vec![],

@@ -37,7 +37,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use store_core::id::IdHasher;
+use store_core::format::id::IdHasher;
 use store_core::Id;
 
 /// The file's first bytes (and version).

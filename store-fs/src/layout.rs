@@ -106,11 +106,11 @@ pub fn parse_call_name(shard: &str, name: &str) -> Option<(Id, Id, Id)> {
 /// The file recording a decision: `refs/decisions/<16 hex of the component name's hash>.
 /// <content prefix>.<cosmetic|semantic>` (the file holds the component's name). Different
 /// decisions are different files, so merged stores keep both.
-pub fn decision_path(root: &Path, d: &store_core::versions::Decision) -> PathBuf {
+pub fn decision_path(root: &Path, d: &store_core::version::history::Decision) -> PathBuf {
     let name_hash = Id::hash(store_core::Kind::Source, d.component.as_bytes()).short(16);
     let kind = match d.change {
-        store_core::versions::Change::Cosmetic => "cosmetic",
-        store_core::versions::Change::Semantic => "semantic",
+        store_core::version::history::Change::Cosmetic => "cosmetic",
+        store_core::version::history::Change::Semantic => "semantic",
     };
     root.join(REFS)
         .join(DECISIONS)
@@ -121,7 +121,7 @@ pub fn decision_path(root: &Path, d: &store_core::versions::Decision) -> PathBuf
 pub fn parse_decision_name(
     name: &str,
     component: String,
-) -> Option<store_core::versions::Decision> {
+) -> Option<store_core::version::history::Decision> {
     let mut parts = name.split('.');
     let (_hash, content, kind) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some()
@@ -131,11 +131,11 @@ pub fn parse_decision_name(
         return None;
     }
     let change = match kind {
-        "cosmetic" => store_core::versions::Change::Cosmetic,
-        "semantic" => store_core::versions::Change::Semantic,
+        "cosmetic" => store_core::version::history::Change::Cosmetic,
+        "semantic" => store_core::version::history::Change::Semantic,
         _ => return None,
     };
-    Some(store_core::versions::Decision {
+    Some(store_core::version::history::Decision {
         component,
         content: content.to_ascii_lowercase(),
         change,

@@ -42,8 +42,9 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use store_core::versions::{Decision, VersionRecord};
-use store_core::{cbor, Backend, CallRecord, Error, Id, Kind, Result, StoredCall};
+use store_core::format::cbor;
+use store_core::version::history::{Decision, VersionRecord};
+use store_core::{Backend, CallRecord, Error, Id, Kind, Result, StoredCall};
 
 pub use config::{Config, FORMAT_VERSION};
 pub use gc::GcReport;

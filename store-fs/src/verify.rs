@@ -79,12 +79,14 @@ impl FsBackend {
             present.insert(cid);
             // The file itself (never the call index), and nothing moved aside: fsck only reports.
             match self.read_value(&path, &cid) {
-                Ok(Some(bytes)) => match store_core::cbor::from_slice::<ciborium::Value>(&bytes) {
-                    Ok(_) => {
-                        values.insert(cid);
+                Ok(Some(bytes)) => {
+                    match store_core::format::cbor::from_slice::<ciborium::Value>(&bytes) {
+                        Ok(_) => {
+                            values.insert(cid);
+                        }
+                        Err(e) => problem(path, format!("not CBOR: {e}")),
                     }
-                    Err(e) => problem(path, format!("not CBOR: {e}")),
-                },
+                }
                 Ok(None) => problem(path, "vanished while checking".into()),
                 Err(e) => problem(path, error_reason(e)),
             }
@@ -92,14 +94,14 @@ impl FsBackend {
 
         // Each component's contents with their semantic ids, to check the ids records hold
         // for their dependencies (docs/FORMAT.md §6).
-        let mut histories: BTreeMap<String, Vec<store_core::versions::VersionRecord>> =
+        let mut histories: BTreeMap<String, Vec<store_core::version::history::VersionRecord>> =
             BTreeMap::new();
         for v in self.all_versions()? {
             histories.entry(v.component.clone()).or_default().push(v);
         }
         let mut semantic_ids: BTreeMap<(String, Id), Id> = BTreeMap::new();
         for (component, versions) in histories {
-            let history = store_core::versions::History::new(versions.iter().cloned());
+            let history = store_core::version::history::History::new(versions.iter().cloned());
             for v in &versions {
                 if let Some((semantic, _)) = history.semantic_of(&v.content) {
                     semantic_ids.insert((component.clone(), v.content), semantic);
@@ -147,7 +149,7 @@ impl FsBackend {
                 }
             }
             if !rec.deps.is_empty() {
-                if rec.semver != store_core::record::semantic_version(&rec.deps) {
+                if rec.semver != store_core::format::record::semantic_version(&rec.deps) {
                     problem(
                         path.clone(),
                         "semver is not the hash of the record's deps".into(),
@@ -167,7 +169,7 @@ impl FsBackend {
                 }
             }
             for o in &rec.outputs {
-                if o.hid != store_core::record::output_hid(&hid, &o.name) {
+                if o.hid != store_core::format::record::output_hid(&hid, &o.name) {
                     problem(
                         path.clone(),
                         format!("output '{}' has a wrong history id", o.name),
@@ -202,8 +204,9 @@ impl FsBackend {
             };
             match self.read_object(&path, store_core::Kind::Version, &id) {
                 Ok(Some(bytes)) => {
-                    if let Err(e) =
-                        store_core::cbor::from_slice::<store_core::versions::VersionRecord>(&bytes)
+                    if let Err(e) = store_core::format::cbor::from_slice::<
+                        store_core::version::history::VersionRecord,
+                    >(&bytes)
                     {
                         problem(path, format!("not a version record: {e}"));
                     }

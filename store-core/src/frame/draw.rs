@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::ComputationFrame;
 use crate::error::{Error, Result};
-use crate::id::Id;
+use crate::format::id::Id;
 
 impl ComputationFrame {
     /// The frame as Graphviz DOT text: variables as boxes, function nodes as ellipses, edges

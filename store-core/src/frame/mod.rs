@@ -25,11 +25,11 @@ mod table;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use crate::engine::provenance::Provenance;
 use crate::engine::Engine;
 use crate::error::Result;
-use crate::id::{Id, IdHasher, IdMap, IdSet};
-use crate::provenance::Provenance;
-use crate::record::{Slot, StoredCall};
+use crate::format::id::{Id, IdHasher, IdMap, IdSet};
+use crate::format::record::{Slot, StoredCall};
 
 pub use table::{Cell, Table, CELL_WIDTH};
 
@@ -175,7 +175,7 @@ impl ComputationFrame {
     /// let cf = ComputationFrame::from_op(&Engine::in_memory(), "inc").unwrap();
     /// assert!(cf.eval::<u64>("x").is_err()); // no such variable
     /// ```
-    pub fn eval<T: crate::value::Value>(&self, var: &str) -> Result<Vec<T>> {
+    pub fn eval<T: crate::engine::value::Value>(&self, var: &str) -> Result<Vec<T>> {
         let refs = self
             .vars
             .get(var)

@@ -15,8 +15,8 @@ use serde::Serialize;
 
 use super::{call_id, CallId, CallSet, ComputationFrame, FuncNode};
 use crate::error::{Error, Result};
-use crate::id::{Id, IdHasher, IdSet, Kind};
-use crate::record::StoredCall;
+use crate::format::id::{Id, IdHasher, IdSet, Kind};
+use crate::format::record::StoredCall;
 
 /// Which way a walk over the frame's graph goes.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -370,7 +370,7 @@ impl ComputationFrame {
         let cids = values
             .iter()
             .map(|v| {
-                crate::cbor::encode_value(v)
+                crate::format::cbor::encode_value(v)
                     .map(|b| Id::hash(Kind::Value, &b))
                     .map_err(|cause| {
                         Error::Format(crate::error::FormatError::Encode {
@@ -386,7 +386,7 @@ impl ComputationFrame {
 
     /// [`filter_refs`](Self::filter_refs) keeping the refs whose value (loaded as `T`)
     /// satisfies `keep`. Loads the values of `var` only.
-    pub fn filter_values<T: crate::value::Value>(
+    pub fn filter_values<T: crate::engine::value::Value>(
         &self,
         var: &str,
         keep: impl Fn(&T) -> bool,

@@ -16,7 +16,7 @@ use serde_json::{json, Value as Json};
 
 use super::{CallId, ComputationFrame};
 use crate::error::{Error, Result};
-use crate::id::{Id, IdMap};
+use crate::format::id::{Id, IdMap};
 
 /// One cell of a table.
 #[derive(Clone, Debug, PartialEq)]
@@ -492,7 +492,7 @@ impl Table {
     /// The values of variable column `name` as `T` (`None` where the trace does not pass).
     /// A cell holding a set of refs is an error naming the column and row (see
     /// [`Table::column_sets`]).
-    pub fn column<T: crate::value::Value>(&self, name: &str) -> Result<Vec<Option<T>>> {
+    pub fn column<T: crate::engine::value::Value>(&self, name: &str) -> Result<Vec<Option<T>>> {
         let i = self.column_index(name)?;
         self.column_sets::<T>(name)?
             .into_iter()
@@ -510,19 +510,19 @@ impl Table {
 
     /// The values of variable column `name` as `T`, each cell as a list (empty where the trace
     /// does not pass; several where it reaches the variable more than once).
-    pub fn column_sets<T: crate::value::Value>(&self, name: &str) -> Result<Vec<Vec<T>>> {
+    pub fn column_sets<T: crate::engine::value::Value>(&self, name: &str) -> Result<Vec<Vec<T>>> {
         let i = self.column_index(name)?;
         let source = &self.source;
         let load = |hid: &Id| source.engine.load_value::<T>(&source.cid(hid));
         let convert = |v: &ciborium::Value| -> Result<T> {
-            let bytes = crate::cbor::to_canonical(v).map_err(|cause| {
+            let bytes = crate::format::cbor::to_canonical(v).map_err(|cause| {
                 Error::Format(crate::error::FormatError::Encode {
                     op: "table".into(),
                     what: name.into(),
                     cause,
                 })
             })?;
-            crate::cbor::decode_value(&bytes).map_err(|cause| {
+            crate::format::cbor::decode_value(&bytes).map_err(|cause| {
                 Error::Format(crate::error::FormatError::Decode {
                     cid: format!("column '{name}'"),
                     ty: std::any::type_name::<T>(),
@@ -573,8 +573,10 @@ impl Table {
             Some(Cell::Refs(hs)) => Json::Array(hs.iter().map(r).collect()),
             Some(Cell::Call(c)) => call(c),
             Some(Cell::Calls(cs)) => Json::Array(cs.iter().map(call).collect()),
-            Some(Cell::Value(v)) => crate::json::to_json(v),
-            Some(Cell::Values(vs)) => Json::Array(vs.iter().map(crate::json::to_json).collect()),
+            Some(Cell::Value(v)) => crate::format::json::to_json(v),
+            Some(Cell::Values(vs)) => {
+                Json::Array(vs.iter().map(crate::format::json::to_json).collect())
+            }
         }
     }
 

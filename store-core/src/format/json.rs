@@ -3,7 +3,7 @@
 //!
 //! ```
 //! let v = ciborium::Value::Array(vec![ciborium::Value::Integer(3.into()), ciborium::Value::Null]);
-//! assert_eq!(store_core::json::to_json(&v).to_string(), "[3,null]");
+//! assert_eq!(store_core::format::json::to_json(&v).to_string(), "[3,null]");
 //! ```
 
 use ciborium::Value as Cbor;

@@ -11,14 +11,16 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::cbor;
-use crate::id::{Id, Kind};
+use crate::format::cbor;
+use crate::format::id::{Id, Kind};
+
+mod decode;
 
 /// An op's or a slot's name: shared text, because names repeat in every call of an op (a
 /// whole-store query decodes each distinct name once). Reads as a `str` and compares with one.
 ///
 /// ```
-/// # use store_core::record::Name;
+/// # use store_core::format::record::Name;
 /// let name = Name::from("output_0");
 /// assert!(name == "output_0" && name.starts_with("output"));
 /// ```
@@ -211,7 +213,7 @@ impl CallRecord {
     /// Decodes a record from its CBOR bytes (a direct decoder for the canonical form, serde
     /// for anything else).
     pub fn from_cbor(bytes: &[u8]) -> Result<CallRecord, cbor::DecodeError> {
-        match crate::record_decode::decode(bytes) {
+        match decode::decode(bytes) {
             Some(record) => Ok(record),
             None => cbor::from_slice(bytes),
         }

@@ -11,21 +11,27 @@
 //!   names them, so calls completed before an error or a panic are stored.
 //! - Hits are lazy: no value is read until it is unwrapped or a call that executes needs it.
 
+pub mod call;
+pub mod context;
+pub(crate) mod provenance;
+pub mod stats;
+pub mod value;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
 use crate::backend::{Backend, MemoryBackend};
-use crate::cbor;
-use crate::context::{ContextGuard, Mode};
+use crate::engine::context::{ContextGuard, Mode};
+use crate::engine::provenance::Provenance;
+use crate::engine::stats::Stats;
+use crate::engine::value::{Ref, RefIds, Value};
 use crate::error::{Error, Result};
-use crate::id::{Id, IdMap, IdSet};
-use crate::provenance::Provenance;
-use crate::record::{CallRecord, Slot, StoredCall};
-use crate::stats::Stats;
-use crate::value::{Ref, RefIds, Value};
-use crate::versioning::{ChangeReport, VersionState, Versioning};
+use crate::format::cbor;
+use crate::format::id::{Id, IdMap, IdSet};
+use crate::format::record::{CallRecord, Slot, StoredCall};
+use crate::version::state::{ChangeReport, VersionState, Versioning};
 
 /// The memo engine over one backend. See the module docs.
 #[derive(Clone)]
@@ -114,7 +120,8 @@ impl Engine {
             }
             return Ok(&state.report);
         }
-        let state = crate::versioning::sync(&*self.inner.backend, versioning, self.git_commit())?;
+        let state =
+            crate::version::state::sync(&*self.inner.backend, versioning, self.git_commit())?;
         Ok(&self.inner.versioning.get_or_init(|| state).report)
     }
 
@@ -152,39 +159,41 @@ impl Engine {
         &self,
         component: &str,
         content: &str,
-        change: crate::versions::Change,
+        change: crate::version::history::Change,
     ) -> Result<()> {
-        let prefix = crate::id::IdPrefix::parse(content)?;
+        let prefix = crate::format::id::IdPrefix::parse(content)?;
         if prefix.as_str().len() < 8 {
             return Err(Error::Format(crate::error::FormatError::BadId(
-                crate::id::ParseIdError::BadLength {
+                crate::format::id::ParseIdError::BadLength {
                     input: content.to_string(),
                     len: content.len(),
                     min: 8,
                 },
             )));
         }
-        self.inner.backend.put_decision(&crate::versions::Decision {
-            component: component.to_string(),
-            content: prefix.as_str().to_string(),
-            change,
-        })
+        self.inner
+            .backend
+            .put_decision(&crate::version::history::Decision {
+                component: component.to_string(),
+                content: prefix.as_str().to_string(),
+                change,
+            })
     }
 
     /// The history of component `name`, parents before children.
-    pub fn source_history(&self, name: &str) -> Result<Vec<crate::inspect::VersionInfo>> {
-        crate::inspect::source_history(&*self.inner.backend, name)
+    pub fn source_history(&self, name: &str) -> Result<Vec<crate::version::inspect::VersionInfo>> {
+        crate::version::inspect::source_history(&*self.inner.backend, name)
     }
 
     /// The semantic versions of op `name` among its stored calls, each with the components
     /// its calls depended on and their texts.
-    pub fn versions(&self, name: &str) -> Result<Vec<crate::inspect::OpVersion>> {
-        crate::inspect::op_versions(&*self.inner.backend, name)
+    pub fn versions(&self, name: &str) -> Result<Vec<crate::version::inspect::OpVersion>> {
+        crate::version::inspect::op_versions(&*self.inner.backend, name)
     }
 
     /// A unified diff between two versions, by version id prefix.
     pub fn diff(&self, a: &str, b: &str) -> Result<String> {
-        crate::inspect::diff(&*self.inner.backend, a, b)
+        crate::version::inspect::diff(&*self.inner.backend, a, b)
     }
 
     /// What changed in the program's components when versioning was turned on.
@@ -237,7 +246,7 @@ impl Engine {
         *self.inner.stats.lock().unwrap() = Stats::default();
     }
 
-    pub(crate) fn count(&self, op: &str, f: impl Fn(&mut crate::stats::OpStats)) {
+    pub(crate) fn count(&self, op: &str, f: impl Fn(&mut crate::engine::stats::OpStats)) {
         self.inner.stats.lock().unwrap().count(op, f);
     }
 

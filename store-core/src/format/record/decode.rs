@@ -7,8 +7,8 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 
-use crate::id::Id;
-use crate::record::{CallRecord, Name, Slot};
+use crate::format::id::Id;
+use crate::format::record::{CallRecord, Name, Slot};
 
 thread_local! {
     /// The op and slot names this thread's decoder has seen: they repeat across thousands of
@@ -150,7 +150,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<CallRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::Kind;
+    use crate::format::id::Kind;
 
     fn slot(name: &str, i: u8) -> Slot {
         Slot {
@@ -172,7 +172,7 @@ mod tests {
         };
         for _ in 0..2 {
             let bytes = record.to_cbor();
-            let serde: CallRecord = crate::cbor::from_slice(&bytes).unwrap();
+            let serde: CallRecord = crate::format::cbor::from_slice(&bytes).unwrap();
             assert_eq!(decode(&bytes), Some(serde));
             record.deps.insert("crate::helper".into(), Id([9; 32]));
             record.git = Some("1b92543b14e46695cd2994f09ae94db5c7c4a277".into());
@@ -202,7 +202,7 @@ mod tests {
         let mut extra = bytes.clone();
         extra.push(0);
         assert_eq!(decode(&extra), None);
-        let other = crate::cbor::to_canonical(&BTreeMap::from([("op", "inc")])).unwrap();
+        let other = crate::format::cbor::to_canonical(&BTreeMap::from([("op", "inc")])).unwrap();
         assert_eq!(decode(&other), None);
     }
 }

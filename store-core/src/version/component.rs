@@ -5,18 +5,18 @@
 //! `inventory` crate), carrying the item's content as the macro saw it: its tokens, printed
 //! without comments, doc comments or formatting, so that formatting-only and comment-only
 //! edits do not change its [content id](ComponentSpec::content_id); and its source text, for
-//! display. A tracked global's content is the cid of its value (see [`crate::global`]).
+//! display. A tracked global's content is the cid of its value (see [`crate::version::global`]).
 //!
 //! ```
 //! // Every component of the program, whatever crate or module it is in:
-//! for c in store_core::component::all() {
+//! for c in store_core::version::component::all() {
 //!     println!("{:?} {} {}", c.kind, c.name, c.content_id().short(8));
 //! }
 //! ```
 
 use std::sync::LazyLock;
 
-use crate::id::{Id, Kind};
+use crate::format::id::{Id, Kind};
 
 /// What kind of item a component is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -54,7 +54,7 @@ inventory::collect!(ComponentSpec);
 
 impl ComponentSpec {
     /// The content id of a function or op: `H_source(content)`. (A global's content id is the
-    /// cid of its value, from [`crate::global::Tracked::content_id`].)
+    /// cid of its value, from [`crate::version::global::Tracked::content_id`].)
     pub fn content_id(&self) -> Id {
         match self.value_id {
             Some(value) => value(),

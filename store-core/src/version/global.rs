@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use serde::Serialize;
 
-use crate::id::{Id, Kind};
+use crate::format::id::{Id, Kind};
 
 /// A global whose reads are recorded as dependencies. Created by `#[track]` on a `static`.
 pub struct Tracked<T: 'static> {
@@ -42,7 +42,7 @@ impl<T: Serialize + Sync + 'static> Tracked<T> {
     pub fn content_id(&self) -> Id {
         *self
             .content
-            .get_or_init(|| match crate::cbor::to_canonical(&self.value) {
+            .get_or_init(|| match crate::format::cbor::to_canonical(&self.value) {
                 Ok(bytes) => Id::hash(Kind::Value, &bytes),
                 Err(e) => panic!("tracked global {} cannot be serialized: {e}", self.name),
             })
@@ -51,7 +51,7 @@ impl<T: Serialize + Sync + 'static> Tracked<T> {
     /// Reads the value, recording the read for the op call executing on this thread.
     #[inline]
     pub fn get(&self) -> &T {
-        crate::deps::touch(self.name, || self.content_id());
+        crate::version::deps::touch(self.name, || self.content_id());
         &self.value
     }
 }
@@ -73,11 +73,14 @@ mod tests {
     #[test]
     fn reads_are_recorded_only_inside_a_recording() {
         assert_eq!(*N, 7);
-        let rec = crate::deps::start();
+        let rec = crate::version::deps::start();
         assert_eq!(*N + 1, 8);
         let set = rec.finish();
         assert_eq!(set.get("tests::N"), Some(&N.content_id()));
-        let cid = Id::hash(Kind::Value, &crate::cbor::to_canonical(&7u32).unwrap());
+        let cid = Id::hash(
+            Kind::Value,
+            &crate::format::cbor::to_canonical(&7u32).unwrap(),
+        );
         assert_eq!(N.content_id(), cid);
     }
 }

@@ -11,7 +11,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
-use crate::id::Id;
+use crate::format::id::Id;
 
 /// A call's dependencies: component name → the id of the component as the call saw it (its
 /// content id while recording; the semantic id in a stored record, docs/FORMAT.md §6).

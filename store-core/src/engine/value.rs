@@ -7,9 +7,9 @@ use std::sync::{Arc, OnceLock};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::cbor::{self, EncodeError};
-use crate::id::{Id, Kind};
-use crate::record::source_hid;
+use crate::format::cbor::{self, EncodeError};
+use crate::format::id::{Id, Kind};
+use crate::format::record::source_hid;
 
 /// What an op argument or output must be: serializable, cloneable and shareable.
 ///

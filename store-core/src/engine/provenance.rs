@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::id::{Id, IdMap};
-use crate::record::StoredCall;
+use crate::format::id::{Id, IdMap};
+use crate::format::record::StoredCall;
 
 type Key = (Id, Id, Id);
 

@@ -444,7 +444,7 @@ struct_impl!(SerializeStructVariant);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cbor::{from_slice, to_canonical};
+    use crate::format::cbor::{from_slice, to_canonical};
     use std::collections::{BTreeMap, HashMap};
 
     /// Our float encoding equals the reference implementation's (ciborium-ll, which converts

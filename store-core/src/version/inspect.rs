@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::backend::Backend;
-use crate::cbor;
 use crate::error::{Error, Result};
-use crate::id::{Id, IdPrefix};
-use crate::versions::VersionRecord;
+use crate::format::cbor;
+use crate::format::id::{Id, IdPrefix};
+use crate::version::history::VersionRecord;
 
 /// One version of a component, with its text.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use crate::backend::Backend;
-use crate::cbor;
-use crate::component::{self, ComponentKind};
 use crate::error::{Error, Result};
-use crate::id::{Id, Kind};
-use crate::versions::{Change, History, Synced, VersionRecord};
+use crate::format::cbor;
+use crate::format::id::{Id, Kind};
+use crate::version::component::{self, ComponentKind};
+use crate::version::history::{Change, History, Synced, VersionRecord};
 
 /// How versioning is set up: which components it follows (ops always, and the tracked
 /// functions and globals whose names start with one of the prefixes, mandala's `deps_path`),
@@ -275,7 +275,7 @@ pub(crate) fn sync(
                     .or_default()
                     .insert(v.content, v.semantic);
                 if let Some(prev) = previous.first() {
-                    let old = crate::inspect::text_of(backend, &prev.source);
+                    let old = crate::version::inspect::text_of(backend, &prev.source);
                     let diff = similar::TextDiff::from_lines(old.as_str(), spec.source)
                         .unified_diff()
                         .header("stored", "current")

@@ -35,8 +35,8 @@ pub use ser::{write_head, EncodeError};
 /// use std::collections::HashMap;
 /// let a: HashMap<&str, u8> = [("b", 2), ("a", 1)].into_iter().collect();
 /// let b: HashMap<&str, u8> = [("a", 1), ("b", 2)].into_iter().collect();
-/// let bytes = store_core::cbor::to_canonical(&a).unwrap();
-/// assert_eq!(bytes, store_core::cbor::to_canonical(&b).unwrap());
+/// let bytes = store_core::format::cbor::to_canonical(&a).unwrap();
+/// assert_eq!(bytes, store_core::format::cbor::to_canonical(&b).unwrap());
 /// assert_eq!(bytes, [0xa2, 0x61, b'a', 1, 0x61, b'b', 2]);
 /// ```
 pub fn to_canonical<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> {
