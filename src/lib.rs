@@ -48,8 +48,8 @@ use std::path::Path;
 pub use store_core::frame::{Cell, ComputationFrame, Table, CELL_WIDTH};
 pub use store_core::version::global::Tracked;
 pub use store_core::{
-    Backend, CallRecord, Engine, Error, Id, IdPrefix, IntoArg, Kind, MemoryBackend, Mode, OpStats,
-    Ref, RefIds, Result, Slot, Stats, StoredCall, Value,
+    Backend, CallName, CallRecord, Engine, Error, Id, IdPrefix, IntoArg, Kind, MemoryBackend, Mode,
+    OpStats, Ref, RefIds, Result, Slot, Stats, StoredCall, Value,
 };
 pub use store_core::{CallError, FormatError, FrameError, StoreError, VersioningError};
 pub use store_core::{ChangeReport, ComponentChange, Versioning};

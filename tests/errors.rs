@@ -3,8 +3,8 @@
 //! an error to be recognised by its message.
 
 use mandala::{
-    op, Backend, CallError, Error, FormatError, FrameError, Id, MemoryBackend, Storage, StoreError,
-    Versioning, VersioningError,
+    op, Backend, CallError, CallName, Error, FormatError, FrameError, Id, MemoryBackend, Storage,
+    StoreError, Versioning, VersioningError,
 };
 
 #[op]
@@ -42,15 +42,15 @@ fn an_absent_call_is_none_in_every_backend() {
     let memory = MemoryBackend::new();
     let backends: [&dyn Backend; 2] = [&fs, &memory];
     for b in backends {
-        let (k, h, r) = (Id([1; 32]), Id([2; 32]), Id([3; 32]));
-        assert!(
-            b.get_call(&k, &h, &r).unwrap().is_none(),
-            "{}",
-            b.describe()
-        );
-        assert!(b.get_stored_call(&k, &h, &r).unwrap().is_none());
-        assert!(b.get_value(&k).unwrap().is_none());
-        assert_eq!(b.get_stored_calls(&[(k, h, r)]).unwrap().len(), 1);
+        let name = CallName {
+            key: Id([1; 32]),
+            hid: Id([2; 32]),
+            rid: Id([3; 32]),
+        };
+        assert!(b.get_call(&name).unwrap().is_none(), "{}", b.describe());
+        assert!(b.get_stored_call(&name).unwrap().is_none());
+        assert!(b.get_value(&name.key).unwrap().is_none());
+        assert_eq!(b.get_stored_calls(&[name]).unwrap(), [None]);
     }
 }
 

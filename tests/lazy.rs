@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use mandala::{op, Backend, CallRecord, Engine, Id, MemoryBackend, Result, StoredCall};
+use mandala::{op, Backend, CallName, CallRecord, Engine, Id, MemoryBackend, Result, StoredCall};
 
 #[op]
 fn double(x: Vec<u32>) -> Vec<u32> {
@@ -36,11 +36,11 @@ impl Backend for Counting {
     fn put_value(&self, cid: &Id, cbor: &[u8]) -> Result<()> {
         self.inner.put_value(cid, cbor)
     }
-    fn list_calls(&self, cid: &Id) -> Result<Vec<(Id, Id)>> {
-        self.inner.list_calls(cid)
+    fn list_calls(&self, key: &Id) -> Result<Vec<CallName>> {
+        self.inner.list_calls(key)
     }
-    fn get_call(&self, cid: &Id, hid: &Id, rid: &Id) -> Result<Option<CallRecord>> {
-        self.inner.get_call(cid, hid, rid)
+    fn get_call(&self, name: &CallName) -> Result<Option<CallRecord>> {
+        self.inner.get_call(name)
     }
     fn put_call(&self, record: &CallRecord) -> Result<()> {
         self.inner.put_call(record)
@@ -48,14 +48,14 @@ impl Backend for Counting {
     fn all_calls(&self) -> Result<Vec<StoredCall>> {
         self.inner.all_calls()
     }
-    fn call_ids(&self) -> Result<Vec<(Id, Id, Id)>> {
-        self.inner.call_ids()
+    fn call_names(&self) -> Result<Vec<CallName>> {
+        self.inner.call_names()
     }
     fn all_values(&self) -> Result<Vec<Id>> {
         self.inner.all_values()
     }
-    fn delete_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<()> {
-        self.inner.delete_call(key, hid, rid)
+    fn delete_call(&self, name: &CallName) -> Result<()> {
+        self.inner.delete_call(name)
     }
     fn put_version(&self, v: &store_core::version::history::VersionRecord) -> Result<()> {
         self.inner.put_version(v)

@@ -154,7 +154,7 @@ fn a_store_read_while_rsync_copies_into_it() {
             let storage = Storage::open(&dest).unwrap();
             let fs = storage.fs().unwrap();
             fs.status().unwrap();
-            store_core::Backend::call_ids(fs).unwrap();
+            store_core::Backend::call_names(fs).unwrap();
             storage.cf("plus").unwrap();
             pipeline(&storage, 10).unwrap();
             reads += 1;

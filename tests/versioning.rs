@@ -123,8 +123,7 @@ fn rewrite_dep(storage: &Storage, component: &str, to: impl Fn(Id) -> Id) -> usi
             rec.semver = store_core::format::record::semantic_version(&rec.deps);
             let rec = rec.rehistoried(rec.inputs.clone());
             storage.backend().put_call(&rec).unwrap();
-            std::fs::remove_file(store_fs::layout::call_path(&root, &c.key, &c.hid, &c.rid))
-                .unwrap();
+            std::fs::remove_file(store_fs::layout::call_path(&root, &c.name())).unwrap();
             n += 1;
         }
     }

@@ -494,7 +494,7 @@ fn stray_files_are_skipped_and_fsck_warns_about_them() {
     let store = d.path().join("lab.mandala");
     let y = storage.run(|| inc(1)).unwrap();
     let call = storage.get_ref_creator(&y).unwrap().unwrap();
-    let record = store_fs::layout::call_path(&store, &call.key, &call.hid, &call.rid);
+    let record = store_fs::layout::call_path(&store, &call.name());
     let strays = [
         record.with_file_name(".DS_Store"),
         record.with_file_name(format!(

@@ -1,16 +1,30 @@
-//! The Backend trait the memo engine stores through, and the in-memory backend.
+//! The storage contract: the [`Backend`] trait the memo engine stores through, and the
+//! in-memory backend.
 //!
-//! A backend keeps two kinds of object: values (canonical CBOR bytes by content id) and call
-//! records (by call key, call hid and record id). Every object is written once and never
-//! changed, so backends need no transactions: writers order their writes (values before the
-//! call record that names them) and readers never see a call whose values are missing.
+//! A backend keeps four kinds of object: values (canonical CBOR bytes by content id), call
+//! records (named by a [`CallName`]: call key, call hid, record id), version records (by
+//! version id) and decisions. Every object is written once and never changed, so backends
+//! need no transactions: writers order their writes (values before the call record that names
+//! them, under a [`WriteGuard`]) and readers never see a call whose values are missing.
+//!
+//! # The contract
+//! - **Absent is `Ok(None)`.** A read of an object the backend does not hold — never stored,
+//!   or deleted since a listing named it — answers `Ok(None)`; errors are for failures
+//!   (I/O, damage), never for absence.
+//! - **Objects are verified.** What a read returns hashes to the id it was asked for; a
+//!   damaged object is an error naming it, never returned.
+//! - **Writes are idempotent and write-once.** Storing what is stored is a no-op.
+//! - **Methods come in three groups**: objects by id (values, versions, decisions), calls by
+//!   name (a call key's records, one record, storing and deleting one), and whole-store
+//!   batches for queries (every call name, many records or values at once), which a backend
+//!   may serve from a cache as long as the answers are the same.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use crate::error::Result;
 use crate::format::id::Id;
-use crate::format::record::{CallRecord, StoredCall};
+use crate::format::record::{CallName, CallRecord, StoredCall};
 use crate::format::version::{Decision, VersionRecord};
 
 /// Held by a writer while it stores one call (or one batch of versions): from its first "is
@@ -65,22 +79,22 @@ pub trait Backend: Send + Sync {
     fn put_value(&self, cid: &Id, cbor: &[u8]) -> Result<()>;
 
     /// The (call hid, record id) pairs stored under call key `key`, sorted.
-    fn list_calls(&self, key: &Id) -> Result<Vec<(Id, Id)>>;
+    fn list_calls(&self, key: &Id) -> Result<Vec<CallName>>;
 
     /// Reads one call record, verified against its record id; `None` if the store does not
     /// hold it (never listed, or deleted since a listing named it). Whether the record belongs
     /// at (`key`, `hid`) is for the caller to check (the engine compares it with the call it
     /// looks up; `fsck` recomputes the ids).
-    fn get_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<Option<CallRecord>>;
+    fn get_call(&self, name: &CallName) -> Result<Option<CallRecord>>;
 
     /// A call record with its ids, the call's content id included (a backend that caches it
     /// saves hashing it anew); `None` if the store does not hold it.
-    fn get_stored_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<Option<StoredCall>> {
-        Ok(self.get_call(key, hid, rid)?.map(|record| StoredCall {
-            key: *key,
+    fn get_stored_call(&self, name: &CallName) -> Result<Option<StoredCall>> {
+        Ok(self.get_call(name)?.map(|record| StoredCall {
+            key: name.key,
             cid: record.cid(),
-            hid: *hid,
-            rid: *rid,
+            hid: name.hid,
+            rid: name.rid,
             record,
         }))
     }
@@ -89,9 +103,9 @@ pub trait Backend: Send + Sync {
     /// whole-store queries read thousands at once (decoding them is most of the cost of a
     /// first query), so this spreads them over the cores; a backend with a cache of records
     /// can also look them all up at once. Shared (`Arc`): queries keep them as they come.
-    fn get_stored_calls(&self, ids: &[(Id, Id, Id)]) -> Result<Vec<Option<Arc<StoredCall>>>> {
-        crate::par::try_map(ids, 1024, |(k, hid, rid)| {
-            Ok(self.get_stored_call(k, hid, rid)?.map(Arc::new))
+    fn get_stored_calls(&self, names: &[CallName]) -> Result<Vec<Option<Arc<StoredCall>>>> {
+        crate::par::try_map(names, 1024, |name| {
+            Ok(self.get_stored_call(name)?.map(Arc::new))
         })
     }
 
@@ -103,7 +117,7 @@ pub trait Backend: Send + Sync {
 
     /// The (call key, hid, record id) of every stored call, sorted, without reading records:
     /// cheap enough to ask before every provenance query.
-    fn call_ids(&self) -> Result<Vec<(Id, Id, Id)>>;
+    fn call_names(&self) -> Result<Vec<CallName>>;
 
     /// Saves what this process learned about the store's calls in a persistent cache, if the
     /// backend keeps one (the file store's `index/calls`), after a whole-store query. Never
@@ -115,7 +129,7 @@ pub trait Backend: Send + Sync {
 
     /// Deletes a call record (maintenance: deleting calls and their dependents). Deleting a
     /// record that is not there is not an error.
-    fn delete_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<()>;
+    fn delete_call(&self, name: &CallName) -> Result<()>;
 
     /// Stores a version record of a component history (idempotent).
     fn put_version(&self, version: &VersionRecord) -> Result<()>;
@@ -134,7 +148,7 @@ pub trait Backend: Send + Sync {
 #[derive(Default)]
 pub struct MemoryBackend {
     values: Mutex<HashMap<Id, Vec<u8>>>,
-    calls: Mutex<BTreeMap<(Id, Id, Id), CallRecord>>,
+    calls: Mutex<BTreeMap<CallName, CallRecord>>,
     versions: Mutex<BTreeMap<Id, VersionRecord>>,
     decisions: Mutex<std::collections::BTreeSet<Decision>>,
 }
@@ -168,24 +182,28 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    fn list_calls(&self, key: &Id) -> Result<Vec<(Id, Id)>> {
+    fn list_calls(&self, key: &Id) -> Result<Vec<CallName>> {
         let calls = self.calls.lock().unwrap();
+        let bound = |b: u8| CallName {
+            key: *key,
+            hid: Id([b; 32]),
+            rid: Id([b; 32]),
+        };
         Ok(calls
-            .range((*key, Id([0; 32]), Id([0; 32]))..=(*key, Id([0xff; 32]), Id([0xff; 32])))
-            .map(|((_, h, r), _)| (*h, *r))
+            .range(bound(0)..=bound(0xff))
+            .map(|(n, _)| *n)
             .collect())
     }
 
-    fn get_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<Option<CallRecord>> {
-        Ok(self.calls.lock().unwrap().get(&(*key, *hid, *rid)).cloned())
+    fn get_call(&self, name: &CallName) -> Result<Option<CallRecord>> {
+        Ok(self.calls.lock().unwrap().get(name).cloned())
     }
 
     fn put_call(&self, record: &CallRecord) -> Result<()> {
-        let key = (record.key(), record.hid(), record.rid());
         self.calls
             .lock()
             .unwrap()
-            .entry(key)
+            .entry(record.name())
             .or_insert_with(|| record.clone());
         Ok(())
     }
@@ -196,17 +214,17 @@ impl Backend for MemoryBackend {
             .lock()
             .unwrap()
             .iter()
-            .map(|((key, hid, rid), record)| StoredCall {
-                key: *key,
+            .map(|(name, record)| StoredCall {
+                key: name.key,
                 cid: record.cid(),
-                hid: *hid,
-                rid: *rid,
+                hid: name.hid,
+                rid: name.rid,
                 record: record.clone(),
             })
             .collect())
     }
 
-    fn call_ids(&self) -> Result<Vec<(Id, Id, Id)>> {
+    fn call_names(&self) -> Result<Vec<CallName>> {
         Ok(self.calls.lock().unwrap().keys().copied().collect())
     }
 
@@ -216,8 +234,8 @@ impl Backend for MemoryBackend {
         Ok(v)
     }
 
-    fn delete_call(&self, key: &Id, hid: &Id, rid: &Id) -> Result<()> {
-        self.calls.lock().unwrap().remove(&(*key, *hid, *rid));
+    fn delete_call(&self, name: &CallName) -> Result<()> {
+        self.calls.lock().unwrap().remove(name);
         Ok(())
     }
 

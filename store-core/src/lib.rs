@@ -44,7 +44,7 @@ pub use engine::value::{Arg, IntoArg, Ref, RefIds, Value};
 pub use engine::Engine;
 pub use error::{CallError, Error, FormatError, FrameError, Result, StoreError, VersioningError};
 pub use format::id::{Id, IdMap, IdPrefix, IdSet, IdsMap, Kind, ParseIdError};
-pub use format::record::{CallRecord, Slot, StoredCall};
+pub use format::record::{CallName, CallRecord, Slot, StoredCall};
 #[doc(hidden)]
 pub use inventory;
 pub use version::state::{ChangeReport, ComponentChange, Versioning};

@@ -84,8 +84,7 @@ impl Stamp {
     }
 }
 
-/// A call's full name: (call key, hid, record id).
-pub(crate) type CallName = (Id, Id, Id);
+pub(crate) use store_core::CallName;
 
 /// A key of an index section: a call's full name, or a value's content id.
 pub(crate) trait Key: Copy + Ord + std::hash::Hash + 'static {
@@ -118,15 +117,19 @@ impl Key for Id {
 impl Key for CallName {
     const LEN: usize = 96;
     fn read(b: &[u8]) -> CallName {
-        (id_at(b, 0), id_at(b, 32), id_at(b, 64))
+        CallName {
+            key: id_at(b, 0),
+            hid: id_at(b, 32),
+            rid: id_at(b, 64),
+        }
     }
     fn write(&self, out: &mut Vec<u8>) {
-        for id in [&self.0, &self.1, &self.2] {
+        for id in [&self.key, &self.hid, &self.rid] {
             out.extend_from_slice(&id.0);
         }
     }
     fn prefix(&self) -> u64 {
-        self.0.prefix()
+        self.key.prefix()
     }
 }
 
@@ -479,12 +482,20 @@ pub(crate) fn encode(
 mod tests {
     use super::*;
 
+    fn name3(key: u8, hid: u8, rid: u8) -> CallName {
+        CallName {
+            key: Id([key; 32]),
+            hid: Id([hid; 32]),
+            rid: Id([rid; 32]),
+        }
+    }
+
     #[test]
     fn round_trips_and_rejects_damage() {
         let mut shards = vec![None; 256];
         shards[7] = Some(Stamp([1, 2, 3, 4, 5]));
-        let name = (Id([1; 32]), Id([2; 32]), Id([3; 32]));
-        let later = (Id([1; 32]), Id([2; 32]), Id([4; 32]));
+        let name = name3(1, 2, 3);
+        let later = name3(1, 2, 4);
         let rec = vec![0xa0u8, 1, 2];
         let val = vec![0x01u8];
         let bytes = encode(
@@ -508,7 +519,7 @@ mod tests {
         assert!(back.records.remove(&name));
         assert!(!back.records.remove(&name));
         assert!(back.records.get(&name).is_none());
-        let first = (Id([0; 32]), Id([0; 32]), Id([0; 32]));
+        let first = name3(0, 0, 0);
         back.records.insert(first, [8u8].as_slice(), Id([6; 32]));
         let keys: Vec<CallName> = back.records.entries().iter().map(|e| e.0).collect();
         assert_eq!(keys, [first, later]);

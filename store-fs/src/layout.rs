@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use store_core::Id;
+use store_core::{CallName, Id};
 
 /// Top-level names of a store, in the order `status` shows them.
 pub const VALUES: &str = "values";
@@ -80,27 +80,27 @@ pub fn call_shard(root: &Path, shard: u8) -> PathBuf {
 }
 
 /// The path of a call record: `calls/ab/<62 hex of the call key>.<hid>.<rid>`.
-pub fn call_path(root: &Path, key: &Id, hid: &Id, rid: &Id) -> PathBuf {
-    let mut p = sharded_path(root, CALLS, key, 130);
+pub fn call_path(root: &Path, name: &CallName) -> PathBuf {
+    let mut p = sharded_path(root, CALLS, &name.key, 130);
     p.as_mut_os_string().push(".");
-    p.as_mut_os_string().push(hid.hex_into(&mut [0; 64]));
+    p.as_mut_os_string().push(name.hid.hex_into(&mut [0; 64]));
     p.as_mut_os_string().push(".");
-    p.as_mut_os_string().push(rid.hex_into(&mut [0; 64]));
+    p.as_mut_os_string().push(name.rid.hex_into(&mut [0; 64]));
     p
 }
 
-/// Parses the name of a call record in shard directory `shard` into (key, hid, rid).
-pub fn parse_call_name(shard: &str, name: &str) -> Option<(Id, Id, Id)> {
+/// Parses the file name of a call record in shard directory `shard`.
+pub fn parse_call_name(shard: &str, name: &str) -> Option<CallName> {
     let mut parts = name.split('.');
     let (rest, hid, rid) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
         return None;
     }
-    Some((
-        parse_sharded(shard, rest)?,
-        hid.parse().ok()?,
-        rid.parse().ok()?,
-    ))
+    Some(CallName {
+        key: parse_sharded(shard, rest)?,
+        hid: hid.parse().ok()?,
+        rid: rid.parse().ok()?,
+    })
 }
 
 /// The file recording a decision: `refs/decisions/<16 hex of the component name's hash>.
@@ -164,14 +164,15 @@ mod tests {
             Path::new("s/values/3f/a9c2d1000000000000000000000000000000000000000000000000000000ff")
         );
         let (hid, rid) = (Id([0x11; 32]), Id([0; 32]));
-        let p = call_path(Path::new("s"), &id, &hid, &rid);
+        let call = CallName { key: id, hid, rid };
+        let p = call_path(Path::new("s"), &call);
         assert_eq!(
             p,
             Path::new(&format!("s/calls/3f/a9c2d1000000000000000000000000000000000000000000000000000000ff.{hid}.{rid}"))
         );
         let name = p.file_name().unwrap().to_str().unwrap();
         assert_eq!(name.len(), 192);
-        assert_eq!(parse_call_name("3f", name), Some((id, hid, rid)));
+        assert_eq!(parse_call_name("3f", name), Some(call));
         assert_eq!(parse_call_name("3f", &name[..100]), None);
         assert_eq!(parse_sharded("3f", &id.to_string()[2..]), Some(id));
         assert_eq!(parse_sharded("3", "x"), None);

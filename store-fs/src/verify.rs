@@ -117,14 +117,15 @@ impl FsBackend {
         let mut outcomes: BTreeMap<(Id, Id), BTreeMap<Id, BTreeSet<Vec<Id>>>> = BTreeMap::new();
         let mut n_calls = 0;
         for (path, shard, name) in self.sharded_files(layout::CALLS, &mut report.warnings)? {
-            let Some((key, hid, rid)) = layout::parse_call_name(&shard, &name) else {
+            let Some(call) = layout::parse_call_name(&shard, &name) else {
                 report.warnings.push(stray(
                     path,
                     "a call record name (CID.HID.RID, 62 + 64 + 64 hex digits)",
                 ));
                 continue;
             };
-            let rec = match self.get_call(&key, &hid, &rid) {
+            let (key, hid) = (call.key, call.hid);
+            let rec = match self.read_call(&call) {
                 Ok(Some(r)) => r,
                 Ok(None) => continue, // deleted since the listing
                 Err(e) => {
@@ -219,7 +220,8 @@ impl FsBackend {
         // entry must hash to its id (readers check the entries they serve, and repair them).
         let index = self.index_path();
         if let Some(file) = crate::index::load(&index) {
-            for ((_, _, rid), bytes, _) in file.records.entries() {
+            for (name, bytes, _) in file.records.entries() {
+                let rid = name.rid;
                 if store_core::Id::hash(store_core::Kind::CallRecord, bytes) != rid {
                     problem(
                         index.clone(),

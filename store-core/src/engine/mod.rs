@@ -30,7 +30,7 @@ use crate::engine::value::{Ref, RefIds, Value};
 use crate::error::{Error, Result};
 use crate::format::cbor;
 use crate::format::id::{Id, IdMap, IdSet};
-use crate::format::record::{CallRecord, Slot, StoredCall};
+use crate::format::record::{CallName, CallRecord, Slot, StoredCall};
 use crate::version::state::{ChangeReport, VersionState, Versioning};
 
 /// The memo engine over one backend. See the module docs.
@@ -334,15 +334,15 @@ impl Engine {
             .collect())
     }
 
-    /// Deletes the calls `ids` (call key, hid, record id) and every call downstream of them
-    /// (consumers of their outputs, transitively), and returns all deleted. This process stops
-    /// serving them at once; other processes do on their next lookup of a changed shard (a
-    /// process that already holds one in memory keeps serving it until it restarts).
-    pub fn delete_calls(&self, ids: &[(Id, Id, Id)]) -> Result<Vec<(Id, Id, Id)>> {
-        let mut doomed: std::collections::BTreeSet<(Id, Id, Id)> = ids.iter().copied().collect();
+    /// Deletes the calls `names` and every call downstream of them (consumers of their
+    /// outputs, transitively), and returns all deleted. This process stops serving them at
+    /// once; other processes do on their next lookup of a changed shard (a process that
+    /// already holds one in memory keeps serving it until it restarts).
+    pub fn delete_calls(&self, names: &[CallName]) -> Result<Vec<CallName>> {
+        let mut doomed: std::collections::BTreeSet<CallName> = names.iter().copied().collect();
         {
             let index = self.index()?;
-            let mut todo: Vec<(Id, Id, Id)> = ids.to_vec();
+            let mut todo: Vec<CallName> = names.to_vec();
             while let Some(id) = todo.pop() {
                 // The index just refreshed holds every record: no second read of the store.
                 let Some(call) = index.call(&id) else {
@@ -350,20 +350,20 @@ impl Engine {
                 };
                 for out in &call.record.outputs {
                     for consumer in index.consumers_unordered(&out.hid) {
-                        let cid = (consumer.key, consumer.hid, consumer.rid);
-                        if doomed.insert(cid) {
-                            todo.push(cid);
+                        let name = consumer.name();
+                        if doomed.insert(name) {
+                            todo.push(name);
                         }
                     }
                 }
             }
         }
-        for (key, hid, rid) in &doomed {
-            self.inner.backend.delete_call(key, hid, rid)?;
+        for name in &doomed {
+            self.inner.backend.delete_call(name)?;
         }
         let mut memo = self.inner.memo.lock().unwrap();
-        for (_, hid, _) in &doomed {
-            memo.by_hid.remove(hid);
+        for name in &doomed {
+            memo.by_hid.remove(&name.hid);
         }
         memo.values.clear(); // values may be collected next; re-check the store before skipping writes
         drop(memo);
@@ -445,8 +445,8 @@ impl Engine {
 
     /// A record a listing named, or `None` if it is gone since (deleted by another process
     /// after this one listed its shard): a deleted call is a miss, never an error.
-    fn read_listed(&self, key: &Id, hid: &Id, rid: &Id) -> Result<Option<CallRecord>> {
-        self.inner.backend.get_call(key, hid, rid)
+    fn read_listed(&self, name: &CallName) -> Result<Option<CallRecord>> {
+        self.inner.backend.get_call(name)
     }
 
     /// Finds a stored call among the records filed under its call key; see the module docs.
@@ -462,12 +462,12 @@ impl Engine {
         // Same history first. Several records for one hid only happen when merged stores
         // computed a non-deterministic op differently: the smallest record id wins, everywhere
         // (a record whose outputs are gone is passed over).
-        for (h, r) in listed.iter().filter(|(h, _)| h == hid) {
-            let Some(record) = self.read_listed(key, h, r)? else {
+        for name in listed.iter().filter(|n| n.hid == *hid) {
+            let Some(record) = self.read_listed(name)? else {
                 continue;
             };
             if !self.is_call(&record, op, semver, inputs, true) {
-                return Err(self.misfiled(key, h));
+                return Err(self.misfiled(name));
             }
             if !self.outputs_present(&record)? {
                 continue;
@@ -482,12 +482,12 @@ impl Engine {
             return Ok(Some(Found::Hit(rec)));
         }
         // Then the same contents and version under another history, in (hid, rid) order.
-        for (h, r) in listed.iter().filter(|(h, _)| h != hid) {
-            let Some(record) = self.read_listed(key, h, r)? else {
+        for name in listed.iter().filter(|n| n.hid != *hid) {
+            let Some(record) = self.read_listed(name)? else {
                 continue;
             };
             if !self.is_call(&record, op, &record.semver, inputs, false) {
-                return Err(self.misfiled(key, h));
+                return Err(self.misfiled(name));
             }
             if record.semver != *semver {
                 continue; // another version of the code
@@ -514,12 +514,12 @@ impl Engine {
         inputs: &[Slot],
     ) -> Result<Option<Found>> {
         let mut compatible: Vec<CallRecord> = Vec::new();
-        for (h, r) in self.inner.backend.list_calls(key)? {
-            let Some(record) = self.read_listed(key, &h, &r)? else {
+        for name in self.inner.backend.list_calls(key)? {
+            let Some(record) = self.read_listed(&name)? else {
                 continue;
             };
             if !self.is_call(&record, op, &record.semver, inputs, false) {
-                return Err(self.misfiled(key, &h));
+                return Err(self.misfiled(&name));
             }
             let versioning = self.versioning().expect("versioned lookup");
             let current = record
@@ -575,9 +575,15 @@ impl Engine {
             })
     }
 
-    fn misfiled(&self, key: &Id, hid: &Id) -> Error {
+    fn misfiled(&self, name: &CallName) -> Error {
         Error::Store(crate::error::StoreError::Corrupt {
-            path: format!("{} call {hid} (key {key})", self.inner.backend.describe()).into(),
+            path: format!(
+                "{} call {} (key {})",
+                self.inner.backend.describe(),
+                name.hid,
+                name.key
+            )
+            .into(),
             reason: "record's call ids do not match its name".into(),
         })
     }

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::format::id::{Id, IdMap};
-use crate::format::record::StoredCall;
+use crate::format::record::{CallName, StoredCall};
 
-type Key = (Id, Id, Id);
+type Key = CallName;
 
 #[derive(Default)]
 pub(crate) struct Provenance {
@@ -35,7 +35,7 @@ pub(crate) struct Provenance {
 }
 
 fn key(c: &StoredCall) -> Key {
-    (c.key, c.hid, c.rid)
+    c.name()
 }
 
 /// Matches the sorted listing `now` against the previous one, `before` (sorted, with the
@@ -73,7 +73,7 @@ impl Provenance {
         // A record can vanish between the listing and its reading (another process deleted
         // it): then the listing is stale, and is taken again.
         for _ in 0..3 {
-            let mut ids = backend.call_ids()?;
+            let mut ids = backend.call_names()?;
             if ids == self.listed {
                 return Ok(());
             }

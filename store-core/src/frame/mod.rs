@@ -33,8 +33,8 @@ use crate::format::record::{Slot, StoredCall};
 
 pub use table::{Cell, Table, CELL_WIDTH};
 
-/// A call's identity inside a frame: (call key, hid, record id).
-pub type CallId = (Id, Id, Id);
+/// A call's identity inside a frame: its name (call key, hid, record id).
+pub type CallId = crate::format::record::CallName;
 
 /// The refs (history ids) of a variable. A hash set with a fixed hasher: its order is the
 /// same in every run, and tables sort their rows themselves.
@@ -46,7 +46,7 @@ pub type CallSet = std::collections::HashSet<CallId, std::hash::BuildHasherDefau
 type CallMap = HashMap<CallId, Arc<StoredCall>, std::hash::BuildHasherDefault<IdHasher>>;
 
 fn call_id(c: &StoredCall) -> CallId {
-    (c.key, c.hid, c.rid)
+    c.name()
 }
 
 /// Refs to expand from, each with the index of its variable in `names`.

@@ -176,7 +176,7 @@ fn prefix(row: &Row) -> u64 {
     let first = |id: &Id| u64::from_be_bytes(id.0[..8].try_into().expect("8 bytes"));
     match row.first() {
         Some(Some(Cell::Ref(h))) => first(h),
-        Some(Some(Cell::Call(c))) => first(&c.0),
+        Some(Some(Cell::Call(c))) => first(&c.key),
         _ => 0,
     }
 }
@@ -187,8 +187,8 @@ fn hash_cell(c: &Cell) -> u64 {
     match c {
         Cell::Ref(x) => first(x),
         Cell::Refs(x) => x.iter().fold(1, |h, id| h.rotate_left(7) ^ first(id)),
-        Cell::Call(x) => first(&x.1),
-        Cell::Calls(x) => x.iter().fold(2, |h, id| h.rotate_left(7) ^ first(&id.1)),
+        Cell::Call(x) => first(&x.hid),
+        Cell::Calls(x) => x.iter().fold(2, |h, id| h.rotate_left(7) ^ first(&id.hid)),
         other => {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             format!("{other:?}").hash(&mut h);
@@ -554,10 +554,10 @@ impl Table {
             None => String::new(),
             Some(Cell::Ref(h)) => format!("ref {}", h.short(8)),
             Some(Cell::Refs(hs)) => set(hs.iter().map(|h| format!("ref {}", h.short(8))).collect()),
-            Some(Cell::Call(c)) => format!("call {}", c.1.short(8)),
+            Some(Cell::Call(c)) => format!("call {}", c.hid.short(8)),
             Some(Cell::Calls(cs)) => set(cs
                 .iter()
-                .map(|c| format!("call {}", c.1.short(8)))
+                .map(|c| format!("call {}", c.hid.short(8)))
                 .collect()),
             Some(Cell::Value(v)) => value_text(v),
             Some(Cell::Values(vs)) => set(vs.iter().map(value_text).collect()),
@@ -565,7 +565,7 @@ impl Table {
     }
 
     fn cell_json(cell: &Option<Cell>) -> Json {
-        let call = |c: &CallId| json!({"call": c.1.to_string()});
+        let call = |c: &CallId| json!({"call": c.hid.to_string()});
         let r = |h: &Id| json!({"ref": h.to_string()});
         match cell {
             None => Json::Null,

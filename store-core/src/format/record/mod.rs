@@ -224,6 +224,15 @@ impl CallRecord {
         call_cid(&self.op, &self.inputs, &self.semver)
     }
 
+    /// Where the record is filed: its call key, call hid and record id.
+    pub fn name(&self) -> CallName {
+        CallName {
+            key: self.key(),
+            hid: self.hid(),
+            rid: self.rid(),
+        }
+    }
+
     /// This call's history id.
     pub fn hid(&self) -> Id {
         call_hid(&self.op, &self.inputs, &self.semver)
@@ -273,6 +282,26 @@ impl CallRecord {
     }
 }
 
+/// Where a call record is filed, and so how it is named (docs/FORMAT.md §1): its call key
+/// (op and input contents), call hid and record id. Ordered by key, then hid, then record id,
+/// so a sorted listing keeps a call key's records together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CallName {
+    /// The call key: where the record is filed.
+    pub key: Id,
+    /// The call's history id.
+    pub hid: Id,
+    /// The record id: the hash of the record.
+    pub rid: Id,
+}
+
+impl fmt::Display for CallName {
+    /// `KEY.HID.RID`, as in a record's file name (without the shard split).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.key, self.hid, self.rid)
+    }
+}
+
 /// A call record as found in a store, with its ids.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredCall {
@@ -286,6 +315,17 @@ pub struct StoredCall {
     pub rid: Id,
     /// The record.
     pub record: CallRecord,
+}
+
+impl StoredCall {
+    /// Where the record is filed.
+    pub fn name(&self) -> CallName {
+        CallName {
+            key: self.key,
+            hid: self.hid,
+            rid: self.rid,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,232 @@
+//! Call records (`calls/<shard>/<key>.<hid>.<rid>`): reading one (from its file, or for
+//! whole-store queries from the call index), writing one, deleting one, and the records of
+//! one call key. What this process knows of the shard directories is in the catalog.
+
+use std::fs;
+use std::io::{ErrorKind, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+use store_core::{CallName, CallRecord, Error, Id, Kind, Result, StoredCall};
+
+use crate::{blob, layout, FsBackend};
+
+impl FsBackend {
+    /// The canonical CBOR of the record at `path`, checked against its record id `rid`;
+    /// `None` if there is no such file.
+    fn read_call_bytes(&self, path: &Path, rid: &Id) -> Result<Option<Vec<u8>>> {
+        // Records are small: read without asking the file's size first. Without blocking (a
+        // FIFO reads as empty, so as a damaged record) and at most a record's worth (a link
+        // to /dev/zero is not read forever).
+        let mut options = fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+        let file = match options.open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("open", path, e)),
+        };
+        // A buffer kept per thread: allocating ≥ 1 KiB each time makes glibc consolidate its
+        // free lists on every lookup.
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let bytes = BUF.with(|b| {
+            let mut z = b.borrow_mut();
+            z.clear();
+            file.take(blob::MAX_RECORD)
+                .read_to_end(&mut z)
+                .map_err(|e| Error::io("read", path, e))?;
+            blob::decompress(&z, path, blob::MAX_RECORD)
+        })?;
+        let actual = Id::hash(Kind::CallRecord, &bytes);
+        if actual != *rid {
+            return Err(Error::corrupt(
+                path,
+                format!("record hashes to {actual}, not to its name"),
+            ));
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Decodes a record's bytes. Whether it is the call asked for is checked by the engine
+    /// (and by verify).
+    fn decode_call(path: &Path, bytes: &[u8]) -> Result<CallRecord> {
+        CallRecord::from_cbor(bytes)
+            .map_err(|e| Error::corrupt(path, format!("not a call record: {e}")))
+    }
+
+    /// For whole-store queries: a call record from the call index if it has it, else from its
+    /// file (added to the index if this process has loaded it), with the call's content id
+    /// when the index knows it; `None` if neither has it.
+    fn read_indexed_call(&self, name: &CallName) -> Result<Option<(CallRecord, Option<Id>)>> {
+        let damaged = {
+            let cat = self.catalog();
+            match cat.index.records.get(name) {
+                Some((bytes, cid)) => match self.decode_indexed(name, bytes)? {
+                    Some(record) => return Ok(Some((record, Some(cid)))),
+                    None => true,
+                },
+                None => false,
+            }
+        };
+        if damaged {
+            self.index_damaged(&format!("call record {}", name.rid.short(12)));
+        }
+        self.call_from_file(name)
+    }
+
+    /// A call record read from its file, added to the call index if this process has loaded
+    /// it (with the call's content id, then known); `None` if there is no such file.
+    fn call_from_file(&self, name: &CallName) -> Result<Option<(CallRecord, Option<Id>)>> {
+        let path = layout::call_path(&self.inner.root, name);
+        let Some(bytes) = self.read_call_bytes(&path, &name.rid)? else {
+            return Ok(None);
+        };
+        let record = Self::decode_call(&path, &bytes)?;
+        let mut cat = self.catalog();
+        if !cat.index.loaded {
+            return Ok(Some((record, None)));
+        }
+        let cid = record.cid();
+        cat.index.records.insert(*name, bytes, cid);
+        cat.index.dirty = true;
+        Ok(Some((record, Some(cid))))
+    }
+
+    /// Decodes a record the call index holds; `None` if the index's copy does not hash to its
+    /// record id (the index is damaged: the caller reports it with [`Self::index_damaged`]
+    /// once it holds no lock, and reads the file instead).
+    fn decode_indexed(&self, name: &CallName, bytes: &[u8]) -> Result<Option<CallRecord>> {
+        if Id::hash(Kind::CallRecord, bytes) != name.rid {
+            return Ok(None);
+        }
+        CallRecord::from_cbor(bytes).map(Some).map_err(|e| {
+            let path = layout::call_path(&self.inner.root, name);
+            Error::corrupt(path, format!("not a call record (from the index): {e}"))
+        })
+    }
+
+    /// One record, read from its file (never from the call index: a lookup must not be
+    /// served a record another process deleted); `None` if there is none.
+    pub(crate) fn read_call(&self, name: &CallName) -> Result<Option<CallRecord>> {
+        let path = layout::call_path(&self.inner.root, name);
+        match self.read_call_bytes(&path, &name.rid)? {
+            Some(bytes) => Self::decode_call(&path, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// One record with its ids, for whole-store queries (from the call index if it has it).
+    pub(crate) fn read_stored_call(&self, name: &CallName) -> Result<Option<StoredCall>> {
+        Ok(self
+            .read_indexed_call(name)?
+            .map(|read| stored_call(name, read)))
+    }
+
+    /// Many records with their ids, for whole-store queries: those the call index holds are
+    /// decoded on all cores under one lock (workers taking it for each record would contend
+    /// for it); then the others, from their files.
+    pub(crate) fn read_stored_calls(
+        &self,
+        names: &[CallName],
+    ) -> Result<Vec<Option<Arc<StoredCall>>>> {
+        let (mut out, damaged) = {
+            let cat = self.catalog();
+            let cached = cat.index.records.get_many(names);
+            let items: Vec<_> = names.iter().zip(cached).collect();
+            let out = store_core::par::try_map(&items, 1024, |(name, cached)| {
+                let Some((bytes, cid)) = cached else {
+                    return Ok(None);
+                };
+                // A damaged copy gives None: read from its file below.
+                Ok::<_, Error>(
+                    self.decode_indexed(name, bytes)?
+                        .map(|record| Arc::new(stored_call(name, (record, Some(*cid))))),
+                )
+            })?;
+            let damaged: Vec<Id> = items
+                .iter()
+                .zip(&out)
+                .filter(|((_, cached), read)| cached.is_some() && read.is_none())
+                .map(|((name, _), _)| name.rid)
+                .collect();
+            (out, damaged)
+        };
+        for rid in &damaged {
+            self.index_damaged(&format!("call record {}", rid.short(12)));
+        }
+        let rest: Vec<usize> = (0..names.len()).filter(|i| out[*i].is_none()).collect();
+        let read = store_core::par::try_map(&rest, 64, |i| {
+            let name = &names[*i];
+            let read = self.call_from_file(name)?;
+            Ok::<_, Error>(read.map(|read| Arc::new(stored_call(name, read))))
+        })?;
+        for (i, call) in rest.into_iter().zip(read) {
+            out[i] = call;
+        }
+        Ok(out)
+    }
+
+    /// Stores a record (write-once), and adds it to this process's listing of its shard and,
+    /// if loaded, to the call index.
+    pub(crate) fn write_call(&self, record: &CallRecord) -> Result<()> {
+        let bytes = record.to_cbor();
+        let name = CallName {
+            key: record.key(),
+            hid: record.hid(),
+            rid: Id::hash(Kind::CallRecord, &bytes),
+        };
+        let path = layout::call_path(&self.inner.root, &name);
+        self.put_blob(&path, &bytes)?;
+        let cat = &mut *self.catalog();
+        if cat.index.loaded {
+            cat.index.records.insert(name, bytes, record.cid());
+            cat.index.dirty = true;
+        }
+        if let Some(cache) = &mut cat.shards[name.key.0[0] as usize] {
+            cache.insert(name);
+        }
+        Ok(())
+    }
+
+    /// Deletes a record (deleting what is not there is not an error).
+    pub(crate) fn remove_call(&self, name: &CallName) -> Result<()> {
+        let path = layout::call_path(&self.inner.root, name);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("delete", &path, e)),
+        }
+        let cat = &mut *self.catalog();
+        if cat.index.records.remove(name) {
+            cat.index.dirty = true;
+        }
+        if let Some(cache) = &mut cat.shards[name.key.0[0] as usize] {
+            cache.remove(name);
+        }
+        Ok(())
+    }
+
+    /// Every stored call, in name order (a record deleted since the listing is not there).
+    pub(crate) fn every_call(&self) -> Result<Vec<StoredCall>> {
+        let mut out = Vec::new();
+        for name in self.list_all_calls()? {
+            out.extend(self.read_stored_call(&name)?);
+        }
+        self.write_index();
+        Ok(out)
+    }
+}
+
+/// A record with its ids; its content id hashed only if the index did not know it.
+fn stored_call(name: &CallName, (record, cid): (CallRecord, Option<Id>)) -> StoredCall {
+    StoredCall {
+        key: name.key,
+        cid: cid.unwrap_or_else(|| record.cid()),
+        hid: name.hid,
+        rid: name.rid,
+        record,
+    }
+}

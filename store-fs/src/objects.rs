@@ -1,0 +1,334 @@
+//! Objects by id: values (`values/`), version records (`versions/`) and decisions
+//! (`refs/decisions/`) — reading them (only regular files, verified against their names,
+//! in bounded memory), writing them once, and listing them.
+
+use std::fs;
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use store_core::format::cbor;
+use store_core::format::version::{Decision, VersionRecord};
+use store_core::{Error, Id, Kind, Result};
+
+use crate::{blob, layout, open, write, FsBackend};
+
+impl FsBackend {
+    pub(crate) fn put_blob(&self, dest: &Path, cbor: &[u8]) -> Result<bool> {
+        // Names are hashes: a file there has this content. Anything else there (a FIFO, a
+        // link to a device) is replaced by the rename.
+        if open::is_regular(dest) {
+            return Ok(false);
+        }
+        let level = self.inner.config.zstd_level;
+        if cbor.len() >= blob::STREAM_THRESHOLD {
+            write::write_with(&self.inner.tmp, dest, self.inner.durability, |f, tmp| {
+                blob::compress_to(cbor, level, f, tmp)
+            })?;
+        } else {
+            let z = blob::compress(cbor, level)?;
+            write::write_with(&self.inner.tmp, dest, self.inner.durability, |f, tmp| {
+                f.write_all(&z).map_err(|e| Error::io("write", tmp, e))
+            })?;
+        }
+        Ok(true)
+    }
+
+    /// A value read from its file (`None` if there is none), kept in the call index if small.
+    /// A damaged file is moved aside (see [`FsBackend::set_aside`]) and reported.
+    fn value_from_file(&self, cid: &Id) -> Result<Option<Vec<u8>>> {
+        let path = layout::value_path(&self.inner.root, cid);
+        let found = match self.read_value(&path, cid) {
+            Ok(found) => found,
+            Err(Error::Store(store_core::StoreError::Corrupt { path, reason })) => {
+                let reason = match self.set_aside(&path, cid) {
+                    Some(aside) => format!(
+                        "{reason}; moved aside to {} (the next run that needs this value computes the call that made it again)",
+                        aside.display()
+                    ),
+                    None => reason,
+                };
+                return Err(Error::Store(store_core::StoreError::Corrupt {
+                    path,
+                    reason,
+                }));
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(bytes) = &found {
+            self.index_small_value(cid, bytes);
+        }
+        Ok(found)
+    }
+
+    /// Moves the damaged value file at `path` out of the store's objects into `tmp/` (kept
+    /// for inspection; `fsck` lists it), so that lookups find the value missing and compute
+    /// the call that made it again, which rewrites it. Checked once more first: a writer may
+    /// have just replaced the file with a sound one. Returns where it went, if it moved.
+    fn set_aside(&self, path: &Path, cid: &Id) -> Option<PathBuf> {
+        if !matches!(
+            self.read_value(path, cid),
+            Err(Error::Store(store_core::StoreError::Corrupt { .. }))
+        ) {
+            return None;
+        }
+        let aside = self.inner.tmp.join(format!(
+            "{}{cid}-{}",
+            write::DAMAGED_PREFIX,
+            std::process::id()
+        ));
+        fs::rename(path, &aside).ok()?;
+        self.forget_value(cid);
+        Some(aside)
+    }
+
+    /// Reads the object `id` of kind `kind` (a value or a version record) from `path`,
+    /// decompressed and checked against its name; `None` if there is no such file. Only a
+    /// regular file is read. Memory: a frame that claims far more than its file could
+    /// plausibly hold ([`blob::suspicious`]) is first verified in a streaming pass, so a small
+    /// file that decompresses to gigabytes is rejected in constant memory.
+    pub(crate) fn read_object(&self, path: &Path, kind: Kind, id: &Id) -> Result<Option<Vec<u8>>> {
+        let Some((mut file, len)) = open::open_regular(path)? else {
+            return Ok(None);
+        };
+        let bytes = if len >= (blob::STREAM_THRESHOLD / 4) as u64 {
+            let mut head = [0u8; 18];
+            let n = read_head(&mut file, &mut head).map_err(|e| Error::io("read", path, e))?;
+            if let Ok(claimed) = blob::claimed_size(&head[..n], path) {
+                if blob::suspicious(claimed, len) {
+                    check_stream(&mut file, path, kind, id, claimed, len)?;
+                }
+            }
+            file.seek(SeekFrom::Start(0))
+                .map_err(|e| Error::io("seek", path, e))?;
+            blob::decompress_from(file, path)?
+        } else {
+            let mut z = Vec::with_capacity(len as usize);
+            file.take(len)
+                .read_to_end(&mut z)
+                .map_err(|e| Error::io("read", path, e))?;
+            // (A file that is no frame at all is reported by `decompress`, precisely.)
+            if let Ok(claimed) = blob::claimed_size(&z, path) {
+                if blob::suspicious(claimed, len) {
+                    check_stream(&z[..], path, kind, id, claimed, len)?;
+                }
+            }
+            blob::decompress(&z, path, blob::MAX_BLOB)?
+        };
+        let actual = Id::hash(kind, &bytes);
+        if actual != *id {
+            return Err(Error::corrupt(
+                path,
+                format!("content hashes to {actual}, not to its name"),
+            ));
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Reads value `cid` and checks that it hashes to its name.
+    pub(crate) fn read_value(&self, path: &Path, cid: &Id) -> Result<Option<Vec<u8>>> {
+        self.read_object(path, Kind::Value, cid)
+    }
+
+    pub(crate) fn value_exists(&self, cid: &Id) -> Result<bool> {
+        // A FIFO, device or directory under a value's name is no value: writing the value
+        // replaces it.
+        Ok(open::is_regular(&layout::value_path(&self.inner.root, cid)))
+    }
+
+    pub(crate) fn load_value(&self, cid: &Id) -> Result<Option<Vec<u8>>> {
+        let cached = {
+            let cat = self.catalog();
+            cat.index.values.get(cid).map(|(bytes, _)| bytes.to_vec())
+        };
+        match cached {
+            Some(bytes) if self.index_value_sound(cid, &bytes) => Ok(Some(bytes)),
+            _ => self.value_from_file(cid),
+        }
+    }
+
+    pub(crate) fn load_values(&self, cids: &[Id]) -> Result<Vec<Option<Vec<u8>>>> {
+        // Small values from the call index under one lock; the others from their files, on
+        // all cores.
+        let mut out: Vec<Option<Vec<u8>>> = {
+            let cat = self.catalog();
+            cat.index
+                .values
+                .get_many(cids)
+                .into_iter()
+                .map(|v| v.map(|(b, _)| b.to_vec()))
+                .collect()
+        };
+        for (cid, bytes) in cids.iter().zip(out.iter_mut()) {
+            if bytes
+                .as_ref()
+                .is_some_and(|b| !self.index_value_sound(cid, b))
+            {
+                *bytes = None;
+            }
+        }
+        let rest: Vec<usize> = (0..cids.len()).filter(|i| out[*i].is_none()).collect();
+        let read = store_core::par::try_map(&rest, 64, |i| self.value_from_file(&cids[*i]))?;
+        for (i, bytes) in rest.into_iter().zip(read) {
+            out[i] = bytes;
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn store_value(&self, cid: &Id, cbor: &[u8]) -> Result<()> {
+        self.put_blob(&layout::value_path(&self.inner.root, cid), cbor)?;
+        self.index_small_value(cid, cbor);
+        Ok(())
+    }
+
+    pub(crate) fn value_ids(&self) -> Result<Vec<Id>> {
+        self.list_ids(layout::VALUES)
+    }
+
+    pub(crate) fn store_version(&self, version: &VersionRecord) -> Result<()> {
+        let bytes = cbor::to_canonical(version).expect("version records always encode");
+        let id = Id::hash(Kind::Version, &bytes);
+        let path = layout::sharded(&self.inner.root, layout::VERSIONS, &id);
+        self.put_blob(&path, &bytes).map(|_| ())
+    }
+
+    pub(crate) fn version_records(&self) -> Result<Vec<VersionRecord>> {
+        let mut out = Vec::new();
+        for id in self.list_ids(layout::VERSIONS)? {
+            let path = layout::sharded(&self.inner.root, layout::VERSIONS, &id);
+            let bytes = self
+                .read_object(&path, Kind::Version, &id)?
+                .ok_or_else(|| Error::corrupt(&path, "vanished"))?;
+            out.push(
+                cbor::from_slice(&bytes)
+                    .map_err(|e| Error::corrupt(&path, format!("not a version record: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn store_decision(&self, d: &Decision) -> Result<()> {
+        let path = layout::decision_path(&self.inner.root, d);
+        let text = format!("{}\n", d.component);
+        write::write_once(
+            &self.inner.tmp,
+            &path,
+            text.as_bytes(),
+            self.inner.durability,
+        )
+        .map(|_| ())
+    }
+
+    pub(crate) fn decision_list(&self) -> Result<Vec<Decision>> {
+        let dir = self.inner.root.join(layout::REFS).join(layout::DECISIONS);
+        let mut out = Vec::new();
+        for name in Self::list_dir(&dir)? {
+            // Names that are not decisions are not ours: skipped here, reported by fsck.
+            if layout::parse_decision_name(&name, String::new()).is_none() {
+                continue;
+            }
+            let path = dir.join(&name);
+            let Some(bytes) = open::read_small(&path, 1 << 16, "a decision file")? else {
+                continue; // removed since the listing
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            let component = text.trim_end_matches('\n').to_string();
+            let d = layout::parse_decision_name(&name, component).expect("parsed above");
+            if layout::decision_path(&self.inner.root, &d) != path {
+                return Err(Error::corrupt(
+                    &path,
+                    "decision file names another component",
+                ));
+            }
+            out.push(d);
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The ids of the objects under `top` (`values` or `versions`), sorted: names that are not
+    /// object names (`.DS_Store`, editors' `name~`, rsync's `.name.XXXXXX`, a file where a
+    /// shard directory belongs) are skipped; `verify` reports them.
+    fn list_ids(&self, top: &str) -> Result<Vec<Id>> {
+        Ok(self
+            .list_sharded(top)?
+            .into_iter()
+            .filter_map(|(s, r)| layout::parse_sharded(&s, &r))
+            .collect())
+    }
+
+    pub(crate) fn list_dir(dir: &Path) -> Result<Vec<String>> {
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("list", dir, e)),
+        };
+        let mut names = Vec::new();
+        for e in rd {
+            let e = e.map_err(|e| Error::io("list", dir, e))?;
+            names.push(e.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Every (shard, rest) pair under `dir` (`values`, `calls` or `versions`), sorted; names
+    /// that are not well-formed are returned too, for `verify` to report (other callers
+    /// skip what does not parse, see [`FsBackend::list_ids`]).
+    pub(crate) fn list_sharded(&self, top: &str) -> Result<Vec<(String, String)>> {
+        let dir = self.inner.root.join(top);
+        let mut out = Vec::new();
+        for shard in Self::list_dir(&dir)? {
+            let sub = dir.join(&shard);
+            if !sub.is_dir() {
+                // A stray file where a shard directory belongs: reported by name, never parsed.
+                out.push((shard, String::new()));
+                continue;
+            }
+            for rest in Self::list_dir(&sub)? {
+                out.push((shard.clone(), rest));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Reads up to `head.len()` bytes from the start of `file`; returns how many.
+fn read_head(file: &mut fs::File, head: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(&mut head[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Verifies a frame that claims `claimed` bytes from `len` on disk in a streaming pass (see
+/// [`blob::suspicious`]): its content must have that length and hash to `id` under `kind`.
+fn check_stream(
+    reader: impl Read,
+    path: &Path,
+    kind: Kind,
+    id: &Id,
+    claimed: u64,
+    len: u64,
+) -> Result<()> {
+    let (n, hash) = blob::hash_stream(reader, path, Id::hasher(kind))?;
+    if n != claimed {
+        return Err(Error::corrupt(
+            path,
+            format!("frame holds {n} bytes but claims {claimed}"),
+        ));
+    }
+    let actual = Id(*hash.as_bytes());
+    if actual != *id {
+        return Err(Error::corrupt(
+            path,
+            format!(
+                "content hashes to {actual}, not to its name (found in a streaming check before loading: {len} bytes on disk claim {claimed})"
+            ),
+        ));
+    }
+    Ok(())
+}
