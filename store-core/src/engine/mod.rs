@@ -13,7 +13,7 @@
 
 pub mod call;
 pub mod context;
-pub(crate) mod provenance;
+pub mod provenance;
 pub mod stats;
 pub mod value;
 
@@ -298,7 +298,7 @@ impl Engine {
 
     /// A lazy ref for history id `hid`, found among the inputs and outputs of stored calls.
     pub fn load_ref<T>(&self, hid: &Id) -> Result<Ref<T>> {
-        let index = self.index()?;
+        let index = self.provenance()?;
         let cid = index.cid_of(hid).ok_or_else(|| {
             Error::Store(crate::error::StoreError::NotFound {
                 what: "ref",
@@ -321,13 +321,13 @@ impl Engine {
 
     /// The call that created the ref `hid` (by history id).
     pub fn creator_of(&self, hid: &Id) -> Result<Option<StoredCall>> {
-        Ok(self.index()?.creator(hid).map(Arc::unwrap_or_clone))
+        Ok(self.provenance()?.creator(hid).map(Arc::unwrap_or_clone))
     }
 
     /// The calls that consumed the ref `hid`.
     pub fn consumers_of(&self, hid: &Id) -> Result<Vec<StoredCall>> {
         Ok(self
-            .index()?
+            .provenance()?
             .consumers(hid)
             .into_iter()
             .map(Arc::unwrap_or_clone)
@@ -341,7 +341,7 @@ impl Engine {
     pub fn delete_calls(&self, names: &[CallName]) -> Result<Vec<CallName>> {
         let mut doomed: std::collections::BTreeSet<CallName> = names.iter().copied().collect();
         {
-            let index = self.index()?;
+            let index = self.provenance()?;
             let mut todo: Vec<CallName> = names.to_vec();
             while let Some(id) = todo.pop() {
                 // The index just refreshed holds every record: no second read of the store.
@@ -374,7 +374,7 @@ impl Engine {
     /// Every stored call of op `op`.
     pub fn calls_of(&self, op: &str) -> Result<Vec<StoredCall>> {
         Ok(self
-            .index()?
+            .provenance()?
             .calls_of(op)
             .into_iter()
             .map(|c| StoredCall::clone(c))
@@ -392,8 +392,15 @@ impl Engine {
     }
 
     /// The provenance index, brought up to date with the backend (so it also sees calls other
-    /// processes stored since the last query; see the `provenance` module).
-    pub(crate) fn index(&self) -> Result<std::sync::MutexGuard<'_, Provenance>> {
+    /// processes stored since the last query; see the `provenance` module): the creator and
+    /// consumers of each ref, every call of an op, the content id of each ref. Frames are
+    /// built on it. Held locked while the guard lives.
+    ///
+    /// ```
+    /// let engine = store_core::Engine::in_memory();
+    /// assert!(engine.provenance().unwrap().calls_of("inc").is_empty());
+    /// ```
+    pub fn provenance(&self) -> Result<std::sync::MutexGuard<'_, Provenance>> {
         let mut p = self.inner.provenance.lock().unwrap();
         p.refresh(&*self.inner.backend)?;
         Ok(p)

@@ -17,8 +17,10 @@ use crate::format::record::{CallName, StoredCall};
 
 type Key = CallName;
 
+/// The provenance index over every stored call (see the module docs). Obtained, brought up
+/// to date, from [`crate::Engine::provenance`].
 #[derive(Default)]
-pub(crate) struct Provenance {
+pub struct Provenance {
     /// The backend's listing at the last refresh, sorted: the calls indexed (an unchanged
     /// listing: nothing to do).
     listed: Vec<Key>,
@@ -137,12 +139,12 @@ impl Provenance {
     }
 
     /// The call that output the ref `hid`.
-    pub(crate) fn creator(&self, hid: &Id) -> Option<Arc<StoredCall>> {
+    pub fn creator(&self, hid: &Id) -> Option<Arc<StoredCall>> {
         self.creator.get(hid).map(|i| self.calls[*i].clone())
     }
 
     /// The calls that took the ref `hid` as an input, ordered by (call key, hid, record id).
-    pub(crate) fn consumers(&self, hid: &Id) -> Vec<Arc<StoredCall>> {
+    pub fn consumers(&self, hid: &Id) -> Vec<Arc<StoredCall>> {
         let mut v: Vec<Arc<StoredCall>> = self.consumers_unordered(hid).cloned().collect();
         v.sort_by_key(|c| key(c));
         v.dedup_by_key(|c| key(c));
@@ -151,7 +153,7 @@ impl Provenance {
 
     /// The calls that took the ref `hid` as an input, in no particular order (possibly
     /// repeated): for callers that filter most of them out before sorting.
-    pub(crate) fn consumers_unordered(&self, hid: &Id) -> impl Iterator<Item = &Arc<StoredCall>> {
+    pub fn consumers_unordered(&self, hid: &Id) -> impl Iterator<Item = &Arc<StoredCall>> {
         let mut next = self.consumer_head.get(hid).copied().unwrap_or(u32::MAX);
         std::iter::from_fn(move || {
             if next == u32::MAX {
@@ -164,13 +166,13 @@ impl Provenance {
     }
 
     /// The stored call with identity `id` (call key, hid, record id), if indexed.
-    pub(crate) fn call(&self, id: &Key) -> Option<&Arc<StoredCall>> {
+    pub fn call(&self, id: &CallName) -> Option<&Arc<StoredCall>> {
         let pos = self.listed.binary_search(id).ok()?;
         Some(&self.calls[self.at[pos] as usize])
     }
 
     /// Every stored call of op `op`, ordered by (call key, hid, record id).
-    pub(crate) fn calls_of(&self, op: &str) -> Vec<&Arc<StoredCall>> {
+    pub fn calls_of(&self, op: &str) -> Vec<&Arc<StoredCall>> {
         let mut v: Vec<&Arc<StoredCall>> =
             self.calls.iter().filter(|c| c.record.op == op).collect();
         // Calls are indexed in listing order, which is sorted unless calls were added later.
@@ -181,7 +183,7 @@ impl Provenance {
     }
 
     /// The content id of the ref `hid`, if any stored call names it.
-    pub(crate) fn cid_of(&self, hid: &Id) -> Option<Id> {
+    pub fn cid_of(&self, hid: &Id) -> Option<Id> {
         self.cid_of
             .get_or_init(|| {
                 let mut map = IdMap::default();

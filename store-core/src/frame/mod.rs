@@ -118,7 +118,7 @@ impl ComputationFrame {
     /// and output label.
     pub fn from_op(engine: &Engine, op: &str) -> Result<ComputationFrame> {
         let mut cf = ComputationFrame::empty(engine);
-        let index = engine.index()?;
+        let index = engine.provenance()?;
         let calls = index.calls_of(op);
         cf.reserve(calls.len());
         for call in calls {
@@ -428,14 +428,14 @@ impl ComputationFrame {
     /// Expands backward and forward, recursively, until nothing changes.
     pub fn expand_all(&mut self) -> Result<usize> {
         let engine = self.engine.clone();
-        let index = engine.index()?;
+        let index = engine.provenance()?;
         let frontier = self.frontier_of(None);
         Ok(self.expand_from(&index, frontier, true, true, true))
     }
 
     fn expand(&mut self, dir: Direction, vars: Option<&[&str]>, recursive: bool) -> Result<usize> {
         let engine = self.engine.clone();
-        let index = engine.index()?;
+        let index = engine.provenance()?;
         let (back, forward) = match dir {
             Direction::Back => (true, false),
             Direction::Forward => (false, true),
