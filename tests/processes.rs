@@ -365,3 +365,39 @@ fn diverging_results_of_a_non_deterministic_op_both_survive_a_merge() {
     assert_eq!(value(&ab), value(&ba), "lookups choose deterministically");
     assert!([va, vb].contains(&value(&ab)));
 }
+
+/// Issue 10: a process's own writes change its shard directories' stamps; they are taken into
+/// its listings instead of making every new call list its shard again (O(N) per call).
+#[test]
+fn new_calls_do_not_list_their_shard_again() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    run_job(&Storage::open(&s).unwrap(), "incs 0 1500").unwrap();
+    let storage = Storage::open(&s).unwrap();
+    run_job(&storage, "incs 10000 12000").unwrap();
+    let t = storage.stats().total;
+    assert_eq!(t.executed + t.reused, 6000);
+    // One listing per shard, then at most one more per 64 own writes into it (4 000 new
+    // records over 256 shards: none), against one per new call before.
+    let listings = storage.fs().unwrap().shard_listings();
+    assert!(listings <= 2 * 256 + 4000 / 64, "{listings} listings");
+    assert_all_hits(&s, 10000, 12000);
+}
+
+/// While this process takes its own writes into its listings, calls another process stored
+/// meanwhile are still found by this process's next lookups: their writes changed the stamps
+/// this process knew, so it lists those shards again.
+#[test]
+fn another_writer_s_calls_are_seen_by_a_process_that_keeps_writing() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    let storage = Storage::open(&s).unwrap();
+    run_job(&storage, "incs 0 300").unwrap();
+    let (executed, hits, reused) = run_child(&s, "incs 1000 1300");
+    assert_eq!((executed + reused, hits), (900, 0));
+    run_job(&storage, "incs 2000 2300").unwrap();
+    storage.reset_stats();
+    storage.allow_new_calls(false);
+    run_job(&storage, "incs 1000 1300").expect("every call of the other process is found");
+    assert_eq!(storage.stats().total.executed, 0);
+}

@@ -179,14 +179,25 @@ impl FsBackend {
             rid: Id::hash(Kind::CallRecord, &bytes),
         };
         let path = layout::call_path(&self.inner.root, &name);
-        self.put_blob(&path, &bytes)?;
+        let shard = name.key.0[0];
+        // The shard directory's stamp right before and right after the rename: this
+        // process's listing takes its own write in without listing the directory again (see
+        // `catalog::ShardCache`).
+        let before = self.put_blob_observed(&path, &bytes, || self.shard_stamp(shard))?;
+        let stamps = match before {
+            Some(Ok(before)) => Some((before, self.shard_stamp(shard)?)),
+            Some(Err(_)) | None => None,
+        };
         let cat = &mut *self.catalog();
         if cat.index.loaded {
             cat.index.records.insert(name, bytes, record.cid());
             cat.index.dirty = true;
         }
-        if let Some(cache) = &mut cat.shards[name.key.0[0] as usize] {
-            cache.insert(name);
+        if let Some(cache) = &mut cat.shards[shard as usize] {
+            match stamps {
+                Some((before, after)) => cache.own_write(name, before, after),
+                None => cache.insert(name),
+            }
         }
         Ok(())
     }

@@ -52,17 +52,29 @@ pub(crate) struct IndexState {
 
 /// The listing of one call shard directory: the full names of its records, and the
 /// directory's stamp when it was listed. A lookup that finds nothing re-lists the
-/// shard if the directory changed since (another process added calls), so a cache never hides
-/// a stored call for longer than one stat.
+/// shard if the directory changed since (another process added calls).
 ///
 /// File systems stamp directories with a coarse clock (a few milliseconds), so a listing made
 /// while the directory was still changing may share its stamp with a later change. Such a
-/// listing is never trusted: it is redone at every need until the directory has been quiet for
+/// listing is not trusted: it is redone at every need until the directory has been quiet for
 /// [`QUIET`] when listed.
+///
+/// **This process's own writes** change the directory's stamp too. Re-listing after each of
+/// them would make every new call cost a listing of its shard (O(N) per call); instead, a
+/// record this process renames into a shard whose stamp was, just before, the one the listing
+/// knew is added to the listing, which takes the new stamp. A record another process renames
+/// into the same directory in the same instant (between the two stats, or in the same clock
+/// tick) could then go unseen; so a listing is trusted for at most [`OWN_WRITES`] of this
+/// process's writes into its shard, and then taken again. The cost of what it could hide is
+/// one call computed twice, never a wrong answer.
 pub(crate) struct ShardCache {
     stamp: Option<Stamp>,
-    /// Whether the directory had not changed for [`QUIET`] when it was listed.
+    /// Whether the listing can be trusted while the stamp is unchanged: the directory had not
+    /// changed for [`QUIET`] when it was listed, or the only changes since were this
+    /// process's own writes (fewer than [`OWN_WRITES`]).
     settled: bool,
+    /// How many of this process's writes the listing took in since it was listed.
+    own_writes: u32,
     /// The records' full names, sorted and distinct (so the listing of the whole store comes
     /// out sorted, and a call key's records are a range). A vector: a shard holds 1/256 of the
     /// store, and listings are built far more often than changed.
@@ -71,6 +83,11 @@ pub(crate) struct ShardCache {
 
 /// How long a shard directory must have been unchanged for its listing to be trusted.
 const QUIET: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How many of its own writes into a shard a process takes into its listing before it lists
+/// the shard again (see [`ShardCache`]): bounds what a coincidence with another writer could
+/// hide, at 1/64 of a listing per new call.
+const OWN_WRITES: u32 = 64;
 
 impl ShardCache {
     /// Whether this listing still describes the directory whose modification time is now
@@ -87,8 +104,34 @@ impl ShardCache {
         ShardCache {
             stamp,
             settled,
+            own_writes: 0,
             names,
         }
+    }
+
+    /// Takes in a record this process has just renamed into the shard: the directory's stamp
+    /// was `before` just before the rename and `after` just after. If `before` is the stamp
+    /// the listing knew, the only change since is this one (see the type's docs), and the
+    /// listing stays trusted with the new stamp, for at most [`OWN_WRITES`] such writes.
+    pub(crate) fn own_write(
+        &mut self,
+        name: CallName,
+        before: Option<Stamp>,
+        after: Option<Stamp>,
+    ) {
+        self.insert(name);
+        if self.stamp == before && after.is_some() {
+            self.stamp = after;
+            self.own_writes += 1;
+            self.settled = self.own_writes < OWN_WRITES;
+        }
+    }
+
+    /// Whether the listing is exactly a listing of the directory, settled, with nothing taken
+    /// in since: only such a stamp may be written into the call index file for other
+    /// processes to trust.
+    fn pure(&self) -> bool {
+        self.settled && self.own_writes == 0
     }
 
     pub(crate) fn insert(&mut self, name: CallName) {
@@ -211,6 +254,9 @@ impl FsBackend {
     /// Lists one call shard directory (its modification time first, so that a change during
     /// the listing shows as a newer time later).
     pub(crate) fn list_shard(&self, shard: u8) -> Result<ShardCache> {
+        self.inner
+            .listings
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stamp = self.shard_stamp(shard)?;
         let dir = layout::call_shard(&self.inner.root, shard);
         let shard_name = format!("{shard:02x}");
@@ -334,7 +380,7 @@ impl FsBackend {
                     .filter_map(|n| idx.records.get(n).map(|(b, cid)| (*n, b, cid))),
             );
             let complete = records.len() - before == cache.names.len();
-            if cache.settled && complete {
+            if cache.pure() && complete {
                 stamps[i] = cache.stamp;
             }
         }

@@ -101,6 +101,8 @@ struct Inner {
     catalog: Mutex<catalog::Catalog>,
     /// This process's shared hold of the collection lock (`tmp/gc.lock`), taken by writers.
     writers: lock::SharedLock,
+    /// How many times a call shard directory was listed (see [`FsBackend::shard_listings`]).
+    listings: std::sync::atomic::AtomicU64,
 }
 
 /// A writer's share of the collection lock, released when dropped.
@@ -189,6 +191,7 @@ impl FsBackend {
                 config,
                 durability: options.durability,
                 catalog: Mutex::new(catalog::Catalog::new()),
+                listings: std::sync::atomic::AtomicU64::new(0),
                 writers: lock::SharedLock::default(),
             }),
         })
@@ -241,6 +244,15 @@ impl FsBackend {
     /// The store's directory.
     pub fn root(&self) -> &Path {
         &self.inner.root
+    }
+
+    /// How many times this handle listed a call shard directory (a diagnostic: a lookup
+    /// lists a shard the first time, and again only when another process changed it or
+    /// after 64 of this process's own writes into it; a new call never needs one of its own).
+    pub fn shard_listings(&self) -> u64 {
+        self.inner
+            .listings
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The store's settings.

@@ -13,24 +13,45 @@ use store_core::{Error, Id, Kind, Result};
 use crate::{blob, layout, open, write, FsBackend};
 
 impl FsBackend {
+    /// Stores the blob of `cbor` at `dest` unless a file is there; whether this call created it.
     pub(crate) fn put_blob(&self, dest: &Path, cbor: &[u8]) -> Result<bool> {
+        Ok(self.put_blob_observed(dest, cbor, || ())?.is_some())
+    }
+
+    /// [`Self::put_blob`], running `observe` right before the rename if this call creates the
+    /// file (`None` if the file was there).
+    pub(crate) fn put_blob_observed<T>(
+        &self,
+        dest: &Path,
+        cbor: &[u8],
+        observe: impl FnOnce() -> T,
+    ) -> Result<Option<T>> {
         // Names are hashes: a file there has this content. Anything else there (a FIFO, a
         // link to a device) is replaced by the rename.
         if open::is_regular(dest) {
-            return Ok(false);
+            return Ok(None);
         }
         let level = self.inner.config.zstd_level;
-        if cbor.len() >= blob::STREAM_THRESHOLD {
-            write::write_with(&self.inner.tmp, dest, self.inner.durability, |f, tmp| {
-                blob::compress_to(cbor, level, f, tmp)
-            })?;
+        let (tmp, durability) = (&self.inner.tmp, self.inner.durability);
+        let seen = if cbor.len() >= blob::STREAM_THRESHOLD {
+            write::write_observed(
+                tmp,
+                dest,
+                durability,
+                |f, tmp| blob::compress_to(cbor, level, f, tmp),
+                observe,
+            )?
         } else {
             let z = blob::compress(cbor, level)?;
-            write::write_with(&self.inner.tmp, dest, self.inner.durability, |f, tmp| {
-                f.write_all(&z).map_err(|e| Error::io("write", tmp, e))
-            })?;
-        }
-        Ok(true)
+            write::write_observed(
+                tmp,
+                dest,
+                durability,
+                |f, tmp| f.write_all(&z).map_err(|e| Error::io("write", tmp, e)),
+                observe,
+            )?
+        };
+        Ok(Some(seen))
     }
 
     /// A value read from its file (`None` if there is none), kept in the call index if small.

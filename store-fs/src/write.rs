@@ -73,9 +73,24 @@ pub fn write_with(
     durability: Durability,
     fill: impl FnOnce(&mut Sink<'_>, &Path) -> Result<()>,
 ) -> Result<()> {
+    write_observed(tmp_dir, dest, durability, fill, || ())
+}
+
+/// [`write_with`], running `observe` right before the rename (once the temp file is
+/// complete) and returning what it returns: the call store stats the destination's directory
+/// there, as close to its own change as it can be.
+pub fn write_observed<T>(
+    tmp_dir: &Path,
+    dest: &Path,
+    durability: Durability,
+    fill: impl FnOnce(&mut Sink<'_>, &Path) -> Result<()>,
+    observe: impl FnOnce() -> T,
+) -> Result<T> {
     let tmp = tmp_dir.join(temp_name());
-    let result =
-        write_temp(&tmp, fill, durability).and_then(|_| rename_into(&tmp, dest, durability));
+    let result = write_temp(&tmp, fill, durability).and_then(|_| {
+        let seen = observe();
+        rename_into(&tmp, dest, durability).map(|_| seen)
+    });
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
