@@ -83,9 +83,33 @@ fn workers() -> u32 {
         .unwrap_or(1)
 }
 
-/// Compresses `data` (at least [`STREAM_THRESHOLD`] bytes) into `file` as one zstd frame.
+/// How much of a large blob [`level_for`] compresses to judge it.
+const SAMPLE: usize = 1 << 20;
+
+/// The zstd level at which a blob that compresses poorly is written: zstd's fast mode
+/// (`--fast=10`), which keeps its blocks raw, at several GB/s each way.
+pub const POOR_LEVEL: i32 = -10;
+
+/// The level a large blob (at least [`STREAM_THRESHOLD`] bytes) is written at: the store's
+/// `level`, unless its first MiB compresses at that level to more than nine tenths of its
+/// size — then [`POOR_LEVEL`]: saving less than a tenth of the space is not worth
+/// compressing and decompressing it at a few hundred MB/s (numeric arrays rarely compress
+/// better). Decided by the content alone, so the same bytes always make the same file.
+pub fn level_for(data: &[u8], level: i32) -> Result<i32> {
+    let sample = &data[..data.len().min(SAMPLE)];
+    let z = compress(sample, level)?;
+    Ok(if z.len() * 10 > sample.len() * 9 {
+        POOR_LEVEL
+    } else {
+        level
+    })
+}
+
+/// Compresses `data` (at least [`STREAM_THRESHOLD`] bytes) into `file` as one zstd frame, at
+/// the level [`level_for`] chooses.
 pub fn compress_to(data: &[u8], level: i32, file: impl Write, path: &Path) -> Result<()> {
     let fail = |e: std::io::Error| Error::io("compress into", path, e);
+    let level = level_for(data, level)?;
     let mut enc = zstd::stream::write::Encoder::new(file, level).map_err(fail)?;
     enc.set_parameter(CParameter::NbWorkers(workers()))
         .map_err(fail)?;
@@ -231,6 +255,32 @@ pub fn decompress(data: &[u8], path: &Path, max: u64) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_blobs_that_compress_poorly_are_written_raw() {
+        // Pseudo-random bytes: zstd cannot shrink them.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..3 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert_eq!(level_for(&noise, 1).unwrap(), POOR_LEVEL);
+        let repeats: Vec<u8> = (0..3u32 << 20).map(|i| (i % 97) as u8).collect();
+        assert_eq!(level_for(&repeats, 3).unwrap(), 3);
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        compress_to(&noise, 1, File::create(&a).unwrap(), &a).unwrap();
+        compress_to(&noise, 1, File::create(&b).unwrap(), &b).unwrap();
+        let (za, zb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        assert_eq!(za, zb, "the same bytes make the same file");
+        // Raw blocks: the frame is its content plus a few bytes of headers.
+        assert!(za.len() < noise.len() + 1024, "{} bytes", za.len());
+        assert_eq!(decompress_from(File::open(&a).unwrap(), &a).unwrap(), noise);
+    }
 
     #[test]
     fn round_trip_and_damage() {
