@@ -247,6 +247,18 @@ fn record_new_calls(dir: &Path, quick: bool) {
     );
 }
 
+/// Records `add2(i, b)` for every `i` in `range` (new calls, unless stored already).
+fn add2_calls(storage: &Storage, range: std::ops::Range<u64>, b: u64) {
+    storage
+        .run(|| -> mandala::Result<()> {
+            for i in range {
+                add2(i, b)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
 /// The cost of a new call as the store grows (issue 10's first target: flat from 1k to 1M).
 /// Two rows per size N: one run recording N new calls of `add2` into an empty store,
 /// amortized per call (the issue's definition); then a new handle recording 1 000 more into
@@ -280,14 +292,7 @@ fn new_call_at_scale(dir: &Path, quick: bool) {
         let store = dir.join(format!("scale{n}.mandala"));
         let storage = Storage::open(&store).unwrap();
         let t = Instant::now();
-        storage
-            .run(|| -> mandala::Result<()> {
-                for i in 0..n {
-                    add2(i, 7)?;
-                }
-                Ok(())
-            })
-            .unwrap();
+        add2_calls(&storage, 0..n, 7);
         let run = t.elapsed() / n as u32;
         assert_eq!(storage.stats().total.executed, n);
         drop(storage);
@@ -304,14 +309,7 @@ fn new_call_at_scale(dir: &Path, quick: bool) {
         );
         let storage = Storage::open(&store).unwrap();
         let t = Instant::now();
-        storage
-            .run(|| -> mandala::Result<()> {
-                for i in 0..MORE {
-                    add2(n + i, 7)?;
-                }
-                Ok(())
-            })
-            .unwrap();
+        add2_calls(&storage, n..n + MORE, 7);
         let more = t.elapsed() / MORE as u32;
         row(
             &format!("  1k more, new handle, store of {n}"),
@@ -475,16 +473,7 @@ fn settle(store: &Path, op: &str) {
 fn frame_table(dir: &Path, quick: bool) {
     let n: u64 = if quick { 1_000 } else { 10_000 };
     let store = dir.join("frame.mandala");
-    let storage = Storage::open(&store).unwrap();
-    storage
-        .run(|| -> mandala::Result<()> {
-            for i in 0..n {
-                add2(i, 1)?;
-            }
-            Ok(())
-        })
-        .unwrap();
-    drop(storage);
+    add2_calls(&Storage::open(&store).unwrap(), 0..n, 1);
     settle(&store, "add2");
     let (ours, base) = table_in_children(&store, "add2", n as usize, 7);
     row(
