@@ -208,21 +208,8 @@ fn record_new_calls(dir: &Path, quick: bool) {
         // Baseline: an atomic small-file write (temp file + rename) into a fresh sharded
         // directory, as the store is.
         let mut run_base = || {
-            let base_dir = dir.join(format!("raw{round}"));
-            fs::create_dir_all(base_dir.join("tmp")).unwrap();
-            let t = Instant::now();
-            for _ in 0..n {
-                k += 1;
-                let id = Id::hash(Kind::Value, &k.to_le_bytes()).to_string();
-                let dest = base_dir.join(&id[..2]).join(&id[2..]);
-                let tmp = base_dir.join("tmp").join(&id);
-                fs::write(&tmp, b"0123456789abcdef0123").unwrap();
-                if fs::rename(&tmp, &dest).is_err() {
-                    fs::create_dir_all(dest.parent().unwrap()).unwrap();
-                    fs::rename(&tmp, &dest).unwrap();
-                }
-            }
-            base.push(t.elapsed() / n as u32);
+            base.push(atomic_writes(&dir.join(format!("raw{round}")), k, n));
+            k += n;
         };
         if round % 2 == 0 {
             run_ours();
@@ -245,6 +232,25 @@ fn record_new_calls(dir: &Path, quick: bool) {
         ns(base),
         "<= 3",
     );
+}
+
+/// The baseline of writing: `n` atomic small-file writes (temp file + rename) into a fresh
+/// sharded directory under `base_dir`, as the store writes, with names from `first` on;
+/// returns the time per write.
+fn atomic_writes(base_dir: &Path, first: u64, n: u64) -> Duration {
+    fs::create_dir_all(base_dir.join("tmp")).unwrap();
+    let t = Instant::now();
+    for k in first..first + n {
+        let id = Id::hash(Kind::Value, &k.to_le_bytes()).to_string();
+        let dest = base_dir.join(&id[..2]).join(&id[2..]);
+        let tmp = base_dir.join("tmp").join(&id);
+        fs::write(&tmp, b"0123456789abcdef0123").unwrap();
+        if fs::rename(&tmp, &dest).is_err() {
+            fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            fs::rename(&tmp, &dest).unwrap();
+        }
+    }
+    t.elapsed() / n as u32
 }
 
 /// Records `add2(i, b)` for every `i` in `range` (new calls, unless stored already).
@@ -271,22 +277,6 @@ fn new_call_at_scale(dir: &Path, quick: bool) {
         &[1_000, 10_000, 100_000]
     };
     const MORE: u64 = 1_000;
-    let atomic_write = |tag: u64, n: u64| {
-        let base_dir = dir.join(format!("scale-raw{tag}"));
-        fs::create_dir_all(base_dir.join("tmp")).unwrap();
-        let t = Instant::now();
-        for k in 0..n {
-            let id = Id::hash(Kind::Value, &(tag * 10_000_000 + k).to_le_bytes()).to_string();
-            let dest = base_dir.join(&id[..2]).join(&id[2..]);
-            let tmp = base_dir.join("tmp").join(&id);
-            fs::write(&tmp, b"0123456789abcdef0123").unwrap();
-            if fs::rename(&tmp, &dest).is_err() {
-                fs::create_dir_all(dest.parent().unwrap()).unwrap();
-                fs::rename(&tmp, &dest).unwrap();
-            }
-        }
-        t.elapsed() / n as u32
-    };
     let mut first = None;
     for &n in sizes {
         let store = dir.join(format!("scale{n}.mandala"));
@@ -296,7 +286,7 @@ fn new_call_at_scale(dir: &Path, quick: bool) {
         let run = t.elapsed() / n as u32;
         assert_eq!(storage.stats().total.executed, n);
         drop(storage);
-        let base = atomic_write(n, n.min(20_000));
+        let base = atomic_writes(&dir.join(format!("scale-raw{n}")), 0, n.min(20_000));
         let growth = first.map_or(1.0, |f: Duration| run.as_secs_f64() / f.as_secs_f64());
         first.get_or_insert(run);
         row(
