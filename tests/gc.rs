@@ -27,7 +27,7 @@ fn second(x: u64) -> u64 {
 #[op]
 fn last(x: u64) -> Vec<u64> {
     // A little work, so that the writer's pass spans several collections.
-    std::thread::sleep(Duration::from_micros(100));
+    std::thread::sleep(Duration::from_micros(300));
     vec![x, x + 1, x + 2]
 }
 

@@ -143,7 +143,7 @@ fn a_store_read_while_rsync_copies_into_it() {
         let dest = d.path().join(format!("dest{round}.mandala"));
         pipeline(&Storage::open(&dest).unwrap(), 5).unwrap();
         let mut rsync = Command::new("rsync")
-            .args(["-a", "--bwlimit=2000"])
+            .args(["-a", "--bwlimit=1000"])
             .arg(format!("{}/", source.display()))
             .arg(format!("{}/", dest.display()))
             .spawn()
