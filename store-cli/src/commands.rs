@@ -120,9 +120,11 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
     }
 }
 
+/// A value as JSON, from its file (the CLI shows what the store's files say, never the call
+/// index's copy).
 fn value_json(store: &FsBackend, cid: &Id) -> Result<Json> {
     let bytes = store
-        .get_value(cid)?
+        .read_value_file(cid)?
         .with_context(|| format!("value {cid} is not in the store {}", store.describe()))?;
     let v: ciborium::Value = store_core::format::cbor::from_slice(&bytes)
         .with_context(|| format!("value {cid} is not valid CBOR"))?;

@@ -548,3 +548,33 @@ fn an_io_error_names_the_action_and_path_and_says_its_cause_once() {
     );
     assert_eq!(e.matches("directory").count(), 1, "{e}");
 }
+
+/// Regression (issue 9, item 3): `cat` printed the call index's cached copy of a value whose
+/// file was truncated. The CLI shows what the files say: a damaged file is an error naming it.
+#[test]
+fn cat_reads_the_file_not_the_index_copy() {
+    let (d, storage) = sample();
+    let y = storage.run(|| inc(1)).unwrap();
+    // A whole-store query with values puts small values into the index.
+    storage
+        .cf("inc")
+        .unwrap()
+        .df(false)
+        .unwrap()
+        .values()
+        .unwrap();
+    drop(storage);
+    let store = d.path().join("lab.mandala");
+    let path = store_fs::layout::value_path(&store, &y.cid());
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+    let e = fails(d.path(), &["cat", &y.cid().to_string()[..12]], 2);
+    assert!(
+        e.contains(&format!(
+            "corrupt object {}: not a complete zstd frame",
+            path.display()
+        )),
+        "{e}"
+    );
+    assert!(path.exists(), "inspection moves nothing");
+}

@@ -145,6 +145,13 @@ impl FsBackend {
         Ok(Some(bytes))
     }
 
+    /// Value `cid` as its file holds it, checked against its name: never from the call
+    /// index, and a damaged file is reported, not moved (for inspection: `mandala cat`,
+    /// `show`, `calls` show what the store's files say). `None` if there is no such file.
+    pub fn read_value_file(&self, cid: &Id) -> Result<Option<Vec<u8>>> {
+        self.read_value(&layout::value_path(&self.inner.root, cid), cid)
+    }
+
     /// Reads value `cid` and checks that it hashes to its name.
     pub(crate) fn read_value(&self, path: &Path, cid: &Id) -> Result<Option<Vec<u8>>> {
         self.read_object(path, Kind::Value, cid)
