@@ -125,7 +125,22 @@ impl ExclusiveLock {
         })
     }
 
-    /// Increases the collection epoch (after removing values).
+    /// Holds the lock exclusively if no one holds it now; `None` if someone does.
+    pub(crate) fn try_acquire(path: &Path) -> Result<Option<ExclusiveLock>> {
+        let file = open(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(ExclusiveLock {
+                file,
+                path: path.to_path_buf(),
+            })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(Error::io("take the collection lock (exclusive)", path, e))
+            }
+        }
+    }
+
+    /// Increases the collection epoch (before removing values).
     pub(crate) fn bump_epoch(&self) -> Result<()> {
         let next = read_epoch(&self.file, &self.path)?.wrapping_add(1);
         let mut f = &self.file;

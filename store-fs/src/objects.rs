@@ -85,19 +85,28 @@ impl FsBackend {
     /// for inspection; `fsck` lists it), so that lookups find the value missing and compute
     /// the call that made it again, which rewrites it. Checked once more first: a writer may
     /// have just replaced the file with a sound one. Returns where it went, if it moved.
+    ///
+    /// Moving a value out is a removal, as `gc`'s are: it happens under the collection lock
+    /// held exclusively, and moves the collection epoch on, so a writer that remembers the
+    /// value as stored writes it again rather than naming a missing value. If the lock is
+    /// busy (writers at work, or this very process holding it shared), the file is left where
+    /// it is: the error is reported all the same, and a later read moves it.
     fn set_aside(&self, path: &Path, cid: &Id) -> Option<PathBuf> {
+        let lock = crate::lock::ExclusiveLock::try_acquire(&self.lock_path()).ok()??;
         if !matches!(
             self.read_value(path, cid),
             Err(Error::Store(store_core::StoreError::Corrupt { .. }))
         ) {
             return None;
         }
+        lock.bump_epoch().ok()?;
         let aside = self.inner.tmp.join(format!(
             "{}{cid}-{}",
             write::DAMAGED_PREFIX,
             std::process::id()
         ));
         fs::rename(path, &aside).ok()?;
+        drop(lock);
         self.forget_value(cid);
         Some(aside)
     }
