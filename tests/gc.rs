@@ -337,3 +337,32 @@ fn a_damaged_output_value_is_moved_aside_and_computed_again() {
         report.warnings
     );
 }
+
+/// The same with versioning on: the versioned lookup passes the record over too.
+#[test]
+fn a_versioned_hit_whose_output_value_is_missing_is_computed_again() {
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("s.mandala");
+    let versioned = || {
+        Storage::open(&store)
+            .unwrap()
+            .versioned(mandala::Versioning::tracking(["gc::"]))
+            .unwrap()
+    };
+    let storage = versioned();
+    let y = storage.run(|| last(11)).unwrap();
+    drop(storage);
+    let path = store_fs::layout::value_path(&store, &y.cid());
+    std::fs::remove_file(&path).unwrap();
+
+    let storage = versioned();
+    let y = storage.run(|| last(11)).unwrap();
+    assert_eq!(storage.unwrap(&y).unwrap(), vec![11, 12, 13]);
+    let st = storage.stats().op("last");
+    assert_eq!((st.executed, st.healed), (1, 1));
+    assert!(dangling(&store).is_empty());
+    drop(storage);
+    let again = versioned();
+    again.run(|| last(11)).unwrap();
+    assert_eq!(again.stats().op("last").hits, 1);
+}
