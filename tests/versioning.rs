@@ -195,6 +195,16 @@ fn records_holding_the_content_id_of_a_cosmetic_version_stay_hits() {
     let again = versioned(&path);
     pipeline(&again).unwrap();
     assert_eq!(again.stats().total.executed, 0, "{:?}", again.stats());
+    // `versions` shows the text of the version an old record's content id stands for.
+    for v in again.versions("eval_model").unwrap() {
+        assert!(
+            v.texts
+                .get("eval_model")
+                .is_some_and(|t| t.contains("fn eval_model")),
+            "{:?}",
+            v.texts
+        );
+    }
     // fsck names the old records, as warnings, and finds no damage.
     let report = again.fs().unwrap().verify().unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);

@@ -106,10 +106,16 @@ pub fn op_versions(backend: &dyn Backend, op: &str) -> Result<Vec<OpVersion>> {
     }
     let versions = backend.all_versions()?;
     for v in by_semver.values_mut() {
-        for (name, semantic) in &v.deps {
+        for (name, recorded) in &v.deps {
+            // Records hold semantic ids; older ones may hold the content id of a cosmetic
+            // version, which stands for that version's semantic id (docs/FORMAT.md §6).
+            let semantic = versions
+                .iter()
+                .find(|r| r.component == *name && r.content == *recorded)
+                .map_or(*recorded, |r| r.semantic);
             let oldest = versions
                 .iter()
-                .filter(|r| r.component == *name && r.semantic == *semantic)
+                .filter(|r| r.component == *name && r.semantic == semantic)
                 .min_by_key(|r| r.parents.len());
             if let Some(r) = oldest {
                 v.texts.insert(name.clone(), text_of(backend, &r.source));
