@@ -14,7 +14,12 @@
 //!   ids it is found by and the hash of its content (calls: `CID.HID.RID`), so the union of two
 //!   stores' files is a valid store holding the calls of both, with no conflicting paths.
 //! - **Verifiable**: every object re-hashes to its name; [`FsBackend::verify`] checks them all.
-//! - **Concurrent writers** need no lock: they only ever add files that no one modifies.
+//! - **Concurrent writers** never exclude each other: they only ever add files that no one
+//!   modifies. They share the collection lock (`tmp/gc.lock`) while they store a call, which
+//!   only [`FsBackend::gc`] (and moving a damaged value aside) takes exclusively, so no
+//!   interleaving removes a value a record names.
+//! - **Hostile files are met at once**: only regular files are read, in bounded memory;
+//!   names that are not objects are skipped (and reported by `verify`).
 //! - **Readable by standard tools**: blobs are single zstd frames of standard CBOR.
 //!
 //! # Modules, by concern
