@@ -18,11 +18,7 @@ impl FsBackend {
         // Records are small: read without asking the file's size first. Without blocking (a
         // FIFO reads as empty, so as a damaged record) and at most a record's worth (a link
         // to /dev/zero is not read forever).
-        let mut options = fs::OpenOptions::new();
-        options.read(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-        let file = match options.open(path) {
+        let file = match crate::open::open_nonblocking(path) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("open", path, e)),

@@ -163,15 +163,6 @@ impl FsBackend {
         self.inner.catalog.lock().unwrap()
     }
 
-    /// The catalog, locked, with the call index loaded from `index/calls` if it was not.
-    pub(crate) fn loaded_catalog(&self) -> MutexGuard<'_, Catalog> {
-        let mut cat = self.catalog();
-        if !cat.index.loaded {
-            cat.index = self.read_index_file();
-        }
-        cat
-    }
-
     /// The call index as the file `index/calls` has it (empty if there is none).
     fn read_index_file(&self) -> IndexState {
         let file = index::load(&self.index_path()).unwrap_or_default();
@@ -196,10 +187,12 @@ impl FsBackend {
         }
     }
 
-    /// Drops a value from the call index (the value is being deleted).
+    /// Drops a value from this process's call index, if loaded (the value is being removed;
+    /// a copy left in an index file that no process loaded is checked like any other when
+    /// served).
     pub(crate) fn forget_value(&self, cid: &Id) {
-        let mut cat = self.loaded_catalog();
-        if cat.index.values.remove(cid) {
+        let mut cat = self.catalog();
+        if cat.index.loaded && cat.index.values.remove(cid) {
             cat.index.dirty = true;
         }
     }

@@ -15,14 +15,7 @@ use store_core::{Error, Result};
 /// Opens `path` for reading; `None` if there is nothing there. Follows symbolic links, but
 /// what they lead to must be a regular file. Returns the file and its length.
 pub(crate) fn open_regular(path: &Path) -> Result<Option<(File, u64)>> {
-    let mut options = OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK);
-    }
-    let file = match options.open(path) {
+    let file = match open_nonblocking(path) {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("open", path, e)),
@@ -35,6 +28,19 @@ pub(crate) fn open_regular(path: &Path) -> Result<Option<(File, u64)>> {
         }));
     }
     Ok(Some((file, meta.len())))
+}
+
+/// Opens `path` for reading without blocking: a FIFO opens at once (and reads as empty);
+/// for a regular file the flag changes nothing.
+pub(crate) fn open_nonblocking(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    options.open(path)
 }
 
 /// Whether `path` is a regular file (following links); `false` if there is nothing there or

@@ -92,25 +92,9 @@ impl FsBackend {
             }
         }
 
-        // Each component's contents with their semantic ids, to check the ids records hold
-        // for their dependencies (docs/FORMAT.md §6).
-        let mut histories: BTreeMap<String, Vec<store_core::version::history::VersionRecord>> =
-            BTreeMap::new();
-        for v in self.all_versions()? {
-            histories.entry(v.component.clone()).or_default().push(v);
-        }
-        let mut semantic_ids: BTreeMap<(String, Id), Id> = BTreeMap::new();
-        for (component, versions) in histories {
-            let history = store_core::version::history::History::new(versions.iter().cloned());
-            for v in &versions {
-                if let Some((semantic, _)) = history.semantic_of(&v.content) {
-                    semantic_ids.insert((component.clone(), v.content), semantic);
-                }
-            }
-        }
-        let semantic_of = |component: &str, id: &Id| -> Option<Id> {
-            semantic_ids.get(&(component.to_string(), *id)).copied()
-        };
+        // What each component's contents stand for, to check the ids records hold for their
+        // dependencies (docs/FORMAT.md §6).
+        let semantic_ids = store_core::version::history::SemanticIds::new(&self.all_versions()?);
 
         // (call key, semver) → (hid → output cids) to spot divergent results.
         #[allow(clippy::type_complexity)]
@@ -157,7 +141,8 @@ impl FsBackend {
                     );
                 }
                 for (component, id) in &rec.deps {
-                    if let Some(semantic) = semantic_of(component, id).filter(|s| s != id) {
+                    let semantic = semantic_ids.resolve(component, id);
+                    if semantic != *id {
                         report.warnings.push(Problem {
                             path: path.clone(),
                             what: format!(

@@ -450,12 +450,6 @@ impl Engine {
         self.inner.memo.lock().unwrap().by_hid.get(hid).cloned()
     }
 
-    /// A record a listing named, or `None` if it is gone since (deleted by another process
-    /// after this one listed its shard): a deleted call is a miss, never an error.
-    fn read_listed(&self, name: &CallName) -> Result<Option<CallRecord>> {
-        self.inner.backend.get_call(name)
-    }
-
     /// Finds a stored call among the records filed under its call key; see the module docs.
     pub(crate) fn lookup(
         &self,
@@ -470,7 +464,8 @@ impl Engine {
         // computed a non-deterministic op differently: the smallest record id wins, everywhere
         // (a record whose outputs are gone is passed over).
         for name in listed.iter().filter(|n| n.hid == *hid) {
-            let Some(record) = self.read_listed(name)? else {
+            // Gone since the listing (another process deleted it): a miss, never an error.
+            let Some(record) = self.inner.backend.get_call(name)? else {
                 continue;
             };
             if !self.is_call(&record, op, semver, inputs, true) {
@@ -490,7 +485,7 @@ impl Engine {
         }
         // Then the same contents and version under another history, in (hid, rid) order.
         for name in listed.iter().filter(|n| n.hid != *hid) {
-            let Some(record) = self.read_listed(name)? else {
+            let Some(record) = self.inner.backend.get_call(name)? else {
                 continue;
             };
             if !self.is_call(&record, op, &record.semver, inputs, false) {
@@ -522,7 +517,7 @@ impl Engine {
     ) -> Result<Option<Found>> {
         let mut compatible: Vec<CallRecord> = Vec::new();
         for name in self.inner.backend.list_calls(key)? {
-            let Some(record) = self.read_listed(&name)? else {
+            let Some(record) = self.inner.backend.get_call(&name)? else {
                 continue;
             };
             if !self.is_call(&record, op, &record.semver, inputs, false) {

@@ -9,10 +9,59 @@
 //! This module is the DAG logic alone; the store keeps the records (see docs/FORMAT.md,
 //! `versions/`), and the engine decides when to commit.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::format::id::Id;
 pub use crate::format::version::{Change, Decision, VersionRecord};
+
+/// The semantic id each stored content of each component stands for, from the version
+/// records (conflicting decisions of merged stores make a content stand for itself, as
+/// [`History::semantic_of`] says). A call record's `deps` hold semantic ids; records written
+/// before that rule was corrected hold content ids (docs/FORMAT.md §6): [`Self::resolve`]
+/// reads either. A semantic id is the content id of the version that introduced it, so it
+/// resolves to itself.
+#[derive(Clone, Debug, Default)]
+pub struct SemanticIds {
+    by_content: HashMap<String, HashMap<Id, Id>>,
+}
+
+impl SemanticIds {
+    /// The mapping of every version in `versions`.
+    pub fn new<'a>(versions: impl IntoIterator<Item = &'a VersionRecord>) -> SemanticIds {
+        let mut by_component: BTreeMap<&str, Vec<&VersionRecord>> = BTreeMap::new();
+        for v in versions {
+            by_component.entry(&v.component).or_default().push(v);
+        }
+        let mut ids = SemanticIds::default();
+        for (component, versions) in by_component {
+            let history = History::new(versions.iter().map(|v| (*v).clone()));
+            for v in versions {
+                if let Some((semantic, _)) = history.semantic_of(&v.content) {
+                    ids.insert(component, v.content, semantic);
+                }
+            }
+        }
+        ids
+    }
+
+    /// Records that `content` of `component` stands for `semantic` (a version just committed).
+    pub fn insert(&mut self, component: &str, content: Id, semantic: Id) {
+        self.by_content
+            .entry(component.to_string())
+            .or_default()
+            .insert(content, semantic);
+    }
+
+    /// The semantic id that `recorded`, an id a call record holds for `component`, stands
+    /// for (itself if no version has it as content).
+    pub fn resolve(&self, component: &str, recorded: &Id) -> Id {
+        self.by_content
+            .get(component)
+            .and_then(|m| m.get(recorded))
+            .copied()
+            .unwrap_or(*recorded)
+    }
+}
 
 /// What [`History::sync`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]

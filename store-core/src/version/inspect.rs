@@ -8,7 +8,7 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::format::cbor;
 use crate::format::id::{Id, IdPrefix};
-use crate::version::history::VersionRecord;
+use crate::version::history::{SemanticIds, VersionRecord};
 
 /// One version of a component, with its text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,14 +105,11 @@ pub fn op_versions(backend: &dyn Backend, op: &str) -> Result<Vec<OpVersion>> {
         }));
     }
     let versions = backend.all_versions()?;
+    let semantic_ids = SemanticIds::new(&versions);
     for v in by_semver.values_mut() {
         for (name, recorded) in &v.deps {
-            // Records hold semantic ids; older ones may hold the content id of a cosmetic
-            // version, which stands for that version's semantic id (docs/FORMAT.md §6).
-            let semantic = versions
-                .iter()
-                .find(|r| r.component == *name && r.content == *recorded)
-                .map_or(*recorded, |r| r.semantic);
+            // Older records may hold a content id where a semantic id belongs.
+            let semantic = semantic_ids.resolve(name, recorded);
             let oldest = versions
                 .iter()
                 .filter(|r| r.component == *name && r.semantic == semantic)

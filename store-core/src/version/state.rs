@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::format::cbor;
 use crate::format::id::{Id, Kind};
 use crate::version::component::{self, ComponentKind};
-use crate::version::history::{Change, History, Synced, VersionRecord};
+use crate::version::history::{Change, History, SemanticIds, Synced, VersionRecord};
 
 /// How versioning is set up: which components it follows (ops always, and the tracked
 /// functions and globals whose names start with one of the prefixes, mandala's `deps_path`),
@@ -63,10 +63,9 @@ impl Versioning {
 pub struct VersionState {
     pub(crate) config: Versioning,
     semantic: HashMap<String, Id>,
-    /// Every stored content of each component, with its semantic id (from the version
-    /// records), to read records whose `deps` hold content ids (written before the semver
-    /// rule was corrected; docs/FORMAT.md §6).
-    by_content: HashMap<String, HashMap<Id, Id>>,
+    /// What each stored content of each component stands for, to read records whose `deps`
+    /// hold content ids (written before the semver rule was corrected; docs/FORMAT.md §6).
+    semantic_ids: SemanticIds,
     pub(crate) report: ChangeReport,
 }
 
@@ -82,15 +81,9 @@ impl VersionState {
     }
 
     /// The semantic id that `recorded`, an id a call record holds for component `name`,
-    /// stands for. Records hold semantic ids; records written before the rule was corrected hold
-    /// content ids, which the component's history maps to their semantic ids. A semantic id
-    /// is the content id of the version that introduced it, so it maps to itself.
+    /// stands for (see [`SemanticIds`]).
     pub fn resolve(&self, name: &str, recorded: &Id) -> Id {
-        self.by_content
-            .get(name)
-            .and_then(|m| m.get(recorded))
-            .copied()
-            .unwrap_or(*recorded)
+        self.semantic_ids.resolve(name, recorded)
     }
 
     /// Whether a call that recorded `recorded` for component `name` is valid for the running
@@ -185,16 +178,7 @@ pub(crate) fn sync(
     for v in backend.all_versions()? {
         histories.entry(v.component.clone()).or_default().push(v);
     }
-    let mut by_content: HashMap<String, HashMap<Id, Id>> = HashMap::new();
-    for (name, versions) in &histories {
-        let history = History::new(versions.iter().cloned());
-        let map = by_content.entry(name.clone()).or_default();
-        for v in versions {
-            if let Some((semantic, _)) = history.semantic_of(&v.content) {
-                map.insert(v.content, semantic);
-            }
-        }
-    }
+    let mut semantic_ids = SemanticIds::new(histories.values().flatten());
     let mut semantic = HashMap::new();
     let mut report = ChangeReport::default();
     let mut undecided = Vec::new();
@@ -270,10 +254,7 @@ pub(crate) fn sync(
             Synced::Committed(v) => {
                 backend.put_version(&v)?;
                 semantic.insert(spec.name.to_string(), v.semantic);
-                by_content
-                    .entry(spec.name.to_string())
-                    .or_default()
-                    .insert(v.content, v.semantic);
+                semantic_ids.insert(spec.name, v.content, v.semantic);
                 if let Some(prev) = previous.first() {
                     let old = crate::version::inspect::text_of(backend, &prev.source);
                     let diff = similar::TextDiff::from_lines(old.as_str(), spec.source)
@@ -317,7 +298,7 @@ pub(crate) fn sync(
     Ok(VersionState {
         config,
         semantic,
-        by_content,
+        semantic_ids,
         report,
     })
 }
