@@ -2,6 +2,14 @@
 //! never hides a change to the store (new calls from another writer, an rsync merge that
 //! keeps directory times, a damaged index file).
 
+/// These tests are about format 1's loose files.
+fn format1() -> mandala::OpenOptions {
+    mandala::OpenOptions {
+        format: 1,
+        ..Default::default()
+    }
+}
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
@@ -14,7 +22,7 @@ fn sq(x: u64) -> u64 {
 }
 
 fn run(store: &Path, xs: std::ops::Range<u64>) {
-    Storage::open(store)
+    Storage::open_with(store, format1())
         .unwrap()
         .run(|| xs.clone().try_for_each(|x| sq(x).map(|_| ())))
         .unwrap();
@@ -43,7 +51,7 @@ fn rsync(from: &Path, to: &Path) {
 
 /// The number of rows of sq's table, read by a fresh handle on the store.
 fn rows(store: &Path) -> usize {
-    Storage::open(store)
+    Storage::open_with(store, format1())
         .unwrap()
         .cf("sq")
         .unwrap()
@@ -100,7 +108,10 @@ fn the_call_index_serves_new_processes_and_never_hides_changes() {
         .set_modified(past)
         .unwrap();
     assert_eq!(rows(&store), 50);
-    let report = Storage::open(&store).unwrap().verify().unwrap();
+    let report = Storage::open_with(&store, format1())
+        .unwrap()
+        .verify()
+        .unwrap();
     assert!(
         report.problems.iter().any(|p| p.path == record),
         "{:?}",
@@ -109,7 +120,7 @@ fn the_call_index_serves_new_processes_and_never_hides_changes() {
     std::fs::write(&record, &original).unwrap();
 
     // Another writer's calls are seen by the next query of an open handle and by new ones.
-    let reader = Storage::open(&store).unwrap();
+    let reader = Storage::open_with(&store, format1()).unwrap();
     assert_eq!(reader.cf("sq").unwrap().df(false).unwrap().len(), 50);
     run(&store, 50..60);
     assert_eq!(reader.cf("sq").unwrap().df(false).unwrap().len(), 60);
@@ -128,7 +139,11 @@ fn the_call_index_serves_new_processes_and_never_hides_changes() {
         rsync(&other.join(dir), &store.join(dir));
     }
     assert_eq!(rows(&store), 80);
-    assert!(Storage::open(&store).unwrap().verify().unwrap().is_clean());
+    assert!(Storage::open_with(&store, format1())
+        .unwrap()
+        .verify()
+        .unwrap()
+        .is_clean());
 }
 
 static CUBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -147,13 +162,13 @@ fn calls_deleted_by_another_handle_are_recomputed_not_served() {
         s.run(|| (0..10u64).try_for_each(|x| cube(x).map(|_| ())))
             .unwrap()
     };
-    cubes(&Storage::open(&store).unwrap());
+    cubes(&Storage::open_with(&store, format1()).unwrap());
     assert_eq!(CUBES.load(std::sync::atomic::Ordering::SeqCst), 10);
     // A reader lists every shard and loads the call index.
-    let reader = Storage::open(&store).unwrap();
+    let reader = Storage::open_with(&store, format1()).unwrap();
     assert_eq!(reader.cf("cube").unwrap().df(false).unwrap().len(), 10);
     // Another handle deletes the calls on x < 5.
-    let deleter = Storage::open(&store).unwrap();
+    let deleter = Storage::open_with(&store, format1()).unwrap();
     let small: Vec<u64> = (0..5).collect();
     let n = deleter
         .cf("cube")
@@ -204,7 +219,7 @@ fn an_altered_copy_in_the_call_index_is_never_served() {
     let d = tempfile::tempdir().unwrap();
     let store = d.path().join("a.mandala");
     run(&store, 0..20);
-    let storage = Storage::open(&store).unwrap();
+    let storage = Storage::open_with(&store, format1()).unwrap();
     let y = storage.run(|| sq(7)).unwrap();
     let cid = y.cid();
     // A whole-store query that reads the values writes them into the index.
@@ -230,7 +245,10 @@ fn an_altered_copy_in_the_call_index_is_never_served() {
     bytes[body..].copy_from_slice(&seal);
     std::fs::write(&index, &bytes).unwrap();
 
-    let report = Storage::open(&store).unwrap().verify().unwrap();
+    let report = Storage::open_with(&store, format1())
+        .unwrap()
+        .verify()
+        .unwrap();
     assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
     assert!(
         report.problems[0]
@@ -240,7 +258,7 @@ fn an_altered_copy_in_the_call_index_is_never_served() {
         report.problems
     );
 
-    let storage = Storage::open(&store).unwrap();
+    let storage = Storage::open_with(&store, format1()).unwrap();
     let table = storage.cf("sq").unwrap().df(false).unwrap();
     let outputs: Vec<u64> = table
         .column::<u64>("var_0")
@@ -255,7 +273,10 @@ fn an_altered_copy_in_the_call_index_is_never_served() {
     assert_eq!(storage.load_value::<u64>(&cid).unwrap(), 49);
     drop((table, storage));
     // Repaired: the index was rewritten from the files.
-    let report = Storage::open(&store).unwrap().verify().unwrap();
+    let report = Storage::open_with(&store, format1())
+        .unwrap()
+        .verify()
+        .unwrap();
     assert!(report.is_clean(), "{:#?}", report.problems);
     let bytes = std::fs::read(&index).unwrap();
     let (_, at, _) = index_values(&bytes)

@@ -96,9 +96,18 @@ fn each_area_has_its_own_variants() {
         matches!(e, Error::Frame(FrameError::NoSuchName { .. })),
         "{e:?}"
     );
-    // Store: a damaged value, with its path.
-    let path = store_fs::layout::value_path(&store, &y.cid());
-    std::fs::write(&path, b"garbage").unwrap();
+    // Store: a damaged value, with its path: the pack that holds it (sealed when the store
+    // is dropped), every byte after its header flipped.
+    drop(table);
+    drop(storage);
+    let path = std::fs::read_dir(store.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "pack"))
+        .unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[16..].iter_mut().for_each(|b| *b ^= 0xff);
+    std::fs::write(&path, bytes).unwrap();
     let fresh = Storage::open(&store).unwrap();
     let e = fresh.load_value::<u64>(&y.cid()).unwrap_err();
     assert!(

@@ -272,7 +272,7 @@ fn a_writer_forgets_what_it_knew_about_stored_values_after_a_collection() {
 fn a_hit_whose_output_value_is_missing_is_computed_again() {
     let d = tempfile::tempdir().unwrap();
     let store = d.path().join("s.mandala");
-    let storage = Storage::open(&store).unwrap();
+    let storage = Storage::open_with(&store, common::format1()).unwrap(); // loose files
     let y = storage.run(|| last(5)).unwrap();
     let cid = y.cid();
     drop(storage);
@@ -304,7 +304,7 @@ fn a_hit_whose_output_value_is_missing_is_computed_again() {
 fn a_damaged_output_value_is_moved_aside_and_computed_again() {
     let d = tempfile::tempdir().unwrap();
     let store = d.path().join("s.mandala");
-    let storage = Storage::open(&store).unwrap();
+    let storage = Storage::open_with(&store, common::format1()).unwrap(); // loose files
     let y = storage.run(|| last(9)).unwrap();
     let cid = y.cid();
     drop(storage);
@@ -344,7 +344,7 @@ fn a_versioned_hit_whose_output_value_is_missing_is_computed_again() {
     let d = tempfile::tempdir().unwrap();
     let store = d.path().join("s.mandala");
     let versioned = || {
-        Storage::open(&store)
+        Storage::open_with(&store, common::format1())
             .unwrap()
             .versioned(mandala::Versioning::tracking(["gc::"]))
             .unwrap()

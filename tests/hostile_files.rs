@@ -48,21 +48,21 @@ fn child() {
     // SAFETY: setrlimit only reads the struct.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &cap) }, 0);
     let outcome: Result<String, String> = match case.as_str() {
-        "load" => Storage::open(&store)
+        "load" => Storage::open_with(&store, common::format1())
             .and_then(|s| {
                 let y = s.run(|| make(5))?;
                 s.unwrap(&y)
                     .map(|v| format!("{v:?} healed={}", s.stats().op("make").healed))
             })
             .map_err(|e| e.to_string()),
-        "fsck" => Storage::open(&store)
+        "fsck" => Storage::open_with(&store, common::format1())
             .and_then(|s| s.verify())
             .map(|r| format!("{:?}", r.problems))
             .map_err(|e| e.to_string()),
-        "open" => Storage::open(&store)
+        "open" => Storage::open_with(&store, common::format1())
             .map(|_| "opened".into())
             .map_err(|e| e.to_string()),
-        "table" => Storage::open(&store)
+        "table" => Storage::open_with(&store, common::format1())
             .and_then(|s| s.cf("make")?.df(false))
             .map(|t| format!("rows={}", t.len()))
             .map_err(|e| e.to_string()),
@@ -112,7 +112,7 @@ fn run_case(store: &Path, case: &str) -> (String, i64) {
 /// A store holding `make(5)`; returns it and the path of that call's output value.
 fn store_with_value(dir: &Path) -> (PathBuf, PathBuf) {
     let store = dir.join("s.mandala");
-    let storage = Storage::open(&store).unwrap();
+    let storage = Storage::open_with(&store, common::format1()).unwrap();
     let y = storage.run(|| make(5)).unwrap();
     let path = store_fs::layout::value_path(&store, &y.cid());
     (store, path)
@@ -208,7 +208,10 @@ fn a_config_or_index_that_is_a_link_to_dev_zero_is_never_read() {
     let d = tempfile::tempdir().unwrap();
     let (store, _) = store_with_value(d.path());
     // The index: ignored (it is a cache) and replaced.
-    Storage::open(&store).unwrap().cf("make").unwrap();
+    Storage::open_with(&store, common::format1())
+        .unwrap()
+        .cf("make")
+        .unwrap();
     let index = store.join("index/calls");
     std::fs::remove_file(&index).unwrap();
     std::os::unix::fs::symlink("/dev/zero", &index).unwrap();

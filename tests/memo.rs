@@ -109,10 +109,12 @@ fn same_content_through_another_history_is_stored_once_and_not_executed() {
     assert_ne!(y.hid(), z.hid());
     assert_eq!(storage.unwrap(&z).unwrap(), 3);
     assert_eq!(storage.unwrap(&x).unwrap(), 2);
-    // Values 1, 2, 3 once each.
-    assert_eq!(storage.fs().unwrap().status().unwrap().values.count, 3);
+    // Values 1, 2, 3 once each (in one pack, once the log is sealed).
+    storage.flush().unwrap();
+    let status = storage.fs().unwrap().status().unwrap();
+    assert_eq!((status.value_count(), status.packs.count), (3, 1));
     // Three call records: inc(1), inc(2), and inc(inc(1)) recorded under its own hid.
-    assert_eq!(storage.fs().unwrap().status().unwrap().calls.count, 3);
+    assert_eq!(status.call_count(), 3);
     let creator = storage.get_ref_creator(&z).unwrap().unwrap();
     assert_eq!(creator.record.inputs[0].hid, x.hid());
 }

@@ -40,19 +40,30 @@ fn stray_names(name: &str) -> Vec<String> {
     ]
 }
 
-/// The first file under `dir/<shard>/`.
-fn first_object(dir: &Path) -> PathBuf {
+/// The first file under `dir/<shard>/`, if there is one.
+fn first_object(dir: &Path) -> Option<PathBuf> {
     let mut shards: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
         .collect();
     shards.sort();
-    let mut files: Vec<_> = std::fs::read_dir(&shards[0])
+    let mut files: Vec<_> = std::fs::read_dir(shards.first()?)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    files[0].clone()
+    files.first().cloned()
+}
+
+/// The first file in `dir`, if there is one.
+fn first_file(dir: &Path) -> Option<PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .ok()?
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files.first().cloned()
 }
 
 /// Puts every kind of stray into every place objects live; returns their paths.
@@ -64,11 +75,23 @@ fn litter(store: &Path) -> Vec<PathBuf> {
         out.push(store.join(top).join(".DS_Store"));
     }
     for top in ["calls", "values"] {
-        let object = first_object(&store.join(top));
+        let Some(object) = first_object(&store.join(top)) else {
+            continue; // format 2: small objects are in packs
+        };
         let name = object.file_name().unwrap().to_str().unwrap().to_string();
         for stray in stray_names(&name) {
             out.push(object.with_file_name(stray));
         }
+    }
+    // Format 2: beside packs and logs (a stray `.log` that is no log, too).
+    if let Some(pack) = first_file(&store.join("packs")) {
+        let name = pack.file_name().unwrap().to_str().unwrap().to_string();
+        for stray in stray_names(&name) {
+            out.push(pack.with_file_name(stray));
+        }
+        std::fs::create_dir_all(store.join("logs")).unwrap();
+        out.push(store.join("logs/.DS_Store"));
+        out.push(store.join("logs/not-a-log.log"));
     }
     std::fs::create_dir_all(store.join("refs/decisions")).unwrap();
     out.push(store.join("refs/decisions/.DS_Store"));
@@ -81,9 +104,21 @@ fn litter(store: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn stray_files_are_skipped_by_every_reader_and_reported_by_fsck() {
+    strays_are_skipped(mandala::OpenOptions::default());
+}
+
+#[test]
+fn stray_files_in_a_format_1_store_are_skipped_and_reported() {
+    strays_are_skipped(mandala::OpenOptions {
+        format: 1,
+        ..Default::default()
+    });
+}
+
+fn strays_are_skipped(options: mandala::OpenOptions) {
     let d = tempfile::tempdir().unwrap();
     let store = d.path().join("s.mandala");
-    let expected = pipeline(&Storage::open(&store).unwrap(), 20).unwrap();
+    let expected = pipeline(&Storage::open_with(&store, options).unwrap(), 20).unwrap();
     let before = Storage::open(&store)
         .unwrap()
         .fs()
@@ -100,7 +135,9 @@ fn stray_files_are_skipped_by_every_reader_and_reported_by_fsck() {
     // Whole-store queries see exactly the objects they saw before.
     let fs = storage.fs().unwrap();
     let after = fs.status().unwrap();
-    assert_eq!((after.values, after.calls), (before.values, before.calls));
+    let counts =
+        |s: &store_fs::StoreStatus| (s.values, s.calls, s.packs, s.packed_values, s.packed_calls);
+    assert_eq!(counts(&after), counts(&before));
     let mut cf = storage.cf("plus").unwrap();
     cf.expand_back(None, true).unwrap();
     assert_eq!(cf.df(false).unwrap().len(), 20);

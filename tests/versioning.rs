@@ -114,7 +114,6 @@ fn pretend_computed_with_other(storage: &Storage, component: &str) -> usize {
 /// Rewrites every stored call that recorded `component`, replacing the semantic id it recorded
 /// for it by `to(id)` (so the call is filed as computed by other code). Returns how many.
 fn rewrite_dep(storage: &Storage, component: &str, to: impl Fn(Id) -> Id) -> usize {
-    let root = storage.fs().unwrap().root().to_path_buf();
     let mut n = 0;
     for c in storage.backend().all_calls().unwrap() {
         if let Some(id) = c.record.deps.get(component) {
@@ -123,7 +122,7 @@ fn rewrite_dep(storage: &Storage, component: &str, to: impl Fn(Id) -> Id) -> usi
             rec.semver = store_core::format::record::semantic_version(&rec.deps);
             let rec = rec.rehistoried(rec.inputs.clone());
             storage.backend().put_call(&rec).unwrap();
-            std::fs::remove_file(store_fs::layout::call_path(&root, &c.name())).unwrap();
+            storage.backend().delete_calls(&[c.name()]).unwrap();
             n += 1;
         }
     }

@@ -56,6 +56,24 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
             dry_run,
             min_age_secs,
         } => gc(&store, *dry_run, *min_age_secs, cli.json, out),
+        Command::Pack { dry_run } => {
+            let report = store.pack(*dry_run)?;
+            pack_report(&report, cli.json, out)
+        }
+        Command::Upgrade => {
+            if store.format() >= store_fs::FORMAT_VERSION {
+                writeln!(
+                    out,
+                    "{} is already format {}",
+                    store.describe(),
+                    store.format()
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let report = store.upgrade()?;
+            writeln!(out, "{} is now format {}", store.describe(), store.format())?;
+            pack_report(&report, cli.json, out)
+        }
         Command::Graph {
             op,
             expand,
@@ -149,27 +167,63 @@ fn status(store: &FsBackend, as_json: bool, out: &mut impl Write) -> Result<Exit
             "{}",
             json!({
                 "store": store.describe(),
-                "format": store.config().format,
+                "format": store.format(),
                 "ops": n_ops,
-                "values": kind(st.values),
-                "calls": kind(st.calls),
+                "values": {
+                    "count": st.value_count(),
+                    "loose": kind(st.values),
+                    "packed": st.packed_values,
+                    "logged": st.logged_values,
+                },
+                "calls": {
+                    "count": st.call_count(),
+                    "loose": kind(st.calls),
+                    "packed": st.packed_calls,
+                    "logged": st.logged_calls,
+                },
+                "packs": kind(st.packs),
+                "logs": kind(st.logs),
                 "temp": kind(st.temp),
             })
         )?;
     } else {
         writeln!(out, "store   {}", store.describe())?;
-        writeln!(out, "format  {}", store.config().format)?;
+        writeln!(out, "format  {}", store.format())?;
         writeln!(out, "ops     {n_ops}")?;
+        for (what, total, loose, packed, logged) in [
+            (
+                "calls",
+                st.call_count(),
+                st.calls,
+                st.packed_calls,
+                st.logged_calls,
+            ),
+            (
+                "values",
+                st.value_count(),
+                st.values,
+                st.packed_values,
+                st.logged_values,
+            ),
+        ] {
+            writeln!(
+                out,
+                "{what:<7} {total:>8}  ({} loose files of {} bytes, {packed} in packs, {logged} in logs)",
+                loose.count, loose.bytes
+            )?;
+        }
         writeln!(
             out,
-            "calls   {:>8} files {:>12} bytes",
-            st.calls.count, st.calls.bytes
+            "packs   {:>8}  ({} bytes)",
+            st.packs.count, st.packs.bytes
         )?;
-        writeln!(
-            out,
-            "values  {:>8} files {:>12} bytes",
-            st.values.count, st.values.bytes
-        )?;
+        if st.logs.count > 0 {
+            writeln!(
+                out,
+                "logs    {:>8}  ({} bytes: of running writers, or sealed by the next writer)",
+                st.logs.count, st.logs.bytes
+            )?;
+        }
         if st.temp.count > 0 {
             writeln!(
                 out,
@@ -584,6 +638,44 @@ fn expanded_frame(
         None => {}
     }
     Ok(frame)
+}
+
+fn pack_report(r: &store_fs::PackReport, as_json: bool, out: &mut impl Write) -> Result<ExitCode> {
+    if as_json {
+        writeln!(
+            out,
+            "{}",
+            json!({
+                "dry_run": r.dry_run,
+                "packs": r.packs,
+                "loose": r.loose,
+                "logs_sealed": r.logs,
+                "values": r.values,
+                "calls": r.calls,
+                "bytes_before": r.bytes_before,
+                "bytes_after": r.bytes_after,
+                "damaged": r.damaged,
+                "pack": r.pack.map(|p| p.to_string()),
+            })
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let verb = if r.dry_run { "would merge" } else { "merged" };
+    writeln!(
+        out,
+        "{verb} {} pack(s) and {} loose file(s) ({} bytes) into one pack of {} values and {} calls",
+        r.packs, r.loose, r.bytes_before, r.values, r.calls
+    )?;
+    if r.logs > 0 {
+        writeln!(out, "sealed {} log(s) of ended writers first", r.logs)?;
+    }
+    if let Some(p) = r.pack.filter(|_| !r.dry_run) {
+        writeln!(out, "pack-{} ({} bytes)", p.short(16), r.bytes_after)?;
+    }
+    for d in &r.damaged {
+        writeln!(out, "left out a damaged entry: {d}")?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn gc(

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use store_core::{Backend, Error, Id, IdPrefix, StoredCall};
-use store_fs::{layout, FsBackend};
+use store_fs::FsBackend;
 
 /// What a prefix named.
 pub enum Object {
@@ -34,29 +34,17 @@ impl Object {
     }
 }
 
-fn sharded_matches(store: &FsBackend, top: &str, prefix: &IdPrefix) -> Vec<Id> {
-    let p = prefix.as_str();
-    let dir = store.root().join(top).join(&p[..2]);
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut v: Vec<Id> = rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with(&p[2..])
-                .then(|| layout::parse_sharded(&p[..2], &name))
-                .flatten()
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 /// Every object `prefix` names; with `calls`, all stored calls (read once by the caller).
-pub fn candidates(store: &FsBackend, prefix: &IdPrefix, calls: &[StoredCall]) -> Vec<Object> {
-    let mut out: Vec<Object> = sharded_matches(store, layout::VALUES, prefix)
+pub fn candidates(
+    store: &FsBackend,
+    prefix: &IdPrefix,
+    calls: &[StoredCall],
+) -> Result<Vec<Object>, Error> {
+    // Values wherever they are: loose files, packs, logs.
+    let mut out: Vec<Object> = store
+        .all_values()?
         .into_iter()
+        .filter(|cid| prefix.matches(cid))
         .map(Object::Value)
         .collect();
     let mut groups: BTreeMap<Id, Vec<StoredCall>> = BTreeMap::new();
@@ -84,14 +72,14 @@ pub fn candidates(store: &FsBackend, prefix: &IdPrefix, calls: &[StoredCall]) ->
         refs.into_iter()
             .map(|(hid, (cid, creator))| Object::Ref { hid, cid, creator }),
     );
-    out
+    Ok(out)
 }
 
 /// The single object `prefix` names, or a precise error.
 pub fn resolve(store: &FsBackend, prefix: &str) -> Result<Object, Error> {
     let prefix = IdPrefix::parse(prefix)?;
     let calls = store.all_calls()?;
-    let mut found = candidates(store, &prefix, &calls);
+    let mut found = candidates(store, &prefix, &calls)?;
     match found.len() {
         0 => Err(Error::Store(store_core::StoreError::NotFound {
             what: "object",

@@ -133,6 +133,16 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         min_age_secs: u64,
     },
+    /// Merge the store's packs (and, in format 2, its loose small objects) into one pack and
+    /// remove what it replaced; safe beside running programs.
+    Pack {
+        /// Say what would be merged, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Convert a format-1 store (one file per object) to format 2 (packs). An older mandala
+    /// then refuses the store with an "upgrade mandala" message instead of missing its calls.
+    Upgrade,
     /// A unified diff between two versions, by version id prefix.
     Diff {
         /// The older version.

@@ -48,8 +48,20 @@ fn fails(cwd: &Path, args: &[&str], code: i32) -> String {
 
 /// A store with inc(1), inc(2), inc(inc(1)) and divmod(17, 5).
 fn sample() -> (tempfile::TempDir, Storage) {
+    sample_with(mandala::OpenOptions::default())
+}
+
+/// The sample in a format-1 store (one file per object), for tests that damage loose files.
+fn sample_v1() -> (tempfile::TempDir, Storage) {
+    sample_with(mandala::OpenOptions {
+        format: 1,
+        ..Default::default()
+    })
+}
+
+fn sample_with(options: mandala::OpenOptions) -> (tempfile::TempDir, Storage) {
     let d = tempfile::tempdir().unwrap();
-    let storage = Storage::open(d.path().join("lab.mandala")).unwrap();
+    let storage = Storage::open_with(d.path().join("lab.mandala"), options).unwrap();
     storage
         .run(|| -> mandala::Result<()> {
             inc(1)?;
@@ -67,8 +79,11 @@ fn status_ops_and_calls() {
     let (d, _s) = sample();
     let status = ok(d.path(), &["status"]);
     assert!(status.contains("ops     2\n"), "{status}");
-    assert!(status.contains("calls          4 files"), "{status}");
-    assert!(status.contains("values         5 files"), "{status}");
+    assert!(
+        status.contains("calls          4  (0 loose files of 0 bytes, 0 in packs, 4 in logs)"),
+        "{status}"
+    );
+    assert!(status.contains("values         5  (0 loose"), "{status}");
     let j: Json = serde_json::from_str(&ok(d.path(), &["status", "--json"])).unwrap();
     assert_eq!(j["calls"]["count"], 4);
     assert_eq!(
@@ -233,7 +248,7 @@ fn init_and_fsck() {
     let d = tempfile::tempdir().unwrap();
     assert!(ok(d.path(), &["init", "new.mandala"]).starts_with("Created an empty store in"));
     assert!(ok(d.path(), &["init", "new.mandala"]).starts_with("Store already exists in"));
-    let (d, storage) = sample();
+    let (d, storage) = sample_v1();
     assert_eq!(
         ok(d.path(), &["fsck"]),
         "checked 5 values and 4 calls: 0 problem(s), 0 warning(s)\n"
@@ -490,7 +505,7 @@ fn gc_dry_run_lists_and_gc_removes_unreferenced_values() {
 /// with "not a call record name"; now they skip it and fsck warns about it.
 #[test]
 fn stray_files_are_skipped_and_fsck_warns_about_them() {
-    let (d, storage) = sample();
+    let (d, storage) = sample_v1();
     let store = d.path().join("lab.mandala");
     let y = storage.run(|| inc(1)).unwrap();
     let call = storage.get_ref_creator(&y).unwrap().unwrap();
@@ -508,7 +523,10 @@ fn stray_files_are_skipped_and_fsck_warns_about_them() {
         std::fs::write(p, "x").unwrap();
     }
     let status = ok(d.path(), &["status"]);
-    assert!(status.contains("calls          4 files"), "{status}");
+    assert!(
+        status.contains("calls          4  (4 loose files"),
+        "{status}"
+    );
     assert_eq!(ok(d.path(), &["cat", &y.cid().to_string()[..10]]), "2\n");
     assert!(ok(d.path(), &["cf", "inc"]).lines().count() >= 4);
     let out = ok(d.path(), &["fsck"]);
@@ -553,7 +571,7 @@ fn an_io_error_names_the_action_and_path_and_says_its_cause_once() {
 /// file was truncated. The CLI shows what the files say: a damaged file is an error naming it.
 #[test]
 fn cat_reads_the_file_not_the_index_copy() {
-    let (d, storage) = sample();
+    let (d, storage) = sample_v1();
     let y = storage.run(|| inc(1)).unwrap();
     // A whole-store query with values puts small values into the index.
     storage

@@ -131,6 +131,19 @@ pub trait Backend: Send + Sync {
     /// record that is not there is not an error.
     fn delete_call(&self, name: &CallName) -> Result<()>;
 
+    /// Deletes many call records at once (a backend whose records share files rewrites them
+    /// once for all). The default deletes them one by one.
+    fn delete_calls(&self, names: &[CallName]) -> Result<()> {
+        names.iter().try_for_each(|n| self.delete_call(n))
+    }
+
+    /// Makes what this handle wrote durable in the store's long-term form (the file store
+    /// seals its log into a pack); a no-op for backends without one. What was written is
+    /// already safe and visible before: this only tidies.
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Stores a version record of a component history (idempotent).
     fn put_version(&self, version: &VersionRecord) -> Result<()>;
 

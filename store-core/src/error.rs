@@ -82,13 +82,13 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// The store was written by a newer (or unknown) format.
-    #[error("{} uses store format {found}, but this mandala reads format {supported}; upgrade mandala", path.display())]
+    #[error("{} uses store format {found}, but this mandala reads formats 1 to {supported}; upgrade mandala", path.display())]
     UnsupportedFormat {
         /// The `mandala.toml` file.
         path: PathBuf,
         /// The format it declares.
         found: String,
-        /// The format this build reads.
+        /// The newest format this build reads (it reads every format from 1 to this one).
         supported: u32,
     },
     /// `mandala.toml` exists but cannot be understood.

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::{ErrorKind, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use store_core::{CallName, CallRecord, Error, Id, Kind, Result, StoredCall};
@@ -14,7 +14,7 @@ use crate::{blob, layout, FsBackend};
 impl FsBackend {
     /// The canonical CBOR of the record at `path`, checked against its record id `rid`;
     /// `None` if there is no such file.
-    fn read_call_bytes(&self, path: &Path, rid: &Id) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn read_call_bytes(&self, path: &Path, rid: &Id) -> Result<Option<Vec<u8>>> {
         // Records are small: read without asking the file's size first. Without blocking (a
         // FIFO reads as empty, so as a damaged record) and at most a record's worth (a link
         // to /dev/zero is not read forever).
@@ -76,8 +76,7 @@ impl FsBackend {
     /// A call record read from its file, added to the call index if this process has loaded
     /// it (with the call's content id, then known); `None` if there is no such file.
     fn call_from_file(&self, name: &CallName) -> Result<Option<(CallRecord, Option<Id>)>> {
-        let path = layout::call_path(&self.inner.root, name);
-        let Some(bytes) = self.read_call_bytes(&path, &name.rid)? else {
+        let Some((path, bytes)) = self.call_bytes_anywhere(name)? else {
             return Ok(None);
         };
         let record = Self::decode_call(&path, &bytes)?;
@@ -107,11 +106,39 @@ impl FsBackend {
     /// One record, read from its file (never from the call index: a lookup must not be
     /// served a record another process deleted); `None` if there is none.
     pub(crate) fn read_call(&self, name: &CallName) -> Result<Option<CallRecord>> {
-        let path = layout::call_path(&self.inner.root, name);
-        match self.read_call_bytes(&path, &name.rid)? {
-            Some(bytes) => Self::decode_call(&path, &bytes).map(Some),
+        match self.call_bytes_anywhere(name)? {
+            Some((path, bytes)) => Self::decode_call(&path, &bytes).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// A record's canonical CBOR, verified, from a log or pack, else from its loose file,
+    /// with where it was found; packs and logs are looked at again before answering `None`.
+    fn call_bytes_anywhere(&self, name: &CallName) -> Result<Option<(PathBuf, Vec<u8>)>> {
+        if let Some(found) = self.packed_call(name, false)? {
+            return Ok(Some(found));
+        }
+        let path = layout::call_path(&self.inner.root, name);
+        if let Some(bytes) = self.read_call_bytes(&path, &name.rid)? {
+            return Ok(Some((path, bytes)));
+        }
+        self.packed_call(name, true)
+    }
+
+    /// A record from a log or pack this handle knows (after looking at `packs/` and `logs/`
+    /// again if `miss`, or if it is time to).
+    fn packed_call(&self, name: &CallName, miss: bool) -> Result<Option<(PathBuf, Vec<u8>)>> {
+        let found = {
+            let mut packs = self.packs();
+            packs.refresh(&self.inner.root, miss, false)?;
+            let Some(found) = packs.find_call(name) else {
+                return Ok(None);
+            };
+            self.commit_if_pending(&mut packs, &found)?;
+            found
+        };
+        let bytes = crate::pack::read_entry(&found)?;
+        Ok(Some((found.path, bytes)))
     }
 
     /// One record with its ids, for whole-store queries (from the call index if it has it).
@@ -174,6 +201,18 @@ impl FsBackend {
             hid: record.hid(),
             rid: Id::hash(Kind::CallRecord, &bytes),
         };
+        if self.format() >= 2 {
+            if self.packs().find_call(&name).is_none() {
+                let frame = blob::compress(&bytes, self.inner.config.zstd_level)?;
+                self.log_append(crate::pack::format::EntryId::Call(name), &frame, true)?;
+            }
+            let cat = &mut *self.catalog();
+            if cat.index.loaded {
+                cat.index.records.insert(name, bytes, record.cid());
+                cat.index.dirty = true;
+            }
+            return Ok(());
+        }
         let path = layout::call_path(&self.inner.root, &name);
         let shard = name.key.0[0];
         // The shard directory's stamp right before and right after the rename: this
@@ -212,6 +251,60 @@ impl FsBackend {
         }
         if let Some(cache) = &mut cat.shards[name.key.0[0] as usize] {
             cache.remove(name);
+        }
+        Ok(())
+    }
+
+    /// Deletes records wherever they are: loose files are removed; records in packs are left
+    /// out of a consolidation of the packs (under the collection lock), after this handle's
+    /// log is sealed. A record in the log of another running writer cannot be removed: it is
+    /// reported (it comes back when that log is sealed), and the others are deleted.
+    pub(crate) fn remove_calls(&self, names: &[CallName]) -> Result<()> {
+        for name in names {
+            self.remove_call(name)?;
+        }
+        let (packed, running): (Vec<CallName>, Vec<CallName>) = {
+            let mut packs = self.packs();
+            packs.refresh(&self.inner.root, true, false)?;
+            let in_packs = |n: &CallName| packs.packs.iter().any(|p| p.idx.find_call(n).is_some());
+            let in_own = |n: &CallName| {
+                packs
+                    .own
+                    .as_ref()
+                    .is_some_and(|o| o.view.calls.contains_key(n))
+            };
+            let packed = names
+                .iter()
+                .filter(|n| in_packs(n) || in_own(n))
+                .copied()
+                .collect();
+            let running = names
+                .iter()
+                .filter(|n| packs.logs.iter().any(|l| l.calls.contains_key(n)))
+                .copied()
+                .collect();
+            (packed, running)
+        };
+        for n in &running {
+            eprintln!(
+                "mandala: warning: call record {} is in the log of a running writer and cannot be deleted now; delete it again once that program ended",
+                n.rid.short(12)
+            );
+        }
+        if packed.is_empty() {
+            return Ok(());
+        }
+        let lock = crate::lock::ExclusiveLock::acquire(&self.lock_path())?;
+        let plan = crate::pack::repack::Plan {
+            drop_calls: packed.iter().copied().collect(),
+            ..Default::default()
+        };
+        self.repack(Some(&lock), plan)?;
+        let cat = &mut *self.catalog();
+        for name in &packed {
+            if cat.index.records.remove(name) {
+                cat.index.dirty = true;
+            }
         }
         Ok(())
     }

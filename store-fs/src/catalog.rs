@@ -93,7 +93,9 @@ impl ShardCache {
     /// Whether this listing still describes the directory whose modification time is now
     /// `stamp`.
     fn current(&self, stamp: Option<Stamp>) -> bool {
-        self.settled && self.stamp.is_some() && stamp == self.stamp
+        // A shard directory that did not exist and still does not holds no records (a format-2
+        // store has none): no need to look again until it appears.
+        stamp == self.stamp && (stamp.is_none() || self.settled)
     }
 
     fn from_names(stamp: Option<Stamp>, settled: bool, mut names: Vec<CallName>) -> ShardCache {
@@ -282,6 +284,26 @@ impl FsBackend {
     /// since (another process added calls), so a listing never hides a stored call for longer
     /// than one stat.
     pub(crate) fn records_of_key(&self, key: &Id) -> Result<Vec<CallName>> {
+        let mut found = Vec::new();
+        self.packed_records_of_key(key, false, &mut found)?;
+        found.extend(self.loose_records_of_key(key)?);
+        if found.is_empty() {
+            self.packed_records_of_key(key, true, &mut found)?;
+        }
+        found.sort_unstable();
+        found.dedup();
+        Ok(found)
+    }
+
+    fn packed_records_of_key(&self, key: &Id, miss: bool, out: &mut Vec<CallName>) -> Result<()> {
+        let mut packs = self.packs();
+        packs.refresh(&self.inner.root, miss, false)?;
+        packs.calls_of(key, out);
+        Ok(())
+    }
+
+    /// [`Self::records_of_key`] among loose record files.
+    fn loose_records_of_key(&self, key: &Id) -> Result<Vec<CallName>> {
         let shard = key.0[0];
         let mut cat = self.catalog();
         if let Some(cache) = &cat.shards[shard as usize] {
@@ -299,6 +321,31 @@ impl FsBackend {
     /// The name of every call record in the store, sorted: shards whose directory has not
     /// changed since this process (or the index file) listed them are not listed again.
     pub(crate) fn list_all_calls(&self) -> Result<Vec<CallName>> {
+        let mut names = self.loose_call_names()?;
+        let loose = names.len();
+        {
+            let mut packs = self.packs();
+            packs.refresh(&self.inner.root, true, false)?;
+            packs.all_calls(&mut names);
+        }
+        if names.len() > loose {
+            names.sort_unstable();
+            names.dedup();
+        }
+        Ok(names)
+    }
+
+    /// Forgets the listings of the call shard directories (after loose records were packed
+    /// and removed): the next lookup lists them again.
+    pub(crate) fn forget_listings(&self) {
+        let cat = &mut *self.catalog();
+        for s in cat.shards.iter_mut() {
+            *s = None;
+        }
+    }
+
+    /// The name of every loose call record file, sorted.
+    pub(crate) fn loose_call_names(&self) -> Result<Vec<CallName>> {
         let stamps =
             || -> Result<Vec<Option<Stamp>>> { (0..=255u8).map(|i| self.shard_stamp(i)).collect() };
         let mut cat = self.catalog();

@@ -5,8 +5,13 @@ use std::path::Path;
 use serde::Deserialize;
 use store_core::{Error, Result};
 
-/// The store format this build reads and writes. Bump only with a migration and a golden store.
-pub const FORMAT_VERSION: u32 = 1;
+/// The store format of new stores, and the newest this build reads and writes (it reads and
+/// writes every format from 1 on, each as itself). Bump only with a migration and a golden
+/// store.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest store format this build reads and writes.
+pub const OLDEST_FORMAT: u32 = 1;
 
 /// The default zstd level of new stores.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
@@ -14,7 +19,7 @@ pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 /// The settings of a store, from its `mandala.toml`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// The format version (see [`FORMAT_VERSION`]).
+    /// The format version: 1 (one file per object) or 2 (packs; see [`FORMAT_VERSION`]).
     pub format: u32,
     /// The zstd level new blobs are compressed with. Readers accept any level.
     pub zstd_level: i32,
@@ -63,7 +68,11 @@ impl Config {
         };
         let raw: Raw = toml::from_str(text).map_err(|e| bad(e.message().to_string()))?;
         let format = match &raw.format {
-            toml::Value::Integer(n) if *n == i64::from(FORMAT_VERSION) => FORMAT_VERSION,
+            toml::Value::Integer(n)
+                if (i64::from(OLDEST_FORMAT)..=i64::from(FORMAT_VERSION)).contains(n) =>
+            {
+                *n as u32
+            }
             other => {
                 return Err(Error::Store(store_core::StoreError::UnsupportedFormat {
                     path: path.to_path_buf(),
@@ -113,11 +122,15 @@ mod tests {
 
     #[test]
     fn newer_format_is_refused_by_name() {
-        let e = Config::parse("format = 2\n", Path::new("/s/mandala.toml")).unwrap_err();
+        let e = Config::parse("format = 3\n", Path::new("/s/mandala.toml")).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "/s/mandala.toml uses store format 2, but this mandala reads format 1; upgrade mandala"
+            "/s/mandala.toml uses store format 3, but this mandala reads formats 1 to 2; upgrade mandala"
         );
+        for format in [1, 2] {
+            let c = Config::parse(&format!("format = {format}\n"), Path::new("m.toml")).unwrap();
+            assert_eq!(c.format, format);
+        }
     }
 
     #[test]

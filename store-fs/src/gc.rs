@@ -53,7 +53,32 @@ impl FsBackend {
             values: Vec::new(),
             removed: !dry_run,
         };
-        for cid in self.all_values()? {
+        // Packed values no record names, in packs older than `min_age` (the age of the pack
+        // stands for its values'): left out of a consolidation of the packs below.
+        let age_of = |path: &std::path::Path| {
+            fs::metadata(path)
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|m| now.duration_since(m).ok())
+                .unwrap_or_default()
+        };
+        let packed: BTreeSet<(Id, u64)> = {
+            let mut packs = self.packs();
+            packs.refresh(self.root(), true, true)?;
+            packs
+                .packs
+                .iter()
+                .filter(|p| age_of(&p.path) >= min_age)
+                .flat_map(|p| (0..p.idx.n_values()).map(move |i| p.idx.value(i)))
+                .filter_map(|e| match e.id {
+                    crate::pack::format::EntryId::Value(cid) if !referenced.contains(&cid) => {
+                        Some((cid, u64::from(e.len)))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        for cid in self.loose_value_ids()? {
             if referenced.contains(&cid) {
                 continue;
             }
@@ -72,13 +97,32 @@ impl FsBackend {
                 report.values.push((cid, meta.len()));
             }
         }
+        let loose: Vec<Id> = report.values.iter().map(|(cid, _)| *cid).collect();
+        let mut dropped: BTreeSet<Id> = BTreeSet::new();
+        for (cid, len) in packed {
+            if dropped.insert(cid) {
+                report.values.push((cid, len));
+            }
+        }
+        report.values.sort();
+        report.values.dedup_by_key(|(cid, _)| *cid);
         if let Some(lock) = &lock {
-            if !report.values.is_empty() {
+            if !dropped.is_empty() {
+                let plan = crate::pack::repack::Plan {
+                    drop_values: dropped.clone(),
+                    ..Default::default()
+                };
+                self.repack(Some(lock), plan)?;
+                for cid in &dropped {
+                    self.forget_value(cid);
+                }
+            }
+            if !loose.is_empty() {
                 // First, so that a collection interrupted halfway still makes writers that
                 // remember which values are stored forget them.
                 lock.bump_epoch()?;
             }
-            for (cid, _) in &report.values {
+            for cid in &loose {
                 let path = layout::value_path(self.root(), cid);
                 self.forget_value(cid);
                 match fs::remove_file(&path) {

@@ -6,6 +6,8 @@
 //! calls/ab/cdef…(62 hex).HID.RID     a call record: call key (sharded like values),
 //!                                    call hid and record id (64 hex each)
 //! versions/ab/cdef…(62 hex)          a version record of a component, named by its id
+//! packs/pack-<64 hex>.pack, .idx     format 2: packs of small objects and their indexes
+//! logs/<pid>-<n>-<12 hex>.log         format 2: the log each writing process appends to
 //! tmp/                               staging for atomic writes (ignored by git)
 //! index/                             derived caches (ignored by git)
 //! ```
@@ -30,6 +32,10 @@ pub const CONFIG: &str = "mandala.toml";
 pub const DECISIONS: &str = "decisions";
 /// Version records of component histories (versioning).
 pub const VERSIONS: &str = "versions";
+/// Packs and their indexes (format 2).
+pub const PACKS: &str = "packs";
+/// Logs of writing processes (format 2).
+pub const LOGS: &str = "logs";
 /// Every name that may appear at the top of a store (`sources` is reserved).
 pub const TOP_LEVEL: &[&str] = &[
     CONFIG,
@@ -38,6 +44,8 @@ pub const TOP_LEVEL: &[&str] = &[
     VALUES,
     CALLS,
     VERSIONS,
+    PACKS,
+    LOGS,
     "sources",
     REFS,
     TMP,
@@ -140,6 +148,28 @@ pub fn parse_decision_name(
         content: content.to_ascii_lowercase(),
         change,
     })
+}
+
+/// The file name of pack `id`'s `.pack` or `.idx` (`ext`).
+pub fn pack_file_name(id: &Id, ext: &str) -> String {
+    format!("pack-{id}.{ext}")
+}
+
+/// The path of pack `id`'s `.pack` or `.idx` (`ext`).
+pub fn pack_path(root: &Path, id: &Id, ext: &str) -> PathBuf {
+    root.join(PACKS).join(pack_file_name(id, ext))
+}
+
+/// Parses `pack-<64 hex>.<ext>`.
+pub fn parse_pack_name(name: &str, ext: &str) -> Option<Id> {
+    let hex = name
+        .strip_prefix("pack-")?
+        .strip_suffix(ext)?
+        .strip_suffix('.')?;
+    if hex.len() != 64 {
+        return None;
+    }
+    hex.parse().ok()
 }
 
 /// Parses a shard directory name and a file name back into an id.

@@ -51,6 +51,7 @@ pub mod layout;
 mod lock;
 mod objects;
 mod open;
+mod pack;
 pub mod status;
 pub mod verify;
 pub mod write;
@@ -65,6 +66,8 @@ use store_core::{Backend, CallName, CallRecord, Error, Id, Result, StoredCall};
 
 pub use config::{Config, FORMAT_VERSION};
 pub use gc::GcReport;
+pub use pack::repack::{PackReport, AUTO_PACKS};
+pub use pack::PACK_VALUE_MAX;
 pub use status::{KindStatus, StoreStatus};
 pub use verify::{Problem, VerifyReport};
 pub use write::Durability;
@@ -76,9 +79,13 @@ pub struct OpenOptions {
     pub create: bool,
     /// How writes are flushed (default [`Durability::Flush`]).
     pub durability: Durability,
-    /// The zstd level of a store created by this open (default 3); an existing store keeps
+    /// The zstd level of a store created by this open (default 1); an existing store keeps
     /// the level in its `mandala.toml`.
     pub zstd_level: i32,
+    /// The format of a store created by this open (default [`FORMAT_VERSION`], packs); an
+    /// existing store keeps its format until `mandala upgrade`. Format 1 (one file per
+    /// object) is for stores shared with a mandala older than format 2.
+    pub format: u32,
 }
 
 impl Default for OpenOptions {
@@ -87,6 +94,7 @@ impl Default for OpenOptions {
             create: true,
             durability: Durability::Flush,
             zstd_level: config::DEFAULT_ZSTD_LEVEL,
+            format: FORMAT_VERSION,
         }
     }
 }
@@ -108,30 +116,50 @@ struct Inner {
     writers: lock::SharedLock,
     /// How many times a call shard directory was listed (see [`FsBackend::shard_listings`]).
     listings: std::sync::atomic::AtomicU64,
+    /// The store's format (1 or 2; `upgrade` changes it).
+    format: std::sync::atomic::AtomicU32,
+    /// What this handle knows of packs and logs, and its own log (format 2).
+    packs: Mutex<pack::Packs>,
+    /// How many times entries this handle had accepted were lost by a failed append: added
+    /// to the collection epoch writers see, so they forget which values they think stored.
+    lost_writes: std::sync::atomic::AtomicU64,
 }
 
-/// A writer's share of the collection lock, released when dropped.
-struct SharedHold<'a>(&'a lock::SharedLock);
+/// A writer's share of the collection lock, released when dropped: what it left pending in
+/// the handle's log (values stored without a call record) is written first.
+struct SharedHold<'a>(&'a FsBackend);
 
 impl Drop for SharedHold<'_> {
     fn drop(&mut self) {
-        self.0.release();
+        let mut packs = self.0.packs();
+        if packs.own.as_ref().is_some_and(|o| o.has_pending()) {
+            if let Err(e) = self.0.commit_log(&mut packs) {
+                eprintln!("mandala: warning: {e} (the values are written again when next needed)");
+            }
+        }
+        drop(packs);
+        self.0.inner.writers.release();
     }
 }
 
 impl Drop for FsBackend {
-    /// The last handle of a store saves what the process added to a loaded call index
-    /// (values read for tables, calls recorded since), so the next process finds them.
+    /// The last handle of a store seals its log into a pack (consolidating if there are
+    /// many), and saves what the process added to a loaded call index (values read for
+    /// tables, calls recorded since), so the next process finds them.
     fn drop(&mut self) {
         if Arc::strong_count(&self.inner) == 1 {
+            if let Err(e) = self.flush() {
+                eprintln!("mandala: warning: sealing this process's log failed: {e} (the next writer seals it)");
+            }
             self.save_index();
         }
     }
 }
 
-const GITIGNORE: &str = "# Local, derived or in-flight files of a mandala store.\ntmp/\nindex/\n";
+pub(crate) const GITIGNORE: &str =
+    "# Local, derived or in-flight files of a mandala store.\ntmp/\nindex/\nlogs/\n";
 const GITATTRIBUTES: &str =
-    "# Blobs are zstd-compressed CBOR.\nvalues/** binary\ncalls/** binary\n";
+    "# Blobs are zstd-compressed CBOR.\nvalues/** binary\ncalls/** binary\npacks/** binary\n";
 
 impl FsBackend {
     /// Opens the store at `root`, creating it if the directory is missing or empty.
@@ -171,9 +199,16 @@ impl FsBackend {
                         path: root.to_path_buf(),
                     }));
                 }
+                if !(config::OLDEST_FORMAT..=FORMAT_VERSION).contains(&options.format) {
+                    return Err(Error::Store(store_core::StoreError::UnsupportedFormat {
+                        path: config_path,
+                        found: options.format.to_string(),
+                        supported: FORMAT_VERSION,
+                    }));
+                }
                 let config = Config {
                     zstd_level: options.zstd_level,
-                    ..Config::default()
+                    format: options.format,
                 };
                 Self::init(root, &config)?;
                 config
@@ -193,11 +228,14 @@ impl FsBackend {
             inner: Arc::new(Inner {
                 root: root.to_path_buf(),
                 tmp,
-                config,
                 durability: options.durability,
                 catalog: Mutex::new(catalog::Catalog::new()),
                 listings: std::sync::atomic::AtomicU64::new(0),
                 writers: lock::SharedLock::default(),
+                format: std::sync::atomic::AtomicU32::new(config.format),
+                packs: Mutex::new(pack::Packs::default()),
+                lost_writes: std::sync::atomic::AtomicU64::new(0),
+                config,
             }),
         })
     }
@@ -260,9 +298,19 @@ impl FsBackend {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The store's settings.
+    /// The store's settings (as opened: see [`FsBackend::format`] after an upgrade).
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The store's format: 1 (one file per object) or 2 (packs).
+    pub fn format(&self) -> u32 {
+        self.inner.format.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// What this handle knows of packs and logs, locked.
+    pub(crate) fn packs(&self) -> std::sync::MutexGuard<'_, pack::Packs> {
+        self.inner.packs.lock().unwrap()
     }
 
     /// The collection lock file (`tmp/gc.lock`, see the `lock` module).
@@ -292,10 +340,34 @@ impl Backend for FsBackend {
 
     fn begin_writes(&self) -> Result<store_core::WriteGuard<'_>> {
         let epoch = self.inner.writers.acquire(&self.lock_path())?;
+        let hold = SharedHold(self);
+        {
+            // The packs this handle knows may have been listed before a collection removed
+            // values (lookups list them outside any hold): the first hold, and the first
+            // after a collection, list them again, so that a removed pack never answers
+            // "stored". Within one epoch no pack loses a value.
+            let mut packs = self.packs();
+            if packs.epoch != Some(epoch) {
+                packs.refresh(&self.inner.root, true, true)?;
+                packs.epoch = Some(epoch);
+            }
+        }
+        let lost = self
+            .inner
+            .lost_writes
+            .load(std::sync::atomic::Ordering::SeqCst);
         Ok(store_core::WriteGuard::new(
-            epoch,
-            Some(Box::new(SharedHold(&self.inner.writers))),
+            epoch.wrapping_add(lost),
+            Some(Box::new(hold)),
         ))
+    }
+
+    fn flush(&self) -> Result<()> {
+        FsBackend::flush(self)
+    }
+
+    fn delete_calls(&self, names: &[CallName]) -> Result<()> {
+        self.remove_calls(names)
     }
 
     fn put_value(&self, cid: &Id, cbor: &[u8]) -> Result<()> {

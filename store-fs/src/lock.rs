@@ -95,6 +95,11 @@ impl SharedLock {
         Ok(st.epoch)
     }
 
+    /// Whether a thread of this process holds the lock shared now.
+    pub(crate) fn held(&self) -> bool {
+        self.state.lock().unwrap().holders > 0
+    }
+
     /// Leaves the shared hold; the last holder unlocks the file.
     pub(crate) fn release(&self) {
         let mut st = self.state.lock().unwrap();

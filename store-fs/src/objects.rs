@@ -5,6 +5,7 @@
 use std::fs;
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use store_core::format::cbor;
 use store_core::format::version::{Decision, VersionRecord};
@@ -154,11 +155,14 @@ impl FsBackend {
         Ok(Some(bytes))
     }
 
-    /// Value `cid` as its file holds it, checked against its name: never from the call
-    /// index, and a damaged file is reported, not moved (for inspection: `mandala cat`,
+    /// Value `cid` as the store's files hold it (its loose file, or a pack or log), checked
+    /// against its id: never from the call index, and a damaged file is reported, not moved (for inspection: `mandala cat`,
     /// `show`, `calls` show what the store's files say). `None` if there is no such file.
     pub fn read_value_file(&self, cid: &Id) -> Result<Option<Vec<u8>>> {
-        self.read_value(&layout::value_path(&self.inner.root, cid), cid)
+        match self.read_value(&layout::value_path(&self.inner.root, cid), cid)? {
+            Some(bytes) => Ok(Some(bytes)),
+            None => self.packed_value(cid, true),
+        }
     }
 
     /// Reads value `cid` and checks that it hashes to its name.
@@ -167,6 +171,9 @@ impl FsBackend {
     }
 
     pub(crate) fn value_exists(&self, cid: &Id) -> Result<bool> {
+        if self.packs().find_value(cid).is_some() {
+            return Ok(true);
+        }
         // A FIFO, device or directory under a value's name is no value: writing the value
         // replaces it.
         Ok(open::is_regular(&layout::value_path(&self.inner.root, cid)))
@@ -179,13 +186,67 @@ impl FsBackend {
         };
         match cached {
             Some(bytes) if self.index_value_sound(cid, &bytes) => Ok(Some(bytes)),
-            _ => self.value_from_file(cid),
+            _ => self.value_anywhere(cid),
+        }
+    }
+
+    /// Value `cid` from a log or pack, else from its loose file; packs and logs are looked at
+    /// again before answering that it is not stored.
+    fn value_anywhere(&self, cid: &Id) -> Result<Option<Vec<u8>>> {
+        if let Some(bytes) = self.packed_value(cid, false)? {
+            return Ok(Some(bytes));
+        }
+        if let Some(bytes) = self.value_from_file(cid)? {
+            return Ok(Some(bytes));
+        }
+        self.packed_value(cid, true)
+    }
+
+    /// Value `cid` from a log or pack this handle knows (after looking at `packs/` and
+    /// `logs/` again if `miss`, or if it is time to), verified; `None` if none holds it.
+    ///
+    /// A damaged copy is reported (the error names the pack and the entry's offset) and
+    /// passed over from then on by this handle, as a damaged loose file is moved aside: the
+    /// next run that needs the value computes the call that made it again, which writes the
+    /// value anew into this handle's log, read before any pack.
+    pub(crate) fn packed_value(&self, cid: &Id, miss: bool) -> Result<Option<Vec<u8>>> {
+        let copies = {
+            let mut packs = self.packs();
+            packs.refresh(&self.inner.root, miss, false)?;
+            let copies = packs.values_at(cid);
+            if let Some(first) = copies.first() {
+                self.commit_if_pending(&mut packs, first)?;
+            }
+            copies
+        };
+        let mut first_error = None;
+        for found in copies {
+            match crate::pack::read_entry(&found) {
+                Ok(bytes) => {
+                    self.index_small_value(cid, &bytes);
+                    return Ok(Some(bytes));
+                }
+                Err(Error::Store(store_core::StoreError::Corrupt { path, reason })) => {
+                    self.packs()
+                        .damaged
+                        .insert((found.path.clone(), found.entry.offset));
+                    first_error.get_or_insert(Error::Store(store_core::StoreError::Corrupt {
+                        path,
+                        reason: format!("{reason} (passed over from now on: the next run that needs this value computes the call that made it again)"),
+                    }));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(None),
         }
     }
 
     pub(crate) fn load_values(&self, cids: &[Id]) -> Result<Vec<Option<Vec<u8>>>> {
-        // Small values from the call index under one lock; the others from their files, on
-        // all cores.
+        // Small values from the call index under one lock; the others from packs and logs, or
+        // their files, on all cores.
         let mut out: Vec<Option<Vec<u8>>> = {
             let cat = self.catalog();
             cat.index
@@ -204,7 +265,7 @@ impl FsBackend {
             }
         }
         let rest: Vec<usize> = (0..cids.len()).filter(|i| out[*i].is_none()).collect();
-        let read = store_core::par::try_map(&rest, 64, |i| self.value_from_file(&cids[*i]))?;
+        let read = store_core::par::try_map(&rest, 64, |i| self.value_anywhere(&cids[*i]))?;
         for (i, bytes) in rest.into_iter().zip(read) {
             out[i] = bytes;
         }
@@ -212,16 +273,63 @@ impl FsBackend {
     }
 
     pub(crate) fn store_value(&self, cid: &Id, cbor: &[u8]) -> Result<()> {
-        self.put_blob(&layout::value_path(&self.inner.root, cid), cbor)?;
+        if self.format() >= 2 && cbor.len() < crate::PACK_VALUE_MAX {
+            if self.packs().find_value(cid).is_none() {
+                let frame = blob::compress(cbor, self.inner.config.zstd_level)?;
+                // Within a writer's hold, the value goes out with the call's record, in one
+                // write; outside one, now.
+                let commit = !self.inner.writers.held();
+                self.log_append(crate::pack::format::EntryId::Value(*cid), &frame, commit)?;
+            }
+        } else {
+            self.put_blob(&layout::value_path(&self.inner.root, cid), cbor)?;
+        }
         self.index_small_value(cid, cbor);
         Ok(())
     }
 
+    /// Every stored value's id, sorted: loose files, packs and logs.
     pub(crate) fn value_ids(&self) -> Result<Vec<Id>> {
+        let mut ids = self.loose_value_ids()?;
+        {
+            let mut packs = self.packs();
+            packs.refresh(&self.inner.root, true, false)?;
+            packs.all_values(&mut ids);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// The ids of the loose value files, sorted.
+    pub(crate) fn loose_value_ids(&self) -> Result<Vec<Id>> {
         self.list_ids(layout::VALUES)
     }
 
+    /// Writes this handle's pending log entries if `found` is one of them (so it can be read).
+    pub(crate) fn commit_if_pending(
+        &self,
+        packs: &mut crate::pack::Packs,
+        found: &crate::pack::Found,
+    ) -> Result<()> {
+        let pending = packs
+            .own
+            .as_ref()
+            .is_some_and(|o| o.has_pending() && Arc::ptr_eq(&o.view.file, &found.file));
+        if pending {
+            self.commit_log(packs)?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn store_version(&self, version: &VersionRecord) -> Result<()> {
+        // The text value it names may be pending in this handle's log: written first.
+        {
+            let mut packs = self.packs();
+            if packs.own.as_ref().is_some_and(|o| o.has_pending()) {
+                self.commit_log(&mut packs)?;
+            }
+        }
         let bytes = cbor::to_canonical(version).expect("version records always encode");
         let id = Id::hash(Kind::Version, &bytes);
         let path = layout::sharded(&self.inner.root, layout::VERSIONS, &id);

@@ -18,12 +18,38 @@ pub struct KindStatus {
 /// Counts per kind of object.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoreStatus {
-    /// Values.
+    /// The store's format (1: one file per object; 2: packs).
+    pub format: u32,
+    /// Loose values (one file each).
     pub values: KindStatus,
-    /// Call records.
+    /// Loose call records (one file each).
     pub calls: KindStatus,
+    /// Packs (`count` packs; `bytes` of their `.pack` and `.idx` files).
+    pub packs: KindStatus,
+    /// Values in packs, as their indexes count them (an object in two packs counts twice).
+    pub packed_values: u64,
+    /// Call records in packs, likewise.
+    pub packed_calls: u64,
+    /// Logs of writers, running or ended, not yet sealed into packs.
+    pub logs: KindStatus,
+    /// Values in logs (whole entries).
+    pub logged_values: u64,
+    /// Call records in logs (whole entries).
+    pub logged_calls: u64,
     /// Files waiting in tmp/.
     pub temp: KindStatus,
+}
+
+impl StoreStatus {
+    /// Values in loose files, packs and logs (a value stored in two places counts twice).
+    pub fn value_count(&self) -> u64 {
+        self.values.count + self.packed_values + self.logged_values
+    }
+
+    /// Call records in loose files, packs and logs (likewise).
+    pub fn call_count(&self) -> u64 {
+        self.calls.count + self.packed_calls + self.logged_calls
+    }
 }
 
 impl FsBackend {
@@ -39,7 +65,38 @@ impl FsBackend {
                 Err(e) => Err(Error::io("stat", p, e)),
             }
         };
-        let mut st = StoreStatus::default();
+        let mut st = StoreStatus {
+            format: self.format(),
+            ..StoreStatus::default()
+        };
+        // Packs: counted from their indexes' headers, without reading the tables.
+        let packs = root.join(layout::PACKS);
+        for name in Self::list_dir(&packs)? {
+            let path = packs.join(&name);
+            if let Some(id) = layout::parse_pack_name(&name, "idx") {
+                let pack = layout::pack_path(root, &id, "pack");
+                let (Some(n_idx), Some(n_pack)) = (size(&path)?, size(&pack)?) else {
+                    continue; // half a pack: not part of the store yet
+                };
+                st.packs.count += 1;
+                st.packs.bytes += n_idx + n_pack;
+                if let Some((values, calls)) = crate::pack::idx_counts(&path) {
+                    st.packed_values += values;
+                    st.packed_calls += calls;
+                }
+            }
+        }
+        let logs = root.join(layout::LOGS);
+        for name in Self::list_dir(&logs)? {
+            let path = logs.join(name);
+            if let Some(n) = size(&path)? {
+                st.logs.count += 1;
+                st.logs.bytes += n;
+                let (values, calls) = crate::pack::log_counts(&path);
+                st.logged_values += values;
+                st.logged_calls += calls;
+            }
+        }
         // Only object names count: stray files are skipped (fsck reports them).
         for (s, r) in self.list_sharded(layout::VALUES)? {
             if layout::parse_sharded(&s, &r).is_some() {

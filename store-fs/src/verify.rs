@@ -5,7 +5,7 @@ use std::fmt;
 use std::fs;
 use std::path::PathBuf;
 
-use store_core::{Backend, Id, Result};
+use store_core::{Backend, CallName, Id, Result};
 
 use crate::{layout, FsBackend};
 
@@ -52,8 +52,6 @@ impl FsBackend {
     pub fn verify(&self) -> Result<VerifyReport> {
         let root = self.root().to_path_buf();
         let mut report = VerifyReport::default();
-        let mut problem =
-            |path: PathBuf, what: String| report.problems.push(Problem { path, what });
 
         for e in fs::read_dir(&root).map_err(|e| store_core::Error::io("list", &root, e))? {
             let e = e.map_err(|e| store_core::Error::io("list", &root, e))?;
@@ -84,13 +82,18 @@ impl FsBackend {
                         Ok(_) => {
                             values.insert(cid);
                         }
-                        Err(e) => problem(path, format!("not CBOR: {e}")),
+                        Err(e) => push(&mut report.problems, path, format!("not CBOR: {e}")),
                     }
                 }
-                Ok(None) => problem(path, "vanished while checking".into()),
-                Err(e) => problem(path, error_reason(e)),
+                Ok(None) => push(&mut report.problems, path, "vanished while checking".into()),
+                Err(e) => push(&mut report.problems, path, reason_of(e)),
             }
         }
+
+        // Packs and logs: their files checked whole, their values counted as present, their
+        // records checked below with the loose ones.
+        let mut records: Vec<(PathBuf, CallName, store_core::CallRecord)> = Vec::new();
+        self.verify_packs(&mut report, &mut values, &mut present, &mut records)?;
 
         // What each component's contents stand for, to check the ids records hold for their
         // dependencies (docs/FORMAT.md §6).
@@ -108,23 +111,38 @@ impl FsBackend {
                 ));
                 continue;
             };
-            let (key, hid) = (call.key, call.hid);
-            let rec = match self.read_call(&call) {
-                Ok(Some(r)) => r,
+            let bytes = match self.read_call_bytes(&path, &call.rid) {
+                Ok(Some(b)) => b,
                 Ok(None) => continue, // deleted since the listing
                 Err(e) => {
-                    problem(path, error_reason(e));
+                    push(&mut report.problems, path, reason_of(e));
                     continue;
                 }
             };
+            match store_core::CallRecord::from_cbor(&bytes) {
+                Ok(rec) => records.push((path, call, rec)),
+                Err(e) => push(
+                    &mut report.problems,
+                    path,
+                    format!("not a call record: {e}"),
+                ),
+            }
+        }
+        for (path, call, rec) in records {
+            let (key, hid) = (call.key, call.hid);
             if rec.hid() != hid || rec.key() != key {
-                problem(path, "record's call ids do not match its name".into());
+                push(
+                    &mut report.problems,
+                    path,
+                    "record's call ids do not match its name".into(),
+                );
                 continue;
             }
             n_calls += 1;
             for s in rec.inputs.iter().chain(&rec.outputs) {
                 if !present.contains(&s.cid) {
-                    problem(
+                    push(
+                        &mut report.problems,
                         path.clone(),
                         format!(
                             "names value {} ({}) which is not in the store",
@@ -135,7 +153,8 @@ impl FsBackend {
             }
             if !rec.deps.is_empty() {
                 if rec.semver != store_core::format::record::semantic_version(&rec.deps) {
-                    problem(
+                    push(
+                        &mut report.problems,
                         path.clone(),
                         "semver is not the hash of the record's deps".into(),
                     );
@@ -156,7 +175,8 @@ impl FsBackend {
             }
             for o in &rec.outputs {
                 if o.hid != store_core::format::record::output_hid(&hid, &o.name) {
-                    problem(
+                    push(
+                        &mut report.problems,
                         path.clone(),
                         format!("output '{}' has a wrong history id", o.name),
                     );
@@ -194,11 +214,15 @@ impl FsBackend {
                         store_core::version::history::VersionRecord,
                     >(&bytes)
                     {
-                        problem(path, format!("not a version record: {e}"));
+                        push(
+                            &mut report.problems,
+                            path,
+                            format!("not a version record: {e}"),
+                        );
                     }
                 }
-                Ok(None) => problem(path, "vanished while checking".into()),
-                Err(e) => problem(path, error_reason(e)),
+                Ok(None) => push(&mut report.problems, path, "vanished while checking".into()),
+                Err(e) => push(&mut report.problems, path, reason_of(e)),
             }
         }
         // The call index is a cache, but a damaged copy in it must not go unnoticed: every
@@ -208,7 +232,7 @@ impl FsBackend {
             for (name, bytes, _) in file.records.entries() {
                 let rid = name.rid;
                 if store_core::Id::hash(store_core::Kind::CallRecord, bytes) != rid {
-                    problem(
+                    push(&mut report.problems,
                         index.clone(),
                         format!(
                             "the index's copy of call record {} is damaged (readers read the file instead; the next whole-store query rewrites the index)",
@@ -219,7 +243,7 @@ impl FsBackend {
             }
             for (cid, bytes, _) in file.values.entries() {
                 if store_core::Id::hash(store_core::Kind::Value, bytes) != cid {
-                    problem(
+                    push(&mut report.problems,
                         index.clone(),
                         format!(
                             "the index's copy of value {} is damaged (readers read the file instead; the next whole-store query rewrites the index)",
@@ -244,7 +268,7 @@ impl FsBackend {
                 | store_core::Error::Store(store_core::StoreError::Io { path, .. }) => path.clone(),
                 _ => decisions.clone(),
             };
-            problem(path, error_reason(e));
+            push(&mut report.problems, path, reason_of(e));
         }
         for t in crate::write::stray_temp_files(&root.join(layout::TMP))? {
             let name = t.file_name().unwrap_or_default().to_string_lossy();
@@ -265,6 +289,187 @@ impl FsBackend {
 }
 
 impl FsBackend {
+    /// Checks `packs/` and `logs/`: each pack's index (its hash, its name) and file (its hash
+    /// as the index records it), and every entry of both; values found go to `values` (sound)
+    /// and `present`, records to `records` for the checks every record gets.
+    fn verify_packs(
+        &self,
+        report: &mut VerifyReport,
+        values: &mut BTreeSet<Id>,
+        present: &mut BTreeSet<Id>,
+        records: &mut Vec<(PathBuf, CallName, store_core::CallRecord)>,
+    ) -> Result<()> {
+        use crate::pack::format::EntryId;
+        let root = self.root().to_path_buf();
+        let dir = root.join(layout::PACKS);
+        let names = FsBackend::list_dir(&dir)?;
+        let mut entry = |report: &mut VerifyReport, found: crate::pack::Found| {
+            let at = format!(
+                "{} (entry at offset {})",
+                found.path.display(),
+                found.entry.offset
+            );
+            match (crate::pack::read_entry(&found), found.entry.id) {
+                (Err(e), EntryId::Value(cid)) => {
+                    present.insert(cid);
+                    report.problems.push(Problem {
+                        path: found.path.clone(),
+                        what: reason_of(e),
+                    });
+                }
+                (Err(e), EntryId::Call(_)) => report.problems.push(Problem {
+                    path: found.path.clone(),
+                    what: reason_of(e),
+                }),
+                (Ok(bytes), EntryId::Value(cid)) => {
+                    present.insert(cid);
+                    match store_core::format::cbor::from_slice::<ciborium::Value>(&bytes) {
+                        Ok(_) => {
+                            values.insert(cid);
+                        }
+                        Err(e) => report.problems.push(Problem {
+                            path: found.path.clone(),
+                            what: format!("entry at offset {}: not CBOR: {e}", found.entry.offset),
+                        }),
+                    }
+                }
+                (Ok(bytes), EntryId::Call(name)) => match store_core::CallRecord::from_cbor(&bytes)
+                {
+                    Ok(rec) => records.push((PathBuf::from(at), name, rec)),
+                    Err(e) => report.problems.push(Problem {
+                        path: found.path.clone(),
+                        what: format!(
+                            "entry at offset {}: not a call record: {e}",
+                            found.entry.offset
+                        ),
+                    }),
+                },
+            }
+        };
+        for name in &names {
+            let path = dir.join(name);
+            let (id, other) = if let Some(id) = layout::parse_pack_name(name, "idx") {
+                (id, layout::pack_file_name(&id, "pack"))
+            } else if let Some(id) = layout::parse_pack_name(name, "pack") {
+                (id, layout::pack_file_name(&id, "idx"))
+            } else {
+                report
+                    .warnings
+                    .push(stray(path, "a pack name (pack-<64 hex>.pack or .idx)"));
+                continue;
+            };
+            if names.binary_search(&other).is_err() {
+                report.warnings.push(Problem {
+                    path,
+                    what: format!("{other} is missing: not part of the store (a pack being sealed, or left by an interrupted one)"),
+                });
+                continue;
+            }
+            if !name.ends_with(".idx") {
+                continue;
+            }
+            let pack = match crate::pack::open_pack(&root, &id) {
+                Ok(Some(p)) => p,
+                Ok(None) => continue, // removed since the listing
+                Err(e) => {
+                    report.problems.push(Problem {
+                        path,
+                        what: reason_of(e),
+                    });
+                    continue;
+                }
+            };
+            let mut hasher = blake3::Hasher::new();
+            let hashed =
+                std::fs::File::open(&pack.path).and_then(|f| hasher.update_reader(f).map(|_| ()));
+            match hashed {
+                Ok(()) if hasher.finalize().as_bytes() == &pack.idx.pack_hash() => {}
+                Ok(()) => report.problems.push(Problem {
+                    path: pack.path.clone(),
+                    what: "does not hash to what its index records (damaged or truncated)".into(),
+                }),
+                Err(e) => report.problems.push(Problem {
+                    path: pack.path.clone(),
+                    what: format!("cannot be read: {e}"),
+                }),
+            }
+            let file = pack.file.clone();
+            for i in 0..pack.idx.n_values() {
+                entry(
+                    report,
+                    crate::pack::Found {
+                        file: file.clone(),
+                        path: pack.path.clone(),
+                        entry: pack.idx.value(i),
+                    },
+                );
+            }
+            for i in 0..pack.idx.n_calls() {
+                entry(
+                    report,
+                    crate::pack::Found {
+                        file: file.clone(),
+                        path: pack.path.clone(),
+                        entry: pack.idx.call(i),
+                    },
+                );
+            }
+        }
+        let logs = root.join(layout::LOGS);
+        for name in FsBackend::list_dir(&logs)? {
+            let path = logs.join(&name);
+            let Some((file, len)) = crate::open::open_regular(&path)? else {
+                continue;
+            };
+            let live = name.ends_with(".log")
+                && matches!(
+                    file.try_lock_shared(),
+                    Err(std::fs::TryLockError::WouldBlock)
+                );
+            let Some((entries, valid)) = crate::pack::log::whole_entries(&file, &path)? else {
+                report.warnings.push(stray(
+                    path,
+                    "a log (<pid>-<n>-<hex>.log starting with a pack header)",
+                ));
+                continue;
+            };
+            let file = std::sync::Arc::new(file);
+            let n = entries.len();
+            for e in entries {
+                entry(
+                    report,
+                    crate::pack::Found {
+                        file: file.clone(),
+                        path: path.clone(),
+                        entry: e,
+                    },
+                );
+            }
+            // A running writer's log is the normal state of a store in use: not reported.
+            if live && valid == len {
+                continue;
+            }
+            let state = if live {
+                "the log of a running writer"
+            } else {
+                "the log of a writer that ended without sealing it (the next writer seals it into a pack)"
+            };
+            let tail = if valid < len {
+                format!(
+                    "; its last {} bytes are not a whole entry (being written, or torn by a crash: cut off when sealed)",
+                    len - valid
+                )
+            } else {
+                String::new()
+            };
+            report.warnings.push(Problem {
+                path,
+                what: format!("{state}: {n} entries{tail}"),
+            });
+        }
+        Ok(())
+    }
+
     /// Every file under `top` (`values`, `calls`, `versions`) as (path, shard, rest of the
     /// name), sorted; a file where a shard directory belongs goes to `warnings` instead.
     fn sharded_files(
@@ -285,6 +490,10 @@ impl FsBackend {
     }
 }
 
+fn push(problems: &mut Vec<Problem>, path: PathBuf, what: String) {
+    problems.push(Problem { path, what });
+}
+
 /// A name that is not an object's, where objects live (`.DS_Store`, `name~`, rsync's
 /// `.name.XXXXXX`): not damage, since every reader skips it, but worth knowing.
 fn stray(path: PathBuf, expected: &str) -> Problem {
@@ -294,7 +503,8 @@ fn stray(path: PathBuf, expected: &str) -> Problem {
     }
 }
 
-fn error_reason(e: store_core::Error) -> String {
+/// The reason of a damage error, or the whole message of another.
+pub(crate) fn reason_of(e: store_core::Error) -> String {
     match e {
         store_core::Error::Store(store_core::StoreError::Corrupt { reason, .. }) => reason,
         other => other.to_string(),

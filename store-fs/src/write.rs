@@ -33,7 +33,8 @@ pub const DAMAGED_PREFIX: &str = "damaged-value-";
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn temp_name() -> String {
+/// A name no other write of any process uses: `<pid>-<counter>-<12 hex>`.
+pub(crate) fn unique_name() -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -86,7 +87,7 @@ pub fn write_observed<T>(
     fill: impl FnOnce(&mut Sink<'_>, &Path) -> Result<()>,
     observe: impl FnOnce() -> T,
 ) -> Result<T> {
-    let tmp = tmp_dir.join(temp_name());
+    let tmp = tmp_dir.join(unique_name());
     let result = write_temp(&tmp, fill, durability).and_then(|_| {
         let seen = observe();
         rename_into(&tmp, dest, durability).map(|_| seen)
@@ -108,6 +109,34 @@ impl Write for Sink<'_> {
         #[cfg(feature = "fault-injection")]
         let buf = crate::faults::take(buf)?;
         self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// A file written through the fault-injection budget (see [`Sink`]), owning the file.
+pub(crate) struct FaultySink {
+    file: File,
+}
+
+impl FaultySink {
+    pub(crate) fn new(file: File) -> FaultySink {
+        FaultySink { file }
+    }
+
+    pub(crate) fn into_inner(self) -> File {
+        self.file
+    }
+}
+
+impl Write for FaultySink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Sink {
+            file: &mut self.file,
+        }
+        .write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {

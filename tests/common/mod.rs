@@ -35,3 +35,13 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Options that create a format-1 store (one file per object), for tests of what format 1
+/// does with its loose files; opening an existing store keeps its format whatever these say.
+#[allow(dead_code)] // not every test binary uses format 1
+pub fn format1() -> mandala::OpenOptions {
+    mandala::OpenOptions {
+        format: 1,
+        ..mandala::OpenOptions::default()
+    }
+}

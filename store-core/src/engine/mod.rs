@@ -104,6 +104,14 @@ impl Engine {
         &*self.inner.backend
     }
 
+    /// Puts what this engine wrote into the store's long-term form now (the file store seals
+    /// its log into a pack, which it also does at a threshold and when the store is dropped).
+    /// Calls are safe and visible to other processes before this: it is never needed for
+    /// correctness, only to tidy before a `git commit` of a store a program still has open.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.backend.flush()
+    }
+
     /// Turns versioning on: brings the histories of the program's components up to date in
     /// the store (committing changed ones as `versioning` decides) and returns what changed.
     /// From then on calls record the components they touch, and a stored call is a hit only
@@ -358,9 +366,8 @@ impl Engine {
                 }
             }
         }
-        for name in &doomed {
-            self.inner.backend.delete_call(name)?;
-        }
+        let list: Vec<CallName> = doomed.iter().copied().collect();
+        self.inner.backend.delete_calls(&list)?;
         let mut memo = self.inner.memo.lock().unwrap();
         for name in &doomed {
             memo.by_hid.remove(&name.hid);

@@ -1,0 +1,362 @@
+//! Logs (`logs/<pid>-<random>.log`): where a handle of a format-2 store appends the objects
+//! of each call with one `write()`, and how a log becomes a pack (sealing), including the log
+//! of a writer that died.
+//!
+//! # Guarantees
+//! - A log is created complete with its header in `tmp/`, locked (exclusive `flock`, held
+//!   while its handle lives), then renamed into `logs/`: no one ever sees a log that is not
+//!   locked by a living writer, except the log of a dead one.
+//! - Each call's objects (its new values, then its record) are appended with one `write()`;
+//!   a failed append is cut off again, so a log is always whole entries, except for the torn
+//!   tail a killed process may leave, which readers skip and sealing cuts off.
+//! - Sealing writes the index into `packs/` first, then renames the log itself to its pack
+//!   name: a pack is visible (both files present) only once complete, and until that rename
+//!   the log is still in `logs/`, so no moment loses an entry.
+
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write};
+use std::sync::Arc;
+
+use store_core::{Error, Id, Result};
+
+use super::format::{self, EntryId, Located};
+use super::{read_exact_at, LogView, Pack, Packs};
+use crate::{blob, layout, write, Durability, FsBackend};
+
+/// A log is sealed into a pack once it holds this many bytes…
+pub(crate) const SEAL_BYTES: u64 = 16 << 20;
+/// …or this many call records.
+pub(crate) const SEAL_CALLS: usize = 20_000;
+
+/// This handle's log.
+pub(crate) struct OwnLog {
+    pub(crate) view: LogView,
+    /// Entries added but not yet written (they are in `view` already, at offsets from
+    /// `written` on): written with the next call record, in the same `write()`.
+    pending: Vec<u8>,
+    /// Bytes in the file.
+    written: u64,
+    /// The hash of those bytes, kept as they are written (the pack's hash when sealed).
+    hasher: blake3::Hasher,
+    calls: usize,
+}
+
+impl OwnLog {
+    /// Drops the entries that were never written (after a failed append).
+    fn drop_pending(&mut self) {
+        let written = self.written;
+        self.pending.clear();
+        self.view.entries.retain(|e| e.offset < written);
+        self.view.values.retain(|_, e| e.offset < written);
+        self.view.calls.retain(|_, e| e.offset < written);
+        self.calls = self.view.calls.len();
+        self.view.read_to = written;
+    }
+
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+}
+
+impl FsBackend {
+    /// Adds an entry to this handle's log: written now if `commit`, else with the next commit
+    /// (see [`FsBackend::commit_log`]).
+    pub(crate) fn log_append(&self, id: EntryId, frame: &[u8], commit: bool) -> Result<()> {
+        let mut packs = self.packs();
+        if packs.own.is_none() {
+            let own = self.open_own_log(&mut packs)?;
+            packs.own = Some(own);
+        }
+        let own = packs.own.as_mut().expect("opened above");
+        let offset = own.written + own.pending.len() as u64;
+        format::encode_entry(&id, frame, &mut own.pending);
+        own.view.add(Located {
+            id,
+            offset,
+            len: frame.len() as u32,
+        });
+        if matches!(id, EntryId::Call(_)) {
+            own.calls += 1;
+        }
+        if commit {
+            self.commit_log(&mut packs)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the pending entries of this handle's log with one `write()`; seals the log if
+    /// it reached the threshold. A failed write is cut off the file again and its entries
+    /// forgotten (writers then re-check what is stored: see `FsBackend::begin_writes`).
+    pub(crate) fn commit_log(&self, packs: &mut Packs) -> Result<()> {
+        let Some(own) = packs.own.as_mut() else {
+            return Ok(());
+        };
+        if own.pending.is_empty() {
+            return Ok(());
+        }
+        let path = own.view.path.clone();
+        let written = append(&own.view.file, &own.pending).and_then(|()| {
+            if self.inner.durability == Durability::Sync {
+                own.view.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            self.inner
+                .lost_writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let cut = own.view.file.set_len(own.written);
+            own.drop_pending();
+            if cut.is_err() {
+                // The file ends in a torn entry we cannot cut: leave it (readers and sealing
+                // skip a torn tail) and start a new log with the next write.
+                packs.own = None;
+            }
+            return Err(Error::io("append to", path, e));
+        }
+        own.hasher.update(&own.pending);
+        own.written += own.pending.len() as u64;
+        own.pending.clear();
+        own.view.read_to = own.written;
+        if own.written >= SEAL_BYTES || own.calls >= SEAL_CALLS {
+            // The calls are safe in the log: a seal that fails is tried again later.
+            if let Err(e) = self.seal_own(packs) {
+                eprintln!("mandala: warning: sealing a log into a pack failed: {e} (the log is kept and sealed later)");
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals this handle's log into a pack (writing what is pending first); the next write
+    /// starts a new log.
+    pub(crate) fn seal_own(&self, packs: &mut Packs) -> Result<()> {
+        self.commit_log(packs)?;
+        let Some(own) = packs.own.take() else {
+            return Ok(());
+        };
+        if own.view.entries.is_empty() {
+            let _ = fs::remove_file(&own.view.path);
+            return Ok(());
+        }
+        let hash = own.hasher.finalize();
+        match self.seal_file(&own.view, hash.as_bytes()) {
+            Ok(pack) => {
+                let _ = own.view.file.unlock();
+                add_pack(packs, pack);
+                Ok(())
+            }
+            Err(e) => {
+                packs.own = Some(own);
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes the log `log` (whole entries, hashing to `hash`) a pack: its index written into
+    /// `packs/`, then the log renamed beside it.
+    fn seal_file(&self, log: &LogView, hash: &[u8; 32]) -> Result<Pack> {
+        let (idx, id) = format::encode_idx(hash, &log.entries);
+        let root = &self.inner.root;
+        let durability = self.inner.durability;
+        if durability == Durability::Sync {
+            log.file
+                .sync_all()
+                .map_err(|e| Error::io("fsync", &log.path, e))?;
+        }
+        let idx_path = layout::pack_path(root, &id, "idx");
+        if !crate::open::is_regular(&idx_path) {
+            write::write_with(&self.inner.tmp, &idx_path, durability, |f, tmp| {
+                f.write_all(&idx).map_err(|e| Error::io("write", tmp, e))
+            })?;
+        }
+        let pack_path = layout::pack_path(root, &id, "pack");
+        fs::rename(&log.path, &pack_path)
+            .map_err(|e| Error::io("rename into place", &pack_path, e))?;
+        if durability == Durability::Sync {
+            for dir in [root.join(layout::PACKS), root.join(layout::LOGS)] {
+                File::open(&dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| Error::io("fsync directory", &dir, e))?;
+            }
+        }
+        let size = log.file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(Pack {
+            name: id,
+            path: pack_path,
+            file: log.file.clone(),
+            idx: format::Idx::parse(idx, &id).map_err(|r| Error::corrupt(&idx_path, r))?,
+            size,
+        })
+    }
+
+    /// A new log for this handle: created with its header in `tmp/`, locked, renamed into
+    /// `logs/`. The logs of dead writers are sealed first.
+    fn open_own_log(&self, packs: &mut Packs) -> Result<OwnLog> {
+        if let Err(e) = self.recover_dead_logs(packs) {
+            eprintln!("mandala: warning: sealing the log of a dead writer failed: {e}");
+        }
+        let name = format!("{}.log", write::unique_name());
+        let tmp = self.inner.tmp.join(&name);
+        let file = File::options()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io("create", &tmp, e))?;
+        let made = file
+            .lock()
+            .map_err(|e| Error::io("lock", &tmp, e))
+            .and_then(|()| {
+                append(&file, &format::header()).map_err(|e| Error::io("write", &tmp, e))
+            });
+        let dir = self.inner.root.join(layout::LOGS);
+        let path = dir.join(&name);
+        let made = made.and_then(|()| match fs::rename(&tmp, &path) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+                fs::rename(&tmp, &path).map_err(|e| Error::io("rename into place", &path, e))
+            }
+            r => r.map_err(|e| Error::io("rename into place", &path, e)),
+        });
+        if let Err(e) = made {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&format::header());
+        Ok(OwnLog {
+            view: LogView::new(name, path, Arc::new(file)),
+            pending: Vec::new(),
+            written: format::HEADER_LEN,
+            hasher,
+            calls: 0,
+        })
+    }
+
+    /// Seals the logs of writers that are gone (their lock is free): each log's whole,
+    /// verified entries become a pack, a torn tail is cut off, an empty log is removed.
+    /// Returns how many logs were sealed.
+    pub(crate) fn recover_dead_logs(&self, packs: &mut Packs) -> Result<usize> {
+        let dir = self.inner.root.join(layout::LOGS);
+        let own = packs.own.as_ref().map(|o| o.view.name.clone());
+        let mut sealed = 0;
+        for name in super::list_names(&dir)? {
+            if !name.ends_with(".log") || Some(&name) == own.as_ref() {
+                continue;
+            }
+            let path = dir.join(&name);
+            let file = match File::options().read(true).write(true).open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("open", &path, e)),
+            };
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => continue, // its writer is alive
+                Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+            }
+            if !same_file(&file, &path) || !file.metadata().is_ok_and(|m| m.is_file()) {
+                continue; // sealed by another process meanwhile (or not a file at all)
+            }
+            let Some((entries, valid)) = whole_entries(&file, &path)? else {
+                continue; // not a log: fsck reports it
+            };
+            let len = file
+                .metadata()
+                .map_err(|e| Error::io("stat", &path, e))?
+                .len();
+            if valid < len {
+                file.set_len(valid)
+                    .map_err(|e| Error::io("cut the torn tail of", &path, e))?;
+            }
+            if entries.is_empty() {
+                fs::remove_file(&path).map_err(|e| Error::io("delete", &path, e))?;
+                continue;
+            }
+            let mut bytes = vec![0u8; valid as usize];
+            read_exact_at(&file, &mut bytes, 0).map_err(|e| Error::io("read", &path, e))?;
+            let hash = blake3::hash(&bytes);
+            let mut view = LogView::new(name, path, Arc::new(file));
+            for e in entries {
+                view.add(e);
+            }
+            let pack = self.seal_file(&view, hash.as_bytes())?;
+            add_pack(packs, pack);
+            packs.logs.retain(|l| l.name != view.name);
+            sealed += 1;
+        }
+        Ok(sealed)
+    }
+}
+
+/// The whole entries at the start of a log whose content checks (each decompresses and hashes
+/// to its id), and where they end; `None` if the file is not a log.
+pub(crate) fn whole_entries(
+    file: &File,
+    path: &std::path::Path,
+) -> Result<Option<(Vec<Located>, u64)>> {
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("stat", path, e))?
+        .len();
+    let mut bytes = vec![0u8; len as usize];
+    read_exact_at(file, &mut bytes, 0).map_err(|e| Error::io("read", path, e))?;
+    if bytes.len() < format::HEADER_LEN as usize || bytes[..16] != format::header() {
+        return Ok(None);
+    }
+    let mut at = format::HEADER_LEN;
+    let mut entries = Vec::new();
+    while let Ok(Some(e)) = format::parse_entry(&bytes, 0, at) {
+        let frame = &bytes[e.frame_at() as usize..e.end() as usize];
+        let Ok(content) = blob::decompress(frame, path, super::MAX_ENTRY) else {
+            break;
+        };
+        let (kind, id) = e.id.content_id();
+        if Id::hash(kind, &content) != id {
+            break;
+        }
+        entries.push(e);
+        at = e.end();
+    }
+    Ok(Some((entries, at)))
+}
+
+fn add_pack(packs: &mut Packs, pack: Pack) {
+    if !packs.packs.iter().any(|p| p.name == pack.name) {
+        packs.packs.push(Arc::new(pack));
+        packs.packs.sort_by_key(|p| p.name);
+    }
+}
+
+/// Appends `bytes` to `file` (opened for appending) with one `write()` (and more only if the
+/// system writes part of it). With the `fault-injection` feature, the full-disk budget applies.
+fn append(mut file: &File, bytes: &[u8]) -> std::io::Result<()> {
+    #[cfg(feature = "fault-injection")]
+    {
+        let allowed = crate::faults::take(bytes)?;
+        file.write_all(allowed)?;
+        if allowed.len() < bytes.len() {
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+        Ok(())
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    file.write_all(bytes)
+}
+
+/// Whether `path` still names the file `file` is open on.
+fn same_file(file: &File, path: &std::path::Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        fs::metadata(path).is_ok() && file.metadata().is_ok()
+    }
+}

@@ -1,0 +1,471 @@
+//! Packs (store format 2, docs/FORMAT.md §9): small objects — call records, and values whose
+//! CBOR is under [`PACK_VALUE_MAX`] — live in pack files instead of one file each.
+//!
+//! - Each writing handle appends each call's objects with **one `write()`** to its own log
+//!   (`logs/<pid>-<random>.log`, locked while it lives): see `log`.
+//! - A log is **sealed** into a pack (`packs/pack-<ID>.pack` with its index `.idx`, both
+//!   immutable, named by the hash of the index) at a size or count threshold, on `flush()`,
+//!   when the last handle of the store is dropped, and by the next writer that finds the log
+//!   of a dead process.
+//! - **Readers** know the packs' indexes (sorted tables searched in place) and the entries
+//!   of the logs of running processes; they look at `logs/` and `packs/` again (one stat each,
+//!   plus one per running writer's log) when a lookup misses, and at most every
+//!   [`REFRESH_EVERY`] on hits, never listing a directory that did not change.
+//! - **Consolidation** (`repack`) merges packs into one under the collection lock: see
+//!   `repack`.
+//!
+//! Everything here is in memory about what is on disk; the bytes are in `format`.
+
+pub(crate) mod format;
+pub(crate) mod log;
+pub(crate) mod repack;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use store_core::{CallName, Error, Id, Result};
+
+use crate::index::Stamp;
+use crate::{blob, layout};
+use format::{EntryId, Idx, Located};
+
+/// Values whose canonical CBOR is shorter than this go into packs (format 2); longer ones
+/// stay loose files, as in format 1. Records always go into packs.
+pub const PACK_VALUE_MAX: usize = 64 << 10;
+
+/// The largest content an entry of a pack may claim (a damaged or hostile frame header must
+/// not make a reader allocate more).
+pub(crate) const MAX_ENTRY: u64 = blob::MAX_RECORD;
+
+/// How often a lookup that hits looks for packs removed by a consolidation elsewhere.
+pub(crate) const REFRESH_EVERY: Duration = Duration::from_millis(50);
+
+/// How long a directory must have been unchanged for its listing to be trusted while its
+/// stamp stays the same (file systems stamp directories with a coarse clock).
+const QUIET: Duration = Duration::from_secs(2);
+
+/// One sealed pack: its index in memory, its file open.
+pub(crate) struct Pack {
+    pub(crate) name: Id,
+    pub(crate) path: PathBuf,
+    pub(crate) file: Arc<File>,
+    pub(crate) idx: Idx,
+    /// Size of the `.pack` file.
+    pub(crate) size: u64,
+}
+
+/// The entries of a log: one of a running writer (read as it grows), or this handle's own.
+pub(crate) struct LogView {
+    pub(crate) name: String,
+    pub(crate) path: PathBuf,
+    pub(crate) file: Arc<File>,
+    /// Entries end here (a torn or growing tail after it is read again later).
+    pub(crate) read_to: u64,
+    pub(crate) values: HashMap<Id, Located>,
+    pub(crate) calls: BTreeMap<CallName, Located>,
+    /// Every entry, in file order (what sealing indexes).
+    pub(crate) entries: Vec<Located>,
+}
+
+impl LogView {
+    pub(crate) fn new(name: String, path: PathBuf, file: Arc<File>) -> LogView {
+        LogView {
+            name,
+            path,
+            file,
+            read_to: format::HEADER_LEN,
+            values: HashMap::new(),
+            calls: BTreeMap::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    pub(crate) fn add(&mut self, e: Located) {
+        match e.id {
+            EntryId::Value(cid) => {
+                self.values.entry(cid).or_insert(e);
+            }
+            EntryId::Call(name) => {
+                self.calls.entry(name).or_insert(e);
+            }
+        }
+        self.entries.push(e);
+        self.read_to = self.read_to.max(e.end());
+    }
+
+    /// Reads what the log's writer appended since the last time: whole entries only.
+    fn catch_up(&mut self) -> Result<()> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io("stat", &self.path, e))?
+            .len();
+        if len <= self.read_to {
+            return Ok(());
+        }
+        let base = self.read_to;
+        let mut bytes = vec![0u8; (len - base) as usize];
+        read_exact_at(&self.file, &mut bytes, base)
+            .map_err(|e| Error::io("read", &self.path, e))?;
+        let mut at = base;
+        while let Ok(Some(e)) = format::parse_entry(&bytes, base, at) {
+            at = e.end();
+            self.add(e);
+        }
+        Ok(())
+    }
+}
+
+/// Where an entry is: the file holding it, for messages its path, and the entry.
+pub(crate) struct Found {
+    pub(crate) file: Arc<File>,
+    pub(crate) path: PathBuf,
+    pub(crate) entry: Located,
+}
+
+/// What a handle knows of the store's packs and logs.
+#[derive(Default)]
+pub(crate) struct Packs {
+    packs_stamp: Option<Stamp>,
+    packs_settled: bool,
+    /// Sorted by name.
+    pub(crate) packs: Vec<Arc<Pack>>,
+    logs_stamp: Option<Stamp>,
+    logs_settled: bool,
+    /// Logs of running writers (other processes, or other handles of this one), by name.
+    pub(crate) logs: Vec<LogView>,
+    /// This handle's log, once it wrote.
+    pub(crate) own: Option<log::OwnLog>,
+    last_refresh: Option<Instant>,
+    /// The collection epoch the pack list was made under (see `lock`).
+    pub(crate) epoch: Option<u64>,
+    /// Entries found damaged (file, offset): passed over, so the value counts as missing
+    /// here and the call that made it is computed again, its value written anew.
+    pub(crate) damaged: std::collections::HashSet<(PathBuf, u64)>,
+}
+
+impl Packs {
+    /// Looks at `packs/` and `logs/` again if the lookup missed (`miss`) or if it has not for
+    /// [`REFRESH_EVERY`]; `force` lists both directories whatever their stamps.
+    pub(crate) fn refresh(&mut self, root: &Path, miss: bool, force: bool) -> Result<()> {
+        let due = self
+            .last_refresh
+            .is_none_or(|t| t.elapsed() >= REFRESH_EVERY);
+        if !(miss || due || force) {
+            return Ok(());
+        }
+        self.last_refresh = Some(Instant::now());
+        // Logs before packs: a writer seals its log into a pack (renamed in) before it removes
+        // the log, so entries never fall between the two listings.
+        self.refresh_logs(root, force)?;
+        self.refresh_packs(root, force)
+    }
+
+    fn refresh_logs(&mut self, root: &Path, force: bool) -> Result<()> {
+        let dir = root.join(layout::LOGS);
+        let stamp = dir_stamp(&dir)?;
+        if force || !self.logs_settled || stamp != self.logs_stamp {
+            let names = list_names(&dir)?;
+            let own = self.own.as_ref().map(|o| o.view.name.clone());
+            self.logs.retain(|l| names.binary_search(&l.name).is_ok());
+            for name in names {
+                if !name.ends_with(".log")
+                    || Some(&name) == own.as_ref()
+                    || self.logs.iter().any(|l| l.name == name)
+                {
+                    continue;
+                }
+                let path = dir.join(&name);
+                match crate::open::open_regular(&path)? {
+                    Some((file, _)) => {
+                        self.logs.push(LogView::new(name, path, Arc::new(file)));
+                    }
+                    None => continue, // sealed since the listing
+                }
+            }
+            self.logs_stamp = stamp;
+            self.logs_settled = stamp.is_some_and(|s| s.age() >= QUIET);
+        }
+        for log in &mut self.logs {
+            if log.read_to == format::HEADER_LEN && !has_pack_header(&log.file) {
+                continue; // not (yet) a log: fsck reports it
+            }
+            log.catch_up()?;
+        }
+        Ok(())
+    }
+
+    fn refresh_packs(&mut self, root: &Path, force: bool) -> Result<()> {
+        let dir = root.join(layout::PACKS);
+        let stamp = dir_stamp(&dir)?;
+        if !force && self.packs_settled && stamp == self.packs_stamp {
+            return Ok(());
+        }
+        let names = list_names(&dir)?;
+        let listed: Vec<Id> = names
+            .iter()
+            .filter_map(|n| layout::parse_pack_name(n, "idx"))
+            .filter(|id| {
+                names
+                    .binary_search(&layout::pack_file_name(id, "pack"))
+                    .is_ok()
+            })
+            .collect();
+        self.packs.retain(|p| listed.binary_search(&p.name).is_ok());
+        for id in listed {
+            if self.packs.iter().any(|p| p.name == id) {
+                continue;
+            }
+            // A pack removed since the listing (consolidated) is skipped; a damaged one is
+            // reported by fsck and skipped here, so one bad file never stops a store.
+            match open_pack(root, &id) {
+                Ok(Some(p)) => self.packs.push(Arc::new(p)),
+                Ok(None) => {}
+                Err(e) => {
+                    eprintln!("mandala: warning: {e} (the pack is skipped; run `mandala fsck`)")
+                }
+            }
+        }
+        self.packs.sort_by_key(|p| p.name);
+        self.packs_stamp = stamp;
+        self.packs_settled = stamp.is_some_and(|s| s.age() >= QUIET);
+        Ok(())
+    }
+
+    fn sources(&self) -> impl Iterator<Item = &LogView> {
+        self.own
+            .as_ref()
+            .map(|o| &o.view)
+            .into_iter()
+            .chain(&self.logs)
+    }
+
+    /// Where value `cid` is, if in a log or pack this handle knows (and not found damaged).
+    pub(crate) fn find_value(&self, cid: &Id) -> Option<Found> {
+        self.values_at(cid).into_iter().next()
+    }
+
+    /// Every copy of value `cid` this handle knows and has not found damaged: logs first.
+    pub(crate) fn values_at(&self, cid: &Id) -> Vec<Found> {
+        let mut out = Vec::new();
+        for log in self.sources() {
+            if let Some(e) = log.values.get(cid) {
+                out.push(found(&log.file, &log.path, *e));
+            }
+        }
+        for p in &self.packs {
+            if let Some(e) = p.idx.find_value(cid) {
+                out.push(found(&p.file, &p.path, e));
+            }
+        }
+        out.retain(|f| !self.damaged.contains(&(f.path.clone(), f.entry.offset)));
+        out
+    }
+
+    /// Where call `name` is, if in a log or pack this handle knows.
+    pub(crate) fn find_call(&self, name: &CallName) -> Option<Found> {
+        for log in self.sources() {
+            if let Some(e) = log.calls.get(name) {
+                return Some(found(&log.file, &log.path, *e));
+            }
+        }
+        self.packs
+            .iter()
+            .find_map(|p| p.idx.find_call(name).map(|e| found(&p.file, &p.path, e)))
+    }
+
+    /// The names of the records under call key `key` in the logs and packs this handle knows.
+    pub(crate) fn calls_of(&self, key: &Id, out: &mut Vec<CallName>) {
+        let lo = CallName {
+            key: *key,
+            hid: Id([0; 32]),
+            rid: Id([0; 32]),
+        };
+        let hi = CallName {
+            key: *key,
+            hid: Id([0xff; 32]),
+            rid: Id([0xff; 32]),
+        };
+        for log in self.sources() {
+            out.extend(log.calls.range(lo..=hi).map(|(n, _)| *n));
+        }
+        for p in &self.packs {
+            out.extend(p.idx.calls_of(key).map(|e| match e.id {
+                EntryId::Call(n) => n,
+                EntryId::Value(_) => unreachable!("a call table holds calls"),
+            }));
+        }
+    }
+
+    /// Every call name in the logs and packs this handle knows (unsorted, may repeat).
+    pub(crate) fn all_calls(&self, out: &mut Vec<CallName>) {
+        for log in self.sources() {
+            out.extend(log.calls.keys().copied());
+        }
+        for p in &self.packs {
+            out.extend((0..p.idx.n_calls()).map(|i| match p.idx.call(i).id {
+                EntryId::Call(n) => n,
+                EntryId::Value(_) => unreachable!("a call table holds calls"),
+            }));
+        }
+    }
+
+    /// Every value id in the logs and packs this handle knows (unsorted, may repeat).
+    pub(crate) fn all_values(&self, out: &mut Vec<Id>) {
+        for log in self.sources() {
+            out.extend(log.values.keys().copied());
+        }
+        for p in &self.packs {
+            out.extend((0..p.idx.n_values()).map(|i| match p.idx.value(i).id {
+                EntryId::Value(cid) => cid,
+                EntryId::Call(_) => unreachable!("a value table holds values"),
+            }));
+        }
+    }
+}
+
+fn found(file: &Arc<File>, path: &Path, entry: Located) -> Found {
+    Found {
+        file: file.clone(),
+        path: path.to_path_buf(),
+        entry,
+    }
+}
+
+/// Opens the pack `id` (its index read and checked); `None` if either file is gone.
+pub(crate) fn open_pack(root: &Path, id: &Id) -> Result<Option<Pack>> {
+    let idx_path = layout::pack_path(root, id, "idx");
+    let path = layout::pack_path(root, id, "pack");
+    let Some(bytes) = crate::open::read_small(&idx_path, 1 << 36, "a pack index")? else {
+        return Ok(None);
+    };
+    let idx = Idx::parse(bytes, id).map_err(|reason| Error::corrupt(&idx_path, reason))?;
+    let Some((file, size)) = crate::open::open_regular(&path)? else {
+        return Ok(None);
+    };
+    Ok(Some(Pack {
+        name: *id,
+        path,
+        file: Arc::new(file),
+        idx,
+        size,
+    }))
+}
+
+/// The content of the entry `found`, decompressed and checked against its id.
+pub(crate) fn read_entry(found: &Found) -> Result<Vec<u8>> {
+    let Found { file, path, entry } = found;
+    let hlen = entry.id.header_len();
+    let mut buf = vec![0u8; hlen + entry.len as usize];
+    read_exact_at(file, &mut buf, entry.offset).map_err(|e| {
+        if e.kind() == ErrorKind::UnexpectedEof {
+            Error::corrupt(
+                path,
+                format!(
+                    "entry at offset {} is cut short (truncated file?)",
+                    entry.offset
+                ),
+            )
+        } else {
+            Error::io("read", path, e)
+        }
+    })?;
+    let at_offset = |reason: String| {
+        Error::corrupt(path, format!("entry at offset {}: {reason}", entry.offset))
+    };
+    match format::parse_entry(&buf, entry.offset, entry.offset) {
+        Ok(Some(e)) if e == *entry => {}
+        Ok(_) => return Err(at_offset("does not match the pack's index".into())),
+        Err(reason) => return Err(at_offset(reason)),
+    }
+    let bytes = blob::decompress(&buf[hlen..], path, MAX_ENTRY)
+        .map_err(|e| at_offset(crate::verify::reason_of(e)))?;
+    let (kind, id) = entry.id.content_id();
+    let actual = Id::hash(kind, &bytes);
+    if actual != id {
+        return Err(at_offset(format!(
+            "content hashes to {actual}, not to {id}"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The raw frame of the entry `found` (for consolidation, which checks it separately).
+pub(crate) fn read_frame(found: &Found) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; found.entry.len as usize];
+    read_exact_at(&found.file, &mut buf, found.entry.frame_at())
+        .map_err(|e| Error::io("read", &found.path, e))?;
+    Ok(buf)
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`.
+pub(crate) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::FileExt;
+        let mut done = 0;
+        while done < buf.len() {
+            match file.seek_read(&mut buf[done..], offset + done as u64)? {
+                0 => return Err(ErrorKind::UnexpectedEof.into()),
+                n => done += n,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The value and call counts in the header of the index at `path` (unchecked: for `status`).
+pub(crate) fn idx_counts(path: &Path) -> Option<(u64, u64)> {
+    let (file, _) = crate::open::open_regular(path).ok()??;
+    let mut head = [0u8; format::IDX_HEAD];
+    read_exact_at(&file, &mut head, 0).ok()?;
+    if &head[..12] != format::IDX_MAGIC {
+        return None;
+    }
+    Some((
+        u64::from_le_bytes(head[48..56].try_into().ok()?),
+        u64::from_le_bytes(head[56..64].try_into().ok()?),
+    ))
+}
+
+/// The whole value and call entries of the log at `path`, by their headers (for `status`).
+pub(crate) fn log_counts(path: &Path) -> (u64, u64) {
+    let Ok(Some((file, _))) = crate::open::open_regular(path) else {
+        return (0, 0);
+    };
+    if !has_pack_header(&file) {
+        return (0, 0);
+    }
+    let mut view = LogView::new(String::new(), path.to_path_buf(), Arc::new(file));
+    if view.catch_up().is_err() {
+        return (0, 0);
+    }
+    (view.values.len() as u64, view.calls.len() as u64)
+}
+
+fn has_pack_header(file: &File) -> bool {
+    let mut h = [0u8; 16];
+    read_exact_at(file, &mut h, 0).is_ok() && h == format::header()
+}
+
+fn dir_stamp(dir: &Path) -> Result<Option<Stamp>> {
+    match fs::metadata(dir) {
+        Ok(m) => Ok(Some(Stamp::of(&m))),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("stat", dir, e)),
+    }
+}
+
+/// The names in `dir`, sorted (none if it does not exist).
+pub(crate) fn list_names(dir: &Path) -> Result<Vec<String>> {
+    crate::FsBackend::list_dir(dir)
+}
