@@ -82,17 +82,26 @@ fn writer(
     (child, stdin, lines)
 }
 
-/// Sets the modification time of every value file to two hours ago.
+/// Sets the modification time of every value file and pack to two hours ago.
 fn age_values(store: &Path) {
     let old = SystemTime::now() - Duration::from_secs(2 * 3600);
-    for shard in std::fs::read_dir(store.join("values")).unwrap() {
+    let age = |p: &Path| {
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap()
+    };
+    for f in std::fs::read_dir(store.join("packs")).into_iter().flatten() {
+        age(&f.unwrap().path());
+    }
+    for shard in std::fs::read_dir(store.join("values"))
+        .into_iter()
+        .flatten()
+    {
         for f in std::fs::read_dir(shard.unwrap().path()).unwrap() {
-            std::fs::File::options()
-                .write(true)
-                .open(f.unwrap().path())
-                .unwrap()
-                .set_modified(old)
-                .unwrap();
+            age(&f.unwrap().path());
         }
     }
 }
@@ -146,9 +155,9 @@ fn race_round(store: &Path, min_age: Duration) -> usize {
     collections
 }
 
-fn store_with_chain(dir: &Path) -> PathBuf {
+fn store_with_chain(dir: &Path, options: mandala::OpenOptions) -> PathBuf {
     let store = dir.join("s.mandala");
-    let storage = Storage::open(&store).unwrap();
+    let storage = Storage::open_with(&store, options).unwrap();
     chain(&storage).unwrap();
     assert_eq!(storage.stats().total.executed, 3 * N);
     store
@@ -159,8 +168,18 @@ fn store_with_chain(dir: &Path) -> PathBuf {
 /// stayed a hit whose value was gone.
 #[test]
 fn gc_beside_a_writer_never_removes_a_value_a_record_names() {
+    gc_race(mandala::OpenOptions::default());
+}
+
+/// The same in a format-1 store (loose values removed one by one).
+#[test]
+fn gc_beside_a_writer_in_a_format_1_store() {
+    gc_race(common::format1());
+}
+
+fn gc_race(options: mandala::OpenOptions) {
     let d = tempfile::tempdir().unwrap();
-    let store = store_with_chain(d.path());
+    let store = store_with_chain(d.path(), options);
     for (round, min_age) in [
         Duration::ZERO,
         Duration::from_secs(3600),
@@ -197,7 +216,7 @@ fn gc_beside_a_writer_never_removes_a_value_a_record_names() {
 #[test]
 fn gc_takes_the_lock_and_moves_the_epoch_on_when_it_removes_values() {
     let d = tempfile::tempdir().unwrap();
-    let store = store_with_chain(d.path());
+    let store = store_with_chain(d.path(), mandala::OpenOptions::default());
     let backend = store_fs::FsBackend::open_existing(&store).unwrap();
     let lock = store.join("tmp/gc.lock");
     // Nothing to collect: the epoch stays.
@@ -242,7 +261,7 @@ fn gc_takes_the_lock_and_moves_the_epoch_on_when_it_removes_values() {
 #[test]
 fn a_writer_forgets_what_it_knew_about_stored_values_after_a_collection() {
     let d = tempfile::tempdir().unwrap();
-    let store = store_with_chain(d.path());
+    let store = store_with_chain(d.path(), mandala::OpenOptions::default());
     let storage = Storage::open(&store).unwrap();
     // This process stored last()'s outputs; another deletes those calls and collects.
     let other = Storage::open(&store).unwrap();

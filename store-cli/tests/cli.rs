@@ -206,7 +206,7 @@ fn bad_prefixes_are_explained() {
 #[test]
 fn finds_the_store_like_git_and_explains_when_it_cannot() {
     let (d, _s) = sample();
-    let sub = d.path().join("lab.mandala/values");
+    let sub = d.path().join("lab.mandala/tmp");
     assert!(ok(&sub, &["ops"]).contains("inc"), "inside the store");
     let other = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_mandala"))
@@ -546,7 +546,8 @@ fn stray_files_are_skipped_and_fsck_warns_about_them() {
 fn an_io_error_names_the_action_and_path_and_says_its_cause_once() {
     let (d, _storage) = sample();
     let store = d.path().join("lab.mandala");
-    std::fs::remove_dir_all(store.join("values")).unwrap();
+    // (A format-2 store has no values/ until it holds a large value.)
+    let _ = std::fs::remove_dir_all(store.join("values"));
     std::fs::write(store.join("values"), "not a directory").unwrap();
     let e = fails(d.path(), &["status"], 2);
     assert_eq!(

@@ -262,7 +262,13 @@ impl FsBackend {
 
     fn init(root: &Path, config: &Config) -> Result<()> {
         let tmp = root.join(layout::TMP);
-        for dir in [layout::TMP, layout::VALUES, layout::CALLS] {
+        // Format 2 keeps small objects in packs: `values/` and `calls/` appear only if needed.
+        let dirs: &[&str] = if config.format >= 2 {
+            &[layout::TMP]
+        } else {
+            &[layout::TMP, layout::VALUES, layout::CALLS]
+        };
+        for dir in dirs {
             let d = root.join(dir);
             fs::create_dir_all(&d).map_err(|e| Error::io("create directory", &d, e))?;
         }

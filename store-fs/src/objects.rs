@@ -112,6 +112,21 @@ impl FsBackend {
         Some(aside)
     }
 
+    /// Rewrites the packs without their damaged entries (keeping a sound copy of each object
+    /// where there is one), as moving a damaged loose file aside does: under the collection
+    /// lock if it is free, moving the epoch on. Whether it happened.
+    fn drop_damaged_entries(&self) -> bool {
+        let Ok(Some(lock)) = crate::lock::ExclusiveLock::try_acquire(&self.lock_path()) else {
+            return false;
+        };
+        let plan = crate::pack::repack::Plan {
+            repair: true,
+            ..Default::default()
+        };
+        self.repack(Some(&lock), plan)
+            .is_ok_and(|r| !r.damaged.is_empty())
+    }
+
     /// Reads the object `id` of kind `kind` (a value or a version record) from `path`,
     /// decompressed and checked against its name; `None` if there is no such file. Only a
     /// regular file is read. Memory: a frame that claims far more than its file could
@@ -230,9 +245,14 @@ impl FsBackend {
                     self.packs()
                         .damaged
                         .insert((found.path.clone(), found.entry.offset));
+                    let what = if self.drop_damaged_entries() {
+                        "left out of the store's packs"
+                    } else {
+                        "passed over by this process (the packs are rewritten without it by the next read that finds it while no program writes)"
+                    };
                     first_error.get_or_insert(Error::Store(store_core::StoreError::Corrupt {
                         path,
-                        reason: format!("{reason} (passed over from now on: the next run that needs this value computes the call that made it again)"),
+                        reason: format!("{reason}; {what}: the next run that needs this value computes the call that made it again"),
                     }));
                 }
                 Err(e) => return Err(e),

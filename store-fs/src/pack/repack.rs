@@ -72,6 +72,8 @@ pub(crate) struct Plan {
     /// each object is then copied O(log N) times over the life of a store, not O(N)).
     pub(crate) geometric: bool,
     pub(crate) dry_run: bool,
+    /// Rewrite even a single pack (to leave damaged entries out).
+    pub(crate) repair: bool,
 }
 
 /// Where an object to copy is.
@@ -181,33 +183,40 @@ impl FsBackend {
                 chosen.remove(0);
             }
         }
-        // Values by id, then calls by name; the first source of each wins.
-        let mut values: BTreeMap<Id, Source> = BTreeMap::new();
-        let mut calls: BTreeMap<CallName, Source> = BTreeMap::new();
+        // Values by id, then calls by name, each with every copy: the first sound one is
+        // copied.
+        let mut values: BTreeMap<Id, Vec<Source>> = BTreeMap::new();
+        let mut calls: BTreeMap<CallName, Vec<Source>> = BTreeMap::new();
         for (i, p) in chosen.iter().enumerate() {
             report.bytes_before += p.size + idx_size(&self.inner.root, &p.name);
             for j in 0..p.idx.n_values() {
                 let e = p.idx.value(j);
                 if let EntryId::Value(cid) = e.id {
-                    values.entry(cid).or_insert(Source::Pack(i, e));
+                    values.entry(cid).or_default().push(Source::Pack(i, e));
                 }
             }
             for j in 0..p.idx.n_calls() {
                 let e = p.idx.call(j);
                 if let EntryId::Call(name) = e.id {
-                    calls.entry(name).or_insert(Source::Pack(i, e));
+                    calls.entry(name).or_default().push(Source::Pack(i, e));
                 }
             }
         }
         let mut absorbed: Vec<PathBuf> = Vec::new();
         if plan.absorb_loose {
             for (cid, path) in self.loose_small_values()? {
-                values.entry(cid).or_insert(Source::Loose(path.clone()));
+                values
+                    .entry(cid)
+                    .or_default()
+                    .push(Source::Loose(path.clone()));
                 absorbed.push(path);
             }
             for name in self.loose_call_names()? {
                 let path = layout::call_path(&self.inner.root, &name);
-                calls.entry(name).or_insert(Source::Loose(path.clone()));
+                calls
+                    .entry(name)
+                    .or_default()
+                    .push(Source::Loose(path.clone()));
                 absorbed.push(path);
             }
             for p in &absorbed {
@@ -221,7 +230,8 @@ impl FsBackend {
         calls.retain(|name, _| !plan.drop_calls.contains(name));
         report.dropped_values = before.0 - values.len();
         report.dropped_calls = before.1 - calls.len();
-        let nothing_to_do = report.dropped_values == 0
+        let nothing_to_do = !plan.repair
+            && report.dropped_values == 0
             && report.dropped_calls == 0
             && absorbed.is_empty()
             && chosen.len() <= 1;
@@ -269,8 +279,9 @@ impl FsBackend {
         report.bytes_after =
             fs::metadata(&pack_path).map(|m| m.len()).unwrap_or(0) + idx.len() as u64;
 
-        // Only now what it supersedes goes.
-        if report.dropped_values > 0 {
+        // Only now what it supersedes goes: values left out (collected, or damaged) move
+        // the epoch on first.
+        if report.dropped_values > 0 || !report.damaged.is_empty() {
             lock.bump_epoch()?;
         }
         for p in &chosen {
@@ -306,8 +317,8 @@ impl FsBackend {
         &self,
         tmp: &std::path::Path,
         chosen: &[Arc<Pack>],
-        values: BTreeMap<Id, Source>,
-        calls: BTreeMap<CallName, Source>,
+        values: BTreeMap<Id, Vec<Source>>,
+        calls: BTreeMap<CallName, Vec<Source>>,
         report: &mut PackReport,
     ) -> Result<(Vec<Located>, blake3::Hash)> {
         let file = fs::File::create_new(tmp).map_err(|e| Error::io("create temp file", tmp, e))?;
@@ -324,39 +335,19 @@ impl FsBackend {
             .into_iter()
             .map(|(cid, s)| (EntryId::Value(cid), s))
             .chain(calls.into_iter().map(|(n, s)| (EntryId::Call(n), s)));
-        for (id, source) in items {
-            let (frame, path) = match source {
-                Source::Pack(i, e) => {
-                    let found = Found {
-                        file: chosen[i].file.clone(),
-                        path: chosen[i].path.clone(),
-                        entry: e,
-                    };
-                    (read_frame(&found), chosen[i].path.clone())
+        for (id, sources) in items {
+            let mut sound = None;
+            for source in sources {
+                match check_copy(chosen, &id, source) {
+                    Ok(frame) => {
+                        sound = Some(frame);
+                        break;
+                    }
+                    Err(e) => report.damaged.push(format!("{}: {}", describe(&id), e)),
                 }
-                Source::Loose(path) => (
-                    fs::read(&path).map_err(|e| Error::io("read", &path, e)),
-                    path,
-                ),
-            };
-            let checked = frame.and_then(|frame| {
-                let content = blob::decompress(&frame, &path, super::MAX_ENTRY)?;
-                let (kind, want) = id.content_id();
-                let actual = Id::hash(kind, &content);
-                if actual != want {
-                    return Err(Error::corrupt(
-                        &path,
-                        format!("{} hashes to {actual}", describe(&id)),
-                    ));
-                }
-                Ok(frame)
-            });
-            let frame = match checked {
-                Ok(f) => f,
-                Err(e) => {
-                    report.damaged.push(format!("{}: {}", describe(&id), e));
-                    continue;
-                }
+            }
+            let Some(frame) = sound else {
+                continue; // every copy damaged: left out (fsck reported it)
             };
             buf.clear();
             format::encode_entry(&id, &frame, &mut buf);
@@ -405,6 +396,35 @@ impl FsBackend {
         }
         Ok(out)
     }
+}
+
+/// The frame of one copy of `id`, checked: it decompresses and hashes to its id.
+fn check_copy(chosen: &[Arc<Pack>], id: &EntryId, source: Source) -> Result<Vec<u8>> {
+    let (frame, path) = match source {
+        Source::Pack(i, e) => {
+            let found = Found {
+                file: chosen[i].file.clone(),
+                path: chosen[i].path.clone(),
+                entry: e,
+            };
+            (read_frame(&found), chosen[i].path.clone())
+        }
+        Source::Loose(path) => (
+            fs::read(&path).map_err(|e| Error::io("read", &path, e)),
+            path,
+        ),
+    };
+    let frame = frame?;
+    let content = blob::decompress(&frame, &path, super::MAX_ENTRY)?;
+    let (kind, want) = id.content_id();
+    let actual = Id::hash(kind, &content);
+    if actual != want {
+        return Err(Error::corrupt(
+            &path,
+            format!("{} hashes to {actual}", describe(id)),
+        ));
+    }
+    Ok(frame)
 }
 
 fn idx_size(root: &std::path::Path, id: &Id) -> u64 {

@@ -1,0 +1,581 @@
+//! Store format 2 (issue 10): logs, packs, sealing, consolidation and upgrade, exercised by
+//! doing them — real processes, real SIGKILL, real rsync and git, a consolidation racing a
+//! writer, damaged and torn files.
+//!
+//! Child processes are this test binary run again on its `#[ignore]`d helper test `child`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use mandala::{op, Storage};
+
+#[op]
+fn inc(x: i64) -> i64 {
+    x + 1
+}
+
+#[op]
+fn square(x: i64) -> i64 {
+    x * x
+}
+
+/// `inc(i)`, `square(inc(i))` for i in `range`; prints `DONE i` once both returned.
+fn job(storage: &Storage, range: std::ops::Range<i64>, report: bool) -> mandala::Result<()> {
+    storage.run(|| -> mandala::Result<()> {
+        let mut out = std::io::stdout().lock();
+        for i in range {
+            let y = inc(i)?;
+            square(&y)?;
+            if report {
+                writeln!(out, "DONE {i}").unwrap();
+                out.flush().unwrap();
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The helper: `MANDALA_JOB` is `A B [flush-every N] [wait]`; `wait` keeps the process (and
+/// its log) alive after the job until stdin closes.
+#[test]
+#[ignore = "helper: runs inside child processes started by the other tests"]
+fn child() {
+    let store = std::env::var("MANDALA_STORE").expect("run by a parent test");
+    let words: Vec<String> = std::env::var("MANDALA_JOB")
+        .unwrap()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let (a, b): (i64, i64) = (words[0].parse().unwrap(), words[1].parse().unwrap());
+    let storage = Storage::open(&store).unwrap();
+    match words.get(2).map(String::as_str) {
+        Some("flush-every") => {
+            let n: i64 = words[3].parse().unwrap();
+            let mut i = a;
+            while i < b {
+                job(&storage, i..(i + n).min(b), true).unwrap();
+                storage.flush().unwrap();
+                i += n;
+            }
+        }
+        _ => job(&storage, a..b, true).unwrap(),
+    }
+    if words.iter().any(|w| w == "wait") {
+        println!("WAITING");
+        std::io::stdout().flush().unwrap();
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    }
+    let t = storage.stats().total;
+    println!("STATS executed={} hits={}", t.executed, t.hits);
+}
+
+fn spawn(store: &Path, job: &str) -> std::process::Child {
+    common::helper_process(&[
+        ("MANDALA_STORE", store.as_os_str()),
+        ("MANDALA_JOB", job.as_ref()),
+    ])
+    .stdin(Stdio::piped())
+    .spawn()
+    .unwrap()
+}
+
+fn run_child(store: &Path, job: &str) {
+    let out = spawn(store, job).wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every call of `job(a..b)` is a hit in a new handle: nothing executes.
+fn assert_all_hits(store: &Path, range: std::ops::Range<i64>) {
+    let storage = Storage::open(store).unwrap();
+    storage.allow_new_calls(false);
+    let n = range.end - range.start;
+    job(&storage, range, false).expect("every call is stored");
+    let t = storage.stats().total;
+    assert_eq!((t.executed, t.hits), (0, 2 * n as u64));
+}
+
+/// How many distinct values `job(range)` stores: i, i + 1 and (i + 1)².
+fn distinct_values(range: std::ops::Range<i64>) -> u64 {
+    let mut v = std::collections::BTreeSet::new();
+    for i in range {
+        v.extend([i, i + 1, (i + 1) * (i + 1)]);
+    }
+    v.len() as u64
+}
+
+fn assert_clean(store: &Path) -> store_fs::VerifyReport {
+    let report = Storage::open(store).unwrap().verify().unwrap();
+    assert!(report.is_clean(), "{:#?}", report.problems);
+    report
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn packs(store: &Path) -> Vec<String> {
+    files(&store.join("packs"))
+}
+
+fn sh(dir: &Path, cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_run_writes_one_log_sealed_into_one_pack() {
+    let d = tempfile::tempdir().unwrap();
+    let s = d.path().join("s.mandala");
+    let storage = Storage::open(&s).unwrap();
+    job(&storage, 0..50, false).unwrap();
+    // While the program runs: one log, no loose small objects.
+    assert_eq!(files(&s.join("logs")).len(), 1);
+    assert!(!s.join("calls").exists() && files(&s.join("values")).is_empty());
+    // Another process sees the running writer's calls (it reads the log).
+    let reader = Storage::open(&s).unwrap();
+    reader.allow_new_calls(false);
+    job(&reader, 0..50, false).unwrap();
+    assert_eq!(reader.stats().total.executed, 0);
+    drop(reader);
+    drop(storage);
+    // Dropped: sealed into one pack (its index and file), the log gone.
+    let p = packs(&s);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[0].starts_with("pack-") && p[0].ends_with(".idx"), "{p:?}");
+    assert_eq!(p[1], p[0].replace(".idx", ".pack"));
+    assert!(files(&s.join("logs")).is_empty());
+    let st = store_fs::FsBackend::open_existing(&s)
+        .unwrap()
+        .status()
+        .unwrap();
+    // 50 × (inc, square) records, and the distinct values they name.
+    assert_eq!((st.packed_calls, st.calls.count), (100, 0));
+    assert_eq!(st.packed_values, distinct_values(0..50));
+    assert_clean(&s);
+    assert_all_hits(&s, 0..50);
+}
+
+/// The pack's name is the BLAKE3 hash of its index minus the trailing hash, which is that
+/// hash; the index records the BLAKE3 of the pack file: both re-derived here with nothing
+/// but the blake3 crate, as docs/FORMAT.md says a reader can.
+#[test]
+fn pack_names_are_hashes_a_reader_can_recompute() {
+    let d = tempfile::tempdir().unwrap();
+    let s = d.path().join("s.mandala");
+    job(&Storage::open(&s).unwrap(), 0..5, false).unwrap();
+    let p = packs(&s);
+    let idx = std::fs::read(s.join("packs").join(&p[0])).unwrap();
+    let pack = std::fs::read(s.join("packs").join(&p[1])).unwrap();
+    let (body, trailer) = idx.split_at(idx.len() - 32);
+    assert_eq!(blake3::hash(body).as_bytes(), trailer);
+    assert_eq!(p[0], format!("pack-{}.idx", blake3::hash(body).to_hex()));
+    assert_eq!(&idx[16..48], blake3::hash(&pack).as_bytes());
+    assert_eq!(&pack[..12], b"mandala-pack");
+}
+
+/// A writer SIGKILLed at random moments: every call whose `Ref` it had returned (it printed
+/// `DONE i` after) survives, and the store checks clean; the next writer seals the dead log.
+#[test]
+fn a_writer_killed_at_random_moments_loses_no_returned_call() {
+    let d = tempfile::tempdir().unwrap();
+    let s = d.path().join("s.mandala");
+    let mut done: Vec<i64> = Vec::new();
+    let mut start = 0;
+    for round in 0..6u64 {
+        let mut c = spawn(&s, &format!("{start} 1000000"));
+        let mut lines = BufReader::new(c.stdout.take().unwrap()).lines();
+        // A different moment each round: after 1..~400 returned calls, plus a sleep of
+        // 0–4 ms so the kill also lands in the middle of a write.
+        let want = 1 + (round * 7919 % 400) as usize;
+        let mut seen = 0;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(i) = line.strip_prefix("DONE ") {
+                done.push(i.parse().unwrap());
+                seen += 1;
+                if seen >= want {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_micros(round * 700));
+        c.kill().unwrap();
+        c.wait().unwrap();
+        // Lines printed before the kill landed are returned calls too.
+        for line in lines.map_while(Result::ok) {
+            if let Some(i) = line.strip_prefix("DONE ") {
+                done.push(i.parse().unwrap());
+            }
+        }
+        start = done.iter().max().unwrap() + 1;
+    }
+    assert!(
+        !files(&s.join("logs")).is_empty(),
+        "the last dead writer's log"
+    );
+    let report = assert_clean(&s);
+    assert!(report
+        .warnings
+        .iter()
+        .all(|w| w.what.contains("writer that ended")));
+    // A new writer seals them (cutting torn tails off); every returned call is a hit.
+    let storage = Storage::open(&s).unwrap();
+    job(&storage, 1_000_000..1_000_001, false).unwrap();
+    assert!(files(&s.join("logs")).len() <= 1, "sealed: only its own");
+    storage.allow_new_calls(false);
+    storage
+        .run(|| -> mandala::Result<()> {
+            for &i in &done {
+                square(inc(i)?)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(storage.stats().total.executed, 2, "only the new calls");
+    drop(storage);
+    let report = assert_clean(&s);
+    assert!(report.warnings.is_empty(), "{:#?}", report.warnings);
+}
+
+/// Two writers at once on one store, each reading the other's running log: together they
+/// store each call once, and everything is a hit afterwards.
+#[test]
+fn concurrent_writers_on_a_packed_store() {
+    let d = tempfile::tempdir().unwrap();
+    let s = d.path().join("s.mandala");
+    Storage::open(&s).unwrap();
+    let a = spawn(&s, "0 400");
+    let b = spawn(&s, "200 600");
+    for c in [a, b] {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_clean(&s);
+    assert_all_hits(&s, 0..600);
+    let storage = Storage::open(&s).unwrap();
+    assert_eq!(storage.backend().all_calls().unwrap().len(), 2 * 600);
+}
+
+/// A running writer's calls are hits in another process before they are sealed.
+#[test]
+fn a_running_writers_calls_are_seen_before_they_are_sealed() {
+    let d = tempfile::tempdir().unwrap();
+    let s = d.path().join("s.mandala");
+    let mut w = spawn(&s, "0 30 wait");
+    let mut lines = BufReader::new(w.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap() == "WAITING"));
+    assert!(packs(&s).is_empty(), "nothing sealed yet");
+    assert_all_hits(&s, 0..30);
+    drop(w.stdin.take());
+    assert!(w.wait().unwrap().success());
+    assert_eq!(packs(&s).len(), 2, "sealed when it ended");
+}
+
+/// Two packed stores merged by rsync (twice, in both orders) and by `git merge`, and a packed
+/// store merged with a loose (format-1) one: no conflict, every call a hit.
+#[test]
+fn packed_stores_merge_with_rsync_and_git() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b, loose) = (
+        d.path().join("a.mandala"),
+        d.path().join("b.mandala"),
+        d.path().join("l.mandala"),
+    );
+    run_child(&a, "0 200");
+    run_child(&b, "100 300");
+    Storage::open_with(&loose, common::format1()).unwrap();
+    run_child(&loose, "250 350");
+    for (order, name) in [([&a, &b, &loose], "m1"), ([&loose, &b, &a], "m2")] {
+        let merged = d.path().join(name);
+        for src in order {
+            sh(
+                d.path(),
+                "rsync",
+                &[
+                    "-a",
+                    &format!("{}/", src.display()),
+                    &format!("{}/", merged.display()),
+                ],
+            );
+        }
+        assert_clean(&merged);
+        assert_all_hits(&merged, 0..350);
+    }
+
+    // git: two branches each add a pack; the merge has both and no conflict.
+    let repo = d.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let mut all = vec![
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "-c",
+            "init.defaultBranch=main",
+        ];
+        all.extend_from_slice(args);
+        sh(&repo, "git", &all)
+    };
+    git(&["init", "-q"]);
+    let s = repo.join("s.mandala");
+    Storage::open(&s).unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "empty store"]);
+    git(&["checkout", "-qb", "a"]);
+    run_child(&s, "0 150");
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "a"]);
+    git(&["checkout", "-q", "main"]);
+    git(&["checkout", "-qb", "b"]);
+    run_child(&s, "100 250");
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "b"]);
+    git(&["checkout", "-q", "a"]);
+    git(&["merge", "-q", "--no-edit", "b"]);
+    assert_eq!(git(&["status", "--porcelain"]), "");
+    assert_eq!(packs(&s).len(), 4, "two packs, each with its index");
+    assert_clean(&s);
+    assert_all_hits(&s, 0..250);
+}
+
+/// A format-1 store stays format 1 when written (loose files, no packs), until `upgrade`
+/// packs its small objects and marks it format 2.
+#[test]
+fn a_format_1_store_is_read_and_written_as_format_1_then_upgraded() {
+    let d = tempfile::tempdir().unwrap();
+    let s = d.path().join("s.mandala");
+    Storage::open_with(&s, common::format1()).unwrap();
+    run_child(&s, "0 40"); // a default open of an existing store keeps its format
+    assert!(!s.join("packs").exists() && !s.join("logs").exists());
+    assert!(!files(&s.join("calls")).is_empty());
+    let toml = std::fs::read_to_string(s.join("mandala.toml")).unwrap();
+    assert!(toml.contains("format = 1"), "{toml}");
+    assert_all_hits(&s, 0..40);
+
+    let backend = store_fs::FsBackend::open_existing(&s).unwrap();
+    let report = backend.upgrade().unwrap();
+    let values = distinct_values(0..40) as usize;
+    assert_eq!((report.calls, report.values), (80, values));
+    assert_eq!(report.loose, 80 + values);
+    drop(backend);
+    let toml = std::fs::read_to_string(s.join("mandala.toml")).unwrap();
+    assert!(toml.contains("format = 2"), "{toml}");
+    let st = store_fs::FsBackend::open_existing(&s)
+        .unwrap()
+        .status()
+        .unwrap();
+    assert_eq!((st.calls.count, st.values.count), (0, 0), "nothing loose");
+    assert_eq!((st.packed_calls, st.packs.count), (80, 1));
+    assert_clean(&s);
+    assert_all_hits(&s, 0..40);
+    run_child(&s, "40 50");
+    let calls = s.join("calls");
+    assert!(files(&calls)
+        .iter()
+        .all(|shard| files(&calls.join(shard)).is_empty()));
+    assert_all_hits(&s, 0..50);
+}
+
+/// `pack` merges many packs into one while a writer keeps writing and sealing: nothing is
+/// lost, and what remains checks clean.
+#[test]
+fn consolidation_beside_a_running_writer_loses_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let s = d.path().join("s.mandala");
+    run_child(&s, "0 100 flush-every 10");
+    assert_eq!(packs(&s).len(), 20, "ten packs");
+    let backend = store_fs::FsBackend::open_existing(&s).unwrap();
+    let dry = backend.pack(true).unwrap();
+    assert_eq!((dry.packs, dry.calls), (10, 200));
+    assert_eq!(packs(&s).len(), 20, "a dry run changes nothing");
+    let writer = spawn(&s, "100 400 flush-every 7");
+    let mut rounds = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let out = std::thread::scope(|sc| {
+        let w = sc.spawn(|| writer.wait_with_output().unwrap());
+        while !w.is_finished() && Instant::now() < deadline {
+            backend.pack(false).unwrap();
+            rounds += 1;
+        }
+        w.join().unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(rounds > 1, "consolidations ran while it wrote");
+    backend.pack(false).unwrap();
+    assert_eq!(packs(&s).len(), 2, "one pack");
+    drop(backend);
+    assert_clean(&s);
+    assert_all_hits(&s, 0..400);
+}
+
+/// More than `AUTO_PACKS` packs are consolidated when a handle flushes.
+#[test]
+fn many_packs_are_consolidated_automatically() {
+    let d = tempfile::tempdir().unwrap();
+    let s = d.path().join("s.mandala");
+    let storage = Storage::open(&s).unwrap();
+    for i in 0..(store_fs::AUTO_PACKS as i64 + 1) {
+        job(&storage, i..i + 1, false).unwrap();
+        storage.flush().unwrap();
+    }
+    assert!(
+        packs(&s).len() <= 4,
+        "consolidated: {} files",
+        packs(&s).len()
+    );
+    drop(storage);
+    assert_clean(&s);
+    assert_all_hits(&s, 0..store_fs::AUTO_PACKS as i64 + 1);
+}
+
+/// A damaged entry in a pack: the read that finds it fails naming the pack and the entry's
+/// offset; fsck reports it; the next run computes the call again and is served the new copy.
+#[test]
+fn a_damaged_pack_entry_is_reported_then_computed_again() {
+    let d = tempfile::tempdir().unwrap();
+    let s = d.path().join("s.mandala");
+    let storage = Storage::open(&s).unwrap();
+    let y = storage.run(|| inc(41)).unwrap();
+    drop(storage);
+    let pack: PathBuf = s.join("packs").join(&packs(&s)[1]);
+    let mut bytes = std::fs::read(&pack).unwrap();
+    // The first entry is the smallest value id's; find y's entry by its id and flip a byte
+    // of its frame.
+    let at = bytes
+        .windows(32)
+        .position(|w| w == y.cid().0)
+        .expect("the value's entry");
+    let frame = at + 32 + 4;
+    bytes[frame + 6] ^= 0x55;
+    std::fs::write(&pack, &bytes).unwrap();
+
+    let report = Storage::open(&s).unwrap().verify().unwrap();
+    // The pack's hash, and the entry, each reported with the pack's path.
+    assert_eq!(report.problems.len(), 2, "{:#?}", report.problems);
+    assert!(report.problems.iter().all(|p| p.path == pack));
+    assert!(report.problems[0]
+        .what
+        .contains("does not hash to what its index records"));
+    assert!(report.problems[1]
+        .what
+        .starts_with(&format!("entry at offset {}: ", at - 1)));
+
+    let storage = Storage::open(&s).unwrap();
+    let y = storage.run(|| inc(41)).unwrap();
+    let e = storage.unwrap(&y).unwrap_err().to_string();
+    assert!(e.contains(&pack.display().to_string()), "{e}");
+    assert!(e.contains(&format!("entry at offset {}", at - 1)), "{e}");
+    assert!(e.contains("left out of the store's packs"), "{e}");
+    drop(storage);
+    // The packs were rewritten without it: the next run computes the call again.
+    assert!(!pack.exists());
+    let storage = Storage::open(&s).unwrap();
+    let y = storage.run(|| inc(41)).unwrap();
+    assert_eq!(storage.unwrap(&y).unwrap(), 42);
+    assert_eq!(storage.stats().op("inc").healed, 1);
+    drop(storage);
+    let fresh = Storage::open(&s).unwrap();
+    let y = fresh.run(|| inc(41)).unwrap();
+    assert_eq!(fresh.unwrap(&y).unwrap(), 42);
+    assert_eq!(fresh.stats().op("inc").executed, 0);
+    drop(fresh);
+    let report = assert_clean(&s);
+    assert!(report.warnings.is_empty(), "{:#?}", report.warnings);
+}
+
+/// Deleting calls that live in packs, then collecting the values no call names: both
+/// rewrite the packs, and what was deleted is computed again.
+#[test]
+fn deleting_packed_calls_and_collecting_packed_values() {
+    let d = tempfile::tempdir().unwrap();
+    let s = d.path().join("s.mandala");
+    job(&Storage::open(&s).unwrap(), 0..10, false).unwrap();
+    let storage = Storage::open(&s).unwrap();
+    let deleted = storage.cf("square").unwrap().delete_calls().unwrap();
+    assert_eq!(deleted, 10);
+    let fs = storage.fs().unwrap();
+    let report = fs.gc(false, Duration::ZERO).unwrap();
+    // The squares of 1..=10 that are not also an input or output of inc (1 is inc(0)'s
+    // output; 4, 9 are outputs of inc too): 100, 81, …, 16 → 7 values.
+    assert_eq!(report.values.len(), 7, "{:?}", report.values);
+    let st = fs.status().unwrap();
+    assert_eq!((st.packed_calls, st.packed_values), (10, 11));
+    drop(storage);
+    assert_clean(&s);
+    let again = Storage::open(&s).unwrap();
+    job(&again, 0..10, false).unwrap();
+    assert_eq!(again.stats().op("square").executed, 10);
+    assert_eq!(again.stats().op("inc").executed, 0);
+}
+
+/// A log whose last entry was torn by a crash (cut mid-entry, its writer gone): readers skip
+/// the torn tail, the next writer seals the whole entries and cuts the tail off.
+#[test]
+fn a_torn_log_tail_is_cut_off_when_sealed() {
+    let d = tempfile::tempdir().unwrap();
+    let s = d.path().join("s.mandala");
+    let mut w = spawn(&s, "0 20 wait");
+    let mut lines = BufReader::new(w.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap() == "WAITING"));
+    let log = s.join("logs").join(&files(&s.join("logs"))[0]);
+    let copy = d.path().join("log");
+    std::fs::copy(&log, &copy).unwrap();
+    w.kill().unwrap();
+    w.wait().unwrap();
+    // As if the process had died while appending: a copy of its log with a torn tail.
+    std::fs::remove_file(&log).unwrap();
+    let bytes = std::fs::read(&copy).unwrap();
+    std::fs::write(&log, &bytes[..bytes.len() - 5]).unwrap();
+
+    let report = Storage::open(&s).unwrap().verify().unwrap();
+    assert!(report.is_clean(), "{:#?}", report.problems);
+    assert!(
+        report.warnings[0].what.contains("not a whole entry"),
+        "{:#?}",
+        report.warnings
+    );
+    // Readers: the first 19 are whole (the last call's record is torn).
+    let reader = Storage::open(&s).unwrap();
+    job(&reader, 0..20, false).unwrap();
+    assert_eq!(reader.stats().total.executed, 1, "the torn call only");
+    drop(reader);
+    assert!(files(&s.join("logs")).is_empty(), "sealed by the writer");
+    let report = assert_clean(&s);
+    assert!(report.warnings.is_empty(), "{:#?}", report.warnings);
+    assert_all_hits(&s, 0..20);
+}
