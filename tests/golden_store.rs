@@ -1,8 +1,9 @@
-//! The golden store in `fixtures/golden-store.mandala`, written by format 1: every future
-//! version must read it back value by value, with every call a hit.
+//! The golden stores in `fixtures/`: `golden-store.mandala`, written by format 1 (one file per
+//! object), and `golden-store-v2.mandala`, written by format 2 (one pack): every future
+//! version must read both back value by value, with every call a hit.
 //!
-//! Regenerate it only for a deliberate format change:
-//! `cargo test --test golden_store -- --ignored bless_golden_store`.
+//! Regenerate one only for a deliberate format change:
+//! `cargo test --test golden_store -- --ignored bless_golden_store` (or `…_v2`).
 
 mod common;
 use common::copy_dir;
@@ -98,20 +99,38 @@ fn golden() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden-store.mandala")
 }
 
+fn golden_v2() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden-store-v2.mandala")
+}
+
 #[test]
 #[ignore = "writes fixtures/golden-store.mandala; run only for a deliberate format change"]
 fn bless_golden_store() {
     let _ = std::fs::remove_dir_all(golden());
-    let storage = Storage::open(golden()).unwrap();
+    let options = mandala::OpenOptions {
+        format: 1,
+        ..Default::default()
+    };
+    let storage = Storage::open_with(golden(), options).unwrap();
     assert_eq!(pipeline(&storage).unwrap(), EXPECTED);
     std::fs::remove_dir_all(golden().join("tmp")).unwrap();
 }
 
 #[test]
-fn the_golden_store_reads_back_value_by_value() {
+#[ignore = "writes fixtures/golden-store-v2.mandala; run only for a deliberate format change"]
+fn bless_golden_store_v2() {
+    let _ = std::fs::remove_dir_all(golden_v2());
+    let storage = Storage::open(golden_v2()).unwrap();
+    assert_eq!(pipeline(&storage).unwrap(), EXPECTED);
+    drop(storage); // seals the log into the pack
+    std::fs::remove_dir_all(golden_v2().join("tmp")).unwrap();
+}
+
+/// Opens a copy of `store` and checks every call is a hit with the expected values.
+fn reads_back(store: &Path) -> Storage {
     let d = tempfile::tempdir().unwrap();
     let copy = d.path().join("golden.mandala");
-    copy_dir(&golden(), &copy);
+    copy_dir(store, &copy);
     let storage = Storage::open(&copy).unwrap();
     assert!(storage.verify().unwrap().is_clean());
     storage.allow_new_calls(false);
@@ -125,4 +144,86 @@ fn the_golden_store_reads_back_value_by_value() {
     assert_eq!(st.hits, 6);
     assert_eq!(storage.backend().all_calls().unwrap().len(), 6);
     assert_eq!(storage.backend().all_values().unwrap().len(), 12);
+    std::mem::forget(d); // the storage outlives this function; the OS cleans /tmp
+    storage
+}
+
+#[test]
+fn the_golden_store_reads_back_value_by_value() {
+    let storage = reads_back(&golden());
+    assert_eq!(storage.fs().unwrap().format(), 1);
+}
+
+#[test]
+fn the_format_2_golden_store_reads_back_value_by_value() {
+    let storage = reads_back(&golden_v2());
+    let fs = storage.fs().unwrap();
+    assert_eq!(fs.format(), 2);
+    let st = fs.status().unwrap();
+    assert_eq!(
+        (st.packs.count, st.packed_calls, st.packed_values),
+        (1, 6, 12)
+    );
+    assert_eq!((st.calls.count, st.values.count), (0, 0));
+}
+
+/// The format-1 golden store upgraded: one pack, nothing loose, every call still a hit.
+#[test]
+fn the_format_1_golden_store_upgrades_to_format_2() {
+    let d = tempfile::tempdir().unwrap();
+    let copy = d.path().join("golden.mandala");
+    copy_dir(&golden(), &copy);
+    let report = store_fs::FsBackend::open_existing(&copy)
+        .unwrap()
+        .upgrade()
+        .unwrap();
+    assert_eq!((report.calls, report.values, report.loose), (6, 12, 18));
+    let storage = reads_back(&copy);
+    let st = storage.fs().unwrap().status().unwrap();
+    assert_eq!(st.format, 2);
+    assert_eq!((st.packs.count, st.calls.count, st.values.count), (1, 0, 0));
+}
+
+/// docs/tools/read_pack.py, a reader of packs written from docs/FORMAT.md with nothing but
+/// Python's blake3, zstandard and cbor2, checks the names and hashes of the format-2 golden
+/// pack and of a pack made by consolidation, and re-derives every entry's id.
+#[test]
+fn an_independent_reader_re_derives_every_id_in_a_pack() {
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import blake3, zstandard, cbor2"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        have,
+        "this test needs python3 with: pip install blake3 zstandard cbor2 (.ci/run installs them)"
+    );
+    let d = tempfile::tempdir().unwrap();
+    let upgraded = d.path().join("up.mandala");
+    copy_dir(&golden(), &upgraded);
+    store_fs::FsBackend::open_existing(&upgraded)
+        .unwrap()
+        .upgrade()
+        .unwrap();
+    for store in [golden_v2(), upgraded] {
+        let idx = std::fs::read_dir(store.join("packs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "idx"))
+            .unwrap();
+        let out = std::process::Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/tools/read_pack.py"))
+            .arg(&idx)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.ends_with("ok: 12 values and 6 calls re-derive their ids\n"),
+            "{stdout}"
+        );
+    }
 }
