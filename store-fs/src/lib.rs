@@ -1,4 +1,6 @@
-//! mandala's on-disk store: a directory of write-once, content-named files.
+//! mandala's on-disk store: a directory of write-once, content-named files — one per object
+//! (format 1), or packs of small objects written through per-process logs (format 2, the
+//! default; docs/FORMAT.md §11).
 //!
 //! ```
 //! use store_core::Backend;
@@ -20,7 +22,12 @@
 //!   interleaving removes a value a record names.
 //! - **Hostile files are met at once**: only regular files are read, in bounded memory;
 //!   names that are not objects are skipped (and reported by `verify`).
-//! - **Readable by standard tools**: blobs are single zstd frames of standard CBOR.
+//! - **Readable by standard tools**: blobs are single zstd frames of standard CBOR; a pack
+//!   entry's frame is exactly such a blob.
+//! - **Format 2**: a call's objects are appended to the writer's log with one `write()` before
+//!   its `Ref` is returned; logs become immutable packs named by the hash of their index;
+//!   other processes see running writers' logs and new packs on their next miss, without
+//!   listing a directory that did not change (see the `pack` module).
 //!
 //! # Modules, by concern
 //! - `objects`: values, version records and decisions, by id — read (only regular files,
@@ -28,6 +35,7 @@
 //! - `calls`: call records, by [`CallName`] — read, written, deleted.
 //! - `catalog`: what this process knows the store holds — its listing of each call shard
 //!   directory and the call index (`index/calls`), behind one lock.
+//! - `pack`: format 2 — packs and their indexes, logs and sealing, consolidation.
 //! - `layout` (paths and names), `write` (atomic write-once files), `blob` (zstd frames),
 //!   `open` (regular files only), `lock` (the collection lock), `config`, `status`,
 //!   `verify` (fsck), `gc`.
