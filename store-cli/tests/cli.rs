@@ -485,7 +485,7 @@ fn gc_dry_run_lists_and_gc_removes_unreferenced_values() {
     // divmod(17, 5): 17 and 5 were only its inputs (3 and 2 are also inc's values).
     let dry = ok(d.path(), &["gc", "--dry-run", "--min-age-secs", "0"]);
     assert!(
-        dry.ends_with("would remove 2 value(s), 28 bytes\n"),
+        dry.ends_with("would remove 2 value(s), 20 bytes\n"),
         "{dry}"
     );
     assert_eq!(
@@ -494,7 +494,7 @@ fn gc_dry_run_lists_and_gc_removes_unreferenced_values() {
         "too young by default"
     );
     let done = ok(d.path(), &["gc", "--min-age-secs", "0"]);
-    assert!(done.ends_with("removed 2 value(s), 28 bytes\n"), "{done}");
+    assert!(done.ends_with("removed 2 value(s), 20 bytes\n"), "{done}");
     assert_eq!(
         ok(d.path(), &["fsck"]),
         "checked 3 values and 3 calls: 0 problem(s), 0 warning(s)\n"

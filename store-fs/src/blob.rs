@@ -214,6 +214,59 @@ pub fn compress(data: &[u8], level: i32) -> Result<Vec<u8>> {
     })
 }
 
+/// The frame of a pack entry (a record, or a value under 64 KiB): objects under
+/// [`RAW_ENTRY_MAX`] bytes go into a frame of raw blocks — zstd does not shrink a few hundred
+/// bytes that are mostly hashes (a call record's 287 bytes compress to 291), and building its
+/// tables costs more than the rest of storing a call; larger ones are compressed unless that
+/// does not make them smaller. Either way one standard zstd frame: `zstd -d` reads it.
+pub fn compress_entry(data: &[u8], level: i32) -> Result<Vec<u8>> {
+    if data.len() < RAW_ENTRY_MAX {
+        return Ok(raw_frame(data));
+    }
+    let z = compress(data, level)?;
+    Ok(if z.len() < data.len() {
+        z
+    } else {
+        raw_frame(data)
+    })
+}
+
+/// Pack entries shorter than this are stored in raw zstd blocks (see [`compress_entry`]).
+pub const RAW_ENTRY_MAX: usize = 512;
+
+/// One zstd frame holding `data` uncompressed: a single-segment frame header with the content
+/// size, then raw blocks of at most 128 KiB, the last one flagged; no checksum (entries are
+/// verified by their BLAKE3 ids).
+pub fn raw_frame(data: &[u8]) -> Vec<u8> {
+    const BLOCK: usize = 128 << 10;
+    let n = data.len() as u64;
+    let mut out = Vec::with_capacity(data.len() + 18 + 3 * (data.len() / BLOCK));
+    out.extend_from_slice(&0xFD2F_B528u32.to_le_bytes());
+    // Frame header descriptor: bits 7-6 the size of the content-size field (1, 2, 4 or 8
+    // bytes; the 2-byte form stores size - 256), bit 5 single segment.
+    if n < 256 {
+        out.extend_from_slice(&[0x20, n as u8]);
+    } else if n < 256 + 65536 {
+        out.push(0x60);
+        out.extend_from_slice(&((n - 256) as u16).to_le_bytes());
+    } else if n <= u64::from(u32::MAX) {
+        out.push(0xA0);
+        out.extend_from_slice(&(n as u32).to_le_bytes());
+    } else {
+        out.push(0xE0);
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+    let blocks = data.len().div_ceil(BLOCK).max(1);
+    for b in 0..blocks {
+        let chunk = &data[(b * BLOCK).min(data.len())..((b + 1) * BLOCK).min(data.len())];
+        // Block header: bit 0 last block, bits 1-2 type (0: raw), bits 3-23 size.
+        let header = ((chunk.len() as u32) << 3) | u32::from(b + 1 == blocks);
+        out.extend_from_slice(&header.to_le_bytes()[..3]);
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
 /// Decompresses a blob read from `path`, checking that it is exactly one complete frame whose
 /// checksum matches and that claims at most `max` bytes.
 pub fn decompress(data: &[u8], path: &Path, max: u64) -> Result<Vec<u8>> {
@@ -255,6 +308,22 @@ pub fn decompress(data: &[u8], path: &Path, max: u64) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_frames_are_zstd_frames_of_every_size() {
+        let p = Path::new("raw");
+        for n in [0usize, 1, 255, 256, 300, 65_791, 65_792, 200_000, 300_000] {
+            let data: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+            let frame = raw_frame(&data);
+            assert_eq!(claimed_size(&frame, p).unwrap(), n as u64, "{n}");
+            assert_eq!(decompress(&frame, p, MAX_BLOB).unwrap(), data, "{n}");
+            assert_eq!(zstd::decode_all(&frame[..]).unwrap(), data, "{n}");
+        }
+        // Small entries are stored raw; large compressible ones compressed.
+        assert_eq!(compress_entry(b"abc", 1).unwrap(), raw_frame(b"abc"));
+        let text = vec![b'a'; 10_000];
+        assert!(compress_entry(&text, 1).unwrap().len() < 100);
+    }
 
     #[test]
     fn large_blobs_that_compress_poorly_are_written_raw() {

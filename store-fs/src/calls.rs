@@ -203,7 +203,7 @@ impl FsBackend {
         };
         if self.format() >= 2 {
             if self.packs().find_call(&name).is_none() {
-                let frame = blob::compress(&bytes, self.inner.config.zstd_level)?;
+                let frame = blob::compress_entry(&bytes, self.inner.config.zstd_level)?;
                 self.log_append(crate::pack::format::EntryId::Call(name), &frame, true)?;
             }
             let cat = &mut *self.catalog();

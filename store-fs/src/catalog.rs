@@ -289,6 +289,10 @@ impl FsBackend {
         found.extend(self.loose_records_of_key(key)?);
         if found.is_empty() {
             self.packed_records_of_key(key, true, &mut found)?;
+            if found.is_empty() && self.format() >= 2 {
+                // (That look at the store may have found a calls/ directory just merged in.)
+                found.extend(self.loose_records_of_key(key)?);
+            }
         }
         found.sort_unstable();
         found.dedup();
@@ -304,6 +308,9 @@ impl FsBackend {
 
     /// [`Self::records_of_key`] among loose record files.
     fn loose_records_of_key(&self, key: &Id) -> Result<Vec<CallName>> {
+        if self.format() >= 2 && !self.packs().loose_calls {
+            return Ok(Vec::new()); // no calls/ directory (as of the last look at the store)
+        }
         let shard = key.0[0];
         let mut cat = self.catalog();
         if let Some(cache) = &cat.shards[shard as usize] {

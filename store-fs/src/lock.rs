@@ -22,7 +22,7 @@
 //! - On network file systems the lock is only as good as the server's `flock` support.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -54,21 +54,18 @@ fn open(path: &Path) -> Result<File> {
         .map_err(|e| Error::io("open the collection lock", path, e))
 }
 
-fn read_epoch(mut file: &File, path: &Path) -> Result<u64> {
+fn read_epoch(file: &File, path: &Path) -> Result<u64> {
+    // One positioned read: this runs for every call a writer stores.
     let mut buf = [0u8; 8];
-    file.seek(SeekFrom::Start(0))
-        .and_then(|_| {
-            let mut n = 0;
-            while n < 8 {
-                match file.read(&mut buf[n..])? {
-                    0 => break,
-                    k => n += k,
-                }
-            }
-            Ok(n)
-        })
-        .map_err(|e| Error::io("read the collection epoch from", path, e))
-        .map(|n| if n == 8 { u64::from_le_bytes(buf) } else { 0 })
+    let mut n = 0;
+    while n < 8 {
+        match crate::pack::read_at(file, &mut buf[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => return Err(Error::io("read the collection epoch from", path, e)),
+        }
+    }
+    Ok(if n == 8 { u64::from_le_bytes(buf) } else { 0 })
 }
 
 impl SharedLock {

@@ -186,8 +186,19 @@ impl FsBackend {
     }
 
     pub(crate) fn value_exists(&self, cid: &Id) -> Result<bool> {
-        if self.packs().find_value(cid).is_some() {
-            return Ok(true);
+        {
+            let mut packs = self.packs();
+            if packs.find_value(cid).is_some() {
+                return Ok(true);
+            }
+            if self.format() >= 2 {
+                // No values/ directory when last looked (a millisecond ago at most on a
+                // miss): no loose value to stat.
+                packs.refresh(&self.inner.root, true, false)?;
+                if !packs.loose_values {
+                    return Ok(false);
+                }
+            }
         }
         // A FIFO, device or directory under a value's name is no value: writing the value
         // replaces it.
@@ -225,17 +236,23 @@ impl FsBackend {
     /// next run that needs the value computes the call that made it again, which writes the
     /// value anew into this handle's log, read before any pack.
     pub(crate) fn packed_value(&self, cid: &Id, miss: bool) -> Result<Option<Vec<u8>>> {
-        let copies = {
-            let mut packs = self.packs();
-            packs.refresh(&self.inner.root, miss, false)?;
-            let copies = packs.values_at(cid);
-            if let Some(first) = copies.first() {
-                self.commit_if_pending(&mut packs, first)?;
-            }
-            copies
-        };
         let mut first_error = None;
-        for found in copies {
+        let mut refresh = true;
+        // Each round reads the first copy not found damaged; a damaged one is marked, so the
+        // next round reads another copy, if there is one.
+        loop {
+            let found = {
+                let mut packs = self.packs();
+                if refresh {
+                    packs.refresh(&self.inner.root, miss, false)?;
+                    refresh = false;
+                }
+                let Some(found) = packs.find_value(cid) else {
+                    break;
+                };
+                self.commit_if_pending(&mut packs, &found)?;
+                found
+            };
             match crate::pack::read_entry(&found) {
                 Ok(bytes) => {
                     self.index_small_value(cid, &bytes);
@@ -295,7 +312,7 @@ impl FsBackend {
     pub(crate) fn store_value(&self, cid: &Id, cbor: &[u8]) -> Result<()> {
         if self.format() >= 2 && cbor.len() < crate::PACK_VALUE_MAX {
             if self.packs().find_value(cid).is_none() {
-                let frame = blob::compress(cbor, self.inner.config.zstd_level)?;
+                let frame = blob::compress_entry(cbor, self.inner.config.zstd_level)?;
                 // Within a writer's hold, the value goes out with the call's record, in one
                 // write; outside one, now.
                 let commit = !self.inner.writers.held();

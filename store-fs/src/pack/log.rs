@@ -323,10 +323,7 @@ pub(crate) fn whole_entries(
 }
 
 fn add_pack(packs: &mut Packs, pack: Pack) {
-    if !packs.packs.iter().any(|p| p.name == pack.name) {
-        packs.packs.push(Arc::new(pack));
-        packs.packs.sort_by_key(|p| p.name);
-    }
+    packs.add_pack(Arc::new(pack));
 }
 
 /// Appends `bytes` to `file` (opened for appending) with one `write()` (and more only if the

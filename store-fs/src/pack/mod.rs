@@ -18,6 +18,7 @@
 
 pub(crate) mod format;
 pub(crate) mod log;
+pub(crate) mod midx;
 pub(crate) mod repack;
 
 use std::collections::{BTreeMap, HashMap};
@@ -44,9 +45,46 @@ pub(crate) const MAX_ENTRY: u64 = blob::MAX_RECORD;
 /// How often a lookup that hits looks for packs removed by a consolidation elsewhere.
 pub(crate) const REFRESH_EVERY: Duration = Duration::from_millis(50);
 
+/// How often a lookup that misses looks at `logs/` and `packs/` again: a call another process
+/// stored less than this long ago may be computed again here (as when both compute it at the
+/// same time), never answered wrongly; in exchange a run of new calls pays two stats per
+/// millisecond, not per call.
+pub(crate) const MISS_REFRESH_EVERY: Duration = Duration::from_millis(1);
+
 /// How long a directory must have been unchanged for its listing to be trusted while its
-/// stamp stays the same (file systems stamp directories with a coarse clock).
+/// stamp stays the same (file systems stamp directories with a coarse clock: a change in the
+/// same tick as a listing leaves the stamp as it was).
 const QUIET: Duration = Duration::from_secs(2);
+
+/// How often a directory listed while it was not yet quiet is listed again although its stamp
+/// did not change (a change within its clock tick is seen this late at worst; its cost is a
+/// call computed twice, never a wrong answer: writers list again under the collection lock).
+const UNSETTLED_EVERY: Duration = Duration::from_millis(20);
+
+/// What a handle knows of one directory (`packs/` or `logs/`): its stamp when listed, and
+/// whether that listing can be trusted while the stamp stays the same.
+#[derive(Default)]
+struct DirState {
+    stamp: Option<Stamp>,
+    settled: bool,
+    listed: Option<Instant>,
+}
+
+impl DirState {
+    /// Whether the directory, now stamped `stamp`, must be listed again.
+    fn stale(&self, stamp: Option<Stamp>, force: bool) -> bool {
+        force
+            || stamp != self.stamp
+            || self.listed.is_none()
+            || (!self.settled && self.listed.is_some_and(|t| t.elapsed() >= UNSETTLED_EVERY))
+    }
+
+    fn listed(&mut self, stamp: Option<Stamp>) {
+        self.stamp = stamp;
+        self.settled = stamp.is_none_or(|s| s.age() >= QUIET);
+        self.listed = Some(Instant::now());
+    }
+}
 
 /// One sealed pack: its index in memory, its file open.
 pub(crate) struct Pack {
@@ -130,12 +168,11 @@ pub(crate) struct Found {
 /// What a handle knows of the store's packs and logs.
 #[derive(Default)]
 pub(crate) struct Packs {
-    packs_stamp: Option<Stamp>,
-    packs_settled: bool,
-    /// Sorted by name.
+    packs_dir: DirState,
+    /// In the order they were opened; `midx` merges their tables.
     pub(crate) packs: Vec<Arc<Pack>>,
-    logs_stamp: Option<Stamp>,
-    logs_settled: bool,
+    midx: midx::Midx,
+    logs_dir: DirState,
     /// Logs of running writers (other processes, or other handles of this one), by name.
     pub(crate) logs: Vec<LogView>,
     /// This handle's log, once it wrote.
@@ -146,19 +183,29 @@ pub(crate) struct Packs {
     /// Entries found damaged (file, offset): passed over, so the value counts as missing
     /// here and the call that made it is computed again, its value written anew.
     pub(crate) damaged: std::collections::HashSet<(PathBuf, u64)>,
+    /// Whether the store has a `calls/` directory (loose records: format 1, or merged from a
+    /// format-1 store), as of the last refresh.
+    pub(crate) loose_calls: bool,
+    /// Whether it has a `values/` directory (large values, or loose small ones), likewise.
+    pub(crate) loose_values: bool,
 }
 
 impl Packs {
     /// Looks at `packs/` and `logs/` again if the lookup missed (`miss`) or if it has not for
     /// [`REFRESH_EVERY`]; `force` lists both directories whatever their stamps.
     pub(crate) fn refresh(&mut self, root: &Path, miss: bool, force: bool) -> Result<()> {
-        let due = self
-            .last_refresh
-            .is_none_or(|t| t.elapsed() >= REFRESH_EVERY);
-        if !(miss || due || force) {
+        let since = self.last_refresh.map(|t| t.elapsed());
+        let due = match since {
+            None => true,
+            Some(since) if miss => since >= MISS_REFRESH_EVERY,
+            Some(since) => since >= REFRESH_EVERY,
+        };
+        if !(due || force) {
             return Ok(());
         }
         self.last_refresh = Some(Instant::now());
+        self.loose_calls = root.join(layout::CALLS).is_dir();
+        self.loose_values = root.join(layout::VALUES).is_dir();
         // Logs before packs: a writer seals its log into a pack (renamed in) before it removes
         // the log, so entries never fall between the two listings.
         self.refresh_logs(root, force)?;
@@ -168,7 +215,7 @@ impl Packs {
     fn refresh_logs(&mut self, root: &Path, force: bool) -> Result<()> {
         let dir = root.join(layout::LOGS);
         let stamp = dir_stamp(&dir)?;
-        if force || !self.logs_settled || stamp != self.logs_stamp {
+        if self.logs_dir.stale(stamp, force) {
             let names = list_names(&dir)?;
             let own = self.own.as_ref().map(|o| o.view.name.clone());
             self.logs.retain(|l| names.binary_search(&l.name).is_ok());
@@ -187,8 +234,7 @@ impl Packs {
                     None => continue, // sealed since the listing
                 }
             }
-            self.logs_stamp = stamp;
-            self.logs_settled = stamp.is_some_and(|s| s.age() >= QUIET);
+            self.logs_dir.listed(stamp);
         }
         for log in &mut self.logs {
             if log.read_to == format::HEADER_LEN && !has_pack_header(&log.file) {
@@ -202,7 +248,7 @@ impl Packs {
     fn refresh_packs(&mut self, root: &Path, force: bool) -> Result<()> {
         let dir = root.join(layout::PACKS);
         let stamp = dir_stamp(&dir)?;
-        if !force && self.packs_settled && stamp == self.packs_stamp {
+        if !self.packs_dir.stale(stamp, force) {
             return Ok(());
         }
         let names = list_names(&dir)?;
@@ -215,7 +261,11 @@ impl Packs {
                     .is_ok()
             })
             .collect();
+        let before = self.packs.len();
         self.packs.retain(|p| listed.binary_search(&p.name).is_ok());
+        if self.packs.len() < before {
+            self.midx = midx::Midx::build(&self.packs);
+        }
         for id in listed {
             if self.packs.iter().any(|p| p.name == id) {
                 continue;
@@ -223,17 +273,31 @@ impl Packs {
             // A pack removed since the listing (consolidated) is skipped; a damaged one is
             // reported by fsck and skipped here, so one bad file never stops a store.
             match open_pack(root, &id) {
-                Ok(Some(p)) => self.packs.push(Arc::new(p)),
+                Ok(Some(p)) => self.add_pack(Arc::new(p)),
                 Ok(None) => {}
                 Err(e) => {
                     eprintln!("mandala: warning: {e} (the pack is skipped; run `mandala fsck`)")
                 }
             }
         }
-        self.packs.sort_by_key(|p| p.name);
-        self.packs_stamp = stamp;
-        self.packs_settled = stamp.is_some_and(|s| s.age() >= QUIET);
+        self.packs_dir.listed(stamp);
         Ok(())
+    }
+
+    /// Adds a pack this handle opened or sealed (once).
+    pub(crate) fn add_pack(&mut self, pack: Arc<Pack>) {
+        if self.packs.iter().any(|p| p.name == pack.name) {
+            return;
+        }
+        if self.midx.covered == self.packs.len() {
+            self.midx.add(&pack);
+        }
+        self.packs.push(pack);
+    }
+
+    /// The packs the multi-pack index does not cover, searched one by one.
+    fn uncovered(&self) -> &[Arc<Pack>] {
+        &self.packs[self.midx.covered..]
     }
 
     fn sources(&self) -> impl Iterator<Item = &LogView> {
@@ -244,26 +308,37 @@ impl Packs {
             .chain(&self.logs)
     }
 
-    /// Where value `cid` is, if in a log or pack this handle knows (and not found damaged).
+    /// Where value `cid` is, if in a log or pack this handle knows (and not found damaged):
+    /// the first copy, logs first, then the largest packs (most likely to hold it).
     pub(crate) fn find_value(&self, cid: &Id) -> Option<Found> {
-        self.values_at(cid).into_iter().next()
-    }
-
-    /// Every copy of value `cid` this handle knows and has not found damaged: logs first.
-    pub(crate) fn values_at(&self, cid: &Id) -> Vec<Found> {
-        let mut out = Vec::new();
+        let sound = |f: &Found| {
+            self.damaged.is_empty() || !self.damaged.contains(&(f.path.clone(), f.entry.offset))
+        };
         for log in self.sources() {
             if let Some(e) = log.values.get(cid) {
-                out.push(found(&log.file, &log.path, *e));
+                let f = found(&log.file, &log.path, *e);
+                if sound(&f) {
+                    return Some(f);
+                }
             }
         }
-        for p in &self.packs {
-            if let Some(e) = p.idx.find_value(cid) {
-                out.push(found(&p.file, &p.path, e));
-            }
-        }
-        out.retain(|f| !self.damaged.contains(&(f.path.clone(), f.entry.offset)));
-        out
+        let covered = self
+            .midx
+            .candidates(midx::Table::Values, &cid.0)
+            .filter_map(|(pack, row)| {
+                let p = &self.packs[pack];
+                let e = p.idx.value(row);
+                (e.id == EntryId::Value(*cid)).then(|| found(&p.file, &p.path, e))
+            })
+            .find(sound);
+        covered.or_else(|| {
+            self.uncovered().iter().find_map(|p| {
+                p.idx
+                    .find_value(cid)
+                    .map(|e| found(&p.file, &p.path, e))
+                    .filter(sound)
+            })
+        })
     }
 
     /// Where call `name` is, if in a log or pack this handle knows.
@@ -273,9 +348,19 @@ impl Packs {
                 return Some(found(&log.file, &log.path, *e));
             }
         }
-        self.packs
-            .iter()
-            .find_map(|p| p.idx.find_call(name).map(|e| found(&p.file, &p.path, e)))
+        let covered = self
+            .midx
+            .candidates(midx::Table::Calls, &name.key.0)
+            .find_map(|(pack, row)| {
+                let p = &self.packs[pack];
+                let e = p.idx.call(row);
+                (e.id == EntryId::Call(*name)).then(|| found(&p.file, &p.path, e))
+            });
+        covered.or_else(|| {
+            self.uncovered()
+                .iter()
+                .find_map(|p| p.idx.find_call(name).map(|e| found(&p.file, &p.path, e)))
+        })
     }
 
     /// The names of the records under call key `key` in the logs and packs this handle knows.
@@ -293,7 +378,14 @@ impl Packs {
         for log in self.sources() {
             out.extend(log.calls.range(lo..=hi).map(|(n, _)| *n));
         }
-        for p in &self.packs {
+        for (pack, row) in self.midx.candidates(midx::Table::Calls, &key.0) {
+            if let EntryId::Call(n) = self.packs[pack].idx.call(row).id {
+                if n.key == *key {
+                    out.push(n);
+                }
+            }
+        }
+        for p in self.uncovered() {
             out.extend(p.idx.calls_of(key).map(|e| match e.id {
                 EntryId::Call(n) => n,
                 EntryId::Value(_) => unreachable!("a call table holds calls"),
@@ -400,6 +492,20 @@ pub(crate) fn read_frame(found: &Found) -> Result<Vec<u8>> {
     read_exact_at(&found.file, &mut buf, found.entry.frame_at())
         .map_err(|e| Error::io("read", &found.path, e))?;
     Ok(buf)
+}
+
+/// Reads up to `buf.len()` bytes at `offset` (one positioned read); how many it read.
+pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        file.read_at(buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::FileExt;
+        file.seek_read(buf, offset)
+    }
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`.
