@@ -597,3 +597,57 @@ fn cat_reads_the_file_not_the_index_copy() {
     );
     assert!(path.exists(), "inspection moves nothing");
 }
+
+/// Issue 10: `upgrade` turns a format-1 store into one pack; `status` shows where objects
+/// are; `cat` and `fsck` read packs; `pack` merges packs (a dry run changes nothing).
+#[test]
+fn upgrade_pack_and_status_show_where_objects_are() {
+    let (d, storage) = sample_v1();
+    drop(storage);
+    let status = ok(d.path(), &["status"]);
+    assert!(status.contains("format  1\n"), "{status}");
+    assert!(
+        status.contains("calls          4  (4 loose files"),
+        "{status}"
+    );
+    let up = ok(d.path(), &["upgrade"]);
+    assert!(up.contains("is now format 2"), "{up}");
+    assert!(
+        up.contains("merged 0 pack(s) and 9 loose file(s)"),
+        "5 values and 4 records: {up}"
+    );
+    assert!(ok(d.path(), &["upgrade"]).contains("is already format 2"));
+    let status = ok(d.path(), &["status"]);
+    assert!(status.contains("format  2\n"), "{status}");
+    assert!(
+        status.contains("calls          4  (0 loose files of 0 bytes, 4 in packs, 0 in logs)"),
+        "{status}"
+    );
+    assert!(status.contains("packs          1  ("), "{status}");
+    let storage = Storage::open(d.path().join("lab.mandala")).unwrap();
+    let y = storage.run(|| inc(1)).unwrap();
+    assert_eq!(storage.stats().total.executed, 0, "hits after the upgrade");
+    assert_eq!(ok(d.path(), &["cat", &y.cid().to_string()[..10]]), "2\n");
+    storage.run(|| inc(100)).unwrap();
+    storage.flush().unwrap();
+    assert_eq!(
+        ok(d.path(), &["fsck"]),
+        "checked 7 values and 5 calls: 0 problem(s), 0 warning(s)\n"
+    );
+    let dry = ok(d.path(), &["pack", "--dry-run"]);
+    assert!(dry.starts_with("would merge 2 pack(s)"), "{dry}");
+    assert!(ok(d.path(), &["status"]).contains("packs          2  ("));
+    let done = ok(d.path(), &["pack"]);
+    assert!(
+        done.starts_with("merged 2 pack(s) and 0 loose file(s)"),
+        "{done}"
+    );
+    assert!(
+        done.contains("into one pack of 7 values and 5 calls"),
+        "{done}"
+    );
+    assert!(ok(d.path(), &["status"]).contains("packs          1  ("));
+    let j: Json = serde_json::from_str(&ok(d.path(), &["status", "--json"])).unwrap();
+    assert_eq!(j["calls"]["packed"], 5);
+    assert_eq!(j["packs"]["count"], 1);
+}

@@ -86,7 +86,11 @@ impl FsBackend {
         }
         let cid = record.cid();
         cat.index.records.insert(*name, bytes, cid);
-        cat.index.dirty = true;
+        // Only loose records go into the index file (packed ones are read as fast from their
+        // packs): a packed record does not make it worth rewriting.
+        if path.starts_with(self.inner.root.join(layout::CALLS)) {
+            cat.index.dirty = true;
+        }
         Ok(Some((record, Some(cid))))
     }
 
@@ -180,7 +184,35 @@ impl FsBackend {
         for rid in &damaged {
             self.index_damaged(&format!("call record {}", rid.short(12)));
         }
-        let rest: Vec<usize> = (0..names.len()).filter(|i| out[*i].is_none()).collect();
+        // Records in packs and logs: located at once, then read a file span at a time.
+        let mut rest: Vec<usize> = (0..names.len()).filter(|i| out[*i].is_none()).collect();
+        let (packed, found): (Vec<usize>, Vec<crate::pack::Found>) = {
+            let mut packs = self.packs();
+            packs.refresh(&self.inner.root, true, false)?;
+            let mut located = Vec::new();
+            for &i in &rest {
+                if let Some(f) = packs.find_call(&names[i]) {
+                    self.commit_if_pending(&mut packs, &f)?;
+                    located.push((i, f));
+                }
+            }
+            located.into_iter().unzip()
+        };
+        let read = crate::pack::read_entries(&found);
+        let decoded = store_core::par::try_map(&packed, 256, |&i| {
+            let at = packed.binary_search(&i).expect("listed");
+            let Ok(bytes) = &read[at] else {
+                return Ok(None); // damaged: read below, one by one, which reports it
+            };
+            let record = Self::decode_call(&found[at].path, bytes)?;
+            let cid = record.cid();
+            Ok::<_, Error>(Some(Arc::new(stored_call(&names[i], (record, Some(cid))))))
+        })?;
+        for (&i, call) in packed.iter().zip(decoded) {
+            out[i] = call;
+        }
+        // The others (loose files, or damaged entries), one by one.
+        rest.retain(|i| out[*i].is_none());
         let read = store_core::par::try_map(&rest, 64, |i| {
             let name = &names[*i];
             let read = self.call_from_file(name)?;

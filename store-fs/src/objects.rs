@@ -301,7 +301,26 @@ impl FsBackend {
                 *bytes = None;
             }
         }
-        let rest: Vec<usize> = (0..cids.len()).filter(|i| out[*i].is_none()).collect();
+        // Values in packs and logs: located at once, then read a file span at a time.
+        let mut rest: Vec<usize> = (0..cids.len()).filter(|i| out[*i].is_none()).collect();
+        let (packed, found): (Vec<usize>, Vec<crate::pack::Found>) = {
+            let mut packs = self.packs();
+            packs.refresh(&self.inner.root, true, false)?;
+            let mut located = Vec::new();
+            for &i in &rest {
+                if let Some(f) = packs.find_value(&cids[i]) {
+                    self.commit_if_pending(&mut packs, &f)?;
+                    located.push((i, f));
+                }
+            }
+            located.into_iter().unzip()
+        };
+        for (i, read) in packed.into_iter().zip(crate::pack::read_entries(&found)) {
+            // A damaged entry is read again below, one by one, which reports and repairs it.
+            out[i] = read.ok();
+        }
+        // The others (loose files, or damaged entries), one by one.
+        rest.retain(|i| out[*i].is_none());
         let read = store_core::par::try_map(&rest, 64, |i| self.value_anywhere(&cids[*i]))?;
         for (i, bytes) in rest.into_iter().zip(read) {
             out[i] = bytes;

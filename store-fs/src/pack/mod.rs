@@ -451,8 +451,7 @@ pub(crate) fn open_pack(root: &Path, id: &Id) -> Result<Option<Pack>> {
 /// The content of the entry `found`, decompressed and checked against its id.
 pub(crate) fn read_entry(found: &Found) -> Result<Vec<u8>> {
     let Found { file, path, entry } = found;
-    let hlen = entry.id.header_len();
-    let mut buf = vec![0u8; hlen + entry.len as usize];
+    let mut buf = vec![0u8; entry.id.header_len() + entry.len as usize];
     read_exact_at(file, &mut buf, entry.offset).map_err(|e| {
         if e.kind() == ErrorKind::UnexpectedEof {
             Error::corrupt(
@@ -466,15 +465,22 @@ pub(crate) fn read_entry(found: &Found) -> Result<Vec<u8>> {
             Error::io("read", path, e)
         }
     })?;
+    check_entry(found, &buf)
+}
+
+/// The content of the entry `found` from `buf`, its bytes (header and frame), decompressed
+/// and checked: the header against the index, the content against its id.
+fn check_entry(found: &Found, buf: &[u8]) -> Result<Vec<u8>> {
+    let Found { path, entry, .. } = found;
     let at_offset = |reason: String| {
         Error::corrupt(path, format!("entry at offset {}: {reason}", entry.offset))
     };
-    match format::parse_entry(&buf, entry.offset, entry.offset) {
+    match format::parse_entry(buf, entry.offset, entry.offset) {
         Ok(Some(e)) if e == *entry => {}
         Ok(_) => return Err(at_offset("does not match the pack's index".into())),
         Err(reason) => return Err(at_offset(reason)),
     }
-    let bytes = blob::decompress(&buf[hlen..], path, MAX_ENTRY)
+    let bytes = blob::decompress(&buf[entry.id.header_len()..], path, MAX_ENTRY)
         .map_err(|e| at_offset(crate::verify::reason_of(e)))?;
     let (kind, id) = entry.id.content_id();
     let actual = Id::hash(kind, &bytes);
@@ -484,6 +490,62 @@ pub(crate) fn read_entry(found: &Found) -> Result<Vec<u8>> {
         )));
     }
     Ok(bytes)
+}
+
+/// [`read_entry`] for many entries at once (whole-store queries): the entries of one file are
+/// read with one read of the span that holds them (unless they are a small part of it), then
+/// checked on all cores. In the order of `found`.
+pub(crate) fn read_entries(found: &[Found]) -> Vec<Result<Vec<u8>>> {
+    let mut by_file: std::collections::HashMap<*const File, Vec<usize>> = Default::default();
+    for (i, f) in found.iter().enumerate() {
+        by_file.entry(Arc::as_ptr(&f.file)).or_default().push(i);
+    }
+    let mut out: Vec<Option<Result<Vec<u8>>>> = (0..found.len()).map(|_| None).collect();
+    for (_, group) in by_file {
+        let first = &found[group[0]];
+        let start = group
+            .iter()
+            .map(|&i| found[i].entry.offset)
+            .min()
+            .unwrap_or(0);
+        let end = group
+            .iter()
+            .map(|&i| found[i].entry.end())
+            .max()
+            .unwrap_or(0);
+        let wanted: u64 = group
+            .iter()
+            .map(|&i| found[i].entry.end() - found[i].entry.offset)
+            .sum();
+        // One read of the span, unless it holds mostly other entries: up to 64 times what is
+        // wanted (a memory copy costs far less than a read per entry), at most 256 MiB.
+        let span_len = end - start;
+        let span = if group.len() > 8 && span_len <= (wanted * 64).min(256 << 20) {
+            let mut buf = vec![0u8; (end - start) as usize];
+            read_exact_at(&first.file, &mut buf, start)
+                .ok()
+                .map(|()| buf)
+        } else {
+            None
+        };
+        let results = store_core::par::try_map(&group, 256, |&i| {
+            let f = &found[i];
+            Ok::<_, Error>(match &span {
+                Some(buf) => {
+                    let at = (f.entry.offset - start) as usize;
+                    check_entry(f, &buf[at..(f.entry.end() - start) as usize])
+                }
+                None => read_entry(f),
+            })
+        })
+        .expect("errors are returned per entry");
+        for (i, r) in group.into_iter().zip(results) {
+            out[i] = Some(r);
+        }
+    }
+    out.into_iter()
+        .map(|r| r.expect("every entry is read"))
+        .collect()
 }
 
 /// The raw frame of the entry `found` (for consolidation, which checks it separately).
