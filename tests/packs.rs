@@ -525,9 +525,22 @@ fn deleting_packed_calls_and_collecting_packed_values() {
     let d = tempfile::tempdir().unwrap();
     let s = d.path().join("s.mandala");
     job(&Storage::open(&s).unwrap(), 0..10, false).unwrap();
+    // A whole-store query first: the call index (index/calls) then holds the packed records.
+    let all = |s: &Path| {
+        Storage::open(s)
+            .unwrap()
+            .backend()
+            .all_calls()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(all(&s), 20);
+    assert!(s.join("index/calls").exists());
     let storage = Storage::open(&s).unwrap();
     let deleted = storage.cf("square").unwrap().delete_calls().unwrap();
     assert_eq!(deleted, 10);
+    // Another process's queries do not see them, whatever its index holds.
+    assert_eq!(all(&s), 10);
     let fs = storage.fs().unwrap();
     let report = fs.gc(false, Duration::ZERO).unwrap();
     // The squares of 1..=10 that are not also an input or output of inc (1 is inc(0)'s

@@ -86,11 +86,7 @@ impl FsBackend {
         }
         let cid = record.cid();
         cat.index.records.insert(*name, bytes, cid);
-        // Only loose records go into the index file (packed ones are read as fast from their
-        // packs): a packed record does not make it worth rewriting.
-        if path.starts_with(self.inner.root.join(layout::CALLS)) {
-            cat.index.dirty = true;
-        }
+        cat.index.dirty = true;
         Ok(Some((record, Some(cid))))
     }
 
@@ -208,6 +204,18 @@ impl FsBackend {
             let cid = record.cid();
             Ok::<_, Error>(Some(Arc::new(stored_call(&names[i], (record, Some(cid))))))
         })?;
+        {
+            // Kept in the call index, if loaded, for the next process's queries.
+            let mut cat = self.catalog();
+            if cat.index.loaded && !packed.is_empty() {
+                for ((&i, call), bytes) in packed.iter().zip(&decoded).zip(read) {
+                    if let (Some(call), Ok(bytes)) = (call, bytes) {
+                        cat.index.records.insert(names[i], bytes, call.cid);
+                    }
+                }
+                cat.index.dirty = true;
+            }
+        }
         for (&i, call) in packed.iter().zip(decoded) {
             out[i] = call;
         }

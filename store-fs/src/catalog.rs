@@ -410,6 +410,14 @@ impl FsBackend {
     /// written. Never fails: a cache that cannot be written (read-only store, full disk)
     /// costs only speed.
     pub(crate) fn write_index(&self) {
+        // Packed records are kept in the index too (a query then reads one file, not one
+        // entry of a pack per record); they are found by name from the packs' own listings,
+        // so a shard that holds any is never marked trusted (its stamp vouches for loose
+        // files only).
+        let mut packed = Vec::new();
+        self.packs().all_calls(&mut packed);
+        packed.sort_unstable();
+        packed.dedup();
         let cat = &mut *self.catalog();
         let (shards, idx) = (&cat.shards, &mut cat.index);
         if !idx.loaded || (!idx.dirty && !idx.relisted) {
@@ -417,17 +425,26 @@ impl FsBackend {
         }
         let mut stamps = vec![None; 256];
         let mut records: Vec<(CallName, &[u8], Id)> = Vec::new();
+        let mut names: Vec<CallName> = Vec::new();
         for (i, cache) in shards.iter().enumerate() {
-            let Some(cache) = cache else { continue };
-            let before = records.len();
+            let start = packed.partition_point(|n| (n.key.0[0] as usize) < i);
+            let end = packed.partition_point(|n| (n.key.0[0] as usize) <= i);
+            let in_packs = &packed[start..end];
+            names.clear();
+            names.extend_from_slice(in_packs);
+            if let Some(cache) = cache {
+                names.extend_from_slice(&cache.names);
+            }
+            names.sort_unstable();
+            names.dedup();
             records.extend(
-                cache
-                    .names
+                names
                     .iter()
                     .filter_map(|n| idx.records.get(n).map(|(b, cid)| (*n, b, cid))),
             );
-            let complete = records.len() - before == cache.names.len();
-            if cache.pure() && complete {
+            let Some(cache) = cache else { continue };
+            let complete = cache.names.iter().all(|n| idx.records.contains_key(n));
+            if cache.pure() && complete && in_packs.is_empty() {
                 stamps[i] = cache.stamp;
             }
         }

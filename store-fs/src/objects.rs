@@ -317,6 +317,9 @@ impl FsBackend {
         };
         for (i, read) in packed.into_iter().zip(crate::pack::read_entries(&found)) {
             // A damaged entry is read again below, one by one, which reports and repairs it.
+            if let Ok(bytes) = &read {
+                self.index_small_value(&cids[i], bytes);
+            }
             out[i] = read.ok();
         }
         // The others (loose files, or damaged entries), one by one.
