@@ -139,7 +139,7 @@ fn child_hits(store: &str, n: u64) {
 fn hit_fresh_process(dir: &Path, quick: bool) {
     let n: u64 = if quick { 2_000 } else { 100_000 };
     let store = dir.join("hits.mandala");
-    let storage = Storage::open(&store).unwrap();
+    let storage = create_store(&store).unwrap();
     storage
         .run(|| -> mandala::Result<()> {
             for i in 0..n {
@@ -187,7 +187,7 @@ fn record_new_calls(dir: &Path, quick: bool) {
     for round in 0..6u64 {
         let mut run_ours = || {
             let store = dir.join(format!("new{round}.mandala"));
-            let storage = Storage::open(&store).unwrap();
+            let storage = create_store(&store).unwrap();
             let before = count_objects(&store);
             let t = Instant::now();
             storage
@@ -250,6 +250,22 @@ fn atomic_writes(base_dir: &Path, first: u64, n: u64) -> Duration {
     t.elapsed() / n as u32
 }
 
+/// Opens (creating) a benchmark's store in the format `MANDALA_BENCH_FORMAT` says (default:
+/// the default of new stores, 2), to compare formats in the same minutes.
+fn create_store(path: &Path) -> mandala::Result<Storage> {
+    let format = std::env::var("MANDALA_BENCH_FORMAT")
+        .ok()
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(store_fs::FORMAT_VERSION);
+    Storage::open_with(
+        path,
+        mandala::OpenOptions {
+            format,
+            ..Default::default()
+        },
+    )
+}
+
 /// Records `add2(i, b)` for every `i` in `range` (new calls, unless stored already).
 fn add2_calls(storage: &Storage, range: std::ops::Range<u64>, b: u64) {
     storage
@@ -287,7 +303,7 @@ fn new_call_at_scale(dir: &Path, quick: bool) {
     let mut first = None;
     for &n in sizes {
         let store = dir.join(format!("scale{n}.mandala"));
-        let storage = Storage::open(&store).unwrap();
+        let storage = create_store(&store).unwrap();
         let t = Instant::now();
         add2_calls(&storage, 0..n, 7);
         let run = t.elapsed() / n as u32;
@@ -524,7 +540,7 @@ fn settle(store: &Path, op: &str) {
 fn frame_table(dir: &Path, quick: bool) {
     let n: u64 = if quick { 1_000 } else { 10_000 };
     let store = dir.join("frame.mandala");
-    add2_calls(&Storage::open(&store).unwrap(), 0..n, 1);
+    add2_calls(&create_store(&store).unwrap(), 0..n, 1);
     settle(&store, "add2");
     let (ours, base) = table_in_children(&store, "add2", n as usize, 7);
     row(
@@ -559,7 +575,7 @@ fn frame_table(dir: &Path, quick: bool) {
 fn pipeline_table(dir: &Path, quick: bool) {
     let n: u64 = if quick { 3_334 } else { 33_334 };
     let store = dir.join("pipeline.mandala");
-    let storage = Storage::open(&store).unwrap();
+    let storage = create_store(&store).unwrap();
     storage
         .run(|| -> mandala::Result<()> {
             for i in 0..n {
