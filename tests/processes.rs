@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
+use common::sh;
 
 use mandala::{op, Storage};
 
@@ -207,21 +208,6 @@ fn concurrent_writers_lose_nothing() {
     // Each distinct call is stored once however the two writers interleaved.
     let storage = Storage::open(&s).unwrap();
     assert_eq!(storage.backend().all_calls().unwrap().len(), 3 * 900);
-}
-
-fn sh(dir: &Path, cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

@@ -182,18 +182,7 @@ impl FsBackend {
         }
         // Records in packs and logs: located at once, then read a file span at a time.
         let mut rest: Vec<usize> = (0..names.len()).filter(|i| out[*i].is_none()).collect();
-        let (packed, found): (Vec<usize>, Vec<crate::pack::Found>) = {
-            let mut packs = self.packs();
-            packs.refresh(&self.inner.root, true, false)?;
-            let mut located = Vec::new();
-            for &i in &rest {
-                if let Some(f) = packs.find_call(&names[i]) {
-                    self.commit_if_pending(&mut packs, &f)?;
-                    located.push((i, f));
-                }
-            }
-            located.into_iter().unzip()
-        };
+        let (packed, found) = self.locate_packed(&rest, |packs, i| packs.find_call(&names[i]))?;
         let read = crate::pack::read_entries(&found);
         let decoded = store_core::par::try_map(&packed, 256, |&i| {
             let at = packed.binary_search(&i).expect("listed");

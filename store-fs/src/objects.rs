@@ -303,18 +303,7 @@ impl FsBackend {
         }
         // Values in packs and logs: located at once, then read a file span at a time.
         let mut rest: Vec<usize> = (0..cids.len()).filter(|i| out[*i].is_none()).collect();
-        let (packed, found): (Vec<usize>, Vec<crate::pack::Found>) = {
-            let mut packs = self.packs();
-            packs.refresh(&self.inner.root, true, false)?;
-            let mut located = Vec::new();
-            for &i in &rest {
-                if let Some(f) = packs.find_value(&cids[i]) {
-                    self.commit_if_pending(&mut packs, &f)?;
-                    located.push((i, f));
-                }
-            }
-            located.into_iter().unzip()
-        };
+        let (packed, found) = self.locate_packed(&rest, |packs, i| packs.find_value(&cids[i]))?;
         for (i, read) in packed.into_iter().zip(crate::pack::read_entries(&found)) {
             // A damaged entry is read again below, one by one, which reports and repairs it.
             if let Ok(bytes) = &read {
@@ -363,6 +352,26 @@ impl FsBackend {
     /// The ids of the loose value files, sorted.
     pub(crate) fn loose_value_ids(&self) -> Result<Vec<Id>> {
         self.list_ids(layout::VALUES)
+    }
+
+    /// For batch reads: which of the items `items` (indices into the caller's list) are in a
+    /// log or pack this handle knows, looked up with `find` after one look at the store, with
+    /// where each is; the caller reads them with `pack::read_entries`.
+    pub(crate) fn locate_packed(
+        &self,
+        items: &[usize],
+        find: impl Fn(&crate::pack::Packs, usize) -> Option<crate::pack::Found>,
+    ) -> Result<(Vec<usize>, Vec<crate::pack::Found>)> {
+        let mut packs = self.packs();
+        packs.refresh(&self.inner.root, true, false)?;
+        let mut located = Vec::new();
+        for &i in items {
+            if let Some(f) = find(&packs, i) {
+                self.commit_if_pending(&mut packs, &f)?;
+                located.push((i, f));
+            }
+        }
+        Ok(located.into_iter().unzip())
     }
 
     /// Writes this handle's pending log entries if `found` is one of them (so it can be read).

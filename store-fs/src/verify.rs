@@ -393,26 +393,16 @@ impl FsBackend {
                     what: format!("cannot be read: {e}"),
                 }),
             }
-            let file = pack.file.clone();
-            for i in 0..pack.idx.n_values() {
-                entry(
-                    report,
-                    crate::pack::Found {
-                        file: file.clone(),
-                        path: pack.path.clone(),
-                        entry: pack.idx.value(i),
-                    },
-                );
-            }
-            for i in 0..pack.idx.n_calls() {
-                entry(
-                    report,
-                    crate::pack::Found {
-                        file: file.clone(),
-                        path: pack.path.clone(),
-                        entry: pack.idx.call(i),
-                    },
-                );
+            let entries = (0..pack.idx.n_values())
+                .map(|i| pack.idx.value(i))
+                .chain((0..pack.idx.n_calls()).map(|i| pack.idx.call(i)));
+            for e in entries {
+                let found = crate::pack::Found {
+                    file: pack.file.clone(),
+                    path: pack.path.clone(),
+                    entry: e,
+                };
+                entry(report, found);
             }
         }
         let logs = root.join(layout::LOGS);

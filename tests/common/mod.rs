@@ -45,3 +45,21 @@ pub fn format1() -> mandala::OpenOptions {
         ..mandala::OpenOptions::default()
     }
 }
+
+/// Runs `cmd args` in `dir` and returns its output; fails the test (with both outputs) if it
+/// fails.
+#[allow(dead_code)] // not every test binary runs commands
+pub fn sh(dir: &Path, cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -284,14 +284,29 @@ impl Idx {
 }
 
 /// The first row of `0..n` whose leading 32 bytes are not less than `key` (`n` if none).
-/// Rows begin with hashes, spread evenly: probes interpolate on the first 8 bytes, so a few
-/// find the place among millions, where halving takes log2(n) probes, each a cache miss in
-/// a large index. A probe that did not at least halve the range makes the next one halve,
-/// which bounds the worst case at twice binary search's.
 fn lower_bound<'a>(n: usize, row: impl Fn(usize) -> &'a [u8], key: &[u8; 32]) -> usize {
     let prefix = |b: &[u8]| u64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
-    let want = prefix(key);
-    // Rows before `lo` are less than `key`; rows from `hi` on are not.
+    interpolation_search(
+        n,
+        |i| prefix(row(i)),
+        prefix(key),
+        |i| row(i)[..32] < key[..],
+    )
+}
+
+/// The first of `0..n` sorted items for which `less` is false (`n` if none), where `prefix(i)`
+/// is a number ordered like the items (their leading hash bytes) and `want` the searched
+/// item's. Hashes are spread evenly, so probes interpolate on the prefixes: a few find the
+/// place among millions, where halving takes log2(n) probes, each a cache miss in a large
+/// table. A probe that did not at least halve the range makes the next one halve, which
+/// bounds the worst case at twice binary search's.
+pub(crate) fn interpolation_search(
+    n: usize,
+    prefix: impl Fn(usize) -> u64,
+    want: u64,
+    less: impl Fn(usize) -> bool,
+) -> usize {
+    // Items before `lo` are less than the searched one; items from `hi` on are not.
     let (mut lo, mut hi) = (0, n);
     let mut halve = false;
     while lo < hi {
@@ -299,17 +314,17 @@ fn lower_bound<'a>(n: usize, row: impl Fn(usize) -> &'a [u8], key: &[u8; 32]) ->
         let mid = if halve {
             lo + (hi - lo) / 2
         } else {
-            let (a, b) = (prefix(row(lo)), prefix(row(hi - 1)));
+            let (a, b) = (prefix(lo), prefix(hi - 1));
             if want <= a {
                 lo
             } else if want > b {
-                return hi; // even the last row is less than `key`
+                return hi; // even the last item is less
             } else {
                 let span = u128::from(b - a).max(1);
                 lo + (u128::from(want - a) * (hi - 1 - lo) as u128 / span) as usize
             }
         };
-        if row(mid)[..32] < key[..] {
+        if less(mid) {
             lo = mid + 1;
         } else {
             hi = mid;

@@ -125,34 +125,14 @@ fn merge(a: &[Entry], b: impl Iterator<Item = Entry>) -> Vec<Entry> {
     out
 }
 
-/// The first entry whose prefix is not less than `want`: interpolation on the prefixes (hash
-/// bytes, spread evenly), with a halving probe after any probe that did not halve the range.
+/// The first entry whose prefix is not less than `want`.
 fn lower_bound(entries: &[Entry], want: u32) -> usize {
-    let (mut lo, mut hi) = (0, entries.len());
-    let mut halve = false;
-    while lo < hi {
-        let before = hi - lo;
-        let mid = if halve {
-            lo + (hi - lo) / 2
-        } else {
-            let (a, b) = (entries[lo].prefix, entries[hi - 1].prefix);
-            if want <= a {
-                lo
-            } else if want > b {
-                return hi;
-            } else {
-                let span = u64::from(b - a).max(1);
-                lo + (u64::from(want - a) * (hi - 1 - lo) as u64 / span) as usize
-            }
-        };
-        if entries[mid].prefix < want {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-        halve = !halve && (hi - lo) * 2 > before;
-    }
-    lo
+    super::format::interpolation_search(
+        entries.len(),
+        |i| u64::from(entries[i].prefix),
+        u64::from(want),
+        |i| entries[i].prefix < want,
+    )
 }
 
 #[cfg(test)]
