@@ -406,16 +406,38 @@ fn consolidation_beside_a_running_writer_loses_nothing() {
     assert_eq!((dry.packs, dry.calls), (10, 200));
     assert_eq!(packs(&s).len(), 20, "a dry run changes nothing");
     let writer = spawn(&s, "100 400 flush-every 7");
+    // And a reader, whose handle has the packs open as they are replaced under it: every
+    // lookup of the first 100 stays a hit.
+    let reader = Storage::open(&s).unwrap();
+    reader.allow_new_calls(false);
     let mut rounds = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
-    let out = std::thread::scope(|sc| {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (out, reads) = std::thread::scope(|sc| {
         let w = sc.spawn(|| writer.wait_with_output().unwrap());
+        let r = sc.spawn(|| {
+            let mut reads = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                job(&reader, 0..100, false).expect("a stored call stays a hit");
+                // And a new handle, which lists and opens the packs as they are replaced.
+                let fresh = Storage::open(&s).unwrap();
+                fresh.allow_new_calls(false);
+                job(&fresh, 0..100, false).expect("a stored call is a hit in a new handle");
+                reads += 1;
+            }
+            reads
+        });
         while !w.is_finished() && Instant::now() < deadline {
             backend.pack(false).unwrap();
             rounds += 1;
         }
-        w.join().unwrap()
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let reads = r.join().unwrap();
+        (w.join().unwrap(), reads)
     });
+    assert!(reads > 1, "the reader read while packs were replaced");
+    assert_eq!(reader.stats().total.executed, 0);
+    drop(reader);
     assert!(
         out.status.success(),
         "{}",

@@ -251,33 +251,43 @@ impl Packs {
         if !self.packs_dir.stale(stamp, force) {
             return Ok(());
         }
-        let names = list_names(&dir)?;
-        let listed: Vec<Id> = names
-            .iter()
-            .filter_map(|n| layout::parse_pack_name(n, "idx"))
-            .filter(|id| {
-                names
-                    .binary_search(&layout::pack_file_name(id, "pack"))
-                    .is_ok()
-            })
-            .collect();
-        let before = self.packs.len();
-        self.packs.retain(|p| listed.binary_search(&p.name).is_ok());
-        if self.packs.len() < before {
-            self.midx = midx::Midx::build(&self.packs);
-        }
-        for id in listed {
-            if self.packs.iter().any(|p| p.name == id) {
-                continue;
+        // A consolidation renames its pack in before it removes the packs it merged: a pack
+        // that vanished between the listing and its opening means a newer pack is there, which
+        // a second listing finds (a few tries; then what was found is used, and the next
+        // lookup that misses looks again).
+        for _ in 0..4 {
+            let names = list_names(&dir)?;
+            let listed: Vec<Id> = names
+                .iter()
+                .filter_map(|n| layout::parse_pack_name(n, "idx"))
+                .filter(|id| {
+                    names
+                        .binary_search(&layout::pack_file_name(id, "pack"))
+                        .is_ok()
+                })
+                .collect();
+            let before = self.packs.len();
+            self.packs.retain(|p| listed.binary_search(&p.name).is_ok());
+            if self.packs.len() < before {
+                self.midx = midx::Midx::build(&self.packs);
             }
-            // A pack removed since the listing (consolidated) is skipped; a damaged one is
-            // reported by fsck and skipped here, so one bad file never stops a store.
-            match open_pack(root, &id) {
-                Ok(Some(p)) => self.add_pack(Arc::new(p)),
-                Ok(None) => {}
-                Err(e) => {
-                    eprintln!("mandala: warning: {e} (the pack is skipped; run `mandala fsck`)")
+            let mut vanished = false;
+            for id in listed {
+                if self.packs.iter().any(|p| p.name == id) {
+                    continue;
                 }
+                // A damaged pack is reported by fsck and skipped here, so one bad file never
+                // stops a store.
+                match open_pack(root, &id) {
+                    Ok(Some(p)) => self.add_pack(Arc::new(p)),
+                    Ok(None) => vanished = true,
+                    Err(e) => {
+                        eprintln!("mandala: warning: {e} (the pack is skipped; run `mandala fsck`)")
+                    }
+                }
+            }
+            if !vanished {
+                break;
             }
         }
         self.packs_dir.listed(stamp);
