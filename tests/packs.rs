@@ -467,6 +467,24 @@ fn many_packs_are_consolidated_automatically() {
         packs(&s).len()
     );
     drop(storage);
+    // A handle that only reads never consolidates, however many packs: a store made of the
+    // packs of 40 one-call stores (a union of stores is a store), then read.
+    let many = d.path().join("many.mandala");
+    Storage::open(&many).unwrap();
+    for i in 0..(store_fs::AUTO_PACKS as i64 + 8) {
+        let one = d.path().join(format!("one{i}.mandala"));
+        job(&Storage::open(&one).unwrap(), i..i + 1, false).unwrap();
+        common::copy_dir(&one.join("packs"), &many.join("packs"));
+    }
+    let before = packs(&many);
+    assert!(before.len() > 2 * store_fs::AUTO_PACKS, "{}", before.len());
+    let reader = Storage::open(&many).unwrap();
+    assert_eq!(
+        reader.backend().all_calls().unwrap().len(),
+        2 * (store_fs::AUTO_PACKS + 8)
+    );
+    drop(reader);
+    assert_eq!(packs(&many), before, "a reader changed nothing");
     assert_clean(&s);
     assert_all_hits(&s, 0..store_fs::AUTO_PACKS as i64 + 1);
 }
@@ -502,6 +520,13 @@ fn a_damaged_pack_entry_is_reported_then_computed_again() {
     assert!(report.problems[1]
         .what
         .starts_with(&format!("entry at offset {}: ", at - 1)));
+
+    // Inspection (`mandala cat` reads this way) reports it and changes nothing.
+    let fs = store_fs::FsBackend::open_existing(&s).unwrap();
+    let e = fs.read_value_file(&y.cid()).unwrap_err().to_string();
+    assert!(e.contains("inspection changes nothing"), "{e}");
+    drop(fs);
+    assert_eq!(std::fs::read(&pack).unwrap(), bytes);
 
     let storage = Storage::open(&s).unwrap();
     let y = storage.run(|| inc(41)).unwrap();
@@ -599,4 +624,28 @@ fn a_torn_log_tail_is_cut_off_when_sealed() {
     let report = assert_clean(&s);
     assert!(report.warnings.is_empty(), "{:#?}", report.warnings);
     assert_all_hits(&s, 0..20);
+}
+
+/// `Durability::Sync` in format 2: each append is followed by `fdatasync`, sealing fsyncs the
+/// pack, its index and both directories; the store is the same as without.
+#[test]
+fn a_synced_store_writes_the_same_packs() {
+    let d = tempfile::tempdir().unwrap();
+    let (synced, plain) = (
+        d.path().join("sync.mandala"),
+        d.path().join("plain.mandala"),
+    );
+    let options = mandala::OpenOptions {
+        durability: mandala::Durability::Sync,
+        ..Default::default()
+    };
+    job(&Storage::open_with(&synced, options).unwrap(), 0..20, false).unwrap();
+    job(&Storage::open(&plain).unwrap(), 0..20, false).unwrap();
+    assert_eq!(
+        packs(&synced),
+        packs(&plain),
+        "the same content, the same names"
+    );
+    assert_clean(&synced);
+    assert_all_hits(&synced, 0..20);
 }

@@ -176,7 +176,7 @@ impl FsBackend {
     pub fn read_value_file(&self, cid: &Id) -> Result<Option<Vec<u8>>> {
         match self.read_value(&layout::value_path(&self.inner.root, cid), cid)? {
             Some(bytes) => Ok(Some(bytes)),
-            None => self.packed_value(cid, true),
+            None => self.packed_value(cid, true, false),
         }
     }
 
@@ -219,23 +219,28 @@ impl FsBackend {
     /// Value `cid` from a log or pack, else from its loose file; packs and logs are looked at
     /// again before answering that it is not stored.
     fn value_anywhere(&self, cid: &Id) -> Result<Option<Vec<u8>>> {
-        if let Some(bytes) = self.packed_value(cid, false)? {
+        if let Some(bytes) = self.packed_value(cid, false, true)? {
             return Ok(Some(bytes));
         }
         if let Some(bytes) = self.value_from_file(cid)? {
             return Ok(Some(bytes));
         }
-        self.packed_value(cid, true)
+        self.packed_value(cid, true, true)
     }
 
     /// Value `cid` from a log or pack this handle knows (after looking at `packs/` and
     /// `logs/` again if `miss`, or if it is time to), verified; `None` if none holds it.
     ///
     /// A damaged copy is reported (the error names the pack and the entry's offset) and
-    /// passed over from then on by this handle, as a damaged loose file is moved aside: the
-    /// next run that needs the value computes the call that made it again, which writes the
-    /// value anew into this handle's log, read before any pack.
-    pub(crate) fn packed_value(&self, cid: &Id, miss: bool) -> Result<Option<Vec<u8>>> {
+    /// passed over from then on by this handle; with `repair`, the packs are rewritten without
+    /// it, as a damaged loose file is moved aside: the next run that needs the value computes
+    /// the call that made it again.
+    pub(crate) fn packed_value(
+        &self,
+        cid: &Id,
+        miss: bool,
+        repair: bool,
+    ) -> Result<Option<Vec<u8>>> {
         let mut first_error = None;
         let mut refresh = true;
         // Each round reads the first copy not found damaged; a damaged one is marked, so the
@@ -262,7 +267,9 @@ impl FsBackend {
                     self.packs()
                         .damaged
                         .insert((found.path.clone(), found.entry.offset));
-                    let what = if self.drop_damaged_entries() {
+                    let what = if !repair {
+                        "reported only (inspection changes nothing)"
+                    } else if self.drop_damaged_entries() {
                         "left out of the store's packs"
                     } else {
                         "passed over by this process (the packs are rewritten without it by the next read that finds it while no program writes)"

@@ -144,6 +144,7 @@ impl FsBackend {
             Ok(pack) => {
                 let _ = own.view.file.unlock();
                 add_pack(packs, pack);
+                packs.sealed = true;
                 Ok(())
             }
             Err(e) => {

@@ -188,6 +188,9 @@ pub(crate) struct Packs {
     pub(crate) loose_calls: bool,
     /// Whether it has a `values/` directory (large values, or loose small ones), likewise.
     pub(crate) loose_values: bool,
+    /// Whether this handle sealed a log into a pack: only a handle that wrote consolidates
+    /// automatically (a reader, `mandala status` or `fsck`, never changes the store).
+    pub(crate) sealed: bool,
 }
 
 impl Packs {

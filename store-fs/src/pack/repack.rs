@@ -101,12 +101,13 @@ impl FsBackend {
 
     /// Seals this handle's log into a pack now (it is sealed anyway at a threshold and when
     /// the last handle is dropped; until then its calls are already safe and visible to
-    /// other processes), then consolidates if there are more than [`AUTO_PACKS`] packs.
+    /// other processes), then, if this handle ever sealed one and there are more than
+    /// [`AUTO_PACKS`] packs, consolidates them. A handle that only read changes nothing.
     pub fn flush(&self) -> Result<()> {
         let many = {
             let mut packs = self.packs();
             self.seal_own(&mut packs)?;
-            packs.packs.len() > AUTO_PACKS
+            packs.sealed && packs.packs.len() > AUTO_PACKS
         };
         if many {
             self.auto_pack();
