@@ -368,7 +368,7 @@ impl FsBackend {
             if !name.ends_with(".idx") {
                 continue;
             }
-            let pack = match crate::pack::open_pack(&root, &id) {
+            let pack = match crate::pack::open_pack(&root, &id, true) {
                 Ok(Some(p)) => p,
                 Ok(None) => continue, // removed since the listing
                 Err(e) => {

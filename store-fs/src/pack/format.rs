@@ -157,16 +157,43 @@ pub(crate) fn parse_entry(bytes: &[u8], base: u64, at: u64) -> Result<Option<Loc
     Ok(Some(entry))
 }
 
+/// The bytes of a pack index: read (just written, or checked whole), or mapped.
+pub(crate) enum IdxBytes {
+    Owned(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for IdxBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            IdxBytes::Owned(v) => v,
+            IdxBytes::Mapped(m) => m,
+        }
+    }
+}
+
 /// A pack index as read: its tables are searched in place.
 pub(crate) struct Idx {
-    bytes: Vec<u8>,
+    bytes: IdxBytes,
     values: usize,
     calls: usize,
 }
 
 impl Idx {
-    /// Checks and wraps the bytes of a `.idx` file named `name` (its 64 hex digits).
+    /// Checks and wraps the bytes of a `.idx` file named `name`: its structure and its hash
+    /// (which is its name).
     pub(crate) fn parse(bytes: Vec<u8>, name: &Id) -> Result<Idx, String> {
+        let idx = Idx::open(IdxBytes::Owned(bytes))?;
+        idx.check_hash(name)?;
+        Ok(idx)
+    }
+
+    /// Wraps the bytes of a `.idx` file after checking its structure only (magic, version,
+    /// size): what a reader does when it opens a pack, so that opening costs nothing per
+    /// object. A damaged row cannot make it serve a wrong object — every entry is checked
+    /// against its row and its id when read — and `fsck` checks the hash.
+    pub(crate) fn open(bytes: IdxBytes) -> Result<Idx, String> {
         if bytes.len() < IDX_HEAD + 32 || &bytes[..12] != IDX_MAGIC {
             return Err("not a mandala pack index".into());
         }
@@ -190,9 +217,18 @@ impl Idx {
                 want.map_or("more than a machine can address".into(), |w| w.to_string())
             ));
         }
-        let body = bytes.len() - 32;
-        let hash = blake3::hash(&bytes[..body]);
-        if hash.as_bytes() != &bytes[body..] {
+        Ok(Idx {
+            bytes,
+            values,
+            calls,
+        })
+    }
+
+    /// Checks the trailing hash, and that it is the pack's name.
+    pub(crate) fn check_hash(&self, name: &Id) -> Result<(), String> {
+        let body = self.bytes.len() - 32;
+        let hash = blake3::hash(&self.bytes[..body]);
+        if hash.as_bytes() != &self.bytes[body..] {
             return Err("its trailing hash does not match its content (damaged)".into());
         }
         if hash.as_bytes() != &name.0 {
@@ -201,11 +237,7 @@ impl Idx {
                 hash.to_hex()
             ));
         }
-        Ok(Idx {
-            bytes,
-            values,
-            calls,
-        })
+        Ok(())
     }
 
     /// The BLAKE3 hash of the pack file this index describes.

@@ -4,9 +4,10 @@
 //!
 //! An entry is 8 bytes: the first 4 bytes of the id (a value's cid, a call's key) and where its
 //! row is (pack number, 8 bits; row in that pack's index, 24 bits). Equal prefixes are rare
-//! and resolved by comparing the full id in the pack's own index. A store with more packs, or
-//! a pack with more rows, than that fits is searched pack by pack instead (`mandala pack`
-//! consolidates it).
+//! and resolved by comparing the full id in the pack's own index. Large packs are not merged
+//! (a consolidated store is one large pack, whose index is searched directly in a few probes,
+//! and opening it then reads nothing in advance); packs beyond what an entry can name are
+//! searched one by one too (`mandala pack` consolidates them).
 
 use super::Pack;
 use std::sync::Arc;
@@ -39,14 +40,19 @@ pub(crate) enum Table {
     Calls,
 }
 
-/// The merged tables of packs `0..covered` of a handle's pack list.
+/// The merged tables of a handle's packs, but the large ones.
 #[derive(Default)]
 pub(crate) struct Midx {
     values: Vec<Entry>,
     calls: Vec<Entry>,
-    /// How many packs (a prefix of the list) the tables cover; later ones are searched alone.
-    pub(crate) covered: usize,
+    /// The packs (positions in the handle's list) searched on their own: large ones (merging
+    /// one would cost a pass over it in every process that opens the store; its own index is
+    /// searched in a few probes) and any beyond what an entry can name.
+    pub(crate) alone: Vec<usize>,
 }
+
+/// Packs with at least this many objects are searched on their own (see [`Midx::alone`]).
+const LARGE: usize = 1 << 18;
 
 fn prefix(id: &[u8]) -> u32 {
     u32::from_be_bytes(id[..4].try_into().expect("4 bytes"))
@@ -56,34 +62,31 @@ impl Midx {
     /// Tables covering `packs` from scratch.
     pub(crate) fn build(packs: &[Arc<Pack>]) -> Midx {
         let mut m = Midx::default();
-        for p in packs {
-            if !m.add(p) {
-                break;
-            }
+        for (i, p) in packs.iter().enumerate() {
+            m.add(i, p);
         }
         m
     }
 
-    /// Merges pack `p` (the next one of the list) into the tables; false if it cannot be
-    /// covered (too many packs, or too many rows), and then it is searched alone.
-    pub(crate) fn add(&mut self, p: &Pack) -> bool {
-        let n = self.covered;
-        if n >= MAX_PACKS || p.idx.n_values() >= MAX_ROWS || p.idx.n_calls() >= MAX_ROWS {
-            return false;
+    /// Merges pack `p`, at position `at` of the handle's list, into the tables, or lists it
+    /// among those searched alone.
+    pub(crate) fn add(&mut self, at: usize, p: &Pack) {
+        let (nv, nc) = (p.idx.n_values(), p.idx.n_calls());
+        if at >= MAX_PACKS || nv >= MAX_ROWS || nc >= MAX_ROWS || nv + nc >= LARGE {
+            self.alone.push(at);
+            return;
         }
-        let tag = (n as u32) << 24;
-        let values = (0..p.idx.n_values()).map(|i| Entry {
+        let tag = (at as u32) << 24;
+        let values = (0..nv).map(|i| Entry {
             prefix: prefix(&p.idx.value_key(i)[..4]),
             at: tag | i as u32,
         });
         self.values = merge(&self.values, values);
-        let calls = (0..p.idx.n_calls()).map(|i| Entry {
+        let calls = (0..nc).map(|i| Entry {
             prefix: prefix(&p.idx.call_key(i)[..4]),
             at: tag | i as u32,
         });
         self.calls = merge(&self.calls, calls);
-        self.covered += 1;
-        true
     }
 
     /// The (pack, row) of every entry of `table` whose id starts with the first 4 bytes of

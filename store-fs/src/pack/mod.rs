@@ -281,7 +281,7 @@ impl Packs {
                 }
                 // A damaged pack is reported by fsck and skipped here, so one bad file never
                 // stops a store.
-                match open_pack(root, &id) {
+                match open_pack(root, &id, false) {
                     Ok(Some(p)) => self.add_pack(Arc::new(p)),
                     Ok(None) => vanished = true,
                     Err(e) => {
@@ -302,15 +302,13 @@ impl Packs {
         if self.packs.iter().any(|p| p.name == pack.name) {
             return;
         }
-        if self.midx.covered == self.packs.len() {
-            self.midx.add(&pack);
-        }
+        self.midx.add(self.packs.len(), &pack);
         self.packs.push(pack);
     }
 
     /// The packs the multi-pack index does not cover, searched one by one.
-    fn uncovered(&self) -> &[Arc<Pack>] {
-        &self.packs[self.midx.covered..]
+    fn uncovered(&self) -> impl Iterator<Item = &Arc<Pack>> {
+        self.midx.alone.iter().map(|&i| &self.packs[i])
     }
 
     fn sources(&self) -> impl Iterator<Item = &LogView> {
@@ -345,7 +343,7 @@ impl Packs {
             })
             .find(sound);
         covered.or_else(|| {
-            self.uncovered().iter().find_map(|p| {
+            self.uncovered().find_map(|p| {
                 p.idx
                     .find_value(cid)
                     .map(|e| found(&p.file, &p.path, e))
@@ -371,7 +369,6 @@ impl Packs {
             });
         covered.or_else(|| {
             self.uncovered()
-                .iter()
                 .find_map(|p| p.idx.find_call(name).map(|e| found(&p.file, &p.path, e)))
         })
     }
@@ -441,14 +438,25 @@ fn found(file: &Arc<File>, path: &Path, entry: Located) -> Found {
     }
 }
 
-/// Opens the pack `id` (its index read and checked); `None` if either file is gone.
-pub(crate) fn open_pack(root: &Path, id: &Id) -> Result<Option<Pack>> {
+/// Opens the pack `id`: its index mapped into memory and its structure checked (and its hash
+/// too if `check_hash`: `fsck`); `None` if either file is gone.
+pub(crate) fn open_pack(root: &Path, id: &Id, check_hash: bool) -> Result<Option<Pack>> {
     let idx_path = layout::pack_path(root, id, "idx");
     let path = layout::pack_path(root, id, "pack");
-    let Some(bytes) = crate::open::read_small(&idx_path, 1 << 36, "a pack index")? else {
+    let Some((idx_file, _)) = crate::open::open_regular(&idx_path)? else {
         return Ok(None);
     };
-    let idx = Idx::parse(bytes, id).map_err(|reason| Error::corrupt(&idx_path, reason))?;
+    // Safety: pack indexes are immutable once renamed into place (nothing in mandala writes
+    // to one), and are checked as they are read. A file another program truncates while it
+    // is mapped makes this process fail with SIGBUS, as git's mapped packs do.
+    let map =
+        unsafe { memmap2::Mmap::map(&idx_file) }.map_err(|e| Error::io("map", &idx_path, e))?;
+    let idx = format::Idx::open(format::IdxBytes::Mapped(map))
+        .map_err(|reason| Error::corrupt(&idx_path, reason))?;
+    if check_hash {
+        idx.check_hash(id)
+            .map_err(|reason| Error::corrupt(&idx_path, reason))?;
+    }
     let Some((file, size)) = crate::open::open_regular(&path)? else {
         return Ok(None);
     };
