@@ -10,7 +10,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::sh;
 
 use mandala::{op, Storage};
 
@@ -304,15 +303,7 @@ fn packed_stores_merge_with_rsync_and_git() {
     for (order, name) in [([&a, &b, &loose], "m1"), ([&loose, &b, &a], "m2")] {
         let merged = d.path().join(name);
         for src in order {
-            sh(
-                d.path(),
-                "rsync",
-                &[
-                    "-a",
-                    &format!("{}/", src.display()),
-                    &format!("{}/", merged.display()),
-                ],
-            );
+            common::rsync_into(src, &merged);
         }
         assert_clean(&merged);
         assert_all_hits(&merged, 0..350);
@@ -321,35 +312,13 @@ fn packed_stores_merge_with_rsync_and_git() {
     // git: two branches each add a pack; the merge has both and no conflict.
     let repo = d.path().join("repo");
     std::fs::create_dir(&repo).unwrap();
-    let git = |args: &[&str]| {
-        let mut all = vec![
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.invalid",
-            "-c",
-            "init.defaultBranch=main",
-        ];
-        all.extend_from_slice(args);
-        sh(&repo, "git", &all)
-    };
-    git(&["init", "-q"]);
     let s = repo.join("s.mandala");
-    Storage::open(&s).unwrap();
-    git(&["add", "-A"]);
-    git(&["commit", "-qm", "empty store"]);
-    git(&["checkout", "-qb", "a"]);
-    run_child(&s, "0 150");
-    git(&["add", "-A"]);
-    git(&["commit", "-qm", "a"]);
-    git(&["checkout", "-q", "main"]);
-    git(&["checkout", "-qb", "b"]);
-    run_child(&s, "100 250");
-    git(&["add", "-A"]);
-    git(&["commit", "-qm", "b"]);
-    git(&["checkout", "-q", "a"]);
-    git(&["merge", "-q", "--no-edit", "b"]);
-    assert_eq!(git(&["status", "--porcelain"]), "");
+    common::merge_in_git(
+        &repo,
+        &s,
+        || run_child(&s, "0 150"),
+        || run_child(&s, "100 250"),
+    );
     assert_eq!(packs(&s).len(), 4, "two packs, each with its index");
     assert_clean(&s);
     assert_all_hits(&s, 0..250);

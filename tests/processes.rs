@@ -9,7 +9,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::sh;
 
 use mandala::{op, Storage};
 
@@ -221,15 +220,7 @@ fn stores_merge_with_rsync() {
     run_child(&a, "incs 0 200");
     run_child(&b, "incs 100 300");
     for src in [&a, &b] {
-        sh(
-            d.path(),
-            "rsync",
-            &[
-                "-a",
-                &format!("{}/", src.display()),
-                &format!("{}/", merged.display()),
-            ],
-        );
+        common::rsync_into(src, &merged);
     }
     assert_verifies(&merged);
     assert_all_hits(&merged, 0, 300);
@@ -239,38 +230,16 @@ fn stores_merge_with_rsync() {
 fn stores_merge_with_git_without_conflicts() {
     let d = tempfile::tempdir().unwrap();
     let repo = d.path();
-    let git = |args: &[&str]| {
-        let mut all = vec![
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.invalid",
-            "-c",
-            "init.defaultBranch=main",
-        ];
-        all.extend_from_slice(args);
-        sh(repo, "git", &all)
-    };
-    git(&["init", "-q"]);
     let s = store_in(repo);
-    Storage::open(&s).unwrap();
-    git(&["add", "-A"]);
-    git(&["commit", "-qm", "empty store"]);
-    git(&["checkout", "-qb", "a"]);
-    run_child(&s, "incs 0 150");
-    git(&["add", "-A"]);
-    git(&["commit", "-qm", "a's calls"]);
-    git(&["checkout", "-q", "main"]);
-    git(&["checkout", "-qb", "b"]);
-    run_child(&s, "incs 100 250");
-    git(&["add", "-A"]);
-    git(&["commit", "-qm", "b's calls"]);
-    git(&["checkout", "-q", "a"]);
-    git(&["merge", "-q", "--no-edit", "b"]);
-    assert_eq!(
-        git(&["status", "--porcelain"]),
-        "",
-        "a clean merge, nothing left over"
+    common::merge_in_git(
+        repo,
+        &s,
+        || {
+            run_child(&s, "incs 0 150");
+        },
+        || {
+            run_child(&s, "incs 100 250");
+        },
     );
     // Nothing in tmp/ but the collection lock.
     assert!(store_fs::write::stray_temp_files(&s.join("tmp"))
@@ -323,15 +292,7 @@ fn diverging_results_of_a_non_deterministic_op_both_survive_a_merge() {
     let (ab, ba) = (d.path().join("ab.mandala"), d.path().join("ba.mandala"));
     for (dst, srcs) in [(&ab, [&a, &b]), (&ba, [&b, &a])] {
         for src in srcs {
-            sh(
-                d.path(),
-                "rsync",
-                &[
-                    "-a",
-                    &format!("{}/", src.display()),
-                    &format!("{}/", dst.display()),
-                ],
-            );
+            common::rsync_into(src, dst);
         }
     }
     for merged in [&ab, &ba] {

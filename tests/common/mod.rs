@@ -63,3 +63,57 @@ pub fn sh(dir: &Path, cmd: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A git repository at `repo` holding an empty store at `store`, committed on `main`; then
+/// branch `a` commits what `on_a` adds to the store, branch `b` (from `main`) what `on_b`
+/// adds, and `a` merges `b`. Asserts the merge leaves nothing to resolve or commit.
+#[allow(dead_code)] // not every test binary merges stores
+pub fn merge_in_git(repo: &Path, store: &Path, on_a: impl FnOnce(), on_b: impl FnOnce()) {
+    let git = |args: &[&str]| {
+        let mut all = vec![
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "-c",
+            "init.defaultBranch=main",
+        ];
+        all.extend_from_slice(args);
+        sh(repo, "git", &all)
+    };
+    git(&["init", "-q"]);
+    mandala::Storage::open(store).unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "empty store"]);
+    git(&["checkout", "-qb", "a"]);
+    on_a();
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "a's calls"]);
+    git(&["checkout", "-q", "main"]);
+    git(&["checkout", "-qb", "b"]);
+    on_b();
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "b's calls"]);
+    git(&["checkout", "-q", "a"]);
+    git(&["merge", "-q", "--no-edit", "b"]);
+    assert_eq!(
+        git(&["status", "--porcelain"]),
+        "",
+        "a clean merge, nothing left over"
+    );
+}
+
+/// `rsync -a SRC/ DEST/`: copies a store's files into another directory (a merge by union).
+#[allow(dead_code)] // not every test binary merges stores
+pub fn rsync_into(src: &Path, dest: &Path) {
+    let parent = dest.parent().expect("a store lives in a directory");
+    sh(
+        parent,
+        "rsync",
+        &[
+            "-a",
+            &format!("{}/", src.display()),
+            &format!("{}/", dest.display()),
+        ],
+    );
+}
