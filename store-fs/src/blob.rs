@@ -231,6 +231,29 @@ pub fn compress_entry(data: &[u8], level: i32) -> Result<Vec<u8>> {
     })
 }
 
+/// The content of a frame that is exactly what [`raw_frame`] writes for fewer than 65 792
+/// bytes (single segment, 1- or 2-byte content size, no checksum, one raw last block of that
+/// size, nothing after it): read without the decoder. `None` for any other frame, which the
+/// decoder then reads (or reports).
+fn single_raw_block(data: &[u8]) -> Option<&[u8]> {
+    if data.len() < 9 || data[..4] != 0xFD2F_B528u32.to_le_bytes() {
+        return None;
+    }
+    let (size, at) = match data[4] {
+        0x20 => (usize::from(data[5]), 6),
+        0x60 => (usize::from(u16::from_le_bytes([data[5], data[6]])) + 256, 7),
+        _ => return None,
+    };
+    let header = data.get(at..at + 3)?;
+    let block = u32::from(header[0]) | u32::from(header[1]) << 8 | u32::from(header[2]) << 16;
+    // Last block (bit 0), raw (bits 1-2 zero), of the content's size.
+    if block & 0b111 != 1 || (block >> 3) as usize != size {
+        return None;
+    }
+    let content = data.get(at + 3..)?;
+    (content.len() == size).then_some(content)
+}
+
 /// Pack entries shorter than this are stored in raw zstd blocks (see [`compress_entry`]).
 pub const RAW_ENTRY_MAX: usize = 512;
 
@@ -270,6 +293,11 @@ pub fn raw_frame(data: &[u8]) -> Vec<u8> {
 /// Decompresses a blob read from `path`, checking that it is exactly one complete frame whose
 /// checksum matches and that claims at most `max` bytes.
 pub fn decompress(data: &[u8], path: &Path, max: u64) -> Result<Vec<u8>> {
+    if let Some(content) = single_raw_block(data) {
+        if content.len() as u64 <= max {
+            return Ok(content.to_vec());
+        }
+    }
     let corrupt = |reason: String| Error::corrupt(path, reason);
     let frame_len = zstd::zstd_safe::find_frame_compressed_size(data).map_err(|_| {
         corrupt(format!(
@@ -317,6 +345,12 @@ mod tests {
             let frame = raw_frame(&data);
             assert_eq!(claimed_size(&frame, p).unwrap(), n as u64, "{n}");
             assert_eq!(decompress(&frame, p, MAX_BLOB).unwrap(), data, "{n}");
+            assert_eq!(single_raw_block(&frame).is_some(), n < 65_792, "{n}");
+            // A truncated raw frame is not read by the fast path, and is reported.
+            if n > 0 {
+                assert!(single_raw_block(&frame[..frame.len() - 1]).is_none());
+                assert!(decompress(&frame[..frame.len() - 1], p, MAX_BLOB).is_err());
+            }
             assert_eq!(zstd::decode_all(&frame[..]).unwrap(), data, "{n}");
         }
         // Small entries are stored raw; large compressible ones compressed.

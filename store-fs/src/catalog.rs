@@ -414,6 +414,12 @@ impl FsBackend {
         // entry of a pack per record); they are found by name from the packs' own listings,
         // so a shard that holds any is never marked trusted (its stamp vouches for loose
         // files only).
+        {
+            let cat = self.catalog();
+            if !cat.index.loaded || (!cat.index.dirty && !cat.index.relisted) {
+                return; // nothing learned: nothing to list either
+            }
+        }
         let mut packed = Vec::new();
         self.packs().all_calls(&mut packed);
         packed.sort_unstable();

@@ -397,12 +397,7 @@ impl FsBackend {
                 .map(|i| pack.idx.value(i))
                 .chain((0..pack.idx.n_calls()).map(|i| pack.idx.call(i)));
             for e in entries {
-                let found = crate::pack::Found {
-                    file: pack.file.clone(),
-                    path: pack.path.clone(),
-                    entry: e,
-                };
-                entry(report, found);
+                entry(report, crate::pack::Found::in_pack(&pack, e));
             }
         }
         let logs = root.join(layout::LOGS);
@@ -430,6 +425,7 @@ impl FsBackend {
                     report,
                     crate::pack::Found {
                         file: file.clone(),
+                        map: None,
                         path: path.clone(),
                         entry: e,
                     },

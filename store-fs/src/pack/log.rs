@@ -185,6 +185,7 @@ impl FsBackend {
         Ok(Pack {
             name: id,
             path: pack_path,
+            map: super::map_pack(&log.file),
             file: log.file.clone(),
             idx: format::Idx::parse(idx, &id).map_err(|r| Error::corrupt(&idx_path, r))?,
             size,

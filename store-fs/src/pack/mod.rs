@@ -91,6 +91,9 @@ pub(crate) struct Pack {
     pub(crate) name: Id,
     pub(crate) path: PathBuf,
     pub(crate) file: Arc<File>,
+    /// The file mapped into memory (entries are then read without a system call each), if
+    /// mapping it worked.
+    pub(crate) map: Option<Arc<memmap2::Mmap>>,
     pub(crate) idx: Idx,
     /// Size of the `.pack` file.
     pub(crate) size: u64,
@@ -161,8 +164,22 @@ impl LogView {
 /// Where an entry is: the file holding it, for messages its path, and the entry.
 pub(crate) struct Found {
     pub(crate) file: Arc<File>,
+    /// The file mapped, for a pack (a log grows: it is read with `pread`).
+    pub(crate) map: Option<Arc<memmap2::Mmap>>,
     pub(crate) path: PathBuf,
     pub(crate) entry: Located,
+}
+
+impl Found {
+    /// Where entry `entry` of pack `p` is.
+    pub(crate) fn in_pack(p: &Pack, entry: Located) -> Found {
+        Found {
+            file: p.file.clone(),
+            map: p.map.clone(),
+            path: p.path.clone(),
+            entry,
+        }
+    }
 }
 
 /// What a handle knows of the store's packs and logs.
@@ -339,14 +356,14 @@ impl Packs {
             .filter_map(|(pack, row)| {
                 let p = &self.packs[pack];
                 let e = p.idx.value(row);
-                (e.id == EntryId::Value(*cid)).then(|| found(&p.file, &p.path, e))
+                (e.id == EntryId::Value(*cid)).then(|| Found::in_pack(p, e))
             })
             .find(sound);
         covered.or_else(|| {
             self.uncovered().find_map(|p| {
                 p.idx
                     .find_value(cid)
-                    .map(|e| found(&p.file, &p.path, e))
+                    .map(|e| Found::in_pack(p, e))
                     .filter(sound)
             })
         })
@@ -365,11 +382,11 @@ impl Packs {
             .find_map(|(pack, row)| {
                 let p = &self.packs[pack];
                 let e = p.idx.call(row);
-                (e.id == EntryId::Call(*name)).then(|| found(&p.file, &p.path, e))
+                (e.id == EntryId::Call(*name)).then(|| Found::in_pack(p, e))
             });
         covered.or_else(|| {
             self.uncovered()
-                .find_map(|p| p.idx.find_call(name).map(|e| found(&p.file, &p.path, e)))
+                .find_map(|p| p.idx.find_call(name).map(|e| Found::in_pack(p, e)))
         })
     }
 
@@ -433,9 +450,19 @@ impl Packs {
 fn found(file: &Arc<File>, path: &Path, entry: Located) -> Found {
     Found {
         file: file.clone(),
+        map: None,
         path: path.to_path_buf(),
         entry,
     }
+}
+
+/// Maps an immutable pack file into memory; `None` if the system will not (then it is read
+/// with `pread`).
+pub(crate) fn map_pack(file: &File) -> Option<Arc<memmap2::Mmap>> {
+    // Safety: packs are immutable once renamed into place (nothing in mandala writes to one)
+    // and every entry is checked as it is read. A file another program truncates while it is
+    // mapped makes this process fail with SIGBUS, as git's mapped packs do.
+    unsafe { memmap2::Mmap::map(file) }.ok().map(Arc::new)
 }
 
 /// Opens the pack `id`: its index mapped into memory and its structure checked (and its hash
@@ -463,6 +490,7 @@ pub(crate) fn open_pack(root: &Path, id: &Id, check_hash: bool) -> Result<Option
     Ok(Some(Pack {
         name: *id,
         path,
+        map: map_pack(&file),
         file: Arc::new(file),
         idx,
         size,
@@ -471,17 +499,28 @@ pub(crate) fn open_pack(root: &Path, id: &Id, check_hash: bool) -> Result<Option
 
 /// The content of the entry `found`, decompressed and checked against its id.
 pub(crate) fn read_entry(found: &Found) -> Result<Vec<u8>> {
-    let Found { file, path, entry } = found;
-    let mut buf = vec![0u8; entry.id.header_len() + entry.len as usize];
+    let Found {
+        file, path, entry, ..
+    } = found;
+    let len = entry.id.header_len() + entry.len as usize;
+    let cut_short = || {
+        Error::corrupt(
+            path,
+            format!(
+                "entry at offset {} is cut short (truncated file?)",
+                entry.offset
+            ),
+        )
+    };
+    if let Some(map) = &found.map {
+        let at = entry.offset as usize;
+        let bytes = map.get(at..at + len).ok_or_else(cut_short)?;
+        return check_entry(found, bytes);
+    }
+    let mut buf = vec![0u8; len];
     read_exact_at(file, &mut buf, entry.offset).map_err(|e| {
         if e.kind() == ErrorKind::UnexpectedEof {
-            Error::corrupt(
-                path,
-                format!(
-                    "entry at offset {} is cut short (truncated file?)",
-                    entry.offset
-                ),
-            )
+            cut_short()
         } else {
             Error::io("read", path, e)
         }
@@ -541,14 +580,15 @@ pub(crate) fn read_entries(found: &[Found]) -> Vec<Result<Vec<u8>>> {
         // One read of the span, unless it holds mostly other entries: up to 64 times what is
         // wanted (a memory copy costs far less than a read per entry), at most 256 MiB.
         let span_len = end - start;
-        let span = if group.len() > 8 && span_len <= (wanted * 64).min(256 << 20) {
-            let mut buf = vec![0u8; (end - start) as usize];
-            read_exact_at(&first.file, &mut buf, start)
-                .ok()
-                .map(|()| buf)
-        } else {
-            None
-        };
+        let span =
+            if first.map.is_none() && group.len() > 8 && span_len <= (wanted * 64).min(256 << 20) {
+                let mut buf = vec![0u8; (end - start) as usize];
+                read_exact_at(&first.file, &mut buf, start)
+                    .ok()
+                    .map(|()| buf)
+            } else {
+                None
+            };
         let results = store_core::par::try_map(&group, 256, |&i| {
             let f = &found[i];
             Ok::<_, Error>(match &span {
@@ -571,9 +611,20 @@ pub(crate) fn read_entries(found: &[Found]) -> Vec<Result<Vec<u8>>> {
 
 /// The raw frame of the entry `found` (for consolidation, which checks it separately).
 pub(crate) fn read_frame(found: &Found) -> Result<Vec<u8>> {
-    let mut buf = vec![0u8; found.entry.len as usize];
-    read_exact_at(&found.file, &mut buf, found.entry.frame_at())
-        .map_err(|e| Error::io("read", &found.path, e))?;
+    let (at, len) = (found.entry.frame_at(), found.entry.len as usize);
+    if let Some(map) = &found.map {
+        return map
+            .get(at as usize..at as usize + len)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| {
+                Error::corrupt(
+                    &found.path,
+                    format!("entry at offset {} is cut short", found.entry.offset),
+                )
+            });
+    }
+    let mut buf = vec![0u8; len];
+    read_exact_at(&found.file, &mut buf, at).map_err(|e| Error::io("read", &found.path, e))?;
     Ok(buf)
 }
 

@@ -403,11 +403,7 @@ impl FsBackend {
 fn check_copy(chosen: &[Arc<Pack>], id: &EntryId, source: Source) -> Result<Vec<u8>> {
     let (frame, path) = match source {
         Source::Pack(i, e) => {
-            let found = Found {
-                file: chosen[i].file.clone(),
-                path: chosen[i].path.clone(),
-                entry: e,
-            };
+            let found = Found::in_pack(&chosen[i], e);
             (read_frame(&found), chosen[i].path.clone())
         }
         Source::Loose(path) => (
