@@ -126,8 +126,9 @@ fn bless_golden_store_v2() {
     std::fs::remove_dir_all(golden_v2().join("tmp")).unwrap();
 }
 
-/// Opens a copy of `store` and checks every call is a hit with the expected values.
-fn reads_back(store: &Path) -> Storage {
+/// Opens a copy of `store` (in the returned directory) and checks every call is a hit with
+/// the expected values.
+fn reads_back(store: &Path) -> (tempfile::TempDir, Storage) {
     let d = tempfile::tempdir().unwrap();
     let copy = d.path().join("golden.mandala");
     copy_dir(store, &copy);
@@ -144,19 +145,18 @@ fn reads_back(store: &Path) -> Storage {
     assert_eq!(st.hits, 6);
     assert_eq!(storage.backend().all_calls().unwrap().len(), 6);
     assert_eq!(storage.backend().all_values().unwrap().len(), 12);
-    std::mem::forget(d); // the storage outlives this function; the OS cleans /tmp
-    storage
+    (d, storage)
 }
 
 #[test]
 fn the_golden_store_reads_back_value_by_value() {
-    let storage = reads_back(&golden());
+    let (_d, storage) = reads_back(&golden());
     assert_eq!(storage.fs().unwrap().format(), 1);
 }
 
 #[test]
 fn the_format_2_golden_store_reads_back_value_by_value() {
-    let storage = reads_back(&golden_v2());
+    let (_d, storage) = reads_back(&golden_v2());
     let fs = storage.fs().unwrap();
     assert_eq!(fs.format(), 2);
     let st = fs.status().unwrap();
@@ -178,7 +178,7 @@ fn the_format_1_golden_store_upgrades_to_format_2() {
         .upgrade()
         .unwrap();
     assert_eq!((report.calls, report.values, report.loose), (6, 12, 18));
-    let storage = reads_back(&copy);
+    let (_d, storage) = reads_back(&copy);
     let st = storage.fs().unwrap().status().unwrap();
     assert_eq!(st.format, 2);
     assert_eq!((st.packs.count, st.calls.count, st.values.count), (1, 0, 0));
