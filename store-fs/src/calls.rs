@@ -184,8 +184,9 @@ impl FsBackend {
         let mut rest: Vec<usize> = (0..names.len()).filter(|i| out[*i].is_none()).collect();
         let (packed, found) = self.locate_packed(&rest, |packs, i| packs.find_call(&names[i]))?;
         let read = crate::pack::read_entries(&found);
-        let decoded = store_core::par::try_map(&packed, 256, |&i| {
-            let at = packed.binary_search(&i).expect("listed");
+        let positions: Vec<usize> = (0..packed.len()).collect();
+        let decoded = store_core::par::try_map(&positions, 256, |&at| {
+            let i = packed[at];
             let Ok(bytes) = &read[at] else {
                 return Ok(None); // damaged: read below, one by one, which reports it
             };

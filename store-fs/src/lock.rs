@@ -59,7 +59,7 @@ fn read_epoch(file: &File, path: &Path) -> Result<u64> {
     let mut buf = [0u8; 8];
     let mut n = 0;
     while n < 8 {
-        match crate::pack::read_at(file, &mut buf[n..], n as u64) {
+        match crate::open::read_at(file, &mut buf[n..], n as u64) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) => return Err(Error::io("read the collection epoch from", path, e)),

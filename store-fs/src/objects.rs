@@ -171,8 +171,9 @@ impl FsBackend {
     }
 
     /// Value `cid` as the store's files hold it (its loose file, or a pack or log), checked
-    /// against its id: never from the call index, and a damaged file is reported, not moved (for inspection: `mandala cat`,
-    /// `show`, `calls` show what the store's files say). `None` if there is no such file.
+    /// against its id: never from the call index, and damage is reported, never moved aside or
+    /// repaired (for inspection: `mandala cat`, `show`, `calls` show what the store's files
+    /// say). `None` if the store does not hold it.
     pub fn read_value_file(&self, cid: &Id) -> Result<Option<Vec<u8>>> {
         match self.read_value(&layout::value_path(&self.inner.root, cid), cid)? {
             Some(bytes) => Ok(Some(bytes)),

@@ -1,4 +1,5 @@
-//! Opening a store's files for reading: regular files only, and never blocking.
+//! Opening a store's files for reading: regular files only, and never blocking; and
+//! positioned reads (`pread`) of files already open (packs, logs, the collection lock).
 //!
 //! A store is a directory anyone can put anything into. A FIFO where a value belongs would
 //! block a plain `open` until some process writes to it; a link to `/dev/zero` would be read
@@ -124,5 +125,40 @@ mod tests {
         assert!(e.contains("is a directory, not a regular file"), "{e}");
         assert!(open_regular(&d.path().join("none")).unwrap().is_none());
         assert!(!is_regular(&fifo) && !is_regular(d.path()));
+    }
+}
+
+/// Reads up to `buf.len()` bytes at `offset` (one positioned read); how many it read.
+pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        file.read_at(buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::FileExt;
+        file.seek_read(buf, offset)
+    }
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`.
+pub(crate) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::FileExt;
+        let mut done = 0;
+        while done < buf.len() {
+            match file.seek_read(&mut buf[done..], offset + done as u64)? {
+                0 => return Err(ErrorKind::UnexpectedEof.into()),
+                n => done += n,
+            }
+        }
+        Ok(())
     }
 }

@@ -411,7 +411,7 @@ impl FsBackend {
                     file.try_lock_shared(),
                     Err(std::fs::TryLockError::WouldBlock)
                 );
-            let Some((entries, valid)) = crate::pack::log::whole_entries(&file, &path)? else {
+            let Some((entries, whole)) = crate::pack::log::whole_entries(&file, &path)? else {
                 report.warnings.push(stray(
                     path,
                     "a log (<pid>-<n>-<hex>.log starting with a pack header)",
@@ -419,7 +419,7 @@ impl FsBackend {
                 continue;
             };
             let file = std::sync::Arc::new(file);
-            let n = entries.len();
+            let (n, valid) = (entries.len(), whole.len() as u64);
             for e in entries {
                 entry(
                     report,

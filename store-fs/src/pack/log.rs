@@ -17,11 +17,12 @@ use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::sync::Arc;
 
-use store_core::{Error, Id, Result};
+use store_core::{Error, Result};
 
 use super::format::{self, EntryId, Located};
-use super::{read_exact_at, LogView, Pack, Packs};
-use crate::{blob, layout, write, Durability, FsBackend};
+use super::{LogView, Pack, Packs};
+use crate::open::read_exact_at;
+use crate::{layout, write, Durability, FsBackend};
 
 /// A log is sealed into a pack once it holds this many bytes…
 pub(crate) const SEAL_BYTES: u64 = 16 << 20;
@@ -243,7 +244,7 @@ impl FsBackend {
         let dir = self.inner.root.join(layout::LOGS);
         let own = packs.own.as_ref().map(|o| o.view.name.clone());
         let mut sealed = 0;
-        for name in super::list_names(&dir)? {
+        for name in FsBackend::list_dir(&dir)? {
             if !name.ends_with(".log") || Some(&name) == own.as_ref() {
                 continue;
             }
@@ -261,9 +262,10 @@ impl FsBackend {
             if !same_file(&file, &path) || !file.metadata().is_ok_and(|m| m.is_file()) {
                 continue; // sealed by another process meanwhile (or not a file at all)
             }
-            let Some((entries, valid)) = whole_entries(&file, &path)? else {
+            let Some((entries, bytes)) = whole_entries(&file, &path)? else {
                 continue; // not a log: fsck reports it
             };
+            let valid = bytes.len() as u64;
             let len = file
                 .metadata()
                 .map_err(|e| Error::io("stat", &path, e))?
@@ -276,8 +278,6 @@ impl FsBackend {
                 fs::remove_file(&path).map_err(|e| Error::io("delete", &path, e))?;
                 continue;
             }
-            let mut bytes = vec![0u8; valid as usize];
-            read_exact_at(&file, &mut bytes, 0).map_err(|e| Error::io("read", &path, e))?;
             let hash = blake3::hash(&bytes);
             let mut view = LogView::new(name, path, Arc::new(file));
             for e in entries {
@@ -293,11 +293,12 @@ impl FsBackend {
 }
 
 /// The whole entries at the start of a log whose content checks (each decompresses and hashes
-/// to its id), and where they end; `None` if the file is not a log.
+/// to its id), and the bytes they fill (from the start of the file); `None` if the file is not
+/// a log.
 pub(crate) fn whole_entries(
     file: &File,
     path: &std::path::Path,
-) -> Result<Option<(Vec<Located>, u64)>> {
+) -> Result<Option<(Vec<Located>, Vec<u8>)>> {
     let len = file
         .metadata()
         .map_err(|e| Error::io("stat", path, e))?
@@ -311,17 +312,14 @@ pub(crate) fn whole_entries(
     let mut entries = Vec::new();
     while let Ok(Some(e)) = format::parse_entry(&bytes, 0, at) {
         let frame = &bytes[e.frame_at() as usize..e.end() as usize];
-        let Ok(content) = blob::decompress(frame, path, super::MAX_ENTRY) else {
-            break;
-        };
-        let (kind, id) = e.id.content_id();
-        if Id::hash(kind, &content) != id {
+        if super::check_content(&e.id, frame, path).is_err() {
             break;
         }
         entries.push(e);
         at = e.end();
     }
-    Ok(Some((entries, at)))
+    bytes.truncate(at as usize);
+    Ok(Some((entries, bytes)))
 }
 
 fn add_pack(packs: &mut Packs, pack: Pack) {

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use store_core::{CallName, Error, Id, Result};
 
 use crate::index::Stamp;
+use crate::open::read_exact_at;
 use crate::{blob, layout};
 use format::{EntryId, Idx, Located};
 
@@ -236,7 +237,7 @@ impl Packs {
         let dir = root.join(layout::LOGS);
         let stamp = dir_stamp(&dir)?;
         if self.logs_dir.stale(stamp, force) {
-            let names = list_names(&dir)?;
+            let names = crate::FsBackend::list_dir(&dir)?;
             let own = self.own.as_ref().map(|o| o.view.name.clone());
             self.logs.retain(|l| names.binary_search(&l.name).is_ok());
             for name in names {
@@ -276,7 +277,7 @@ impl Packs {
         // a second listing finds (a few tries; then what was found is used, and the next
         // lookup that misses looks again).
         for _ in 0..4 {
-            let names = list_names(&dir)?;
+            let names = crate::FsBackend::list_dir(&dir)?;
             let listed: Vec<Id> = names
                 .iter()
                 .filter_map(|n| layout::parse_pack_name(n, "idx"))
@@ -540,14 +541,21 @@ fn check_entry(found: &Found, buf: &[u8]) -> Result<Vec<u8>> {
         Ok(_) => return Err(at_offset("does not match the pack's index".into())),
         Err(reason) => return Err(at_offset(reason)),
     }
-    let bytes = blob::decompress(&buf[entry.id.header_len()..], path, MAX_ENTRY)
-        .map_err(|e| at_offset(crate::verify::reason_of(e)))?;
-    let (kind, id) = entry.id.content_id();
+    check_content(&entry.id, &buf[entry.id.header_len()..], path)
+        .map_err(|e| at_offset(crate::verify::reason_of(e)))
+}
+
+/// The content of the frame `frame` of an entry found by `id`, read from `path`: decompressed,
+/// and checked to hash to its id.
+pub(crate) fn check_content(id: &EntryId, frame: &[u8], path: &Path) -> Result<Vec<u8>> {
+    let bytes = blob::decompress(frame, path, MAX_ENTRY)?;
+    let (kind, want) = id.content_id();
     let actual = Id::hash(kind, &bytes);
-    if actual != id {
-        return Err(at_offset(format!(
-            "content hashes to {actual}, not to {id}"
-        )));
+    if actual != want {
+        return Err(Error::corrupt(
+            path,
+            format!("content hashes to {actual}, not to {want}"),
+        ));
     }
     Ok(bytes)
 }
@@ -628,41 +636,6 @@ pub(crate) fn read_frame(found: &Found) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Reads up to `buf.len()` bytes at `offset` (one positioned read); how many it read.
-pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileExt;
-        file.read_at(buf, offset)
-    }
-    #[cfg(windows)]
-    {
-        use std::os::windows::fs::FileExt;
-        file.seek_read(buf, offset)
-    }
-}
-
-/// Reads exactly `buf.len()` bytes at `offset`.
-pub(crate) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileExt;
-        file.read_exact_at(buf, offset)
-    }
-    #[cfg(windows)]
-    {
-        use std::os::windows::fs::FileExt;
-        let mut done = 0;
-        while done < buf.len() {
-            match file.seek_read(&mut buf[done..], offset + done as u64)? {
-                0 => return Err(ErrorKind::UnexpectedEof.into()),
-                n => done += n,
-            }
-        }
-        Ok(())
-    }
-}
-
 /// The value and call counts in the header of the index at `path` (unchecked: for `status`).
 pub(crate) fn idx_counts(path: &Path) -> Option<(u64, u64)> {
     let (file, _) = crate::open::open_regular(path).ok()??;
@@ -703,9 +676,4 @@ fn dir_stamp(dir: &Path) -> Result<Option<Stamp>> {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io("stat", dir, e)),
     }
-}
-
-/// The names in `dir`, sorted (none if it does not exist).
-pub(crate) fn list_names(dir: &Path) -> Result<Vec<String>> {
-    crate::FsBackend::list_dir(dir)
 }

@@ -412,15 +412,7 @@ fn check_copy(chosen: &[Arc<Pack>], id: &EntryId, source: Source) -> Result<Vec<
         ),
     };
     let frame = frame?;
-    let content = blob::decompress(&frame, &path, super::MAX_ENTRY)?;
-    let (kind, want) = id.content_id();
-    let actual = Id::hash(kind, &content);
-    if actual != want {
-        return Err(Error::corrupt(
-            &path,
-            format!("{} hashes to {actual}", describe(id)),
-        ));
-    }
+    super::check_content(id, &frame, &path)?;
     Ok(frame)
 }
 
