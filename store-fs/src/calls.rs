@@ -297,12 +297,8 @@ impl FsBackend {
             let mut packs = self.packs();
             packs.refresh(&self.inner.root, true, false)?;
             let in_packs = |n: &CallName| packs.packs.iter().any(|p| p.idx.find_call(n).is_some());
-            let in_own = |n: &CallName| {
-                packs
-                    .own
-                    .as_ref()
-                    .is_some_and(|o| o.view.calls.contains_key(n))
-            };
+            let in_own =
+                |n: &CallName| packs.own.as_ref().is_some_and(|o| o.view.call(n).is_some());
             let packed = names
                 .iter()
                 .filter(|n| in_packs(n) || in_own(n))
@@ -310,7 +306,7 @@ impl FsBackend {
                 .collect();
             let running = names
                 .iter()
-                .filter(|n| packs.logs.iter().any(|l| l.calls.contains_key(n)))
+                .filter(|n| packs.logs.iter().any(|l| l.call(n).is_some()))
                 .copied()
                 .collect();
             (packed, running)

@@ -352,8 +352,10 @@ pub(crate) fn interpolation_search(
             } else if want > b {
                 return hi; // even the last item is less
             } else {
-                let span = u128::from(b - a).max(1);
-                lo + (u128::from(want - a) * (hi - 1 - lo) as u128 / span) as usize
+                // In floating point: a u128 division costs more than the probes it saves.
+                // Only the probe's quality depends on it, never the answer.
+                let frac = (want - a) as f64 / (b - a).max(1) as f64;
+                (lo + (frac * (hi - 1 - lo) as f64) as usize).min(hi - 1)
             }
         };
         if less(mid) {

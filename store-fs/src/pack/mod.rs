@@ -21,14 +21,13 @@ pub(crate) mod log;
 pub(crate) mod midx;
 pub(crate) mod repack;
 
-use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use store_core::{CallName, Error, Id, Result};
+use store_core::{CallName, Error, Id, IdMap, Result};
 
 use crate::index::Stamp;
 use crate::open::read_exact_at;
@@ -107,11 +106,18 @@ pub(crate) struct LogView {
     pub(crate) file: Arc<File>,
     /// Entries end here (a torn or growing tail after it is read again later).
     pub(crate) read_to: u64,
-    pub(crate) values: HashMap<Id, Located>,
-    pub(crate) calls: BTreeMap<CallName, Located>,
-    /// Every entry, in file order (what sealing indexes).
+    /// Every entry, in file order (what sealing indexes). The maps below point into it.
     pub(crate) entries: Vec<Located>,
+    /// The first entry of each value.
+    values: IdMap<u32>,
+    /// The last entry of each call key; `same_key[i]` is the entry before `i` with its key
+    /// (`NONE` at the first), so a key's records are a short chain.
+    keys: IdMap<u32>,
+    same_key: Vec<u32>,
+    n_calls: usize,
 }
+
+const NONE: u32 = u32::MAX;
 
 impl LogView {
     pub(crate) fn new(name: String, path: PathBuf, file: Arc<File>) -> LogView {
@@ -120,23 +126,98 @@ impl LogView {
             path,
             file,
             read_to: format::HEADER_LEN,
-            values: HashMap::new(),
-            calls: BTreeMap::new(),
             entries: Vec::new(),
+            values: IdMap::default(),
+            keys: IdMap::default(),
+            same_key: Vec::new(),
+            n_calls: 0,
         }
     }
 
+    /// Takes in the entry `e` (a second copy of an object is kept in `entries`, as it is in
+    /// the file, but found through its first copy).
     pub(crate) fn add(&mut self, e: Located) {
+        let at = self.entries.len() as u32;
+        let mut prev = NONE;
         match e.id {
             EntryId::Value(cid) => {
-                self.values.entry(cid).or_insert(e);
+                self.values.entry(cid).or_insert(at);
             }
             EntryId::Call(name) => {
-                self.calls.entry(name).or_insert(e);
+                if self.call(&name).is_none() {
+                    prev = self.keys.insert(name.key, at).unwrap_or(NONE);
+                    self.n_calls += 1;
+                }
             }
         }
+        self.same_key.push(prev);
         self.entries.push(e);
         self.read_to = self.read_to.max(e.end());
+    }
+
+    /// Forgets the entries at or after `offset` (after a failed append).
+    pub(crate) fn truncate(&mut self, offset: u64) {
+        let keep: Vec<Located> = self
+            .entries
+            .iter()
+            .copied()
+            .filter(|e| e.offset < offset)
+            .collect();
+        let (name, path, file) = (
+            std::mem::take(&mut self.name),
+            self.path.clone(),
+            self.file.clone(),
+        );
+        *self = LogView::new(name, path, file);
+        for e in keep {
+            self.add(e);
+        }
+        self.read_to = offset;
+    }
+
+    /// The first entry of value `cid`.
+    pub(crate) fn value(&self, cid: &Id) -> Option<&Located> {
+        self.values.get(cid).map(|&i| &self.entries[i as usize])
+    }
+
+    /// The entry of call `name`.
+    pub(crate) fn call(&self, name: &CallName) -> Option<&Located> {
+        self.key_entries(&name.key)
+            .find(|e| e.id == EntryId::Call(*name))
+    }
+
+    fn key_entries(&self, key: &Id) -> impl Iterator<Item = &Located> {
+        let mut at = self.keys.get(key).copied().unwrap_or(NONE);
+        std::iter::from_fn(move || {
+            (at != NONE).then(|| {
+                let e = &self.entries[at as usize];
+                at = self.same_key[at as usize];
+                e
+            })
+        })
+    }
+
+    /// The names of the records under call key `key` (newest first).
+    pub(crate) fn calls_of(&self, key: &Id) -> impl Iterator<Item = CallName> + '_ {
+        self.key_entries(key).map(|e| match e.id {
+            EntryId::Call(n) => n,
+            EntryId::Value(_) => unreachable!("a key's chain holds calls"),
+        })
+    }
+
+    /// Every call name (each once).
+    pub(crate) fn call_names(&self) -> impl Iterator<Item = CallName> + '_ {
+        self.keys.keys().flat_map(|k| self.calls_of(k))
+    }
+
+    /// Every value id (each once).
+    pub(crate) fn value_ids(&self) -> impl Iterator<Item = Id> + '_ {
+        self.values.keys().copied()
+    }
+
+    /// How many distinct values and calls.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (self.values.len(), self.n_calls)
     }
 
     /// Reads what the log's writer appended since the last time: whole entries only.
@@ -344,7 +425,7 @@ impl Packs {
             self.damaged.is_empty() || !self.damaged.contains(&(f.path.clone(), f.entry.offset))
         };
         for log in self.sources() {
-            if let Some(e) = log.values.get(cid) {
+            if let Some(e) = log.value(cid) {
                 let f = found(&log.file, &log.path, *e);
                 if sound(&f) {
                     return Some(f);
@@ -373,7 +454,7 @@ impl Packs {
     /// Where call `name` is, if in a log or pack this handle knows.
     pub(crate) fn find_call(&self, name: &CallName) -> Option<Found> {
         for log in self.sources() {
-            if let Some(e) = log.calls.get(name) {
+            if let Some(e) = log.call(name) {
                 return Some(found(&log.file, &log.path, *e));
             }
         }
@@ -393,18 +474,8 @@ impl Packs {
 
     /// The names of the records under call key `key` in the logs and packs this handle knows.
     pub(crate) fn calls_of(&self, key: &Id, out: &mut Vec<CallName>) {
-        let lo = CallName {
-            key: *key,
-            hid: Id([0; 32]),
-            rid: Id([0; 32]),
-        };
-        let hi = CallName {
-            key: *key,
-            hid: Id([0xff; 32]),
-            rid: Id([0xff; 32]),
-        };
         for log in self.sources() {
-            out.extend(log.calls.range(lo..=hi).map(|(n, _)| *n));
+            out.extend(log.calls_of(key));
         }
         for (pack, row) in self.midx.candidates(midx::Table::Calls, &key.0) {
             if let EntryId::Call(n) = self.packs[pack].idx.call(row).id {
@@ -424,7 +495,7 @@ impl Packs {
     /// Every call name in the logs and packs this handle knows (unsorted, may repeat).
     pub(crate) fn all_calls(&self, out: &mut Vec<CallName>) {
         for log in self.sources() {
-            out.extend(log.calls.keys().copied());
+            out.extend(log.call_names());
         }
         for p in &self.packs {
             out.extend((0..p.idx.n_calls()).map(|i| match p.idx.call(i).id {
@@ -437,7 +508,7 @@ impl Packs {
     /// Every value id in the logs and packs this handle knows (unsorted, may repeat).
     pub(crate) fn all_values(&self, out: &mut Vec<Id>) {
         for log in self.sources() {
-            out.extend(log.values.keys().copied());
+            out.extend(log.value_ids());
         }
         for p in &self.packs {
             out.extend((0..p.idx.n_values()).map(|i| match p.idx.value(i).id {
@@ -662,7 +733,8 @@ pub(crate) fn log_counts(path: &Path) -> (u64, u64) {
     if view.catch_up().is_err() {
         return (0, 0);
     }
-    (view.values.len() as u64, view.calls.len() as u64)
+    let (values, calls) = view.counts();
+    (values as u64, calls as u64)
 }
 
 fn has_pack_header(file: &File) -> bool {

@@ -32,6 +32,30 @@ impl Name {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The name of a static text (an op's or an argument's name): made once per thread and
+    /// shared after that, so recording a call allocates no copy of the names it holds.
+    ///
+    /// ```
+    /// # use store_core::format::record::Name;
+    /// let (a, b) = (Name::from_static("x"), Name::from_static("x"));
+    /// assert!(a == "x" && a == b);
+    /// ```
+    pub fn from_static(text: &'static str) -> Name {
+        thread_local! {
+            static NAMES: std::cell::RefCell<std::collections::HashMap<(usize, usize), Name>> =
+                std::cell::RefCell::default();
+        }
+        // Keyed by address and length: one text is one entry, and the key costs no hashing
+        // of the text.
+        NAMES.with(|names| {
+            names
+                .borrow_mut()
+                .entry((text.as_ptr() as usize, text.len()))
+                .or_insert_with(|| Name::from(text))
+                .clone()
+        })
+    }
 }
 
 impl std::ops::Deref for Name {
@@ -244,9 +268,60 @@ impl CallRecord {
         call_key(&self.op, &self.inputs)
     }
 
-    /// The canonical CBOR bytes of the record (what the store compresses).
+    /// The canonical CBOR bytes of the record (what the store compresses), written directly
+    /// (this runs on every new call): the same bytes as serde's canonical encoding of the
+    /// struct, which a test compares.
     pub fn to_cbor(&self) -> Vec<u8> {
-        cbor::to_canonical(self).expect("call records always encode")
+        let mut out = Vec::with_capacity(
+            64 + 80 * (self.inputs.len() + self.outputs.len()) + 48 * self.deps.len(),
+        );
+        let text = |out: &mut Vec<u8>, s: &str| {
+            cbor::write_head(out, 3, s.len() as u64);
+            out.extend_from_slice(s.as_bytes());
+        };
+        let id = |out: &mut Vec<u8>, id: &Id| {
+            cbor::write_head(out, 2, 32);
+            out.extend_from_slice(id.as_bytes());
+        };
+        let slots = |out: &mut Vec<u8>, slots: &[Slot]| {
+            cbor::write_head(out, 4, slots.len() as u64);
+            for s in slots {
+                // Keys in canonical order: "cid" < "hid" < "name".
+                cbor::write_head(out, 5, 3);
+                text(out, "cid");
+                id(out, &s.cid);
+                text(out, "hid");
+                id(out, &s.hid);
+                text(out, "name");
+                text(out, &s.name);
+            }
+        };
+        let fields = 4 + usize::from(!self.deps.is_empty()) + usize::from(self.git.is_some());
+        cbor::write_head(&mut out, 5, fields as u64);
+        // Keys in canonical order (length first): op, git, deps, inputs, semver, outputs.
+        text(&mut out, "op");
+        text(&mut out, &self.op);
+        if let Some(git) = &self.git {
+            text(&mut out, "git");
+            text(&mut out, git);
+        }
+        if !self.deps.is_empty() {
+            text(&mut out, "deps");
+            let mut deps: Vec<(&String, &Id)> = self.deps.iter().collect();
+            deps.sort_by(|a, b| key_order(a.0, b.0));
+            cbor::write_head(&mut out, 5, deps.len() as u64);
+            for (name, dep) in deps {
+                text(&mut out, name);
+                id(&mut out, dep);
+            }
+        }
+        text(&mut out, "inputs");
+        slots(&mut out, &self.inputs);
+        text(&mut out, "semver");
+        id(&mut out, &self.semver);
+        text(&mut out, "outputs");
+        slots(&mut out, &self.outputs);
+        out
     }
 
     /// The record id: `H_call_record(canonical CBOR of the record)`.
@@ -389,6 +464,38 @@ mod tests {
         let map = ByKey(inputs.iter().map(|s| (s.name.to_string(), s.cid)).collect());
         let generic = Id::hash(Kind::CallKey, &cbor::to_canonical(&("op", map)).unwrap());
         assert_eq!(call_key("op", &inputs), generic);
+    }
+
+    #[test]
+    fn the_direct_record_encoder_equals_serde() {
+        let mut rec = CallRecord {
+            op: "train_a_model_with_a_long_name".into(),
+            semver: Id([5; 32]),
+            inputs: vec![
+                slot("x", 1),
+                slot("a_very_long_argument_name_beyond_23_bytes", 4),
+            ],
+            outputs: vec![slot("output_0", 7), slot("b", 9)],
+            deps: BTreeMap::new(),
+            git: None,
+        };
+        assert_eq!(rec.to_cbor(), cbor::to_canonical(&rec).unwrap());
+        rec.git = Some("0123456789abcdef0123456789abcdef01234567".into());
+        assert_eq!(rec.to_cbor(), cbor::to_canonical(&rec).unwrap());
+        for name in [
+            "zz",
+            "a",
+            "helper::mix",
+            "b",
+            "a_name_of_more_than_23_bytes!",
+            "ab",
+        ] {
+            rec.deps.insert(name.into(), Id([name.len() as u8; 32]));
+        }
+        assert_eq!(rec.to_cbor(), cbor::to_canonical(&rec).unwrap());
+        rec.git = None;
+        rec.inputs.clear();
+        assert_eq!(rec.to_cbor(), cbor::to_canonical(&rec).unwrap());
     }
 
     #[test]
