@@ -70,6 +70,7 @@ pub use store_fs::{Durability, FsBackend, OpenOptions, VerifyReport};
 /// # Ok::<(), mandala::Error>(())
 /// ```
 pub use store_macros::op;
+pub use store_remote::{Progress, RemoteConfig, Remotes, SyncOptions, SyncReport};
 
 /// Tracks a function, the methods of an impl block, or a static, for versioning: while an op
 /// executes with versioning on, each call of a tracked function and each read of a tracked
@@ -190,6 +191,64 @@ impl Storage {
     /// The on-disk backend, for a store opened from a path.
     pub fn fs(&self) -> Option<&FsBackend> {
         self.fs.as_ref()
+    }
+
+    /// Pushes to remote `name` (see `remotes.toml`, docs/REMOTES.md) every content file it
+    /// lacks: the calls stored so far by this handle included (its log is sealed first).
+    ///
+    /// ```
+    /// # use mandala::{op, Storage};
+    /// #[op]
+    /// fn inc(x: u64) -> u64 { x + 1 }
+    /// let dir = tempfile::tempdir()?;
+    /// let a = Storage::open(dir.path().join("a.mandala"))?;
+    /// a.run(|| inc(1))?;
+    /// let url = format!("file://{}", dir.path().join("remote").display());
+    /// a.add_remote("origin", &url)?;
+    /// a.push("origin")?;
+    /// let b = Storage::open(dir.path().join("b.mandala"))?;
+    /// b.add_remote("origin", &url)?;
+    /// b.pull("origin")?;
+    /// b.run(|| inc(1))?; // a hit: computed by `a`
+    /// assert_eq!(b.stats().total.executed, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn push(&self, name: &str) -> Result<SyncReport> {
+        store_remote::push(self.on_disk("push")?, name, &SyncOptions::default())
+    }
+
+    /// Fetches from remote `name` every call this store lacks, with its history, and the
+    /// large values they name: afterwards each of them is a hit here.
+    pub fn pull(&self, name: &str) -> Result<SyncReport> {
+        store_remote::pull(self.on_disk("pull")?, name, &SyncOptions::default())
+    }
+
+    /// Like [`pull`](Self::pull) without the large values.
+    pub fn fetch(&self, name: &str) -> Result<SyncReport> {
+        store_remote::fetch(self.on_disk("fetch")?, name, &SyncOptions::default())
+    }
+
+    /// Adds remote `name` at `url` (`s3://bucket/prefix`, `file:///path`) to this store's
+    /// `remotes.toml`.
+    pub fn add_remote(&self, name: &str, url: &str) -> Result<()> {
+        let fs = self.on_disk("add a remote to")?;
+        store_remote::Remotes::load(fs.root())?.add(
+            name,
+            store_remote::RemoteConfig {
+                url: url.to_string(),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn on_disk(&self, action: &str) -> Result<&FsBackend> {
+        self.fs.as_ref().ok_or_else(|| {
+            Error::Store(StoreError::Remote {
+                remote: String::new(),
+                url: String::new(),
+                reason: format!("cannot {action} an in-memory store"),
+            })
+        })
     }
 
     /// Checks every object of an on-disk store (see [`FsBackend::verify`]); an in-memory store

@@ -8,6 +8,7 @@ mod commands;
 mod discover;
 mod json;
 mod lookup;
+mod remote;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -143,12 +144,70 @@ enum Command {
     /// Convert a format-1 store (one file per object) to format 2 (packs). An older mandala
     /// then refuses the store with an "upgrade mandala" message instead of missing its calls.
     Upgrade,
+    /// Manage the store's remotes (kept in its remotes.toml; never a secret).
+    Remote {
+        #[command(subcommand)]
+        action: RemoteAction,
+    },
+    /// Upload to a remote every pack, large value, version record and decision it lacks.
+    Push {
+        /// The remote (default: origin, or the store's only remote).
+        name: Option<String>,
+        /// No progress line.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Download from a remote every call this store lacks, with its history and values.
+    Pull {
+        /// The remote (default: origin, or the store's only remote).
+        name: Option<String>,
+        /// No progress line.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Like pull, without the large values (they can be pulled later).
+    Fetch {
+        /// The remote (default: origin, or the store's only remote).
+        name: Option<String>,
+        /// No progress line.
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// A unified diff between two versions, by version id prefix.
     Diff {
         /// The older version.
         a: String,
         /// The newer version.
         b: String,
+    },
+}
+
+/// What `mandala remote` does.
+#[derive(Subcommand, Debug)]
+pub enum RemoteAction {
+    /// Add a remote: s3://bucket/prefix or file:///absolute/path. Credentials come from the
+    /// AWS environment variables and profile files, never from the store.
+    Add {
+        /// Its name (e.g. origin).
+        name: String,
+        /// Its URL.
+        url: String,
+        /// The S3 endpoint of an S3-compatible server (MinIO, Ceph, R2, moto).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// The S3 region.
+        #[arg(long)]
+        region: Option<String>,
+        /// The AWS profile to take credentials from.
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// List the remotes.
+    List,
+    /// Remove a remote (nothing on the remote is touched).
+    Remove {
+        /// Its name.
+        name: String,
     },
 }
 

@@ -125,6 +125,17 @@ pub enum StoreError {
         /// Descriptions of the matches ("value 3fa9c2…", "call 3fa9d0…").
         candidates: Vec<String>,
     },
+    /// A remote (docs/REMOTES.md) failed or refused a request, or is not configured. The URL
+    /// never holds credentials.
+    #[error("remote '{remote}' ({url}): {reason}")]
+    Remote {
+        /// The remote's name.
+        remote: String,
+        /// Its URL (no credentials are ever part of it).
+        url: String,
+        /// What failed, with the object's key where there is one.
+        reason: String,
+    },
 }
 
 /// Encoding values into canonical CBOR, decoding them back, and parsing ids.

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! mandala.toml                       format version and settings
+//! remotes.toml                       the remotes of the store (no secrets; docs/REMOTES.md)
 //! values/ab/cdef…(62 hex)            a value, named by its cid
 //! calls/ab/cdef…(62 hex).HID.RID     a call record: call key (sharded like values),
 //!                                    call hid and record id (64 hex each)
@@ -39,6 +40,7 @@ pub const LOGS: &str = "logs";
 /// Every name that may appear at the top of a store (`sources` is reserved).
 pub const TOP_LEVEL: &[&str] = &[
     CONFIG,
+    "remotes.toml",
     ".gitignore",
     ".gitattributes",
     VALUES,

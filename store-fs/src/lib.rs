@@ -51,6 +51,7 @@ mod blob;
 mod calls;
 mod catalog;
 pub mod config;
+pub mod exchange;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 pub mod gc;

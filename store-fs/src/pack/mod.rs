@@ -542,6 +542,17 @@ pub(crate) fn map_pack(file: &File) -> Option<Arc<memmap2::Mmap>> {
 pub(crate) fn open_pack(root: &Path, id: &Id, check_hash: bool) -> Result<Option<Pack>> {
     let idx_path = layout::pack_path(root, id, "idx");
     let path = layout::pack_path(root, id, "pack");
+    open_pack_at(&idx_path, path, id, check_hash)
+}
+
+/// [`open_pack`] of the files `idx_path` and `path` (a pack not yet in place: fetched).
+pub(crate) fn open_pack_at(
+    idx_path: &Path,
+    path: PathBuf,
+    id: &Id,
+    check_hash: bool,
+) -> Result<Option<Pack>> {
+    let idx_path = idx_path.to_path_buf();
     let Some((idx_file, _)) = crate::open::open_regular(&idx_path)? else {
         return Ok(None);
     };

@@ -1,0 +1,579 @@
+//! Remotes (docs/REMOTES.md) against a real directory and a real S3-compatible server
+//! (`moto_server`, started here; `.ci/run` installs it): push, pull, fetch, concurrent
+//! pushes, an interrupted push completed by the next, corrupted remote objects refused.
+//! The S3 tests fail — they never pass silently — when `moto_server` cannot be started.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mandala::{op, Storage};
+
+#[op]
+fn work(i: u64) -> u64 {
+    i * 3 + 1
+}
+
+/// Large enough (about 90 KB of CBOR) to be a loose value, not packed.
+#[op]
+fn big(i: u64) -> Vec<u64> {
+    (0..10_000)
+        .map(|k| (k + 1) * 1_000_000_007 * (i + 1))
+        .collect()
+}
+
+fn compute(s: &Storage, range: std::ops::Range<u64>, bigs: u64) {
+    s.run(|| -> mandala::Result<()> {
+        for i in range {
+            work(i)?;
+        }
+        for i in 0..bigs {
+            big(i)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+/// A remote for a test: a directory, or a bucket on a moto server.
+enum TestRemote {
+    Dir(tempfile::TempDir),
+    S3 { server: Moto, bucket: String },
+}
+
+/// A `moto_server` on a free port, killed on drop.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_moto() -> Moto {
+    // Credentials moto accepts; set once, before any thread reads the environment.
+    static ENV: std::sync::Once = std::sync::Once::new();
+    ENV.call_once(|| {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        std::env::set_var("AWS_REGION", "us-east-1");
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start moto_server ({e}): install it with `pip install 'moto[server]'` (.ci/run does)")
+        });
+    let server = Moto { child, port };
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "moto_server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+/// One unsigned HTTP request to the moto server (it does not check signatures): the status
+/// and the body.
+fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let head_end = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&resp[..head_end]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut body = resp[head_end + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 4 + n..];
+    }
+}
+
+impl TestRemote {
+    fn dir() -> TestRemote {
+        TestRemote::Dir(tempfile::tempdir().unwrap())
+    }
+
+    fn s3() -> TestRemote {
+        let server = start_moto();
+        let bucket = "team-cache".to_string();
+        let (status, body) = http(server.port, "PUT", &format!("/{bucket}"), b"");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        TestRemote::S3 { server, bucket }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            TestRemote::Dir(d) => format!("file://{}/remote", d.path().display()),
+            TestRemote::S3 { bucket, .. } => format!("s3://{bucket}/projects/demo"),
+        }
+    }
+
+    fn endpoint(&self) -> Option<String> {
+        match self {
+            TestRemote::Dir(_) => None,
+            TestRemote::S3 { server, .. } => Some(format!("http://127.0.0.1:{}", server.port)),
+        }
+    }
+
+    /// Adds this remote to `store` as `origin`, with the CLI.
+    fn add_to(&self, store: &Path) {
+        let url = self.url();
+        let mut args = vec!["remote", "add", "origin", url.as_str()];
+        let endpoint = self.endpoint();
+        if let Some(e) = &endpoint {
+            args.extend(["--endpoint", e.as_str()]);
+        }
+        cli(store, &args);
+    }
+
+    /// Every key (relative to the remote's root).
+    fn keys(&self) -> Vec<String> {
+        match self {
+            TestRemote::Dir(d) => {
+                let root = d.path().join("remote");
+                let mut out = Vec::new();
+                walk(&root, &root, &mut out);
+                out.retain(|k| !k.starts_with("tmp/"));
+                out.sort();
+                out
+            }
+            TestRemote::S3 { server, bucket } => {
+                let out = boto(server.port, bucket, "list", "", None);
+                let mut keys: Vec<String> = String::from_utf8(out)
+                    .unwrap()
+                    .lines()
+                    .map(|k| k.strip_prefix("projects/demo/").unwrap().to_string())
+                    .collect();
+                keys.sort();
+                keys
+            }
+        }
+    }
+
+    fn read(&self, key: &str) -> Vec<u8> {
+        match self {
+            TestRemote::Dir(d) => std::fs::read(d.path().join("remote").join(key)).unwrap(),
+            TestRemote::S3 { server, bucket } => boto(server.port, bucket, "get", key, None),
+        }
+    }
+
+    /// Overwrites `key` (as a damaged disk or a hostile writer would).
+    fn overwrite(&self, key: &str, bytes: &[u8]) {
+        match self {
+            TestRemote::Dir(d) => {
+                let path = d.path().join("remote").join(key);
+                std::fs::remove_file(&path).unwrap();
+                std::fs::write(path, bytes).unwrap()
+            }
+            TestRemote::S3 { server, bucket } => {
+                boto(server.port, bucket, "put", key, Some(bytes));
+            }
+        }
+    }
+
+    fn delete(&self, key: &str) {
+        match self {
+            TestRemote::Dir(d) => std::fs::remove_file(d.path().join("remote").join(key)).unwrap(),
+            TestRemote::S3 { server, bucket } => {
+                boto(server.port, bucket, "delete", key, None);
+            }
+        }
+    }
+}
+
+/// Direct access to the bucket, as another S3 client would (boto3, installed with moto):
+/// `list` prints the keys, `get` the object, `put` writes stdin, `delete` removes.
+fn boto(port: u16, bucket: &str, action: &str, key: &str, input: Option<&[u8]>) -> Vec<u8> {
+    const SCRIPT: &str = r#"
+import sys, boto3
+port, bucket, action, key = sys.argv[1:5]
+s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                  aws_access_key_id="testing", aws_secret_access_key="testing")
+key = "projects/demo/" + key
+if action == "list":
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="projects/demo/"):
+        for o in page.get("Contents", []):
+            print(o["Key"])
+elif action == "get":
+    sys.stdout.buffer.write(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+elif action == "put":
+    s3.put_object(Bucket=bucket, Key=key, Body=sys.stdin.buffer.read())
+elif action == "delete":
+    s3.delete_object(Bucket=bucket, Key=key)
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", SCRIPT, &port.to_string(), bucket, action, key])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.unwrap_or_default()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "boto3 {action} {key}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            walk(root, &p, out);
+        } else {
+            out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+        }
+    }
+}
+
+fn cli(store: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mandala"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("MANDALA_STORE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mandala {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn cli_fails(store: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mandala"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "mandala {args:?} should fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn new_store(dir: &tempfile::TempDir, name: &str) -> (PathBuf, Storage) {
+    let path = dir.path().join(name);
+    let s = Storage::open(&path).unwrap();
+    (path, s)
+}
+
+/// Every call of `range` (and the large values) is a hit in `s`, loading the same values.
+fn all_hits(s: &Storage, range: std::ops::Range<u64>, bigs: u64) {
+    let before = s.stats().total.executed;
+    s.run(|| -> mandala::Result<()> {
+        for i in range.clone() {
+            assert_eq!(s.unwrap(&work(i)?)?, i * 3 + 1);
+        }
+        for i in 0..bigs {
+            assert_eq!(s.unwrap(&big(i)?)?[7], 8 * 1_000_000_007 * (i + 1));
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        s.stats().total.executed,
+        before,
+        "a pulled call was computed again"
+    );
+}
+
+fn push_then_pull_into_an_empty_store(remote: TestRemote) {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_path, a) = new_store(&dir, "a.mandala");
+    compute(&a, 0..300, 3);
+    assert_eq!(a.stats().total.executed, 303);
+    remote.add_to(&a_path);
+    // A running program's log is pushed once sealed: here, when its handle is dropped.
+    drop(a);
+    let pushed = cli(&a_path, &["push", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&pushed).unwrap();
+    // The pack and its index, three loose values; and the remote's mandala.toml beside them.
+    assert_eq!(report["files"], 5, "{pushed}");
+    let keys = remote.keys();
+    assert_eq!(
+        keys.iter().filter(|k| k.starts_with("values/")).count(),
+        3,
+        "{keys:?}"
+    );
+    assert_eq!(
+        keys.iter().filter(|k| k.ends_with(".idx")).count(),
+        1,
+        "{keys:?}"
+    );
+    assert!(keys.contains(&"mandala.toml".to_string()), "{keys:?}");
+    assert!(String::from_utf8(remote.read("mandala.toml"))
+        .unwrap()
+        .contains("format = 2"));
+    // Pushing again uploads nothing, in a handful of requests.
+    let again: serde_json::Value =
+        serde_json::from_str(&cli(&a_path, &["push", "--json"])).unwrap();
+    assert_eq!(again["files"], 0);
+    assert!(again["requests"].as_u64().unwrap() <= 6, "{again}");
+
+    let (b_path, _) = new_store(&dir, "b.mandala");
+    remote.add_to(&b_path);
+    let pulled = cli(&b_path, &["pull"]);
+    assert!(pulled.contains("downloaded 4 files"), "{pulled}");
+    let b = Storage::open(&b_path).unwrap();
+    all_hits(&b, 0..300, 3);
+    assert_eq!(b.stats().total.hits, 303);
+    assert!(b.verify().unwrap().is_clean());
+    // Fetch without the values, then the values on demand of a pull.
+    let (c_path, _) = new_store(&dir, "c.mandala");
+    remote.add_to(&c_path);
+    let fetched: serde_json::Value =
+        serde_json::from_str(&cli(&c_path, &["fetch", "--json"])).unwrap();
+    assert_eq!(fetched["files"], 1, "only the pack: {fetched}");
+    let c = Storage::open(&c_path).unwrap();
+    all_hits(&c, 0..300, 0);
+    assert_eq!(
+        std::fs::read_dir(c_path.join("values")).map_or(0, |d| d.count()),
+        0
+    );
+}
+
+fn concurrent_pushes_make_a_union(remote: TestRemote) {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_path, a) = new_store(&dir, "a.mandala");
+    let (b_path, b) = new_store(&dir, "b.mandala");
+    remote.add_to(&a_path);
+    remote.add_to(&b_path);
+    for round in 0..3u64 {
+        let base = round * 1000;
+        compute(&a, base..base + 200, 0);
+        compute(&b, base + 100..base + 300, 0);
+        std::thread::scope(|s| {
+            let pa = s.spawn(|| a.push("origin").unwrap());
+            let pb = s.spawn(|| b.push("origin").unwrap());
+            pa.join().unwrap();
+            pb.join().unwrap();
+        });
+        a.pull("origin").unwrap();
+        b.pull("origin").unwrap();
+        all_hits(&a, base..base + 300, 0);
+        all_hits(&b, base..base + 300, 0);
+    }
+    assert!(a.verify().unwrap().is_clean());
+    assert!(b.verify().unwrap().is_clean());
+}
+
+fn an_interrupted_push_is_completed_by_the_next(remote: TestRemote) {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_path, a) = new_store(&dir, "a.mandala");
+    compute(&a, 0..100, 1);
+    a.flush().unwrap();
+    compute(&a, 100..200, 0);
+    remote.add_to(&a_path);
+    a.push("origin").unwrap();
+    // What a push killed before its second phase leaves: packs and values without the
+    // indexes that make the packs visible.
+    let indexes: Vec<String> = remote
+        .keys()
+        .into_iter()
+        .filter(|k| k.ends_with(".idx"))
+        .collect();
+    assert_eq!(indexes.len(), 2);
+    for k in &indexes {
+        remote.delete(k);
+    }
+    let (b_path, b) = new_store(&dir, "b.mandala");
+    remote.add_to(&b_path);
+    let report = b.pull("origin").unwrap();
+    assert_eq!(report.files, 1, "only the loose value: {report:?}");
+    assert!(b.verify().unwrap().is_clean());
+    let report = a.push("origin").unwrap();
+    assert_eq!(
+        report.files, 2,
+        "the next push uploads the two indexes: {report:?}"
+    );
+    b.pull("origin").unwrap();
+    all_hits(&b, 0..200, 1);
+}
+
+fn corrupted_remote_objects_are_refused(remote: TestRemote) {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_path, a) = new_store(&dir, "a.mandala");
+    compute(&a, 0..50, 1);
+    remote.add_to(&a_path);
+    a.push("origin").unwrap();
+    let keys = remote.keys();
+    let pack = keys.iter().find(|k| k.ends_with(".pack")).unwrap().clone();
+    let value = keys
+        .iter()
+        .find(|k| k.starts_with("values/"))
+        .unwrap()
+        .clone();
+    for key in [&pack, &value] {
+        let mut bytes = remote.read(key);
+        let at = bytes.len() - 20;
+        bytes[at] ^= 0x40;
+        remote.overwrite(key, &bytes);
+    }
+    let (b_path, b) = new_store(&dir, "b.mandala");
+    remote.add_to(&b_path);
+    let err = cli_fails(&b_path, &["pull"]);
+    assert!(err.contains("pull origin"), "{err}");
+    assert!(
+        err.contains(&pack) || err.contains(&value),
+        "names the key: {err}"
+    );
+    assert!(err.contains("1 more"), "both are reported: {err}");
+    // Nothing of either entered the store; what it holds is sound.
+    assert!(!b_path.join(&pack).exists());
+    assert!(!b_path.join(&value).exists());
+    let packs = std::fs::read_dir(b_path.join("packs")).map_or(0, |d| d.count());
+    assert_eq!(packs, 0);
+    assert!(b.verify().unwrap().is_clean());
+    drop(b);
+    // The sender's push repairs nothing it believes is there: the remote stays damaged, and
+    // every pull keeps refusing it (a later consolidated pack pushed from A replaces it).
+    let err = cli_fails(&b_path, &["pull"]);
+    assert!(err.contains("refused") || err.contains("hash"), "{err}");
+}
+
+#[test]
+fn dir_push_then_pull_into_an_empty_store() {
+    push_then_pull_into_an_empty_store(TestRemote::dir());
+}
+
+#[test]
+fn s3_push_then_pull_into_an_empty_store() {
+    push_then_pull_into_an_empty_store(TestRemote::s3());
+}
+
+#[test]
+fn dir_concurrent_pushes_make_a_union() {
+    concurrent_pushes_make_a_union(TestRemote::dir());
+}
+
+#[test]
+fn s3_concurrent_pushes_make_a_union() {
+    concurrent_pushes_make_a_union(TestRemote::s3());
+}
+
+#[test]
+fn dir_an_interrupted_push_is_completed_by_the_next() {
+    an_interrupted_push_is_completed_by_the_next(TestRemote::dir());
+}
+
+#[test]
+fn s3_an_interrupted_push_is_completed_by_the_next() {
+    an_interrupted_push_is_completed_by_the_next(TestRemote::s3());
+}
+
+#[test]
+fn dir_corrupted_remote_objects_are_refused() {
+    corrupted_remote_objects_are_refused(TestRemote::dir());
+}
+
+#[test]
+fn s3_corrupted_remote_objects_are_refused() {
+    corrupted_remote_objects_are_refused(TestRemote::s3());
+}
+
+#[test]
+fn remote_commands_and_their_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, s) = new_store(&dir, "a.mandala");
+    compute(&s, 0..3, 0);
+    let err = cli_fails(&path, &["push"]);
+    assert!(err.contains("this store has no remotes"), "{err}");
+    cli(
+        &path,
+        &[
+            "remote",
+            "add",
+            "origin",
+            "s3://bucket/p",
+            "--endpoint",
+            "http://127.0.0.1:1",
+        ],
+    );
+    cli(
+        &path,
+        &["remote", "add", "share", "file:///nonexistent/share"],
+    );
+    let list = cli(&path, &["remote", "list"]);
+    assert_eq!(
+        list,
+        "origin\ts3://bucket/p (endpoint http://127.0.0.1:1)\nshare\tfile:///nonexistent/share\n"
+    );
+    let err = cli_fails(&path, &["remote", "add", "x", "ftp://h/p"]);
+    assert!(
+        err.contains("s3://bucket/prefix or file:///absolute/path"),
+        "{err}"
+    );
+    // An unreachable remote: a clear error naming the remote and URL, after bounded retries,
+    // and the local store untouched.
+    let t = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_mandala"))
+        .args(["--store", path.to_str().unwrap(), "push", "origin"])
+        .env("AWS_ACCESS_KEY_ID", "k")
+        .env("AWS_SECRET_ACCESS_KEY", "secret-never-printed")
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("remote 'origin' (s3://bucket/p)"), "{err}");
+    assert!(!err.contains("secret-never-printed"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(120));
+    let text = std::fs::read_to_string(path.join("remotes.toml")).unwrap();
+    assert!(
+        !text.contains("secret-never-printed") && !text.contains("\"k\""),
+        "{text}"
+    );
+    cli(&path, &["remote", "remove", "share"]);
+    assert!(!cli(&path, &["remote", "list"]).contains("share"));
+    all_hits(&Storage::open(&path).unwrap(), 0..3, 0);
+}

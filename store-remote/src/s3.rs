@@ -1,0 +1,214 @@
+//! S3-compatible object storage (AWS S3, MinIO, Ceph, R2, GCS's S3 API) through the
+//! `object_store` crate: create-only puts are `PUT` with `If-None-Match: *`.
+//!
+//! Credentials, in order: the standard environment variables (`AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), then the profile (the remote's `profile`,
+//! `AWS_PROFILE`, or `default`) in `~/.aws/credentials` (`AWS_SHARED_CREDENTIALS_FILE`).
+//! Region: the remote's, `AWS_REGION`/`AWS_DEFAULT_REGION`, the profile's in
+//! `~/.aws/config`, `us-east-1`. Endpoint: the remote's, or `AWS_ENDPOINT_URL`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig};
+
+use crate::config::RemoteConfig;
+use crate::transport::{Transport, TransportError};
+
+pub(crate) struct S3Transport {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    url: String,
+    runtime: tokio::runtime::Runtime,
+    requests: AtomicU64,
+}
+
+/// `key = value` pairs of section `[section]` of an AWS INI file.
+fn ini_section(path: &Path, section: &str) -> Vec<(String, String)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let mut inside = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let name = name.trim();
+            inside = name == section || name == format!("profile {section}");
+        } else if inside {
+            if let Some((k, v)) = line.split_once('=') {
+                out.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+    }
+    out
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl S3Transport {
+    pub(crate) fn open(
+        bucket: &str,
+        prefix: &str,
+        config: &RemoteConfig,
+    ) -> Result<S3Transport, String> {
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        let home = env("HOME").map(std::path::PathBuf::from);
+        let profile = config
+            .profile
+            .clone()
+            .or_else(|| env("AWS_PROFILE"))
+            .unwrap_or_else(|| "default".into());
+        if env("AWS_ACCESS_KEY_ID").is_none() {
+            let file = env("AWS_SHARED_CREDENTIALS_FILE")
+                .map(std::path::PathBuf::from)
+                .or_else(|| home.as_ref().map(|h| h.join(".aws/credentials")));
+            for (k, v) in file.map(|f| ini_section(&f, &profile)).unwrap_or_default() {
+                builder = match k.as_str() {
+                    "aws_access_key_id" => builder.with_access_key_id(v),
+                    "aws_secret_access_key" => builder.with_secret_access_key(v),
+                    "aws_session_token" => builder.with_token(v),
+                    _ => builder,
+                };
+            }
+        }
+        let region = config
+            .region
+            .clone()
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .or_else(|| {
+                let file = env("AWS_CONFIG_FILE")
+                    .map(std::path::PathBuf::from)
+                    .or_else(|| home.as_ref().map(|h| h.join(".aws/config")))?;
+                ini_section(&file, &profile)
+                    .into_iter()
+                    .find(|(k, _)| k == "region")
+                    .map(|(_, v)| v)
+            })
+            .unwrap_or_else(|| "us-east-1".into());
+        builder = builder.with_region(region);
+        if let Some(endpoint) = config.endpoint.clone().or_else(|| env("AWS_ENDPOINT_URL")) {
+            builder = builder
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_endpoint(endpoint);
+        }
+        // Bounded retries: a slow or failing server gives an error within about a minute.
+        let retry = RetryConfig {
+            max_retries: 4,
+            retry_timeout: Duration::from_secs(60),
+            ..RetryConfig::default()
+        };
+        let store = builder
+            .with_retry(retry)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
+        let url = if prefix.is_empty() {
+            format!("s3://{bucket}")
+        } else {
+            format!("s3://{bucket}/{prefix}")
+        };
+        Ok(S3Transport {
+            store: Arc::new(store),
+            prefix: prefix.to_string(),
+            url,
+            runtime,
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    fn key(&self, key: &str) -> Key {
+        if self.prefix.is_empty() {
+            Key::from(key)
+        } else {
+            Key::from(format!("{}/{key}", self.prefix))
+        }
+    }
+}
+
+fn failed(e: object_store::Error) -> TransportError {
+    match e {
+        object_store::Error::NotFound { .. } => TransportError::NotFound,
+        e => TransportError::Failed(e.to_string()),
+    }
+}
+
+impl Transport for S3Transport {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, TransportError> {
+        let base = self.key(prefix.trim_end_matches('/'));
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let listed: Vec<object_store::ObjectMeta> = self
+            .runtime
+            .block_on(self.store.list(Some(&base)).try_collect())
+            .map_err(failed)?;
+        // One request per page of 1 000 keys.
+        self.requests
+            .fetch_add(1 + listed.len() as u64 / 1000, Ordering::Relaxed);
+        let mut out: Vec<(String, u64)> = listed
+            .into_iter()
+            .filter_map(|m| {
+                let key = m.location.to_string();
+                key.strip_prefix(&strip).map(|k| (k.to_string(), m.size))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn get(&self, key: &str, dest: &Path) -> Result<u64, TransportError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let bytes = self
+            .runtime
+            .block_on(async {
+                let got = self.store.get(&self.key(key)).await?;
+                got.bytes().await
+            })
+            .map_err(failed)?;
+        std::fs::write(dest, &bytes)
+            .map_err(|e| TransportError::Failed(format!("cannot write {}: {e}", dest.display())))?;
+        Ok(bytes.len() as u64)
+    }
+
+    fn put_new(&self, key: &str, src: &Path) -> Result<bool, TransportError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let bytes = std::fs::read(src)
+            .map_err(|e| TransportError::Failed(format!("cannot read {}: {e}", src.display())))?;
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self.runtime.block_on(self.store.put_opts(
+            &self.key(key),
+            PutPayload::from(bytes),
+            options,
+        )) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(failed(e)),
+        }
+    }
+
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}

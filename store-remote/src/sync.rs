@@ -1,0 +1,375 @@
+//! Push, fetch and pull: list both sides, transfer what the other side lacks, several files
+//! at once, in the order that keeps every state of the destination valid (values, version
+//! records and decisions before packs; a pack's `.idx` after its `.pack`).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use store_core::{Error, Id, Result, StoreError};
+use store_fs::exchange::{ContentFile, ContentName};
+use store_fs::FsBackend;
+
+use crate::config::Remotes;
+use crate::transport::{open_transport, Transport, TransportError};
+
+/// How to transfer.
+pub struct SyncOptions<'a> {
+    /// Files transferred at once (default 8).
+    pub jobs: usize,
+    /// Called after each file (from the transferring threads).
+    pub progress: Option<&'a (dyn Fn(&Progress) + Sync)>,
+}
+
+impl Default for SyncOptions<'_> {
+    fn default() -> Self {
+        SyncOptions {
+            jobs: 8,
+            progress: None,
+        }
+    }
+}
+
+/// Where a transfer stands.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// `push`, `fetch` or `pull`.
+    pub action: &'static str,
+    /// Files transferred so far, of `files_total`.
+    pub files: usize,
+    /// Files to transfer.
+    pub files_total: usize,
+    /// Bytes transferred so far, of `bytes_total`.
+    pub bytes: u64,
+    /// Bytes to transfer.
+    pub bytes_total: u64,
+    /// Since the transfer started.
+    pub elapsed: Duration,
+}
+
+/// What a push, fetch or pull did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Files transferred.
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Files found on both sides (not transferred), or created on the remote by another
+    /// pusher in the meantime.
+    pub already: usize,
+    /// Requests made to the remote (listings, uploads, downloads).
+    pub requests: u64,
+}
+
+/// The remote `name` of `store`, opened.
+fn remote(store: &FsBackend, name: &str) -> Result<Box<dyn Transport>> {
+    let remotes = Remotes::load(store.root())?;
+    open_transport(name, remotes.get(name)?)
+}
+
+fn remote_error(name: &str, t: &dyn Transport, reason: String) -> Error {
+    Error::Store(StoreError::Remote {
+        remote: name.to_string(),
+        url: t.url().to_string(),
+        reason,
+    })
+}
+
+/// A request retried a bounded number of times when it fails (not when the key is absent).
+fn retried<T>(
+    mut request: impl FnMut() -> std::result::Result<T, TransportError>,
+) -> std::result::Result<T, TransportError> {
+    let mut wait = Duration::from_millis(100);
+    for _ in 0..3 {
+        match request() {
+            Err(TransportError::Failed(_)) => {
+                std::thread::sleep(wait);
+                wait *= 4;
+            }
+            done => return done,
+        }
+    }
+    request()
+}
+
+/// The keys under each of `prefixes`.
+fn list_remote(name: &str, t: &dyn Transport, prefixes: &[&str]) -> Result<BTreeSet<String>> {
+    let mut keys = BTreeSet::new();
+    for prefix in prefixes {
+        let listed = retried(|| t.list(prefix))
+            .map_err(|e| remote_error(name, t, format!("cannot list {prefix}: {e}")))?;
+        keys.extend(listed.into_iter().map(|(k, _)| k));
+    }
+    Ok(keys)
+}
+
+/// Runs `job` on every item, `jobs` at once, reporting progress; every item is tried, and the
+/// errors are returned (the first one, with how many others failed).
+fn transfer<T: Sync>(
+    action: &'static str,
+    items: &[(T, u64)],
+    options: &SyncOptions,
+    job: impl Fn(&T) -> Result<bool> + Sync,
+) -> (usize, u64, usize, Vec<Error>) {
+    let next = AtomicUsize::new(0);
+    let (files, bytes, already) = (AtomicUsize::new(0), AtomicU64::new(0), AtomicUsize::new(0));
+    let errors = Mutex::new(Vec::new());
+    let bytes_total = items.iter().map(|(_, n)| n).sum();
+    let started = Instant::now();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..options.jobs.clamp(1, 64).min(items.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= items.len() || stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let (item, size) = &items[i];
+                match job(item) {
+                    Ok(true) => {
+                        files.fetch_add(1, Ordering::Relaxed);
+                        bytes.fetch_add(*size, Ordering::Relaxed);
+                    }
+                    Ok(false) => {
+                        already.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        // An unreachable remote fails every request: stop at the first of
+                        // those; a refused object does not stop the others.
+                        if !matches!(e, Error::Store(StoreError::Corrupt { .. })) {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        errors.lock().unwrap().push(e);
+                    }
+                }
+                if let Some(report) = options.progress {
+                    report(&Progress {
+                        action,
+                        files: files.load(Ordering::Relaxed) + already.load(Ordering::Relaxed),
+                        files_total: items.len(),
+                        bytes: bytes.load(Ordering::Relaxed),
+                        bytes_total,
+                        elapsed: started.elapsed(),
+                    });
+                }
+            });
+        }
+    });
+    (
+        files.into_inner(),
+        bytes.into_inner(),
+        already.into_inner(),
+        errors.into_inner().unwrap(),
+    )
+}
+
+fn first_error(mut errors: Vec<Error>) -> Result<()> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let others = errors.len() - 1;
+    let first = errors.swap_remove(0);
+    if others == 0 {
+        return Err(first);
+    }
+    Err(match first {
+        Error::Store(StoreError::Remote {
+            remote,
+            url,
+            reason,
+        }) => Error::Store(StoreError::Remote {
+            remote,
+            url,
+            reason: format!("{reason} (and {others} more failed)"),
+        }),
+        Error::Store(StoreError::Corrupt { path, reason }) => Error::corrupt(
+            path,
+            format!("{reason} (and {others} more objects were refused)"),
+        ),
+        e => e,
+    })
+}
+
+/// Pushes every content file of `store` that remote `name` lacks: values, version records,
+/// decisions and `.pack` files first, then the `.idx` of each pack (a pack is visible by its
+/// index, so an interrupted push leaves nothing half-visible; the next push completes it).
+/// Uploads are create-only: a file another store pushed meanwhile is left as it is.
+///
+/// This handle's log is sealed into a pack first; calls still in the logs of other running
+/// processes are pushed once those are sealed.
+pub fn push(store: &FsBackend, name: &str, options: &SyncOptions) -> Result<SyncReport> {
+    let t = remote(store, name)?;
+    let t = &*t;
+    if store.format() < 2 {
+        return Err(remote_error(
+            name,
+            t,
+            "pushing needs store format 2 (packs): run `mandala upgrade` on this store first"
+                .into(),
+        ));
+    }
+    ensure_remote_store(name, t, store)?;
+    let local = store.content_files()?;
+    let there = list_remote(
+        name,
+        t,
+        &["values/", "versions/", "refs/decisions/", "packs/"],
+    )?;
+    let missing: Vec<&ContentFile> = local.iter().filter(|f| !there.contains(&f.path)).collect();
+    let (indexes, first): (Vec<&ContentFile>, Vec<&ContentFile>) =
+        missing.into_iter().partition(|f| f.path.ends_with(".idx"));
+    let mut report = SyncReport {
+        already: local.len() - first.len() - indexes.len(),
+        ..SyncReport::default()
+    };
+    let upload = |f: &&ContentFile| -> Result<bool> {
+        let src = store.root().join(&f.path);
+        if !src.is_file() {
+            return Ok(false); // consolidated or collected since the listing
+        }
+        retried(|| t.put_new(&f.path, &src))
+            .map_err(|e| remote_error(name, t, format!("cannot upload {}: {e}", f.path)))
+    };
+    for phase in [first, indexes] {
+        let items: Vec<(&ContentFile, u64)> = phase.iter().map(|f| (*f, f.size)).collect();
+        let (files, bytes, already, errors) = transfer("push", &items, options, upload);
+        report.files += files;
+        report.bytes += bytes;
+        report.already += already;
+        first_error(errors)?;
+    }
+    report.requests = t.requests();
+    Ok(report)
+}
+
+/// Makes sure the remote is a store layout this mandala reads: its `mandala.toml` is created
+/// on the first push (create-only), and checked otherwise.
+fn ensure_remote_store(name: &str, t: &dyn Transport, store: &FsBackend) -> Result<()> {
+    let staged = store.staging_path();
+    let found = retried(|| t.get(store_fs::layout::CONFIG, &staged));
+    let result = match found {
+        Ok(_) => {
+            let text = std::fs::read_to_string(&staged).unwrap_or_default();
+            store_fs::Config::parse(&text, Path::new(&format!("{}/mandala.toml", t.url())))
+                .map(|_| ())
+        }
+        Err(TransportError::NotFound) => {
+            let config = store_fs::Config {
+                format: 2,
+                ..store.config().clone()
+            };
+            std::fs::write(&staged, config.to_toml())
+                .map_err(|e| Error::io("write", &staged, e))?;
+            retried(|| t.put_new(store_fs::layout::CONFIG, &staged))
+                .map(|_| ())
+                .map_err(|e| remote_error(name, t, format!("cannot create mandala.toml: {e}")))
+        }
+        Err(e) => Err(remote_error(
+            name,
+            t,
+            format!("cannot read mandala.toml: {e}"),
+        )),
+    };
+    let _ = std::fs::remove_file(&staged);
+    result
+}
+
+/// What to download.
+enum Download {
+    File(String),
+    Pack(Id),
+}
+
+/// Fetches from remote `name` what `store` lacks of its calls and their history: packs
+/// (records and small values), version records and decisions — not the large loose values,
+/// which [`pull`] fetches too. Every file is verified against its name before it enters the
+/// store; one that fails is refused and reported with its key.
+pub fn fetch(store: &FsBackend, name: &str, options: &SyncOptions) -> Result<SyncReport> {
+    sync_down(store, name, options, false)
+}
+
+/// [`fetch`], and the large values the store lacks, so every fetched call can be loaded.
+pub fn pull(store: &FsBackend, name: &str, options: &SyncOptions) -> Result<SyncReport> {
+    sync_down(store, name, options, true)
+}
+
+fn sync_down(
+    store: &FsBackend,
+    name: &str,
+    options: &SyncOptions,
+    values: bool,
+) -> Result<SyncReport> {
+    let t = remote(store, name)?;
+    let t = &*t;
+    let action = if values { "pull" } else { "fetch" };
+    let mut prefixes = vec!["versions/", "refs/decisions/", "packs/"];
+    if values {
+        prefixes.insert(0, "values/");
+    }
+    let mut sizes = std::collections::BTreeMap::new();
+    for prefix in &prefixes {
+        let listed = retried(|| t.list(prefix))
+            .map_err(|e| remote_error(name, t, format!("cannot list {prefix}: {e}")))?;
+        sizes.extend(listed);
+    }
+    let local: BTreeSet<String> = store.content_files()?.into_iter().map(|f| f.path).collect();
+    let mut report = SyncReport::default();
+    // Values, version records and decisions first: packs name them.
+    let (mut loose, mut packs) = (Vec::new(), Vec::new());
+    for (key, size) in &sizes {
+        if local.contains(key) {
+            report.already += 1;
+            continue;
+        }
+        match ContentName::parse(key) {
+            Some(ContentName::PackIndex(id)) => {
+                let pack = store_fs::layout::pack_file_name(&id, "pack");
+                if let Some(pack_size) = sizes.get(&format!("packs/{pack}")) {
+                    packs.push((Download::Pack(id), size + pack_size));
+                }
+            }
+            Some(ContentName::Pack(_)) | None => {} // with its index; or not content
+            Some(_) => loose.push((Download::File(key.clone()), *size)),
+        }
+    }
+    let download = |d: &Download| -> Result<bool> {
+        let get = |key: &str| -> Result<std::path::PathBuf> {
+            let staged = store.staging_path();
+            retried(|| t.get(key, &staged))
+                .map_err(|e| remote_error(name, t, format!("cannot download {key}: {e}")))?;
+            Ok(staged)
+        };
+        match d {
+            Download::File(key) => {
+                let staged = get(key)?;
+                store.import(key, &staged, &format!("{}/{key}", t.url()))
+            }
+            Download::Pack(id) => {
+                let idx_key = format!("packs/{}", store_fs::layout::pack_file_name(id, "idx"));
+                let pack_key = format!("packs/{}", store_fs::layout::pack_file_name(id, "pack"));
+                let idx = get(&idx_key)?;
+                let pack = match get(&pack_key) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&idx);
+                        return Err(e);
+                    }
+                };
+                store.import_pack(id, &pack, &idx, &format!("{}/{idx_key}", t.url()))
+            }
+        }
+    };
+    let mut errors = Vec::new();
+    for phase in [loose, packs] {
+        let (files, bytes, already, errs) = transfer(action, &phase, options, download);
+        report.files += files;
+        report.bytes += bytes;
+        report.already += already;
+        errors.extend(errs);
+    }
+    report.requests = t.requests();
+    first_error(errors)?;
+    Ok(report)
+}
