@@ -32,7 +32,6 @@ pub fn manage(
                     endpoint: endpoint.clone(),
                     region: region.clone(),
                     profile: profile.clone(),
-                    lazy: false,
                 },
             )?;
             if !as_json {
@@ -49,7 +48,7 @@ pub fn manage(
             if as_json {
                 let list: Vec<_> = remotes
                     .iter()
-                    .map(|(n, c)| json!({"name": n, "url": c.url, "endpoint": c.endpoint, "region": c.region, "profile": c.profile, "lazy": c.lazy}))
+                    .map(|(n, c)| json!({"name": n, "url": c.url, "endpoint": c.endpoint, "region": c.region, "profile": c.profile}))
                     .collect();
                 writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
             } else {

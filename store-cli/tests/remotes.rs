@@ -441,6 +441,49 @@ fn an_interrupted_push_is_completed_by_the_next(remote: TestRemote) {
     all_hits(&b, 0..200, 1);
 }
 
+/// Real kills: `mandala push` SIGKILLed at moments spread over its run; after each, a pull
+/// into a new store succeeds and what it gets is sound; the last push completes the remote.
+fn a_killed_push_leaves_a_valid_remote(remote: TestRemote) {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_path, a) = new_store(&dir, "a.mandala");
+    for batch in 0..6u64 {
+        compute(&a, batch * 100..batch * 100 + 100, 0);
+        a.flush().unwrap();
+    }
+    compute(&a, 0..0, 4);
+    drop(a);
+    remote.add_to(&a_path);
+    for (round, delay_ms) in [5u64, 20, 40, 80, 150].into_iter().enumerate() {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mandala"))
+            .args(["--store", a_path.to_str().unwrap(), "push", "--quiet"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let (b_path, b) = new_store(&dir, &format!("b{round}.mandala"));
+        remote.add_to(&b_path);
+        b.pull("origin").unwrap();
+        assert!(b.verify().unwrap().is_clean(), "round {round}");
+        // Whatever calls it got are whole: each output value is there.
+        let known = b.backend().all_calls().unwrap();
+        assert!(known.len() <= 604, "round {round}");
+        for call in &known {
+            for o in &call.record.outputs {
+                assert!(b.backend().has_value(&o.cid).unwrap(), "round {round}");
+            }
+        }
+    }
+    let report = Storage::open(&a_path).unwrap().push("origin").unwrap();
+    assert!(report.already > 0 || report.files > 0);
+    let (c_path, c) = new_store(&dir, "c.mandala");
+    remote.add_to(&c_path);
+    c.pull("origin").unwrap();
+    all_hits(&c, 0..600, 4);
+}
+
 fn corrupted_remote_objects_are_refused(remote: TestRemote) {
     let dir = tempfile::tempdir().unwrap();
     let (a_path, a) = new_store(&dir, "a.mandala");
@@ -510,6 +553,16 @@ fn dir_an_interrupted_push_is_completed_by_the_next() {
 #[test]
 fn s3_an_interrupted_push_is_completed_by_the_next() {
     an_interrupted_push_is_completed_by_the_next(TestRemote::s3());
+}
+
+#[test]
+fn dir_a_killed_push_leaves_a_valid_remote() {
+    a_killed_push_leaves_a_valid_remote(TestRemote::dir());
+}
+
+#[test]
+fn s3_a_killed_push_leaves_a_valid_remote() {
+    a_killed_push_leaves_a_valid_remote(TestRemote::s3());
 }
 
 #[test]

@@ -8,7 +8,6 @@
 //! endpoint = "http://127.0.0.1:9000"   # S3-compatible servers (MinIO, Ceph, moto); optional
 //! region = "eu-west-1"                 # optional
 //! profile = "ci"                       # AWS profile for credentials; optional
-//! lazy = false                         # fetch on demand (see docs/REMOTES.md)
 //! ```
 
 use std::collections::BTreeMap;
@@ -35,9 +34,6 @@ pub struct RemoteConfig {
     /// The AWS profile to take credentials from; default: `AWS_PROFILE`, then `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
-    /// Fetch on demand (docs/REMOTES.md).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub lazy: bool,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -155,7 +151,6 @@ mod tests {
         let origin = RemoteConfig {
             url: "s3://bucket/some/prefix".into(),
             endpoint: Some("http://127.0.0.1:9000".into()),
-            lazy: true,
             ..Default::default()
         };
         r.add("origin", origin.clone()).unwrap();
