@@ -124,6 +124,8 @@ pub mod __private {
 pub struct Storage {
     engine: Engine,
     fs: Option<FsBackend>,
+    /// The remote this store fetches from on demand, if any.
+    lazy: Option<std::sync::Arc<store_remote::LazyRemote>>,
 }
 
 impl Storage {
@@ -140,17 +142,69 @@ impl Storage {
         let fs = FsBackend::open_with(path.as_ref(), options)?;
         let engine = Engine::new(Box::new(fs.clone()));
         engine.set_git_commit_with(git_head);
-        Ok(Storage {
+        let storage = Storage {
             engine,
             fs: Some(fs),
-        })
+            lazy: None,
+        };
+        // A remote marked `lazy` in the store's remotes.toml (the first, by name).
+        let remotes = store_remote::Remotes::load(path.as_ref())?;
+        let lazy = remotes
+            .iter()
+            .find(|(_, c)| c.lazy)
+            .map(|(n, _)| n.to_string());
+        match lazy {
+            Some(name) => storage.with_remote(&name),
+            None => Ok(storage),
+        }
+    }
+
+    /// Fetches on demand from remote `name` (see `remotes.toml`, docs/REMOTES.md): a lookup
+    /// that misses here first takes in what is new on the remote (its packs: records and
+    /// small values), and a large value is downloaded when it is loaded. A worker with an
+    /// empty store so reuses every call the team pushed, downloading only what it loads. An
+    /// unreachable remote is warned about and the call computed.
+    ///
+    /// ```
+    /// # use mandala::{op, Storage};
+    /// #[op]
+    /// fn inc(x: u64) -> u64 { x + 1 }
+    /// let dir = tempfile::tempdir()?;
+    /// let url = format!("file://{}", dir.path().join("remote").display());
+    /// let a = Storage::open(dir.path().join("a.mandala"))?;
+    /// a.run(|| inc(1))?;
+    /// a.add_remote("origin", &url)?;
+    /// a.push("origin")?;
+    /// let b = Storage::open(dir.path().join("b.mandala"))?;
+    /// b.add_remote("origin", &url)?;
+    /// let b = b.with_remote("origin")?;
+    /// assert_eq!(b.unwrap(&b.run(|| inc(1))?)?, 2); // fetched, not computed
+    /// assert_eq!(b.stats().total.executed, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_remote(mut self, name: &str) -> Result<Storage> {
+        let fs = self.on_disk("fetch on demand into")?;
+        let lazy = std::sync::Arc::new(store_remote::LazyRemote::open(fs, name)?);
+        fs.set_fallback(lazy.clone());
+        self.lazy = Some(lazy);
+        Ok(self)
+    }
+
+    /// What fetching on demand downloaded so far (files, bytes) and the requests it made;
+    /// `None` without a lazy remote.
+    pub fn remote_report(&self) -> Option<SyncReport> {
+        self.lazy.as_ref().map(|l| l.report())
     }
 
     /// A store that lives in memory and disappears with the process.
     pub fn in_memory() -> Storage {
         let engine = Engine::in_memory();
         engine.set_git_commit_with(git_head);
-        Storage { engine, fs: None }
+        Storage {
+            engine,
+            fs: None,
+            lazy: None,
+        }
     }
 
     /// Turns versioning on (see [`Versioning`] and [`track`]); call right after opening.

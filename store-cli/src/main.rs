@@ -201,6 +201,10 @@ pub enum RemoteAction {
         /// The AWS profile to take credentials from.
         #[arg(long)]
         profile: Option<String>,
+        /// Fetch on demand: programs opening the store ask this remote before computing a
+        /// call the store lacks, and download large values only when they load them.
+        #[arg(long)]
+        lazy: bool,
     },
     /// List the remotes.
     List,

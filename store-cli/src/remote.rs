@@ -24,6 +24,7 @@ pub fn manage(
             endpoint,
             region,
             profile,
+            lazy,
         } => {
             remotes.add(
                 name,
@@ -32,6 +33,7 @@ pub fn manage(
                     endpoint: endpoint.clone(),
                     region: region.clone(),
                     profile: profile.clone(),
+                    lazy: *lazy,
                 },
             )?;
             if !as_json {
@@ -48,7 +50,7 @@ pub fn manage(
             if as_json {
                 let list: Vec<_> = remotes
                     .iter()
-                    .map(|(n, c)| json!({"name": n, "url": c.url, "endpoint": c.endpoint, "region": c.region, "profile": c.profile}))
+                    .map(|(n, c)| json!({"name": n, "url": c.url, "endpoint": c.endpoint, "region": c.region, "profile": c.profile, "lazy": c.lazy}))
                     .collect();
                 writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
             } else {
@@ -58,7 +60,8 @@ pub fn manage(
                         .as_deref()
                         .map(|e| format!(" (endpoint {e})"))
                         .unwrap_or_default();
-                    writeln!(out, "{n}\t{}{endpoint}", c.url)?;
+                    let lazy = if c.lazy { " (lazy)" } else { "" };
+                    writeln!(out, "{n}\t{}{endpoint}{lazy}", c.url)?;
                 }
             }
         }

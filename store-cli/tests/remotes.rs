@@ -466,7 +466,8 @@ fn a_killed_push_leaves_a_valid_remote(remote: TestRemote) {
         let (b_path, b) = new_store(&dir, &format!("b{round}.mandala"));
         remote.add_to(&b_path);
         b.pull("origin").unwrap();
-        assert!(b.verify().unwrap().is_clean(), "round {round}");
+        let report = b.verify().unwrap();
+        assert!(report.is_clean(), "round {round}: {report:?}");
         // Whatever calls it got are whole: each output value is there.
         let known = b.backend().all_calls().unwrap();
         assert!(known.len() <= 604, "round {round}");
@@ -482,6 +483,92 @@ fn a_killed_push_leaves_a_valid_remote(remote: TestRemote) {
     remote.add_to(&c_path);
     c.pull("origin").unwrap();
     all_hits(&c, 0..600, 4);
+}
+
+#[op]
+fn gen(i: u64) -> Vec<u64> {
+    (0..10_000).map(|k| (k + 1) * 1_000_000_007 + i).collect()
+}
+
+#[op]
+fn feat(v: Vec<u64>) -> Vec<u64> {
+    v.iter().map(|x| x / 3 + 1_000_000_000_000).collect()
+}
+
+#[op]
+fn score(f: Vec<u64>, k: u64) -> u64 {
+    f[k as usize] % 1000
+}
+
+fn pipeline(s: &Storage, unwrap_feat: bool) -> Vec<u64> {
+    s.run(|| -> mandala::Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for i in 0..5 {
+            let f = feat(gen(i)?)?;
+            out.push(s.unwrap(&score(&f, i)?)?);
+            if unwrap_feat && i == 0 {
+                assert_eq!(s.unwrap(&f)?.len(), 10_000);
+            }
+        }
+        Ok(out)
+    })
+    .unwrap()
+}
+
+fn values_here(store: &Path) -> usize {
+    let mut files = Vec::new();
+    walk(&store.join("values"), &store.join("values"), &mut files);
+    files.len()
+}
+
+/// A worker with an empty store and a lazy remote reuses a 3-op pipeline the team pushed:
+/// nothing computed, the remote's pack fetched on the first miss, and a large value
+/// downloaded only when it is loaded.
+fn a_lazy_worker_downloads_only_what_it_loads(remote: TestRemote) {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_path, a) = new_store(&dir, "a.mandala");
+    let expected = pipeline(&a, false);
+    assert_eq!(a.stats().total.executed, 15);
+    remote.add_to(&a_path);
+    a.push("origin").unwrap();
+    assert_eq!(
+        remote
+            .keys()
+            .iter()
+            .filter(|k| k.starts_with("values/"))
+            .count(),
+        10
+    );
+
+    let (w_path, w) = new_store(&dir, "worker.mandala");
+    drop(w);
+    let url = remote.url();
+    let mut args = vec!["remote", "add", "origin", url.as_str(), "--lazy"];
+    let endpoint = remote.endpoint();
+    if let Some(e) = &endpoint {
+        args.extend(["--endpoint", e.as_str()]);
+    }
+    cli(&w_path, &args);
+    let w = Storage::open(&w_path).unwrap(); // remotes.toml says lazy
+    assert_eq!(pipeline(&w, false), expected);
+    assert_eq!(
+        w.stats().total.executed,
+        0,
+        "every call reused from the remote"
+    );
+    let report = w.remote_report().unwrap();
+    // One look at the remote: 4 listings, the pack and its index.
+    assert_eq!((report.files, report.requests), (1, 6), "{report:?}");
+    assert_eq!(values_here(&w_path), 0, "no large value downloaded");
+    // Loading one large value downloads that one, with one request.
+    assert_eq!(pipeline(&w, true), expected);
+    let report = w.remote_report().unwrap();
+    assert_eq!((report.files, report.requests), (2, 7), "{report:?}");
+    assert_eq!(values_here(&w_path), 1);
+    assert_eq!(w.stats().total.executed, 0);
+    // A new call is computed (after one more look at the remote at most).
+    w.run(|| work(123_456)).unwrap();
+    assert_eq!(w.stats().total.executed, 1);
 }
 
 fn corrupted_remote_objects_are_refused(remote: TestRemote) {
@@ -563,6 +650,16 @@ fn dir_a_killed_push_leaves_a_valid_remote() {
 #[test]
 fn s3_a_killed_push_leaves_a_valid_remote() {
     a_killed_push_leaves_a_valid_remote(TestRemote::s3());
+}
+
+#[test]
+fn dir_a_lazy_worker_downloads_only_what_it_loads() {
+    a_lazy_worker_downloads_only_what_it_loads(TestRemote::dir());
+}
+
+#[test]
+fn s3_a_lazy_worker_downloads_only_what_it_loads() {
+    a_lazy_worker_downloads_only_what_it_loads(TestRemote::s3());
 }
 
 #[test]

@@ -8,6 +8,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use store_core::{Error, Id, Kind, Result};
 
@@ -69,7 +70,30 @@ impl ContentName {
     }
 }
 
+/// Where a store looks for what it lacks: a lazy remote (docs/REMOTES.md, "Fetch on
+/// demand"). Set with [`FsBackend::set_fallback`]; consulted only after the store itself
+/// missed, with no lock of the store held.
+pub trait Fallback: Send + Sync {
+    /// A lookup by call key found no record here: take in what is new elsewhere (the
+    /// remote's packs). `true` if anything was taken in (the lookup is then repeated).
+    fn calls_missed(&self, store: &FsBackend) -> Result<bool>;
+    /// Whether value `cid`, which this store lacks, is held elsewhere (without fetching it).
+    fn has_value(&self, store: &FsBackend, cid: &Id) -> Result<bool>;
+    /// Takes value `cid` in (verified, through [`FsBackend::import`]); `true` if it now is here.
+    fn fetch_value(&self, store: &FsBackend, cid: &Id) -> Result<bool>;
+}
+
 impl FsBackend {
+    /// Makes `fallback` the place this store (every clone of this handle) looks for calls and
+    /// values it lacks.
+    pub fn set_fallback(&self, fallback: Arc<dyn Fallback>) {
+        *self.inner.fallback.write().unwrap() = Some(fallback);
+    }
+
+    pub(crate) fn fallback(&self) -> Option<Arc<dyn Fallback>> {
+        self.inner.fallback.read().unwrap().clone()
+    }
+
     /// Every content file of the store, sorted by path: loose values, version records,
     /// decisions, and sealed packs (a pack is listed only with its index). This handle's own
     /// log is sealed first ([`FsBackend::flush`]) so that what it wrote is shared too; calls in

@@ -132,6 +132,8 @@ struct Inner {
     /// How many times entries this handle had accepted were lost by a failed append: added
     /// to the collection epoch writers see, so they forget which values they think stored.
     lost_writes: std::sync::atomic::AtomicU64,
+    /// Where to look for what this store lacks (a lazy remote), if anywhere.
+    fallback: std::sync::RwLock<Option<Arc<dyn exchange::Fallback>>>,
 }
 
 /// A writer's share of the collection lock, released when dropped: what it left pending in
@@ -244,6 +246,7 @@ impl FsBackend {
                 format: std::sync::atomic::AtomicU32::new(config.format),
                 packs: Mutex::new(pack::Packs::default()),
                 lost_writes: std::sync::atomic::AtomicU64::new(0),
+                fallback: std::sync::RwLock::new(None),
                 config,
             }),
         })
@@ -342,15 +345,36 @@ impl Backend for FsBackend {
     }
 
     fn has_value(&self, cid: &Id) -> Result<bool> {
-        self.value_exists(cid)
+        if self.value_exists(cid)? {
+            return Ok(true);
+        }
+        match self.fallback() {
+            Some(f) => f.has_value(self, cid),
+            None => Ok(false),
+        }
     }
 
     fn get_value(&self, cid: &Id) -> Result<Option<Vec<u8>>> {
-        self.load_value(cid)
+        let found = self.load_value(cid)?;
+        if found.is_some() {
+            return Ok(found);
+        }
+        match self.fallback() {
+            Some(f) if f.fetch_value(self, cid)? => self.load_value(cid),
+            _ => Ok(None),
+        }
     }
 
     fn get_values(&self, cids: &[Id]) -> Result<Vec<Option<Vec<u8>>>> {
-        self.load_values(cids)
+        let mut found = self.load_values(cids)?;
+        if let Some(f) = self.fallback() {
+            for (cid, v) in cids.iter().zip(found.iter_mut()) {
+                if v.is_none() && f.fetch_value(self, cid)? {
+                    *v = self.load_value(cid)?;
+                }
+            }
+        }
+        Ok(found)
     }
 
     fn begin_writes(&self) -> Result<store_core::WriteGuard<'_>> {
@@ -390,7 +414,14 @@ impl Backend for FsBackend {
     }
 
     fn list_calls(&self, key: &Id) -> Result<Vec<CallName>> {
-        self.records_of_key(key)
+        let found = self.records_of_key(key)?;
+        if !found.is_empty() {
+            return Ok(found);
+        }
+        match self.fallback() {
+            Some(f) if f.calls_missed(self)? => self.records_of_key(key),
+            _ => Ok(found),
+        }
     }
 
     fn get_call(&self, name: &CallName) -> Result<Option<CallRecord>> {

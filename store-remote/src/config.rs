@@ -8,6 +8,7 @@
 //! endpoint = "http://127.0.0.1:9000"   # S3-compatible servers (MinIO, Ceph, moto); optional
 //! region = "eu-west-1"                 # optional
 //! profile = "ci"                       # AWS profile for credentials; optional
+//! lazy = true                          # fetch on demand (docs/REMOTES.md); optional
 //! ```
 
 use std::collections::BTreeMap;
@@ -34,6 +35,10 @@ pub struct RemoteConfig {
     /// The AWS profile to take credentials from; default: `AWS_PROFILE`, then `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// Fetch on demand: a program opening the store (`Storage::open`) asks this remote when
+    /// a lookup misses, and downloads a large value when it is loaded (docs/REMOTES.md).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lazy: bool,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -151,6 +156,7 @@ mod tests {
         let origin = RemoteConfig {
             url: "s3://bucket/some/prefix".into(),
             endpoint: Some("http://127.0.0.1:9000".into()),
+            lazy: true,
             ..Default::default()
         };
         r.add("origin", origin.clone()).unwrap();

@@ -14,14 +14,17 @@
 //!   it enters the store.
 //!
 //! Modules: `config` (the store's `remotes.toml`), `transport` (the object-store seam and the
-//! directory remote), `s3` (feature `s3`), `sync` (push, fetch, pull).
+//! directory remote), `s3` (feature `s3`), `sync` (push, fetch, pull), `lazy` (fetch on
+//! demand).
 
 pub mod config;
+pub mod lazy;
 #[cfg(feature = "s3")]
 mod s3;
 pub mod sync;
 pub mod transport;
 
 pub use config::{RemoteConfig, Remotes};
+pub use lazy::LazyRemote;
 pub use sync::{fetch, pull, push, Progress, SyncOptions, SyncReport};
 pub use transport::{open_transport, Transport, TransportError};

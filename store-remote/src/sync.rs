@@ -64,12 +64,12 @@ pub struct SyncReport {
 }
 
 /// The remote `name` of `store`, opened.
-fn remote(store: &FsBackend, name: &str) -> Result<Box<dyn Transport>> {
+pub(crate) fn remote(store: &FsBackend, name: &str) -> Result<Box<dyn Transport>> {
     let remotes = Remotes::load(store.root())?;
     open_transport(name, remotes.get(name)?)
 }
 
-fn remote_error(name: &str, t: &dyn Transport, reason: String) -> Error {
+pub(crate) fn remote_error(name: &str, t: &dyn Transport, reason: String) -> Error {
     Error::Store(StoreError::Remote {
         remote: name.to_string(),
         url: t.url().to_string(),
@@ -302,16 +302,51 @@ fn sync_down(
     values: bool,
 ) -> Result<SyncReport> {
     let t = remote(store, name)?;
-    let t = &*t;
-    let action = if values { "pull" } else { "fetch" };
-    let mut prefixes = vec!["versions/", "refs/decisions/", "packs/"];
-    if values {
-        prefixes.insert(0, "values/");
-    }
+    let mut report = fetch_from(store, name, &*t, options, Values::All(values))?;
+    report.requests = t.requests();
+    Ok(report)
+}
+
+/// Which values a fetch takes, and what it tells of the rest.
+pub(crate) enum Values<'a> {
+    /// All the store lacks (`true`, pull) or none (`false`, fetch).
+    All(bool),
+    /// None, but the remote's value ids are listed into this set (fetch on demand).
+    List(&'a mut BTreeSet<Id>),
+}
+
+/// [`fetch`] or [`pull`] through the transport `t` of remote `name`.
+pub(crate) fn fetch_from(
+    store: &FsBackend,
+    name: &str,
+    t: &dyn Transport,
+    options: &SyncOptions,
+    mut values: Values,
+) -> Result<SyncReport> {
+    let action = match values {
+        Values::All(true) => "pull",
+        _ => "fetch",
+    };
     let mut sizes = std::collections::BTreeMap::new();
-    for prefix in &prefixes {
+    for prefix in ["values/", "versions/", "refs/decisions/", "packs/"] {
+        if prefix == "values/" && matches!(values, Values::All(false)) {
+            continue;
+        }
         let listed = retried(|| t.list(prefix))
             .map_err(|e| remote_error(name, t, format!("cannot list {prefix}: {e}")))?;
+        if prefix == "values/" {
+            if let Values::List(ids) = &mut values {
+                ids.extend(
+                    listed
+                        .iter()
+                        .filter_map(|(k, _)| match ContentName::parse(k) {
+                            Some(ContentName::Value(cid)) => Some(cid),
+                            _ => None,
+                        }),
+                );
+                continue;
+            }
+        }
         sizes.extend(listed);
     }
     let local: BTreeSet<String> = store.content_files()?.into_iter().map(|f| f.path).collect();
@@ -369,7 +404,29 @@ fn sync_down(
         report.already += already;
         errors.extend(errs);
     }
-    report.requests = t.requests();
     first_error(errors)?;
     Ok(report)
+}
+
+/// Downloads value `cid` from remote `name` into `store`, verified; `false` if the remote
+/// does not hold it.
+pub(crate) fn fetch_value(
+    store: &FsBackend,
+    name: &str,
+    t: &dyn Transport,
+    cid: &Id,
+) -> Result<bool> {
+    let hex = cid.to_string();
+    let key = format!("values/{}/{}", &hex[..2], &hex[2..]);
+    let staged = store.staging_path();
+    match retried(|| t.get(&key, &staged)) {
+        Ok(_) => store
+            .import(&key, &staged, &format!("{}/{key}", t.url()))
+            .map(|_| true),
+        Err(TransportError::NotFound) => Ok(false),
+        Err(e) => {
+            let _ = std::fs::remove_file(&staged);
+            Err(remote_error(name, t, format!("cannot download {key}: {e}")))
+        }
+    }
 }
