@@ -361,20 +361,27 @@ fn push_then_pull_into_an_empty_store(remote: TestRemote) {
     assert_eq!(again["files"], 0);
     assert!(again["requests"].as_u64().unwrap() <= 6, "{again}");
 
+    // 1 000 new calls into a remote of 300: one pack and its index, in 7 requests.
+    let a = Storage::open(&a_path).unwrap();
+    compute(&a, 300..1300, 0);
+    let more = a.push("origin").unwrap();
+    assert_eq!((more.files, more.requests), (2, 7), "{more:?}");
+    drop(a);
+
     let (b_path, _) = new_store(&dir, "b.mandala");
     remote.add_to(&b_path);
     let pulled = cli(&b_path, &["pull"]);
-    assert!(pulled.contains("downloaded 4 files"), "{pulled}");
+    assert!(pulled.contains("downloaded 5 files"), "{pulled}");
     let b = Storage::open(&b_path).unwrap();
-    all_hits(&b, 0..300, 3);
-    assert_eq!(b.stats().total.hits, 303);
+    all_hits(&b, 0..1300, 3);
+    assert_eq!(b.stats().total.hits, 1303);
     assert!(b.verify().unwrap().is_clean());
     // Fetch without the values, then the values on demand of a pull.
     let (c_path, _) = new_store(&dir, "c.mandala");
     remote.add_to(&c_path);
     let fetched: serde_json::Value =
         serde_json::from_str(&cli(&c_path, &["fetch", "--json"])).unwrap();
-    assert_eq!(fetched["files"], 1, "only the pack: {fetched}");
+    assert_eq!(fetched["files"], 2, "only the packs: {fetched}");
     let c = Storage::open(&c_path).unwrap();
     all_hits(&c, 0..300, 0);
     assert_eq!(

@@ -212,3 +212,32 @@ impl Transport for S3Transport {
         self.requests.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_sections_are_read_from_aws_ini_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        std::fs::write(
+            &path,
+            "[default]\naws_access_key_id = A\n\n[profile ci]\nregion = eu-west-1\n[ci]\naws_secret_access_key=S \n",
+        )
+        .unwrap();
+        assert_eq!(
+            ini_section(&path, "default"),
+            [("aws_access_key_id".into(), "A".into())]
+        );
+        assert_eq!(
+            ini_section(&path, "ci"),
+            [
+                ("region".to_string(), "eu-west-1".to_string()),
+                ("aws_secret_access_key".to_string(), "S".to_string())
+            ]
+        );
+        assert!(ini_section(&path, "other").is_empty());
+        assert!(ini_section(&dir.path().join("missing"), "default").is_empty());
+    }
+}
