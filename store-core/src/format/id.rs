@@ -63,7 +63,13 @@ impl Kind {
     /// A fresh hasher in this kind's derive-key mode. The context is hashed once per process
     /// (blake3's `hazmat` context keys), so each id costs only the hashing of its preimage.
     fn hasher(self) -> blake3::Hasher {
-        use blake3::hazmat::{hash_derive_key_context, ContextKey, HasherExt};
+        use blake3::hazmat::HasherExt;
+        blake3::Hasher::new_from_context_key(self.context_key())
+    }
+
+    /// This kind's derive-key context key, computed once per process.
+    fn context_key(self) -> &'static blake3::hazmat::ContextKey {
+        use blake3::hazmat::{hash_derive_key_context, ContextKey};
         macro_rules! key {
             ($k:expr) => {{
                 static K: LazyLock<ContextKey> =
@@ -71,7 +77,7 @@ impl Kind {
                 &*K
             }};
         }
-        let key = match self {
+        match self {
             Kind::Value => key!(Kind::Value),
             Kind::SourceHid => key!(Kind::SourceHid),
             Kind::CallCid => key!(Kind::CallCid),
@@ -83,10 +89,13 @@ impl Kind {
             Kind::Source => key!(Kind::Source),
             Kind::Semver => key!(Kind::Semver),
             Kind::Version => key!(Kind::Version),
-        };
-        blake3::Hasher::new_from_context_key(key)
+        }
     }
 }
+
+/// Inputs at least this long are hashed on two threads (the two subtrees of BLAKE3's root,
+/// merged: the same hash as one thread's). Below it a thread costs more than it saves.
+const PARALLEL_HASH: usize = 4 << 20;
 
 impl Id {
     /// Hashes `bytes` under `kind`'s context: `BLAKE3-derive_key(kind.context(), bytes)`.
@@ -98,9 +107,30 @@ impl Id {
     /// assert_eq!(a.to_string().len(), 64);
     /// ```
     pub fn hash(kind: Kind, bytes: &[u8]) -> Id {
+        if bytes.len() >= PARALLEL_HASH {
+            return Id::hash_on_two_threads(kind, bytes);
+        }
         let mut h = kind.hasher();
         h.update(bytes);
         Id(*h.finalize().as_bytes())
+    }
+
+    /// [`Id::hash`] of a large input: its left and right subtrees on two threads, merged into
+    /// the root (blake3's `hazmat` API; the same bytes as hashing on one thread).
+    fn hash_on_two_threads(kind: Kind, bytes: &[u8]) -> Id {
+        use blake3::hazmat::{left_subtree_len, merge_subtrees_root, HasherExt, Mode};
+        let split = left_subtree_len(bytes.len() as u64) as usize;
+        let (left, right) = bytes.split_at(split);
+        let (l, r) = std::thread::scope(|s| {
+            let l = s.spawn(|| kind.hasher().update(left).finalize_non_root());
+            let r = kind
+                .hasher()
+                .set_input_offset(split as u64)
+                .update(right)
+                .finalize_non_root();
+            (l.join().expect("hashing does not panic"), r)
+        });
+        Id(*merge_subtrees_root(&l, &r, Mode::DeriveKeyMaterial(kind.context_key())).as_bytes())
     }
 
     /// A BLAKE3 hasher in `kind`'s derive-key mode, for hashing data that arrives in pieces;
@@ -336,6 +366,29 @@ impl<'de> Deserialize<'de> for Id {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_inputs_hash_the_same_on_two_threads() {
+        for len in [
+            PARALLEL_HASH,
+            PARALLEL_HASH + 1,
+            PARALLEL_HASH + 1023,
+            3 * PARALLEL_HASH + 77,
+        ] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let mut one = Kind::Value.hasher();
+            one.update(&bytes);
+            assert_eq!(
+                Id::hash(Kind::Value, &bytes),
+                Id(*one.finalize().as_bytes()),
+                "{len}"
+            );
+            assert_eq!(
+                Id::hash(Kind::Version, &bytes).0,
+                *blake3::derive_key(Kind::Version.context(), &bytes).as_slice()
+            );
+        }
+    }
 
     #[test]
     fn hex_round_trip() {
