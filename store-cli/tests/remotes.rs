@@ -679,6 +679,52 @@ fn s3_corrupted_remote_objects_are_refused() {
     corrupted_remote_objects_are_refused(TestRemote::s3());
 }
 
+/// On a terminal a push shows its progress line (files, bytes, rate) on stderr; piped, or
+/// with `--quiet`, it shows none. The terminal is `script`'s pseudo-terminal.
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, s) = new_store(&dir, "a.mandala");
+    compute(&s, 0..100, 2);
+    drop(s);
+    let remote = TestRemote::dir();
+    remote.add_to(&path);
+    let bin = env!("CARGO_BIN_EXE_mandala");
+    let on_tty = |args: &str| {
+        let out = Command::new("script")
+            .args([
+                "-qec",
+                &format!("{bin} --store {} {args}", path.display()),
+                "/dev/null",
+            ])
+            .output()
+            .expect("`script` (util-linux) runs a command on a pseudo-terminal");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let quiet = on_tty("push --quiet");
+    assert!(quiet.contains("uploaded 4 files"), "{quiet:?}");
+    assert!(!quiet.contains("files,"), "no progress line: {quiet:?}");
+    for name in ["other", "third"] {
+        let url = format!("file://{}/{name}", dir.path().display());
+        cli(&path, &["remote", "add", name, &url]);
+    }
+    let shown = on_tty("push other");
+    // One line for the whole push (both phases), rewritten in place, ending at 4/4.
+    assert!(shown.contains("\rpush other: 4/4 files, "), "{shown:?}");
+    assert!(shown.contains("/s"), "a rate: {shown:?}");
+    let piped = Command::new(bin)
+        .args(["--store", path.to_str().unwrap(), "push", "third"])
+        .output()
+        .unwrap();
+    assert!(piped.status.success());
+    assert!(String::from_utf8(piped.stderr).unwrap().is_empty());
+}
+
 #[test]
 fn remote_commands_and_their_errors() {
     let dir = tempfile::tempdir().unwrap();

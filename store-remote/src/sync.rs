@@ -105,19 +105,49 @@ fn list_remote(name: &str, t: &dyn Transport, prefixes: &[&str]) -> Result<BTree
     Ok(keys)
 }
 
-/// Runs `job` on every item, `jobs` at once, reporting progress; every item is tried, and the
-/// errors are returned (the first one, with how many others failed).
+/// What a push or pull transferred, over all its phases (progress is reported on the whole).
+struct Tally {
+    files: AtomicUsize,
+    already: AtomicUsize,
+    bytes: AtomicU64,
+    files_total: usize,
+    bytes_total: u64,
+    started: Instant,
+}
+
+impl Tally {
+    fn new(files_total: usize, bytes_total: u64) -> Tally {
+        Tally {
+            files: AtomicUsize::new(0),
+            already: AtomicUsize::new(0),
+            bytes: AtomicU64::new(0),
+            files_total,
+            bytes_total,
+            started: Instant::now(),
+        }
+    }
+
+    fn into_report(self, requests: u64) -> SyncReport {
+        SyncReport {
+            files: self.files.into_inner(),
+            bytes: self.bytes.into_inner(),
+            already: self.already.into_inner(),
+            requests,
+        }
+    }
+}
+
+/// Runs `job` on every item, `jobs` at once, counting into `tally` and reporting progress;
+/// every item is tried (unless the remote fails outright), and the errors are returned.
 fn transfer<T: Sync>(
     action: &'static str,
     items: &[(T, u64)],
     options: &SyncOptions,
+    tally: &Tally,
     job: impl Fn(&T) -> Result<bool> + Sync,
-) -> (usize, u64, usize, Vec<Error>) {
+) -> Vec<Error> {
     let next = AtomicUsize::new(0);
-    let (files, bytes, already) = (AtomicUsize::new(0), AtomicU64::new(0), AtomicUsize::new(0));
     let errors = Mutex::new(Vec::new());
-    let bytes_total = items.iter().map(|(_, n)| n).sum();
-    let started = Instant::now();
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         for _ in 0..options.jobs.clamp(1, 64).min(items.len().max(1)) {
@@ -129,11 +159,11 @@ fn transfer<T: Sync>(
                 let (item, size) = &items[i];
                 match job(item) {
                     Ok(true) => {
-                        files.fetch_add(1, Ordering::Relaxed);
-                        bytes.fetch_add(*size, Ordering::Relaxed);
+                        tally.files.fetch_add(1, Ordering::Relaxed);
+                        tally.bytes.fetch_add(*size, Ordering::Relaxed);
                     }
                     Ok(false) => {
-                        already.fetch_add(1, Ordering::Relaxed);
+                        tally.already.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
                         // An unreachable remote fails every request: stop at the first of
@@ -147,22 +177,18 @@ fn transfer<T: Sync>(
                 if let Some(report) = options.progress {
                     report(&Progress {
                         action,
-                        files: files.load(Ordering::Relaxed) + already.load(Ordering::Relaxed),
-                        files_total: items.len(),
-                        bytes: bytes.load(Ordering::Relaxed),
-                        bytes_total,
-                        elapsed: started.elapsed(),
+                        files: tally.files.load(Ordering::Relaxed)
+                            + tally.already.load(Ordering::Relaxed),
+                        files_total: tally.files_total,
+                        bytes: tally.bytes.load(Ordering::Relaxed),
+                        bytes_total: tally.bytes_total,
+                        elapsed: tally.started.elapsed(),
                     });
                 }
             });
         }
     });
-    (
-        files.into_inner(),
-        bytes.into_inner(),
-        already.into_inner(),
-        errors.into_inner().unwrap(),
-    )
+    errors.into_inner().unwrap()
 }
 
 fn first_error(mut errors: Vec<Error>) -> Result<()> {
@@ -220,10 +246,11 @@ pub fn push(store: &FsBackend, name: &str, options: &SyncOptions) -> Result<Sync
     let missing: Vec<&ContentFile> = local.iter().filter(|f| !there.contains(&f.path)).collect();
     let (indexes, first): (Vec<&ContentFile>, Vec<&ContentFile>) =
         missing.into_iter().partition(|f| f.path.ends_with(".idx"));
-    let mut report = SyncReport {
-        already: local.len() - first.len() - indexes.len(),
-        ..SyncReport::default()
-    };
+    let both_sides = local.len() - first.len() - indexes.len();
+    let tally = Tally::new(
+        first.len() + indexes.len(),
+        first.iter().chain(&indexes).map(|f| f.size).sum(),
+    );
     let upload = |f: &&ContentFile| -> Result<bool> {
         let src = store.root().join(&f.path);
         if !src.is_file() {
@@ -234,13 +261,10 @@ pub fn push(store: &FsBackend, name: &str, options: &SyncOptions) -> Result<Sync
     };
     for phase in [first, indexes] {
         let items: Vec<(&ContentFile, u64)> = phase.iter().map(|f| (*f, f.size)).collect();
-        let (files, bytes, already, errors) = transfer("push", &items, options, upload);
-        report.files += files;
-        report.bytes += bytes;
-        report.already += already;
-        first_error(errors)?;
+        first_error(transfer("push", &items, options, &tally, upload))?;
     }
-    report.requests = t.requests();
+    let mut report = tally.into_report(t.requests());
+    report.already += both_sides;
     Ok(report)
 }
 
@@ -350,12 +374,12 @@ pub(crate) fn fetch_from(
         sizes.extend(listed);
     }
     let local: BTreeSet<String> = store.content_files()?.into_iter().map(|f| f.path).collect();
-    let mut report = SyncReport::default();
+    let mut already = 0;
     // Values, version records and decisions first: packs name them.
     let (mut loose, mut packs) = (Vec::new(), Vec::new());
     for (key, size) in &sizes {
         if local.contains(key) {
-            report.already += 1;
+            already += 1;
             continue;
         }
         match ContentName::parse(key) {
@@ -396,16 +420,18 @@ pub(crate) fn fetch_from(
             }
         }
     };
+    let tally = Tally::new(
+        loose.len() + packs.len(),
+        loose.iter().chain(&packs).map(|(_, n)| n).sum(),
+    );
     let mut errors = Vec::new();
     for phase in [loose, packs] {
-        let (files, bytes, already, errs) = transfer(action, &phase, options, download);
-        report.files += files;
-        report.bytes += bytes;
-        report.already += already;
-        errors.extend(errs);
+        errors.extend(transfer(action, &phase, options, &tally, download));
     }
     first_error(errors)?;
-    Ok(report)
+    let mut got = tally.into_report(0);
+    got.already += already;
+    Ok(got)
 }
 
 /// Downloads value `cid` from remote `name` into `store`, verified; `false` if the remote
