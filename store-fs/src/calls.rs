@@ -225,10 +225,16 @@ impl FsBackend {
     /// Stores a record (write-once), and adds it to this process's listing of its shard and,
     /// if loaded, to the call index.
     pub(crate) fn write_call(&self, record: &CallRecord) -> Result<()> {
+        self.write_call_keyed(record, &record.key(), &record.hid())
+    }
+
+    /// [`FsBackend::write_call`] of a record whose call key and hid are known.
+    pub(crate) fn write_call_keyed(&self, record: &CallRecord, key: &Id, hid: &Id) -> Result<()> {
+        debug_assert!(*key == record.key() && *hid == record.hid());
         let bytes = record.to_cbor();
         let name = CallName {
-            key: record.key(),
-            hid: record.hid(),
+            key: *key,
+            hid: *hid,
             rid: Id::hash(Kind::CallRecord, &bytes),
         };
         if self.format() >= 2 {

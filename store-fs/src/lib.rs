@@ -440,6 +440,10 @@ impl Backend for FsBackend {
         self.write_call(record)
     }
 
+    fn put_call_keyed(&self, record: &CallRecord, key: &Id, hid: &Id) -> Result<()> {
+        self.write_call_keyed(record, key, hid)
+    }
+
     fn all_calls(&self) -> Result<Vec<StoredCall>> {
         self.every_call()
     }

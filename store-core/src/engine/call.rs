@@ -51,6 +51,7 @@ pub fn begin(spec: &'static OpSpec) -> Begin {
             inputs: Vec::new(),
             pending: Vec::new(),
             ids: None,
+            key: None,
             outputs: Vec::new(),
             recording: None,
             deps: DepSet::new(),
@@ -128,6 +129,8 @@ pub struct CallBuilder {
     /// The call hid: known after [`CallBuilder::lookup`], or with versioning after
     /// [`CallBuilder::executed`] (it depends on what the execution touched).
     ids: Option<Id>,
+    /// The call key, once a lookup computed it.
+    key: Option<Id>,
     outputs: Vec<(Slot, Vec<u8>)>,
     /// With versioning, the recording of an executing call's dependencies.
     recording: Option<deps::Recording>,
@@ -203,6 +206,7 @@ impl CallBuilder {
         self.inputs.sort_by(|a, b| a.name.cmp(&b.name));
         let found = if self.engine.versioning().is_some() {
             let key = record::call_key(self.spec.name, &self.inputs);
+            self.key = Some(key);
             let found = self
                 .engine
                 .lookup_versioned(self.spec.name, &key, &self.inputs)?;
@@ -220,6 +224,7 @@ impl CallBuilder {
                 Some(rec) => Some(Found::Hit(rec)),
                 None => {
                     let key = record::call_key(self.spec.name, &self.inputs);
+                    self.key = Some(key);
                     self.engine
                         .lookup(self.spec.name, &key, &hid, &semver, &self.inputs)?
                 }
@@ -356,7 +361,10 @@ impl CallBuilder {
             deps: self.deps,
             git: self.engine.git_commit().map(str::to_string),
         };
-        self.engine.store_call(rec, &hid)?;
+        let key = self
+            .key
+            .unwrap_or_else(|| record::call_key(self.spec.name, &rec.inputs));
+        self.engine.store_call(rec, &key, &hid)?;
         self.engine.count(self.spec.name, |s| s.executed += 1);
         Ok(())
     }

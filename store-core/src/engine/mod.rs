@@ -639,8 +639,8 @@ impl Engine {
     }
 
     /// Stores a new call record (its values must be stored already).
-    pub(crate) fn store_call(&self, rec: CallRecord, hid: &Id) -> Result<()> {
-        self.inner.backend.put_call(&rec)?;
+    pub(crate) fn store_call(&self, rec: CallRecord, key: &Id, hid: &Id) -> Result<()> {
+        self.inner.backend.put_call_keyed(&rec, key, hid)?;
         self.remember(hid, &Arc::new(rec));
         Ok(())
     }

@@ -217,7 +217,13 @@ pub fn call_key(op: &str, inputs: &[Slot]) -> Id {
 
 /// The history id of output `name` of the call `call_hid`: `H_output_hid([call_hid, name])`.
 pub fn output_hid(call_hid: &Id, name: &str) -> Id {
-    let bytes = cbor::to_canonical(&(call_hid, name)).expect("ids and names always encode");
+    // `[call_hid, name]` in canonical CBOR, written directly (this runs for every output).
+    let mut bytes = Vec::with_capacity(40 + name.len());
+    cbor::write_head(&mut bytes, 4, 2);
+    cbor::write_head(&mut bytes, 2, 32);
+    bytes.extend_from_slice(call_hid.as_bytes());
+    cbor::write_head(&mut bytes, 3, name.len() as u64);
+    bytes.extend_from_slice(name.as_bytes());
     Id::hash(Kind::OutputHid, &bytes)
 }
 
@@ -464,6 +470,19 @@ mod tests {
         let map = ByKey(inputs.iter().map(|s| (s.name.to_string(), s.cid)).collect());
         let generic = Id::hash(Kind::CallKey, &cbor::to_canonical(&("op", map)).unwrap());
         assert_eq!(call_key("op", &inputs), generic);
+    }
+
+    #[test]
+    fn the_direct_output_hid_preimage_equals_serde() {
+        let hid = Id([3; 32]);
+        for name in [
+            "output_0",
+            "",
+            "a_name_of_more_than_23_bytes_for_a_longer_head",
+        ] {
+            let generic = Id::hash(Kind::OutputHid, &cbor::to_canonical(&(&hid, name)).unwrap());
+            assert_eq!(output_hid(&hid, name), generic, "{name}");
+        }
     }
 
     #[test]
