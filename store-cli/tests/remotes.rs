@@ -619,6 +619,65 @@ fn corrupted_remote_objects_are_refused(remote: TestRemote) {
     assert!(err.contains("refused") || err.contains("hash"), "{err}");
 }
 
+/// About 45 MB of CBOR that zstd cannot shrink much: uploaded to S3 in parts (32 MiB and
+/// more), downloaded as a stream.
+#[op]
+fn noise(seed: u64) -> Vec<f64> {
+    let mut x = seed | 1;
+    (0..5_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        })
+        .collect()
+}
+
+fn a_large_value_travels_whole(remote: TestRemote) {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_path, a) = new_store(&dir, "a.mandala");
+    let r = a.run(|| noise(5)).unwrap();
+    let value = a.unwrap(&r).unwrap();
+    remote.add_to(&a_path);
+    let report = a.push("origin").unwrap();
+    assert_eq!(
+        report.files, 3,
+        "the value, the pack and its index: {report:?}"
+    );
+    if let TestRemote::S3 { .. } = remote {
+        // mandala.toml (2), 4 listings, 3 uploads, and for the 40 MB value a HEAD and 5
+        // parts of 8 MiB (a single put would make it 9).
+        assert_eq!(report.requests, 15, "{report:?}");
+    }
+    let key = remote
+        .keys()
+        .into_iter()
+        .find(|k| k.starts_with("values/"))
+        .unwrap();
+    let size = std::fs::metadata(a_path.join(&key)).unwrap().len();
+    assert!(size > 32 << 20, "large enough to go up in parts: {size}");
+    let (b_path, b) = new_store(&dir, "b.mandala");
+    remote.add_to(&b_path);
+    b.pull("origin").unwrap();
+    let got = b.run(|| noise(5)).unwrap();
+    assert_eq!(b.unwrap(&got).unwrap(), value);
+    assert_eq!(b.stats().total.executed, 0);
+    assert!(b.verify().unwrap().is_clean());
+    // Pushing again finds it there (a HEAD for the large file, on S3).
+    assert_eq!(a.push("origin").unwrap().files, 0);
+}
+
+#[test]
+fn dir_a_large_value_travels_whole() {
+    a_large_value_travels_whole(TestRemote::dir());
+}
+
+#[test]
+fn s3_a_large_value_goes_up_in_parts_and_down_as_a_stream() {
+    a_large_value_travels_whole(TestRemote::s3());
+}
+
 #[test]
 fn dir_push_then_pull_into_an_empty_store() {
     push_then_pull_into_an_empty_store(TestRemote::dir());

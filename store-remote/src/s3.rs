@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig};
@@ -176,23 +176,41 @@ impl Transport for S3Transport {
     }
 
     fn get(&self, key: &str, dest: &Path) -> Result<u64, TransportError> {
+        use std::io::Write;
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let bytes = self
-            .runtime
-            .block_on(async {
-                let got = self.store.get(&self.key(key)).await?;
-                got.bytes().await
-            })
-            .map_err(failed)?;
-        std::fs::write(dest, &bytes)
-            .map_err(|e| TransportError::Failed(format!("cannot write {}: {e}", dest.display())))?;
-        Ok(bytes.len() as u64)
+        let write_failed = |e: std::io::Error| {
+            TransportError::Failed(format!("cannot write {}: {e}", dest.display()))
+        };
+        let mut file = std::fs::File::create(dest).map_err(write_failed)?;
+        // Streamed into the file: a large value is never held in memory whole.
+        let mut written = 0u64;
+        self.runtime.block_on(async {
+            let mut stream = self
+                .store
+                .get(&self.key(key))
+                .await
+                .map_err(failed)?
+                .into_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(failed)?;
+                file.write_all(&chunk).map_err(write_failed)?;
+                written += chunk.len() as u64;
+            }
+            Ok::<(), TransportError>(())
+        })?;
+        Ok(written)
     }
 
     fn put_new(&self, key: &str, src: &Path) -> Result<bool, TransportError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let bytes = std::fs::read(src)
-            .map_err(|e| TransportError::Failed(format!("cannot read {}: {e}", src.display())))?;
+        let read_failed = |e: std::io::Error| {
+            TransportError::Failed(format!("cannot read {}: {e}", src.display()))
+        };
+        let size = std::fs::metadata(src).map_err(read_failed)?.len();
+        if size >= MULTIPART {
+            return self.put_new_multipart(key, src);
+        }
+        let bytes = std::fs::read(src).map_err(read_failed)?;
         let options = PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
@@ -210,6 +228,57 @@ impl Transport for S3Transport {
 
     fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+}
+
+/// Files at least this large are uploaded in parts, read a part at a time.
+const MULTIPART: u64 = 32 << 20;
+
+impl S3Transport {
+    /// A large file's create-only upload: S3's multipart uploads take no `If-None-Match`
+    /// here, so the key is looked up first (`HEAD`) and the parts uploaded only if it is
+    /// absent. Two stores racing on one large value both upload it whole: the same name is
+    /// the same content (a value's cid), so either copy is right.
+    fn put_new_multipart(&self, key: &str, src: &Path) -> Result<bool, TransportError> {
+        use std::io::Read;
+        let location = self.key(key);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        match self.runtime.block_on(self.store.head(&location)) {
+            Ok(_) => return Ok(false),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(failed(e)),
+        }
+        let read_failed = |e: std::io::Error| {
+            TransportError::Failed(format!("cannot read {}: {e}", src.display()))
+        };
+        let mut file = std::fs::File::open(src).map_err(read_failed)?;
+        self.runtime.block_on(async {
+            let upload = self.store.put_multipart(&location).await.map_err(failed)?;
+            let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, 8 << 20);
+            let mut buf = vec![0u8; 8 << 20];
+            let sent: Result<(), TransportError> = async {
+                loop {
+                    let n = file.read(&mut buf).map_err(read_failed)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    writer.wait_for_capacity(4).await.map_err(failed)?;
+                    writer.write(&buf[..n]);
+                    self.requests.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            .await;
+            match sent {
+                // Nothing is visible before the upload completes; parts of an aborted one are
+                // removed (a killed process's are left to the bucket's lifecycle rules).
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    Err(e)
+                }
+                Ok(()) => writer.finish().await.map(|_| ()).map_err(failed),
+            }
+        })?;
+        Ok(true)
     }
 }
 
