@@ -380,15 +380,20 @@ pub(crate) fn encode_idx(pack_hash: &[u8; 32], entries: &[Located]) -> (Vec<u8>,
             EntryId::Call(_) => calls.push(e),
         }
     }
-    let key = |e: &&Located| match e.id {
-        EntryId::Value(cid) => (cid, Id([0; 32]), Id([0; 32])),
-        EntryId::Call(n) => (n.key, n.hid, n.rid),
+    // By id, then by offset: the first occurrence of a duplicate comes first and is the one
+    // kept. (Compared in place: a sort key would copy 96 bytes twice per comparison.)
+    let order = |a: &&Located, b: &&Located| {
+        let ids = match (&a.id, &b.id) {
+            (EntryId::Value(x), EntryId::Value(y)) => x.cmp(y),
+            (EntryId::Call(x), EntryId::Call(y)) => x.cmp(y),
+            (x, y) => x.header_len().cmp(&y.header_len()), // not mixed: split above
+        };
+        ids.then(a.offset.cmp(&b.offset))
     };
-    // Stable: the first occurrence of a duplicate comes first, and is the one kept.
-    values.sort_by_key(key);
-    calls.sort_by_key(key);
-    values.dedup_by_key(|e| key(e));
-    calls.dedup_by_key(|e| key(e));
+    values.sort_unstable_by(order);
+    calls.sort_unstable_by(order);
+    values.dedup_by(|a, b| a.id == b.id);
+    calls.dedup_by(|a, b| a.id == b.id);
     let mut out =
         Vec::with_capacity(IDX_HEAD + values.len() * VALUE_ROW + calls.len() * CALL_ROW + 32);
     out.extend_from_slice(IDX_MAGIC);
