@@ -249,17 +249,16 @@ impl FsBackend {
         let opened = crate::pack::open_pack_at(idx, pack.to_path_buf(), id, true)
             .map_err(|e| refused(what, e))?
             .ok_or_else(|| Error::corrupt(what, "vanished while it was checked"))?;
-        let bytes = fs::read(pack).map_err(|e| Error::io("read", pack, e))?;
-        if blake3::hash(&bytes).as_bytes() != &opened.idx.pack_hash() {
+        if !opened
+            .hash_matches()
+            .map_err(|e| Error::io("read", pack, e))?
+        {
             return Err(Error::corrupt(
                 what,
                 "the pack does not hash to what its index records (damaged or truncated)",
             ));
         }
-        let entries = (0..opened.idx.n_values())
-            .map(|i| opened.idx.value(i))
-            .chain((0..opened.idx.n_calls()).map(|i| opened.idx.call(i)));
-        for e in entries {
+        for e in opened.entries() {
             crate::pack::read_entry(&crate::pack::Found::in_pack(&opened, e))
                 .map_err(|e| refused(what, e))?;
         }

@@ -379,12 +379,9 @@ impl FsBackend {
                     continue;
                 }
             };
-            let mut hasher = blake3::Hasher::new();
-            let hashed =
-                std::fs::File::open(&pack.path).and_then(|f| hasher.update_reader(f).map(|_| ()));
-            match hashed {
-                Ok(()) if hasher.finalize().as_bytes() == &pack.idx.pack_hash() => {}
-                Ok(()) => report.problems.push(Problem {
+            match pack.hash_matches() {
+                Ok(true) => {}
+                Ok(false) => report.problems.push(Problem {
                     path: pack.path.clone(),
                     what: "does not hash to what its index records (damaged or truncated)".into(),
                 }),
@@ -393,10 +390,7 @@ impl FsBackend {
                     what: format!("cannot be read: {e}"),
                 }),
             }
-            let entries = (0..pack.idx.n_values())
-                .map(|i| pack.idx.value(i))
-                .chain((0..pack.idx.n_calls()).map(|i| pack.idx.call(i)));
-            for e in entries {
+            for e in pack.entries() {
                 entry(report, crate::pack::Found::in_pack(&pack, e));
             }
         }

@@ -136,7 +136,7 @@ impl FsBackend {
         }
         // The pack's hash, of the file as written: hashed whole at sealing (many blocks at
         // once with SIMD), not a few hundred bytes at a time as each call is appended.
-        let hash = match hash_prefix(&own.view.file, own.written) {
+        let hash = match super::hash_file(&own.view.file, own.written) {
             Ok(hash) => hash,
             Err(e) => {
                 let path = own.view.path.clone();
@@ -356,17 +356,4 @@ fn same_file(file: &File, path: &std::path::Path) -> bool {
     {
         fs::metadata(path).is_ok() && file.metadata().is_ok()
     }
-}
-
-/// The BLAKE3 hash of the first `len` bytes of `file`, read through a map of it (or, if it
-/// cannot be mapped, into memory).
-fn hash_prefix(file: &File, len: u64) -> std::io::Result<blake3::Hash> {
-    if let Some(map) = super::map_pack(file) {
-        if let Some(bytes) = map.get(..len as usize) {
-            return Ok(blake3::hash(bytes));
-        }
-    }
-    let mut bytes = vec![0u8; len as usize];
-    crate::open::read_exact_at(file, &mut bytes, 0)?;
-    Ok(blake3::hash(&bytes))
 }

@@ -99,6 +99,42 @@ pub(crate) struct Pack {
     pub(crate) size: u64,
 }
 
+impl Pack {
+    /// Every entry its index lists: values, then calls.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = Located> + '_ {
+        (0..self.idx.n_values())
+            .map(|i| self.idx.value(i))
+            .chain((0..self.idx.n_calls()).map(|i| self.idx.call(i)))
+    }
+
+    /// Whether the `.pack` file hashes to what its index records (`fsck`, and a pack fetched
+    /// from a remote).
+    pub(crate) fn hash_matches(&self) -> std::io::Result<bool> {
+        let hash = match self
+            .map
+            .as_deref()
+            .and_then(|m| m.get(..self.size as usize))
+        {
+            Some(bytes) => blake3::hash(bytes),
+            None => hash_file(&self.file, self.size)?,
+        };
+        Ok(hash.as_bytes() == &self.idx.pack_hash())
+    }
+}
+
+/// The BLAKE3 hash of the first `len` bytes of `file`, read through a map of it (or, if it
+/// cannot be mapped, into memory).
+pub(crate) fn hash_file(file: &File, len: u64) -> std::io::Result<blake3::Hash> {
+    if let Some(map) = map_pack(file) {
+        if let Some(bytes) = map.get(..len as usize) {
+            return Ok(blake3::hash(bytes));
+        }
+    }
+    let mut bytes = vec![0u8; len as usize];
+    read_exact_at(file, &mut bytes, 0)?;
+    Ok(blake3::hash(&bytes))
+}
+
 /// The entries of a log: one of a running writer (read as it grows), or this handle's own.
 pub(crate) struct LogView {
     pub(crate) name: String,

@@ -164,6 +164,18 @@ fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
         .then_with(|| a.as_bytes().cmp(b.as_bytes()))
 }
 
+/// Appends a CBOR text string.
+fn put_text(out: &mut Vec<u8>, s: &str) {
+    cbor::write_head(out, 3, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Appends an id as a CBOR byte string.
+fn put_id(out: &mut Vec<u8>, id: &Id) {
+    cbor::write_head(out, 2, 32);
+    out.extend_from_slice(id.as_bytes());
+}
+
 /// Writes the canonical CBOR of `[op, {input name: pick(input)}, semver?]` and hashes it,
 /// without building intermediate maps (this runs on every call).
 fn call_id(
@@ -183,18 +195,14 @@ fn call_id(
         buf.clear();
         let out = &mut *buf;
         cbor::write_head(out, 4, if semver.is_some() { 3 } else { 2 });
-        cbor::write_head(out, 3, op.len() as u64);
-        out.extend_from_slice(op.as_bytes());
+        put_text(out, op);
         cbor::write_head(out, 5, inputs.len() as u64);
         for s in order {
-            cbor::write_head(out, 3, s.name.len() as u64);
-            out.extend_from_slice(s.name.as_bytes());
-            cbor::write_head(out, 2, 32);
-            out.extend_from_slice(pick(s).as_bytes());
+            put_text(out, &s.name);
+            put_id(out, pick(s));
         }
         if let Some(v) = semver {
-            cbor::write_head(out, 2, 32);
-            out.extend_from_slice(v.as_bytes());
+            put_id(out, v);
         }
         Id::hash(kind, out)
     })
@@ -220,10 +228,8 @@ pub fn output_hid(call_hid: &Id, name: &str) -> Id {
     // `[call_hid, name]` in canonical CBOR, written directly (this runs for every output).
     let mut bytes = Vec::with_capacity(40 + name.len());
     cbor::write_head(&mut bytes, 4, 2);
-    cbor::write_head(&mut bytes, 2, 32);
-    bytes.extend_from_slice(call_hid.as_bytes());
-    cbor::write_head(&mut bytes, 3, name.len() as u64);
-    bytes.extend_from_slice(name.as_bytes());
+    put_id(&mut bytes, call_hid);
+    put_text(&mut bytes, name);
     Id::hash(Kind::OutputHid, &bytes)
 }
 
@@ -281,51 +287,43 @@ impl CallRecord {
         let mut out = Vec::with_capacity(
             64 + 80 * (self.inputs.len() + self.outputs.len()) + 48 * self.deps.len(),
         );
-        let text = |out: &mut Vec<u8>, s: &str| {
-            cbor::write_head(out, 3, s.len() as u64);
-            out.extend_from_slice(s.as_bytes());
-        };
-        let id = |out: &mut Vec<u8>, id: &Id| {
-            cbor::write_head(out, 2, 32);
-            out.extend_from_slice(id.as_bytes());
-        };
         let slots = |out: &mut Vec<u8>, slots: &[Slot]| {
             cbor::write_head(out, 4, slots.len() as u64);
             for s in slots {
                 // Keys in canonical order: "cid" < "hid" < "name".
                 cbor::write_head(out, 5, 3);
-                text(out, "cid");
-                id(out, &s.cid);
-                text(out, "hid");
-                id(out, &s.hid);
-                text(out, "name");
-                text(out, &s.name);
+                put_text(out, "cid");
+                put_id(out, &s.cid);
+                put_text(out, "hid");
+                put_id(out, &s.hid);
+                put_text(out, "name");
+                put_text(out, &s.name);
             }
         };
         let fields = 4 + usize::from(!self.deps.is_empty()) + usize::from(self.git.is_some());
         cbor::write_head(&mut out, 5, fields as u64);
         // Keys in canonical order (length first): op, git, deps, inputs, semver, outputs.
-        text(&mut out, "op");
-        text(&mut out, &self.op);
+        put_text(&mut out, "op");
+        put_text(&mut out, &self.op);
         if let Some(git) = &self.git {
-            text(&mut out, "git");
-            text(&mut out, git);
+            put_text(&mut out, "git");
+            put_text(&mut out, git);
         }
         if !self.deps.is_empty() {
-            text(&mut out, "deps");
+            put_text(&mut out, "deps");
             let mut deps: Vec<(&String, &Id)> = self.deps.iter().collect();
             deps.sort_by(|a, b| key_order(a.0, b.0));
             cbor::write_head(&mut out, 5, deps.len() as u64);
             for (name, dep) in deps {
-                text(&mut out, name);
-                id(&mut out, dep);
+                put_text(&mut out, name);
+                put_id(&mut out, dep);
             }
         }
-        text(&mut out, "inputs");
+        put_text(&mut out, "inputs");
         slots(&mut out, &self.inputs);
-        text(&mut out, "semver");
-        id(&mut out, &self.semver);
-        text(&mut out, "outputs");
+        put_text(&mut out, "semver");
+        put_id(&mut out, &self.semver);
+        put_text(&mut out, "outputs");
         slots(&mut out, &self.outputs);
         out
     }
