@@ -678,6 +678,58 @@ fn s3_a_large_value_goes_up_in_parts_and_down_as_a_stream() {
     a_large_value_travels_whole(TestRemote::s3());
 }
 
+/// Pulls racing pushes: a pull takes in a pack only with the large values its calls name
+/// (the pusher uploads values before packs, so the puller must list packs before values).
+fn pulls_racing_pushes_get_only_whole_calls(remote: TestRemote) {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_path, a) = new_store(&dir, "a.mandala");
+    let (b_path, b) = new_store(&dir, "b.mandala");
+    remote.add_to(&a_path);
+    remote.add_to(&b_path);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let pulls = std::thread::scope(|s| {
+        s.spawn(|| {
+            for round in 0..40u64 {
+                a.run(|| big(1000 + round)).unwrap();
+                a.push("origin").unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut pulls = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            b.pull("origin").unwrap();
+            pulls += 1;
+            for call in b.backend().all_calls().unwrap() {
+                for o in &call.record.outputs {
+                    assert!(
+                        b.backend().has_value(&o.cid).unwrap(),
+                        "pull {pulls}: call {} came without its value {}",
+                        call.hid.short(8),
+                        o.cid.short(8)
+                    );
+                }
+            }
+        }
+        pulls
+    });
+    assert!(pulls > 1, "the pulls ran beside the pushes");
+    b.pull("origin").unwrap();
+    for round in 0..40u64 {
+        b.run(|| big(1000 + round)).unwrap();
+    }
+    assert_eq!(b.stats().total.executed, 0);
+}
+
+#[test]
+fn dir_pulls_racing_pushes_get_only_whole_calls() {
+    pulls_racing_pushes_get_only_whole_calls(TestRemote::dir());
+}
+
+#[test]
+fn s3_pulls_racing_pushes_get_only_whole_calls() {
+    pulls_racing_pushes_get_only_whole_calls(TestRemote::s3());
+}
+
 #[test]
 fn dir_push_then_pull_into_an_empty_store() {
     push_then_pull_into_an_empty_store(TestRemote::dir());

@@ -2,7 +2,7 @@
 //! at once, in the order that keeps every state of the destination valid (values, version
 //! records and decisions before packs; a pack's `.idx` after its `.pack`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use store_core::{Error, Id, Result, StoreError};
 use store_fs::exchange::{ContentFile, ContentName};
-use store_fs::FsBackend;
+use store_fs::{layout, FsBackend};
 
 use crate::config::Remotes;
 use crate::transport::{open_transport, Transport, TransportError};
@@ -94,15 +94,20 @@ fn retried<T>(
     request()
 }
 
-/// The keys under each of `prefixes`.
-fn list_remote(name: &str, t: &dyn Transport, prefixes: &[&str]) -> Result<BTreeSet<String>> {
-    let mut keys = BTreeSet::new();
+/// The keys under each of `prefixes`, listed in that order, with their sizes.
+fn list_remote(name: &str, t: &dyn Transport, prefixes: &[&str]) -> Result<BTreeMap<String, u64>> {
+    let mut keys = BTreeMap::new();
     for prefix in prefixes {
         let listed = retried(|| t.list(prefix))
             .map_err(|e| remote_error(name, t, format!("cannot list {prefix}: {e}")))?;
-        keys.extend(listed.into_iter().map(|(k, _)| k));
+        keys.extend(listed);
     }
     Ok(keys)
+}
+
+/// The remote key of pack `id`'s `.pack` or `.idx` (`ext`).
+fn pack_key(id: &Id, ext: &str) -> String {
+    format!("{}/{}", layout::PACKS, layout::pack_file_name(id, ext))
 }
 
 /// What a push or pull transferred, over all its phases (progress is reported on the whole).
@@ -243,7 +248,10 @@ pub fn push(store: &FsBackend, name: &str, options: &SyncOptions) -> Result<Sync
         t,
         &["values/", "versions/", "refs/decisions/", "packs/"],
     )?;
-    let missing: Vec<&ContentFile> = local.iter().filter(|f| !there.contains(&f.path)).collect();
+    let missing: Vec<&ContentFile> = local
+        .iter()
+        .filter(|f| !there.contains_key(&f.path))
+        .collect();
     let (indexes, first): (Vec<&ContentFile>, Vec<&ContentFile>) =
         missing.into_iter().partition(|f| f.path.ends_with(".idx"));
     let both_sides = local.len() - first.len() - indexes.len();
@@ -272,7 +280,7 @@ pub fn push(store: &FsBackend, name: &str, options: &SyncOptions) -> Result<Sync
 /// on the first push (create-only), and checked otherwise.
 fn ensure_remote_store(name: &str, t: &dyn Transport, store: &FsBackend) -> Result<()> {
     let staged = store.staging_path();
-    let found = retried(|| t.get(store_fs::layout::CONFIG, &staged));
+    let found = retried(|| t.get(layout::CONFIG, &staged));
     let result = match found {
         Ok(_) => {
             let text = std::fs::read_to_string(&staged).unwrap_or_default();
@@ -286,7 +294,7 @@ fn ensure_remote_store(name: &str, t: &dyn Transport, store: &FsBackend) -> Resu
             };
             std::fs::write(&staged, config.to_toml())
                 .map_err(|e| Error::io("write", &staged, e))?;
-            retried(|| t.put_new(store_fs::layout::CONFIG, &staged))
+            retried(|| t.put_new(layout::CONFIG, &staged))
                 .map(|_| ())
                 .map_err(|e| remote_error(name, t, format!("cannot create mandala.toml: {e}")))
         }
@@ -351,27 +359,21 @@ pub(crate) fn fetch_from(
         Values::All(true) => "pull",
         _ => "fetch",
     };
-    let mut sizes = std::collections::BTreeMap::new();
-    for prefix in ["values/", "versions/", "refs/decisions/", "packs/"] {
-        if prefix == "values/" && matches!(values, Values::All(false)) {
-            continue;
+    // Packs before values: a pusher uploads a pack's values before the pack, so the values
+    // listed after a pack include every value its calls name (listed the other way round, a
+    // push completing between the two listings brings a pack without its large values).
+    let mut sizes = list_remote(name, t, &["packs/", "versions/", "refs/decisions/"])?;
+    match &mut values {
+        Values::All(false) => {}
+        Values::All(true) => sizes.extend(list_remote(name, t, &["values/"])?),
+        Values::List(ids) => {
+            ids.extend(list_remote(name, t, &["values/"])?.keys().filter_map(|k| {
+                match ContentName::parse(k) {
+                    Some(ContentName::Value(cid)) => Some(cid),
+                    _ => None,
+                }
+            }))
         }
-        let listed = retried(|| t.list(prefix))
-            .map_err(|e| remote_error(name, t, format!("cannot list {prefix}: {e}")))?;
-        if prefix == "values/" {
-            if let Values::List(ids) = &mut values {
-                ids.extend(
-                    listed
-                        .iter()
-                        .filter_map(|(k, _)| match ContentName::parse(k) {
-                            Some(ContentName::Value(cid)) => Some(cid),
-                            _ => None,
-                        }),
-                );
-                continue;
-            }
-        }
-        sizes.extend(listed);
     }
     let local: BTreeSet<String> = store.content_files()?.into_iter().map(|f| f.path).collect();
     let mut already = 0;
@@ -384,8 +386,7 @@ pub(crate) fn fetch_from(
         }
         match ContentName::parse(key) {
             Some(ContentName::PackIndex(id)) => {
-                let pack = store_fs::layout::pack_file_name(&id, "pack");
-                if let Some(pack_size) = sizes.get(&format!("packs/{pack}")) {
+                if let Some(pack_size) = sizes.get(&pack_key(&id, "pack")) {
                     packs.push((Download::Pack(id), size + pack_size));
                 }
             }
@@ -406,10 +407,9 @@ pub(crate) fn fetch_from(
                 store.import(key, &staged, &format!("{}/{key}", t.url()))
             }
             Download::Pack(id) => {
-                let idx_key = format!("packs/{}", store_fs::layout::pack_file_name(id, "idx"));
-                let pack_key = format!("packs/{}", store_fs::layout::pack_file_name(id, "pack"));
+                let idx_key = pack_key(id, "idx");
                 let idx = get(&idx_key)?;
-                let pack = match get(&pack_key) {
+                let pack = match get(&pack_key(id, "pack")) {
                     Ok(p) => p,
                     Err(e) => {
                         let _ = std::fs::remove_file(&idx);
@@ -442,8 +442,8 @@ pub(crate) fn fetch_value(
     t: &dyn Transport,
     cid: &Id,
 ) -> Result<bool> {
-    let hex = cid.to_string();
-    let key = format!("values/{}/{}", &hex[..2], &hex[2..]);
+    let (shard, rest) = layout::shard(cid);
+    let key = format!("{}/{shard}/{rest}", layout::VALUES);
     let staged = store.staging_path();
     match retried(|| t.get(&key, &staged)) {
         Ok(_) => store
