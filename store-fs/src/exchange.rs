@@ -95,11 +95,10 @@ impl FsBackend {
     }
 
     /// Every content file of the store, sorted by path: loose values, version records,
-    /// decisions, and sealed packs (a pack is listed only with its index). This handle's own
-    /// log is sealed first ([`FsBackend::flush`]) so that what it wrote is shared too; calls in
-    /// the logs of other running writers are shared once those are sealed.
+    /// decisions, and sealed packs (a pack is listed only with its index). Calls still in a
+    /// log are not content yet: a push seals its own handle's log first
+    /// ([`FsBackend::flush`]); those of other running writers are shared once sealed.
     pub fn content_files(&self) -> Result<Vec<ContentFile>> {
-        self.flush()?;
         let root = self.root().to_path_buf();
         let mut out = Vec::new();
         let size = |path: &Path| {
@@ -155,6 +154,12 @@ impl FsBackend {
         }
         out.sort();
         Ok(out)
+    }
+
+    /// Whether the store holds the content file `path` (a pack: by its index, as readers see
+    /// it).
+    pub fn has_content(&self, path: &str) -> bool {
+        ContentName::parse(path).is_some() && crate::open::is_regular(&self.root().join(path))
     }
 
     /// A new path in the store's `tmp/` to fetch a file into (then [`FsBackend::import`]).

@@ -419,7 +419,11 @@ impl Backend for FsBackend {
             return Ok(found);
         }
         match self.fallback() {
-            Some(f) if f.calls_missed(self)? => self.records_of_key(key),
+            Some(f) if f.calls_missed(self)? => {
+                // Packs were just taken in: look at packs/ now, not at the next due time.
+                self.packs().refresh(&self.inner.root, true, true)?;
+                self.records_of_key(key)
+            }
             _ => Ok(found),
         }
     }

@@ -242,6 +242,8 @@ pub fn push(store: &FsBackend, name: &str, options: &SyncOptions) -> Result<Sync
         ));
     }
     ensure_remote_store(name, t, store)?;
+    // What this handle wrote is pushed too: its log sealed into a pack.
+    store.flush()?;
     let local = store.content_files()?;
     let there = list_remote(
         name,
@@ -375,12 +377,13 @@ pub(crate) fn fetch_from(
             }))
         }
     }
-    let local: BTreeSet<String> = store.content_files()?.into_iter().map(|f| f.path).collect();
     let mut already = 0;
     // Values, version records and decisions first: packs name them.
     let (mut loose, mut packs) = (Vec::new(), Vec::new());
     for (key, size) in &sizes {
-        if local.contains(key) {
+        // One look per remote file, not a listing of the whole store (a lazy store looks
+        // on misses).
+        if store.has_content(key) {
             already += 1;
             continue;
         }

@@ -37,7 +37,6 @@ pub(crate) struct OwnLog {
     pending: Vec<u8>,
     /// Bytes in the file.
     written: u64,
-    calls: usize,
 }
 
 impl OwnLog {
@@ -46,7 +45,6 @@ impl OwnLog {
         let written = self.written;
         self.pending.clear();
         self.view.truncate(written);
-        self.calls = self.view.counts().1;
     }
 
     pub(crate) fn has_pending(&self) -> bool {
@@ -71,9 +69,6 @@ impl FsBackend {
             offset,
             len: frame.len() as u32,
         });
-        if matches!(id, EntryId::Call(_)) {
-            own.calls += 1;
-        }
         if commit {
             self.commit_log(&mut packs)?;
         }
@@ -114,7 +109,7 @@ impl FsBackend {
         own.written += own.pending.len() as u64;
         own.pending.clear();
         own.view.read_to = own.written;
-        if own.written >= SEAL_BYTES || own.calls >= SEAL_CALLS {
+        if own.written >= SEAL_BYTES || own.view.counts().1 >= SEAL_CALLS {
             // The calls are safe in the log: a seal that fails is tried again later.
             if let Err(e) = self.seal_own(packs) {
                 eprintln!("mandala: warning: sealing a log into a pack failed: {e} (the log is kept and sealed later)");
@@ -233,7 +228,6 @@ impl FsBackend {
             view: LogView::new(name, path, Arc::new(file)),
             pending: Vec::new(),
             written: format::HEADER_LEN,
-            calls: 0,
         })
     }
 

@@ -193,20 +193,13 @@ impl LogView {
 
     /// Forgets the entries at or after `offset` (after a failed append).
     pub(crate) fn truncate(&mut self, offset: u64) {
-        let keep: Vec<Located> = self
-            .entries
-            .iter()
-            .copied()
-            .filter(|e| e.offset < offset)
-            .collect();
-        let (name, path, file) = (
-            std::mem::take(&mut self.name),
-            self.path.clone(),
-            self.file.clone(),
-        );
-        *self = LogView::new(name, path, file);
-        for e in keep {
-            self.add(e);
+        // Entries are in file order: the ones kept are a prefix, taken in again.
+        let entries = std::mem::take(&mut self.entries);
+        let keep = entries.partition_point(|e| e.offset < offset);
+        let name = std::mem::take(&mut self.name);
+        *self = LogView::new(name, self.path.clone(), self.file.clone());
+        for e in &entries[..keep] {
+            self.add(*e);
         }
         self.read_to = offset;
     }
