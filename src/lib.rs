@@ -38,6 +38,37 @@
 //!   in a [`noop`](Engine::noop) context it executes without reading or writing anything. An op
 //!   called inside another op's body is memoized as its own call.
 //!
+//! # Collections
+//! A `Vec<T>` or `HashMap` argument or result is one value. An [`MList<T>`] or [`MDict<T>`]
+//! (string keys, ascending) is stored per element: each element is a ref with its own history
+//! (element `i` of output `o` of call `c`), stored once however many collections hold it, and
+//! an op over a list built from other lists' elements keeps their histories. An `MList<T>`
+//! parameter accepts a `Vec<T>`, a `Vec<Ref<T>>`, a slice of element refs or a list ref;
+//! unwrapping a list ref gives a `Vec<T>`.
+//!
+//! ```
+//! use mandala::{op, MList, Storage};
+//!
+//! #[op]
+//! fn primes_below(n: u64) -> MList<u64> {
+//!     (2..n).filter(|k| (2..*k).all(|d| k % d != 0)).collect()
+//! }
+//!
+//! #[op]
+//! fn total(xs: MList<u64>) -> u64 {
+//!     xs.iter().sum()
+//! }
+//!
+//! let storage = Storage::in_memory();
+//! let primes = storage.run(|| primes_below(10))?;
+//! assert_eq!(primes.len(), 4);
+//! assert_eq!(storage.unwrap(&primes[3])?, 7); // an element's ref
+//! let s = storage.run(|| total(&primes[1..]))?; // a slice keeps the elements' histories
+//! assert_eq!(storage.unwrap(&s)?, 3 + 5 + 7);
+//! assert_eq!(storage.unwrap(&primes)?, vec![2, 3, 5, 7]);
+//! # Ok::<(), mandala::Error>(())
+//! ```
+//!
 //! # Guarantees
 //! See `docs/FORMAT.md` for the on-disk format and its invariants (write-once files, merge by
 //! union of files, every object verifiable).
@@ -48,8 +79,8 @@ use std::path::Path;
 pub use store_core::frame::{Cell, ComputationFrame, Table, CELL_WIDTH};
 pub use store_core::version::global::Tracked;
 pub use store_core::{
-    Backend, CallName, CallRecord, Engine, Error, Id, IdPrefix, IntoArg, Kind, MemoryBackend, Mode,
-    OpStats, Ref, RefIds, Result, Slot, Stats, StoredCall, Value,
+    Backend, CallName, CallRecord, Engine, Error, Id, IdPrefix, IntoArg, Kind, MDict, MList,
+    MemoryBackend, Mode, OpStats, OpValue, Ref, RefIds, Result, Slot, Stats, StoredCall, Value,
 };
 pub use store_core::{CallError, FormatError, FrameError, StoreError, VersioningError};
 pub use store_core::{ChangeReport, ComponentChange, Versioning};
@@ -324,16 +355,9 @@ impl Deref for Storage {
 
 /// The value of `r`, loading it through the current storage context if it is lazy. Useful in
 /// an op's body, where nested ops return refs.
-pub fn unwrap<T: Value>(r: &Ref<T>) -> Result<T> {
-    if let Some(v) = r.get() {
-        return Ok(v.clone());
-    }
-    match store_core::engine::context::current() {
-        Some((engine, _)) => engine.unwrap(r),
-        None => Err(Error::Call(store_core::CallError::NotLoaded {
-            hid: r.known_ids().map(|i| i.hid.to_string()).unwrap_or_default(),
-        })),
-    }
+pub fn unwrap<T: OpValue>(r: &Ref<T>) -> Result<T::Plain> {
+    let current = store_core::engine::context::current();
+    T::unwrap_ref(r, current.as_ref().map(|(engine, _)| engine))
 }
 
 /// Whether a storage context (`run` or `noop`) is active on this thread.

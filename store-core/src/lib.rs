@@ -38,9 +38,10 @@ pub mod engine;
 pub mod frame;
 
 pub use backend::{Backend, MemoryBackend, WriteGuard};
+pub use engine::collection::{MDict, MList};
 pub use engine::context::{ContextGuard, Mode};
 pub use engine::stats::{OpStats, Stats};
-pub use engine::value::{Arg, IntoArg, Ref, RefIds, Value};
+pub use engine::value::{Arg, IntoArg, OpValue, Ref, RefIds, Value};
 pub use engine::Engine;
 pub use error::{CallError, Error, FormatError, FrameError, Result, StoreError, VersioningError};
 pub use format::id::{Id, IdMap, IdPrefix, IdSet, IdsMap, Kind, ParseIdError};

@@ -41,13 +41,13 @@ pub fn expand(func: &ItemFn, sig: &Signature) -> TokenStream {
     let (plain_wrap, hit_wrap, record) = if sig.tuple {
         (
             quote!({ let (#(#elems),*) = __out; (#(#m::detached(#elems)),*) }),
-            quote!((#(__hit.output(#idx)),*)),
+            quote!(::core::result::Result::Ok((#(__hit.output(#idx)?),*))),
             quote!({ let (#(#elems),*) = __out; (#(__call.output(#idx, #elems)?),*) }),
         )
     } else {
         (
             quote!(#m::detached(__out)),
-            quote!(__hit.output(0)),
+            quote!(__hit.output(0).map_err(::core::convert::From::from)),
             quote!(__call.output(0, __out)?),
         )
     };
@@ -103,7 +103,7 @@ pub fn expand(func: &ItemFn, sig: &Signature) -> TokenStream {
             };
             #(#declare)*
             if let ::core::option::Option::Some(__hit) = __call.lookup()? {
-                return ::core::result::Result::Ok(#hit_wrap);
+                return #hit_wrap;
             }
             let __out = __mandala_body(#(#idents.into_value(__call.engine())?),*);
             #unwrap_result

@@ -7,7 +7,7 @@
 //! Nothing here is locked while the body executes, so ops may call ops.
 
 use crate::engine::context::{self, Mode};
-use crate::engine::value::{Arg, Ref, RefIds, Value};
+use crate::engine::value::{Arg, OpValue, Ref, RefIds, Value};
 use crate::engine::{Engine, Found};
 use crate::error::{Error, Result};
 use crate::format::cbor;
@@ -35,6 +35,9 @@ impl OpSpec {
 }
 
 /// What the current context asks of a call.
+// Returned once per call and matched at once: boxing the builder would cost an allocation
+// per call for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Begin {
     /// No context (`None`) or a noop context: execute the body as a plain function.
     Plain(Option<Engine>),
@@ -53,6 +56,7 @@ pub fn begin(spec: &'static OpSpec) -> Begin {
             ids: None,
             key: None,
             outputs: Vec::new(),
+            structural: Vec::new(),
             recording: None,
             deps: DepSet::new(),
         }),
@@ -66,7 +70,7 @@ pub struct Input<T> {
     arg: Arg<T>,
 }
 
-impl<T: Value> Input<T> {
+impl<T: OpValue> Input<T> {
     /// Wraps an argument.
     pub fn new(arg: Arg<T>) -> Input<T> {
         Input { arg }
@@ -75,49 +79,128 @@ impl<T: Value> Input<T> {
     /// The value to pass to the body: moved out of a plain argument, cloned out of a loaded
     /// ref, or loaded from `engine` for a lazy ref.
     pub fn into_value(self, engine: Option<&Engine>) -> Result<T> {
-        match self.arg {
-            Arg::Value(v) => Ok(v),
-            Arg::Ref(r) => match (r.get(), engine) {
-                (Some(v), _) => Ok(v.clone()),
-                (None, Some(e)) => e.unwrap(&r),
-                (None, None) => Err(Error::Call(crate::error::CallError::NotLoaded {
-                    hid: r.known_ids().map(|i| i.hid.to_string()).unwrap_or_default(),
-                })),
-            },
-        }
+        T::into_body(self.arg, engine)
     }
 
     /// Whether this argument's content equals `default` (for `new_default`).
     pub fn equals(&self, default: &T, op: &'static str, name: &'static str) -> Result<bool> {
-        let enc = |v: &T| {
-            cbor::to_canonical(v).map_err(|cause| {
-                Error::Format(crate::error::FormatError::Encode {
-                    op: op.into(),
-                    what: format!("argument '{name}'"),
-                    cause,
-                })
-            })
-        };
-        let default_cid = Id::hash(Kind::Value, &enc(default)?);
+        let encode_error = |cause| encode_error(op, format!("argument '{name}'"), cause);
+        let default_cid = T::detached_ids(default).map_err(encode_error)?.cid;
         let cid = match &self.arg {
-            Arg::Value(v) => Id::hash(Kind::Value, &enc(v)?),
-            Arg::Ref(r) => match r.known_ids() {
-                Some(ids) => ids.cid,
-                None => Id::hash(
-                    Kind::Value,
-                    &enc(r.get().expect("detached refs hold a value"))?,
-                ),
-            },
+            Arg::Value(v) => T::detached_ids(v).map_err(encode_error)?.cid,
+            Arg::Ref(r) => r.try_ids().map_err(encode_error)?.cid,
         };
         Ok(cid == default_cid)
     }
 }
 
+/// The error for a value of op `op` (`what`: which argument or output) that cannot be encoded.
+pub(crate) fn encode_error(op: &str, what: String, cause: cbor::EncodeError) -> Error {
+    Error::Format(crate::error::FormatError::Encode {
+        op: op.into(),
+        what,
+        cause,
+    })
+}
+
+/// The error for a lazy ref unwrapped without a storage context.
+pub(crate) fn not_loaded<T>(r: &Ref<T>) -> Error {
+    Error::Call(crate::error::CallError::NotLoaded {
+        hid: r.known_ids().map(|i| i.hid.to_string()).unwrap_or_default(),
+    })
+}
+
+/// Plain values: stored whole, under the hash of their canonical CBOR.
+impl<T: Value> OpValue for T {
+    type Plain = T;
+
+    fn declare(arg: &Arg<T>, call: &mut CallBuilder, name: &'static str) -> Result<()> {
+        let op = call.spec.name;
+        let ids = match arg {
+            Arg::Value(v) => {
+                let bytes = cbor::encode_value(v)
+                    .map_err(|c| encode_error(op, format!("argument '{name}'"), c))?;
+                let ids = RefIds::source(Id::hash(Kind::Value, &bytes));
+                call.pending.push(Pending::Bytes(ids.cid, bytes));
+                ids
+            }
+            Arg::Ref(r) => {
+                let ids = r
+                    .try_ids()
+                    .map_err(|c| encode_error(op, format!("argument '{name}'"), c))?;
+                if r.in_memory() {
+                    call.pending_ref(ids.cid, r.clone(), op, name);
+                }
+                ids
+            }
+        };
+        call.push_input(Name::from_static(name), ids);
+        Ok(())
+    }
+
+    fn into_body(arg: Arg<T>, engine: Option<&Engine>) -> Result<T> {
+        match arg {
+            Arg::Value(v) => Ok(v),
+            Arg::Ref(r) => T::unwrap_ref(&r, engine),
+        }
+    }
+
+    fn record(value: T, call: &mut CallBuilder, i: usize) -> Result<Ref<T>> {
+        let (name, hid) = call.output_slot(i);
+        let bytes = cbor::encode_value(&value)
+            .map_err(|c| encode_error(call.spec.name, format!("output '{name}'"), c))?;
+        let ids = RefIds {
+            cid: Id::hash(Kind::Value, &bytes),
+            hid,
+        };
+        call.push_output(ids, bytes);
+        Ok(Ref::loaded(ids, value))
+    }
+
+    fn from_store(ids: RefIds, _: &Engine, _: bool) -> Result<Ref<T>> {
+        Ok(Ref::lazy(ids))
+    }
+
+    fn unwrap_ref(r: &Ref<T>, engine: Option<&Engine>) -> Result<T> {
+        match (r.get(), engine) {
+            (Some(v), _) => Ok(v.clone()),
+            (None, Some(e)) => Ok(e.attach(r)?.clone()),
+            (None, None) => Err(not_loaded(r)),
+        }
+    }
+
+    fn detached_ids(value: &T) -> std::result::Result<RefIds, cbor::EncodeError> {
+        Ok(RefIds::source(crate::engine::value::value_cid(value)?))
+    }
+}
+
 /// A value an executed call must store before its record: bytes at hand, or a loaded ref to
 /// encode only if the store lacks it.
-enum Pending {
+pub(crate) enum Pending {
     Bytes(Id, Vec<u8>),
     Encode(Id, Box<dyn FnOnce() -> Result<Vec<u8>>>),
+}
+
+impl Pending {
+    /// The value of the loaded ref `r` (content id `cid`), encoded only if the store lacks it;
+    /// an encoding error names op `op` and `what`.
+    pub(crate) fn of_ref<T: Value>(cid: Id, r: Ref<T>, op: &'static str, what: String) -> Pending {
+        Pending::Encode(
+            cid,
+            Box::new(move || {
+                cbor::encode_value(r.get().expect("in memory"))
+                    .map_err(|c| encode_error(op, what, c))
+            }),
+        )
+    }
+
+    /// Stores the value in `engine` (under its write guard) unless it is stored already.
+    pub(crate) fn store(self, engine: &Engine) -> Result<()> {
+        match self {
+            Pending::Bytes(cid, bytes) => engine.store_value(&cid, &bytes),
+            Pending::Encode(cid, encode) => engine.ensure_value(&cid, encode),
+        }
+    }
 }
 
 /// A memoized call under construction.
@@ -132,6 +215,9 @@ pub struct CallBuilder {
     /// The call key, once a lookup computed it.
     key: Option<Id>,
     outputs: Vec<(Slot, Vec<u8>)>,
+    /// Structural calls taking the executed call's output collections apart, stored after
+    /// the values and before the call's record: (record, key, hid).
+    structural: Vec<(CallRecord, Id, Id)>,
     /// With versioning, the recording of an executing call's dependencies.
     recording: Option<deps::Recording>,
     /// With versioning, the dependencies of the executed call.
@@ -139,14 +225,17 @@ pub struct CallBuilder {
 }
 
 /// The outputs of a call found in the store, as lazy refs.
-pub struct Hit {
+pub struct Hit<'c> {
+    engine: &'c Engine,
     outputs: Vec<RefIds>,
+    /// Found under another history (and recorded anew under the caller's).
+    reused: bool,
 }
 
-impl Hit {
-    /// Output `i` as a lazy ref.
-    pub fn output<T>(&self, i: usize) -> Ref<T> {
-        Ref::lazy(self.outputs[i])
+impl Hit<'_> {
+    /// Output `i` as a lazy ref (a collection's shape is loaded, its elements are not).
+    pub fn output<T: OpValue>(&self, i: usize) -> Result<Ref<T>> {
+        T::from_store(self.outputs[i], self.engine, self.reused)
     }
 }
 
@@ -157,52 +246,75 @@ impl CallBuilder {
     }
 
     /// Declares a hashed input.
-    pub fn input<T: Value>(&mut self, name: &'static str, input: &Input<T>) -> Result<()> {
-        let encode_error = |cause| {
-            Error::Format(crate::error::FormatError::Encode {
-                op: self.spec.name.into(),
-                what: format!("argument '{name}'"),
-                cause,
-            })
-        };
-        let ids = match &input.arg {
-            Arg::Value(v) => {
-                let bytes = cbor::encode_value(v).map_err(encode_error)?;
-                let ids = RefIds::source(Id::hash(Kind::Value, &bytes));
-                self.pending.push(Pending::Bytes(ids.cid, bytes));
-                ids
-            }
-            Arg::Ref(r) => {
-                let ids = r.try_ids().map_err(encode_error)?;
-                if r.in_memory() {
-                    let r = r.clone();
-                    let op = self.spec.name;
-                    self.pending.push(Pending::Encode(
-                        ids.cid,
-                        Box::new(move || {
-                            cbor::encode_value(r.get().expect("in memory")).map_err(|cause| {
-                                Error::Format(crate::error::FormatError::Encode {
-                                    op: op.into(),
-                                    what: format!("argument '{name}'"),
-                                    cause,
-                                })
-                            })
-                        }),
-                    ));
-                }
-                ids
-            }
-        };
+    pub fn input<T: OpValue>(&mut self, name: &'static str, input: &Input<T>) -> Result<()> {
+        T::declare(&input.arg, self, name)
+    }
+
+    /// The op's name.
+    pub(crate) fn op(&self) -> &'static str {
+        self.spec.name
+    }
+
+    /// Adds input `name` with `ids`.
+    pub(crate) fn push_input(&mut self, name: Name, ids: RefIds) {
         self.inputs.push(Slot {
-            name: Name::from_static(name),
+            name,
             hid: ids.hid,
             cid: ids.cid,
         });
-        Ok(())
+    }
+
+    /// Stores the value of the loaded ref `r` (content id `cid`) with the call, unless the
+    /// store has it: encoded only then.
+    pub(crate) fn pending_ref<T: Value>(
+        &mut self,
+        cid: Id,
+        r: Ref<T>,
+        op: &'static str,
+        name: &'static str,
+    ) {
+        self.pending
+            .push(Pending::of_ref(cid, r, op, format!("argument '{name}'")));
+    }
+
+    /// Stores the value `p` with the call.
+    pub(crate) fn push_pending(&mut self, p: Pending) {
+        self.pending.push(p);
+    }
+
+    /// The engine this call runs in.
+    pub(crate) fn engine_ref(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The name and hid of output `i` of this executed call.
+    pub(crate) fn output_slot(&self, i: usize) -> (&'static str, Id) {
+        let name = self.spec.outputs[i];
+        let call_hid = self.ids.expect("lookup (and executed) before output");
+        (name, record::output_hid(&call_hid, name))
+    }
+
+    /// Adds the next output, with ids `ids` and value bytes `bytes`.
+    pub(crate) fn push_output(&mut self, ids: RefIds, bytes: Vec<u8>) {
+        let name = self.spec.outputs[self.outputs.len()];
+        self.outputs.push((
+            Slot {
+                name: Name::from_static(name),
+                hid: ids.hid,
+                cid: ids.cid,
+            },
+            bytes,
+        ));
+    }
+
+    /// Stores the structural call `rec` (filed under `key`, `hid`) after the values and before
+    /// this call's record.
+    pub(crate) fn push_structural(&mut self, rec: CallRecord, key: Id, hid: Id) {
+        self.structural.push((rec, key, hid));
     }
 
     /// Looks the call up. `Some` is a hit (the body must not run); `None` means execute.
-    pub fn lookup(&mut self) -> Result<Option<Hit>> {
+    pub fn lookup(&mut self) -> Result<Option<Hit<'_>>> {
         self.inputs.sort_by(|a, b| a.name.cmp(&b.name));
         let found = if self.engine.versioning().is_some() {
             let key = record::call_key(self.spec.name, &self.inputs);
@@ -262,6 +374,8 @@ impl CallBuilder {
             }
         });
         Ok(Some(Hit {
+            engine: &self.engine,
+            reused,
             outputs: rec
                 .outputs
                 .iter()
@@ -307,29 +421,8 @@ impl CallBuilder {
     }
 
     /// Records output `i` of an executed call and returns it as a loaded ref.
-    pub fn output<T: Value>(&mut self, i: usize, value: T) -> Result<Ref<T>> {
-        let name = self.spec.outputs[i];
-        let bytes = cbor::encode_value(&value).map_err(|cause| {
-            Error::Format(crate::error::FormatError::Encode {
-                op: self.spec.name.into(),
-                what: format!("output '{name}'"),
-                cause,
-            })
-        })?;
-        let call_hid = self.ids.expect("lookup (and executed) before output");
-        let ids = RefIds {
-            cid: Id::hash(Kind::Value, &bytes),
-            hid: record::output_hid(&call_hid, name),
-        };
-        self.outputs.push((
-            Slot {
-                name: Name::from_static(name),
-                hid: ids.hid,
-                cid: ids.cid,
-            },
-            bytes,
-        ));
-        Ok(Ref::loaded(ids, value))
+    pub fn output<T: OpValue>(&mut self, i: usize, value: T) -> Result<Ref<T>> {
+        T::record(value, self, i)
     }
 
     /// Stores the executed call: input values, output values, then the record.
@@ -338,15 +431,15 @@ impl CallBuilder {
         // From the first "is this value stored?" to the record in place: no collection.
         let _guard = self.engine.writing()?;
         for p in self.pending {
-            match p {
-                Pending::Bytes(cid, bytes) => self.engine.store_value(&cid, &bytes)?,
-                Pending::Encode(cid, encode) => self.engine.ensure_value(&cid, encode)?,
-            }
+            p.store(&self.engine)?;
         }
         let mut outputs = Vec::with_capacity(self.outputs.len());
         for (slot, bytes) in self.outputs {
             self.engine.store_value(&slot.cid, &bytes)?;
             outputs.push(slot);
+        }
+        for (rec, key, hid) in self.structural {
+            self.engine.store_call(rec, &key, &hid)?;
         }
         let semver = if self.engine.versioning().is_some() {
             record::semantic_version(&self.deps)

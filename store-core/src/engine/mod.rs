@@ -12,6 +12,7 @@
 //! - Hits are lazy: no value is read until it is unwrapped or a call that executes needs it.
 
 pub mod call;
+pub mod collection;
 pub mod context;
 pub mod provenance;
 pub mod stats;
@@ -20,13 +21,11 @@ pub mod value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
-
 use crate::backend::{Backend, MemoryBackend};
 use crate::engine::context::{ContextGuard, Mode};
 use crate::engine::provenance::Provenance;
 use crate::engine::stats::Stats;
-use crate::engine::value::{Ref, RefIds, Value};
+use crate::engine::value::{OpValue, Ref, RefIds, Value};
 use crate::error::{Error, Result};
 use crate::format::cbor;
 use crate::format::id::{Id, IdMap, IdSet};
@@ -258,9 +257,10 @@ impl Engine {
         self.inner.stats.lock().unwrap().count(op, f);
     }
 
-    /// The value of `r`, loading it from the store if needed (and keeping it in `r`).
-    pub fn unwrap<T: Value>(&self, r: &Ref<T>) -> Result<T> {
-        Ok(self.attach(r)?.clone())
+    /// The value of `r`, loading it from the store if needed (and keeping it in `r`): for a
+    /// collection, its elements as a plain `Vec` or `BTreeMap`.
+    pub fn unwrap<T: OpValue>(&self, r: &Ref<T>) -> Result<T::Plain> {
+        T::unwrap_ref(r, Some(self))
     }
 
     /// Loads the value of `r` into it if it is lazy, and returns a reference to it.
@@ -304,8 +304,9 @@ impl Engine {
         })
     }
 
-    /// A lazy ref for history id `hid`, found among the inputs and outputs of stored calls.
-    pub fn load_ref<T>(&self, hid: &Id) -> Result<Ref<T>> {
+    /// A lazy ref for history id `hid`, found among the inputs and outputs of stored calls
+    /// (a collection's shape is loaded, its elements are not).
+    pub fn load_ref<T: OpValue>(&self, hid: &Id) -> Result<Ref<T>> {
         let index = self.provenance()?;
         let cid = index.cid_of(hid).ok_or_else(|| {
             Error::Store(crate::error::StoreError::NotFound {
@@ -314,16 +315,16 @@ impl Engine {
                 store: self.inner.backend.describe(),
             })
         })?;
-        Ok(Ref::lazy(RefIds { cid, hid: *hid }))
+        T::from_store(RefIds { cid, hid: *hid }, self, false)
     }
 
     /// The call that created `r` (`None` for a value passed in from outside).
-    pub fn get_ref_creator<T: Serialize>(&self, r: &Ref<T>) -> Result<Option<StoredCall>> {
+    pub fn get_ref_creator<T: OpValue>(&self, r: &Ref<T>) -> Result<Option<StoredCall>> {
         self.creator_of(&self.ids_of(r)?.hid)
     }
 
     /// Every stored call that took `r` as an input, in a deterministic order.
-    pub fn get_consumers<T: Serialize>(&self, r: &Ref<T>) -> Result<Vec<StoredCall>> {
+    pub fn get_consumers<T: OpValue>(&self, r: &Ref<T>) -> Result<Vec<StoredCall>> {
         self.consumers_of(&self.ids_of(r)?.hid)
     }
 
@@ -388,7 +389,7 @@ impl Engine {
             .collect())
     }
 
-    fn ids_of<T: Serialize>(&self, r: &Ref<T>) -> Result<RefIds> {
+    fn ids_of<T: OpValue>(&self, r: &Ref<T>) -> Result<RefIds> {
         r.try_ids().map_err(|cause| {
             Error::Format(crate::error::FormatError::Encode {
                 op: "(none)".into(),

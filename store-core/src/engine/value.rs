@@ -7,6 +7,9 @@ use std::sync::{Arc, OnceLock};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::engine::call::CallBuilder;
+use crate::engine::Engine;
+use crate::error::Result;
 use crate::format::cbor::{self, EncodeError};
 use crate::format::id::{Id, Kind};
 use crate::format::record::source_hid;
@@ -16,6 +19,49 @@ use crate::format::record::source_hid;
 /// Implemented for every type that qualifies; you never implement it yourself.
 pub trait Value: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
 impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Value for T {}
+
+/// The content id of a value: the hash of its canonical CBOR.
+pub(crate) fn value_cid<T: Serialize>(value: &T) -> std::result::Result<Id, EncodeError> {
+    Ok(Id::hash(Kind::Value, &cbor::to_canonical(value)?))
+}
+
+/// What an op parameter or output can be: any [`Value`] (stored whole, as one value) or a
+/// collection, [`MList`](crate::MList) or [`MDict`](crate::MDict) (stored per element, each
+/// element a ref with its own history).
+///
+/// Implemented by mandala for exactly those; the methods are the `#[op]` macro's and are not
+/// a public API.
+pub trait OpValue: Sized + Send + Sync + 'static {
+    /// What unwrapping a `Ref<Self>` gives: `Self` for a value, `Vec<T>` for an `MList<T>`,
+    /// `BTreeMap<String, T>` for an `MDict<T>`.
+    type Plain;
+
+    /// Declares `arg` as the hashed input `name` of `call`.
+    #[doc(hidden)]
+    fn declare(arg: &Arg<Self>, call: &mut CallBuilder, name: &'static str) -> Result<()>;
+
+    /// The value handed to the op's body, loaded through `engine` where needed.
+    #[doc(hidden)]
+    fn into_body(arg: Arg<Self>, engine: Option<&Engine>) -> Result<Self>;
+
+    /// Records `value` as output `i` of the executed `call`.
+    #[doc(hidden)]
+    fn record(value: Self, call: &mut CallBuilder, i: usize) -> Result<Ref<Self>>;
+
+    /// The ref of a stored output with ids `ids` (`reused`: found under another history, so
+    /// its structure is recorded anew under this one).
+    #[doc(hidden)]
+    fn from_store(ids: RefIds, engine: &Engine, reused: bool) -> Result<Ref<Self>>;
+
+    /// The plain value of `r`, loaded through `engine` where needed (without one, only what
+    /// is loaded already).
+    #[doc(hidden)]
+    fn unwrap_ref(r: &Ref<Self>, engine: Option<&Engine>) -> Result<Self::Plain>;
+
+    /// The ids of `value` as a value passed in from outside.
+    #[doc(hidden)]
+    fn detached_ids(value: &Self) -> std::result::Result<RefIds, EncodeError>;
+}
 
 /// The two ids of a ref.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -111,21 +157,26 @@ impl<T> Ref<T> {
         self.inner.ids.get().copied()
     }
 
+    /// Sets the ids of a detached ref whose value the caller has just hashed.
+    pub(crate) fn set_ids(&self, ids: RefIds) {
+        let _ = self.inner.ids.set(ids);
+    }
+
     /// Whether two refs are the same shared ref object.
     pub fn ptr_eq(&self, other: &Ref<T>) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 }
 
-impl<T: Serialize> Ref<T> {
+impl<T: OpValue> Ref<T> {
     /// The ids, computing them for a detached ref (which encodes the value).
-    pub fn try_ids(&self) -> Result<RefIds, EncodeError> {
+    pub fn try_ids(&self) -> std::result::Result<RefIds, EncodeError> {
         if let Some(ids) = self.inner.ids.get() {
             return Ok(*ids);
         }
         let value = self.inner.value.get().expect("a ref has ids or a value");
-        let cid = Id::hash(Kind::Value, &cbor::to_canonical(value)?);
-        Ok(*self.inner.ids.get_or_init(|| RefIds::source(cid)))
+        let ids = T::detached_ids(value)?;
+        Ok(*self.inner.ids.get_or_init(|| ids))
     }
 
     /// Both ids.

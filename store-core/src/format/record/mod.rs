@@ -156,7 +156,7 @@ pub struct CallRecord {
 
 /// The canonical order of two text map keys: the bytewise order of their CBOR encodings
 /// (the head encodes the length, so for keys under 24 bytes shorter keys come first).
-fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+pub(crate) fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
     // A text head's first byte grows with the length class and the bytes after it hold the
     // length big-endian, so comparing heads is comparing lengths.
     a.len()
@@ -165,13 +165,13 @@ fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 /// Appends a CBOR text string.
-fn put_text(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_text(out: &mut Vec<u8>, s: &str) {
     cbor::write_head(out, 3, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
 }
 
 /// Appends an id as a CBOR byte string.
-fn put_id(out: &mut Vec<u8>, id: &Id) {
+pub(crate) fn put_id(out: &mut Vec<u8>, id: &Id) {
     cbor::write_head(out, 2, 32);
     out.extend_from_slice(id.as_bytes());
 }

@@ -1,0 +1,309 @@
+//! Collections stored per element (`MList`, `MDict`): mandala's `test_lists` translated, dict
+//! inputs and outputs, element reuse across handles and processes, merges of stores that built
+//! overlapping lists, and what is on disk.
+
+use std::collections::{BTreeMap, HashMap};
+
+use mandala::{op, MDict, MList, Ref, Storage};
+
+fn executed(storage: &Storage, op: &str) -> u64 {
+    storage.stats().op(op).executed
+}
+
+#[op]
+fn get_primes(n: u64) -> MList<u64> {
+    (2..n).filter(|k| (2..*k).all(|d| k % d != 0)).collect()
+}
+
+#[op]
+fn sum_nums(nums: MList<u64>) -> u64 {
+    nums.iter().sum()
+}
+
+#[op]
+fn inc(x: u64) -> u64 {
+    x + 1
+}
+
+#[op]
+fn add_one_each(nums: MList<u64>) -> MList<u64> {
+    nums.iter().map(|x| x + 1).collect()
+}
+
+/// mandala's `test_lists`: primes below 10 → 4 elements; indexing, slicing and sums over
+/// overlapping slices of an output list; a list-in/list-out op.
+#[test]
+fn test_lists() -> mandala::Result<()> {
+    let storage = Storage::in_memory();
+    let primes = storage.run(|| get_primes(10))?;
+    assert_eq!(primes.len(), 4);
+    assert_eq!(storage.unwrap(&primes)?, vec![2, 3, 5, 7]);
+    assert_eq!(storage.unwrap(&primes[0])?, 2);
+    assert_eq!(storage.unwrap(&primes[3])?, 7);
+
+    // Sums over overlapping slices: each slice is a new list of the same element refs.
+    let (a, b, c) = storage.run(|| {
+        Ok::<_, mandala::Error>((
+            sum_nums(&primes[..2])?,
+            sum_nums(&primes[1..])?,
+            sum_nums(&primes[..])?,
+        ))
+    })?;
+    assert_eq!(
+        (
+            storage.unwrap(&a)?,
+            storage.unwrap(&b)?,
+            storage.unwrap(&c)?
+        ),
+        (5, 15, 17)
+    );
+    assert_eq!(executed(&storage, "sum_nums"), 3);
+    // The same slices again: all hits.
+    storage.run(|| sum_nums(&primes[..2]))?;
+    assert_eq!(storage.stats().op("sum_nums").hits, 1);
+    // The list ref itself has the content of `[..]` under another history: reused.
+    storage.run(|| sum_nums(primes.clone()))?;
+    assert_eq!(executed(&storage, "sum_nums"), 3);
+    assert_eq!(storage.stats().op("sum_nums").reused, 1);
+
+    // The elements keep their history: each is element i of get_primes(10)'s output.
+    let creator = storage
+        .get_ref_creator(&primes[2])?
+        .expect("an element has a creator");
+    assert_eq!(creator.record.op, "__list_getitem__");
+    let list_input = &creator
+        .record
+        .inputs
+        .iter()
+        .find(|s| s.name == "list")
+        .unwrap();
+    assert_eq!(list_input.hid, primes.hid());
+
+    // List in, list out.
+    let more = storage.run(|| add_one_each(&primes))?;
+    assert_eq!(storage.unwrap(&more)?, vec![3, 4, 6, 8]);
+    assert_eq!(storage.unwrap(&more[1])?, 4);
+    let again = storage.run(|| add_one_each(&primes))?;
+    assert_eq!(executed(&storage, "add_one_each"), 1);
+    assert_eq!(again.hid(), more.hid());
+    assert_eq!(
+        again[2].hid(),
+        more[2].hid(),
+        "element refs of a hit have the same ids"
+    );
+    assert_eq!(storage.unwrap(&again)?, vec![3, 4, 6, 8]);
+    Ok(())
+}
+
+#[test]
+fn a_list_argument_accepts_values_refs_and_slices() -> mandala::Result<()> {
+    let storage = Storage::in_memory();
+    let s = storage.run(|| sum_nums(vec![1, 2, 3]))?;
+    assert_eq!(storage.unwrap(&s)?, 6);
+    let ones: Vec<Ref<u64>> = storage.run(|| (0..3).map(inc).collect())?;
+    // The same content by another route: refs whose values are 1, 2, 3.
+    let t = storage.run(|| sum_nums(ones.clone()))?;
+    assert_eq!(storage.unwrap(&t)?, 6);
+    assert_eq!(
+        executed(&storage, "sum_nums"),
+        1,
+        "same content: reused, not executed"
+    );
+    assert_eq!(storage.stats().op("sum_nums").reused, 1);
+    assert_ne!(t.hid(), s.hid(), "another history");
+    // Its list records the element histories: the make-list call's inputs are inc's outputs.
+    let list_hid = storage
+        .get_ref_creator(&t)?
+        .unwrap()
+        .record
+        .inputs
+        .iter()
+        .find(|i| i.name == "nums")
+        .unwrap()
+        .hid;
+    let make = storage
+        .creator_of(&list_hid)?
+        .expect("the list was built by a call");
+    assert_eq!(make.record.op, "__make_list__");
+    let names: Vec<&str> = make.record.inputs.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["elts_0", "elts_1", "elts_2"]);
+    for (i, r) in ones.iter().enumerate() {
+        assert_eq!(make.record.inputs[i].hid, r.hid());
+    }
+    // A slice of refs and a `&Vec<Ref>`.
+    storage.run(|| sum_nums(&ones[1..]))?;
+    storage.run(|| sum_nums(&ones))?;
+    assert_eq!(
+        executed(&storage, "sum_nums"),
+        2,
+        "only [2, 3] is new content"
+    );
+    Ok(())
+}
+
+#[op]
+fn word_lengths(words: MList<String>) -> MDict<u64> {
+    words.iter().map(|w| (w.clone(), w.len() as u64)).collect()
+}
+
+#[op]
+fn total_length(lengths: MDict<u64>) -> u64 {
+    lengths.iter().map(|(_, n)| n).sum()
+}
+
+#[test]
+fn dicts_in_and_out() -> mandala::Result<()> {
+    let storage = Storage::in_memory();
+    let words: Vec<String> = ["pear", "fig", "apple"].map(String::from).to_vec();
+    let lengths = storage.run(|| word_lengths(words.clone()))?;
+    assert_eq!(lengths.len(), 3);
+    assert_eq!(lengths.keys().collect::<Vec<_>>(), ["apple", "fig", "pear"]);
+    assert_eq!(storage.unwrap(&lengths["fig"])?, 3);
+    assert!(lengths.item("kiwi").is_none());
+    let creator = storage.get_ref_creator(&lengths["pear"])?.unwrap();
+    assert_eq!(creator.record.op, "__dict_getitem__");
+    let plain: BTreeMap<String, u64> = storage.unwrap(&lengths)?;
+    assert_eq!(
+        plain.into_iter().collect::<Vec<_>>(),
+        [
+            ("apple".to_string(), 5),
+            ("fig".to_string(), 3),
+            ("pear".to_string(), 4)
+        ]
+    );
+
+    let total = storage.run(|| total_length(&lengths))?;
+    assert_eq!(storage.unwrap(&total)?, 12);
+    // A HashMap of the same content, in any order, is the same content: reused.
+    let map: HashMap<String, u64> = [("pear", 4), ("apple", 5), ("fig", 3)]
+        .map(|(k, v)| (k.to_string(), v))
+        .into();
+    storage.run(|| total_length(map))?;
+    assert_eq!(executed(&storage, "total_length"), 1);
+    // A dict of element refs taken from the output keeps their histories.
+    let some: BTreeMap<String, Ref<u64>> = lengths
+        .iter()
+        .filter(|(k, _)| *k != "fig")
+        .map(|(k, r)| (k.to_string(), r.clone()))
+        .collect();
+    let part = storage.run(|| total_length(some))?;
+    assert_eq!(storage.unwrap(&part)?, 9);
+    let make_hid = storage.get_ref_creator(&part)?.unwrap().record.inputs[0].hid;
+    let make = storage.creator_of(&make_hid)?.unwrap();
+    assert_eq!(make.record.op, "__make_dict__");
+    let keys: Vec<&str> = make.record.inputs.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(keys, ["apple", "pear"]);
+    assert_eq!(make.record.inputs[0].hid, lengths["apple"].hid());
+    Ok(())
+}
+
+#[op]
+fn chunk_sums(data: Vec<u64>, size: usize) -> MList<Vec<u64>> {
+    data.chunks(size).map(|c| c.to_vec()).collect()
+}
+
+#[test]
+fn overlapping_lists_store_each_element_once() -> mandala::Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.mandala");
+    let storage = Storage::open(&path)?;
+    // 100 distinct elements of ~800 bytes each, then a list sharing 99 of them.
+    let big = |i: u64| -> Vec<u64> { (0..100).map(|k| k * 1_000_003 + i).collect() };
+    let first: Vec<Vec<u64>> = (0..100).map(big).collect();
+    let mut second = first.clone();
+    second[0] = big(1000);
+    storage.run(|| sum_lens(first.clone()))?;
+    storage.flush()?;
+    let before = store_bytes(&path);
+    storage.run(|| sum_lens(second.clone()))?;
+    storage.flush()?;
+    let grown = store_bytes(&path) - before;
+    // A copy of the list would add ~100 × 800 bytes of content; per element it adds one
+    // element, one shape of 100 ids and two records.
+    assert!(
+        grown < 20_000,
+        "the second list added {grown} bytes: elements were stored again"
+    );
+    assert_eq!(executed(&storage, "sum_lens"), 2);
+    Ok(())
+}
+
+#[op]
+fn sum_lens(chunks: MList<Vec<u64>>) -> usize {
+    chunks.iter().map(Vec::len).sum()
+}
+
+fn store_bytes(path: &std::path::Path) -> u64 {
+    walk(path)
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+fn walk(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(path).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn chunks_of_a_list_are_hits_in_a_new_handle() -> mandala::Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.mandala");
+    let data: Vec<u64> = (0..10).collect();
+    let first = {
+        let storage = Storage::open(&path)?;
+        let chunks = storage.run(|| chunk_sums(data.clone(), 3))?;
+        let sums: Vec<Ref<u64>> = storage.run(|| chunks.iter().map(total).collect())?;
+        assert_eq!(executed(&storage, "total"), 4);
+        storage.unwrap(&sums[3])?
+    };
+    let storage = Storage::open(&path)?;
+    let chunks = storage.run(|| chunk_sums(data.clone(), 3))?;
+    assert_eq!(executed(&storage, "chunk_sums"), 0);
+    assert!(!chunks[0].in_memory(), "element refs of a hit are lazy");
+    let sums: Vec<Ref<u64>> = storage.run(|| chunks.iter().map(total).collect())?;
+    assert_eq!(
+        executed(&storage, "total"),
+        0,
+        "every chunk's call is a hit"
+    );
+    assert_eq!(storage.unwrap(&sums[3])?, first);
+    assert_eq!(storage.unwrap(&chunks[3])?, vec![9]);
+    Ok(())
+}
+
+#[op]
+fn total(xs: Vec<u64>) -> u64 {
+    xs.iter().sum()
+}
+
+#[test]
+fn ops_run_outside_a_context_with_collections() -> mandala::Result<()> {
+    let primes = get_primes(10)?;
+    assert_eq!(primes.len(), 4);
+    assert_eq!(mandala::unwrap(&primes)?, vec![2, 3, 5, 7]);
+    let s = sum_nums(&primes[1..3])?;
+    assert_eq!(mandala::unwrap(&s)?, 8);
+    Ok(())
+}
+
+#[test]
+fn a_plain_vec_stays_one_opaque_value() -> mandala::Result<()> {
+    let storage = Storage::in_memory();
+    let t = storage.run(|| total(vec![1, 2, 3]))?;
+    let call = storage.get_ref_creator(&t)?.unwrap();
+    let input = &call.record.inputs[0];
+    assert!(
+        storage.creator_of(&input.hid)?.is_none(),
+        "a source value, no make-list call"
+    );
+    Ok(())
+}
