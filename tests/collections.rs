@@ -307,3 +307,99 @@ fn a_plain_vec_stays_one_opaque_value() -> mandala::Result<()> {
     );
     Ok(())
 }
+
+static PROCESS_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[op]
+fn split(data: Vec<i64>, k: usize) -> MList<Vec<i64>> {
+    data.chunks(k).map(|c| c.to_vec()).collect()
+}
+
+#[op]
+fn process(chunk: Vec<i64>) -> i64 {
+    PROCESS_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    chunk.iter().map(|x| x * x).sum()
+}
+
+#[op]
+fn mean(xs: MList<i64>) -> i64 {
+    xs.iter().sum::<i64>() / xs.len() as i64
+}
+
+fn pipeline(storage: &Storage, data: &[i64]) -> mandala::Result<Ref<i64>> {
+    storage.run(|| {
+        let chunks = split(data.to_vec(), 2)?;
+        let results: Vec<Ref<i64>> = chunks.iter().map(process).collect::<mandala::Result<_>>()?;
+        mean(results)
+    })
+}
+
+#[test]
+fn an_aggregation_pipeline_in_frames() -> mandala::Result<()> {
+    let storage = Storage::in_memory();
+    let m = pipeline(&storage, &[1, 2, 3, 4, 5, 6])?;
+    assert_eq!(storage.unwrap(&m)?, (5 + 25 + 61) / 3);
+    assert_eq!(executed(&storage, "process"), 3);
+
+    let mut cf = storage.cf("mean")?;
+    cf.expand_back(None, true)?;
+    // The list's elements project onto one edge: one list variable fed by many refs.
+    let make = &cf.funcs()["__make_list__"];
+    assert_eq!(make.inputs.keys().collect::<Vec<_>>(), ["*elts"]);
+    assert_eq!(cf.vars()["elts"].len(), 3);
+    let table = cf.df(false)?;
+    assert_eq!(table.len(), 1, "one aggregate, one row:\n{table}");
+    // Expanded back from the aggregate, the row reaches every element's history.
+    let chunks: Vec<Vec<Vec<i64>>> = table.column_sets("chunk")?;
+    let mut row = chunks[0].clone();
+    row.sort();
+    assert_eq!(row, [vec![1, 2], vec![3, 4], vec![5, 6]]);
+    let mut results: Vec<i64> = table.column_sets::<i64>("elts")?.remove(0);
+    results.sort();
+    assert_eq!(results, [5, 25, 61]);
+    assert_eq!(
+        table.column::<Vec<i64>>("data")?,
+        [Some(vec![1, 2, 3, 4, 5, 6])]
+    );
+    assert_eq!(table.column::<i64>("var_0")?, [Some(30)]);
+    // A list variable reads as its elements.
+    assert_eq!(table.column::<Vec<i64>>("xs")?.len(), 1);
+    let shown = table.clone().values()?.to_string();
+    assert!(shown.contains("{5, 25, 61}"), "a collection cell:\n{shown}");
+    assert!(
+        shown.contains("[[1, 2], [3, 4], [5, 6]]"),
+        "a list shows its elements:\n{shown}"
+    );
+    let dot = cf.to_dot(false);
+    assert!(
+        dot.contains(
+            "\"elts\" -> \"__make_list__\" [label=\"*elts\", style=bold, arrowtail=crow, dir=both]"
+        ),
+        "{dot}"
+    );
+    assert!(
+        cf.to_svg(false)?.contains("*elts"),
+        "the SVG draws the edge"
+    );
+
+    // Adding one chunk recomputes one chunk: only the new element's call executes.
+    PROCESS_RUNS.store(0, std::sync::atomic::Ordering::SeqCst);
+    let m2 = pipeline(&storage, &[1, 2, 3, 4, 5, 6, 7, 8])?;
+    assert_eq!(PROCESS_RUNS.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(executed(&storage, "process"), 4);
+    assert_eq!(executed(&storage, "mean"), 2);
+    assert_eq!(storage.unwrap(&m2)?, (5 + 25 + 61 + 113) / 4);
+    let mut cf = storage.cf("mean")?;
+    cf.expand_back(None, true)?;
+    let table = cf.df(false)?;
+    assert_eq!(table.len(), 2, "two aggregates:\n{table}");
+    let sizes: Vec<usize> = table
+        .column_sets::<i64>("elts")?
+        .iter()
+        .map(Vec::len)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(sizes, [3, 4]);
+    Ok(())
+}

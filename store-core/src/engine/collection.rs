@@ -525,6 +525,62 @@ impl Engine {
         Ok(())
     }
 
+    /// The values `cids` decoded without the program's types, a collection as its elements
+    /// (a list as an array of its element values, a dict as a map from its keys): what tables
+    /// and the CLI show. One batch read for the values, one for the elements.
+    pub fn load_plain_values(&self, cids: &[Id]) -> Result<Vec<ciborium::Value>> {
+        let bytes = self.backend().get_values(cids)?;
+        let missing = |cid: &Id| {
+            Error::Store(crate::error::StoreError::MissingValue {
+                cid: cid.to_string(),
+                store: self.backend().describe(),
+            })
+        };
+        let mut shapes = Vec::new();
+        let mut elements = Vec::new();
+        let mut out = Vec::with_capacity(cids.len());
+        for (cid, bytes) in cids.iter().zip(&bytes) {
+            let bytes = bytes.as_deref().ok_or_else(|| missing(cid))?;
+            match Shape::decode(bytes) {
+                Some(shape) => {
+                    elements.extend(shape.element_cids());
+                    shapes.push((out.len(), shape));
+                    out.push(ciborium::Value::Null);
+                }
+                None => out.push(cbor::decode_value(bytes).map_err(|cause| {
+                    Error::Format(FormatError::Decode {
+                        cid: cid.to_string(),
+                        ty: "a value",
+                        cause,
+                    })
+                })?),
+            }
+        }
+        if shapes.is_empty() {
+            return Ok(out);
+        }
+        let mut values = self.load_values::<ciborium::Value>(&elements)?.into_iter();
+        for (at, shape) in shapes {
+            out[at] = match shape {
+                Shape::List(cids) => {
+                    ciborium::Value::Array(values.by_ref().take(cids.len()).collect())
+                }
+                Shape::Dict(entries) => ciborium::Value::Map(
+                    entries
+                        .into_iter()
+                        .map(|(k, _)| {
+                            (
+                                ciborium::Value::Text(k),
+                                values.next().expect("one per entry"),
+                            )
+                        })
+                        .collect(),
+                ),
+            };
+        }
+        Ok(out)
+    }
+
     /// The shape stored under `cid`.
     fn load_shape(&self, cid: &Id, ty: &'static str) -> Result<Shape> {
         let bytes = self.backend().get_value(cid)?.ok_or_else(|| {

@@ -62,7 +62,7 @@ impl ComputationFrame {
                         let r = &self.calls[c].record;
                         if output { &r.outputs } else { &r.inputs }
                             .iter()
-                            .filter(|s| s.name == label)
+                            .filter(|s| super::edge_label(&r.op, &s.name) == label)
                             .map(|s| s.hid)
                             .collect::<Vec<_>>()
                     })
@@ -81,8 +81,14 @@ impl ComputationFrame {
                     label.clone()
                 };
                 let (from, to) = if output { (name, var) } else { (var, name) };
+                // Many element refs into one list: drawn bold with a crow's-foot tail.
+                let style = if label == super::ELEMENTS_EDGE {
+                    ", style=bold, arrowtail=crow, dir=both"
+                } else {
+                    ""
+                };
                 out.push_str(&format!(
-                    "  {} -> {} [label={}];\n",
+                    "  {} -> {} [label={}{style}];\n",
                     quote(from),
                     quote(to),
                     quote(&text)

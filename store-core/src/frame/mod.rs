@@ -92,6 +92,22 @@ pub struct ComputationFrame {
     op_nodes: BTreeMap<String, Arc<str>>,
 }
 
+/// The edge label of input or output `slot` of a call of `op`: its name, except that the
+/// elements of a list built by `__make_list__` (`elts_0`, `elts_1`, …) all project onto one
+/// edge, [`ELEMENTS_EDGE`], so one list depends on many element refs (as in mandala).
+pub fn edge_label<'a>(op: &str, slot: &'a str) -> &'a str {
+    if op == crate::format::collection::MAKE_LIST
+        && crate::format::collection::element_index(slot).is_some()
+    {
+        ELEMENTS_EDGE
+    } else {
+        slot
+    }
+}
+
+/// The edge label of a list's elements: many refs into one list.
+pub const ELEMENTS_EDGE: &str = "*elts";
+
 /// The variable name for an output label: `output_<i>` becomes `var_<i>` (as in mandala).
 fn var_name_for(label: &str) -> String {
     match label.strip_prefix("output_") {
@@ -240,7 +256,7 @@ impl ComputationFrame {
         let base = if output {
             var_name_for(label)
         } else {
-            label.to_string()
+            label.trim_start_matches('*').to_string()
         };
         let holding = self
             .var_holding(&slot.hid)
@@ -301,11 +317,12 @@ impl ComputationFrame {
         // Edges for labels the node does not have yet (the first calls of a node; for the
         // others nothing is missing, and an empty collect allocates nothing).
         let f = &self.funcs[&*self.op_nodes[&*call.record.op]];
+        let op = &*call.record.op;
         let missing: Vec<(bool, &Slot)> = call
             .record
             .inputs
             .iter()
-            .filter(|s| !f.inputs.contains_key(&*s.name))
+            .filter(|s| !f.inputs.contains_key(edge_label(op, &s.name)))
             .map(|s| (false, s))
             .chain(
                 call.record
@@ -318,8 +335,9 @@ impl ComputationFrame {
         if !missing.is_empty() {
             let node = self.op_nodes[&*call.record.op].clone();
             for (output, slot) in missing {
-                let h = hint.and_then(|(l, v)| (l == &*slot.name).then_some(v));
-                self.var_for(&node, &slot.name, output, slot, h);
+                let label = edge_label(op, &slot.name);
+                let h = hint.and_then(|(l, v)| (l == label).then_some(v));
+                self.var_for(&node, label, output, slot, h);
             }
         }
         // Borrowed, not cloned: reference counts are atomic, and this runs for every call of
@@ -332,7 +350,7 @@ impl ComputationFrame {
             (true, &call.record.outputs, &f.outputs),
         ] {
             for slot in slots {
-                let var = &edges[&*slot.name];
+                let var = &edges[edge_label(&call.record.op, &slot.name)];
                 let fresh = self
                     .vars
                     .get_mut(var)
@@ -381,7 +399,7 @@ impl ComputationFrame {
                     }
                 }
                 for i in &call.record.inputs {
-                    if f.inputs.contains_key(&*i.name) {
+                    if f.inputs.contains_key(edge_label(&call.record.op, &i.name)) {
                         self.consumed.insert(i.hid);
                     }
                 }
@@ -497,7 +515,10 @@ impl ComputationFrame {
                 } else {
                     &call.record.inputs
                 };
-                let label = slots.iter().find(|s| s.hid == hid).map(|s| s.name.clone());
+                let label = slots
+                    .iter()
+                    .find(|s| s.hid == hid)
+                    .map(|s| edge_label(&call.record.op, &s.name).to_string());
                 let hint = label.as_deref().map(|l| (l, var.as_str()));
                 found.clear();
                 if self.add_call(&call, hint, Some(&mut found)) {

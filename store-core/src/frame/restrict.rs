@@ -41,9 +41,11 @@ fn edge_refs<'a>(
     } else {
         (&call.record.outputs, &node.outputs)
     };
-    slots
-        .iter()
-        .filter_map(move |s| edges.get(&*s.name).map(|v| (v.clone(), s.hid)))
+    slots.iter().filter_map(move |s| {
+        edges
+            .get(super::edge_label(&call.record.op, &s.name))
+            .map(|v| (v.clone(), s.hid))
+    })
 }
 
 impl ComputationFrame {
@@ -331,7 +333,7 @@ impl ComputationFrame {
             .all(|(slots, edges)| {
                 slots.iter().all(|s| {
                     edges
-                        .get(&*s.name)
+                        .get(super::edge_label(&call.record.op, &s.name))
                         .is_none_or(|v| v != var || kept.contains(&s.hid))
                 })
             })

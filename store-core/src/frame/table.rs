@@ -235,7 +235,7 @@ impl ComputationFrame {
             .1;
         add_call(&mut row[nc.col], super::call_id(call));
         for input in &call.record.inputs {
-            if let Some(c) = edge_col(&nc.inputs, &input.name) {
+            if let Some(c) = edge_col(&nc.inputs, super::edge_label(&call.record.op, &input.name)) {
                 self.history(nodes, c, input.hid, row, seen);
             }
         }
@@ -474,7 +474,7 @@ impl Table {
                 _ => {}
             }
         }
-        let loaded: Vec<ciborium::Value> = source.engine.load_values(&wanted)?;
+        let loaded: Vec<ciborium::Value> = source.engine.load_plain_values(&wanted)?;
         let mut next = places.into_iter().map(|at| loaded[at as usize].clone());
         let mut value = || next.next().expect("one place per ref");
         for cell in self.rows.iter_mut().flatten() {
@@ -513,7 +513,6 @@ impl Table {
     pub fn column_sets<T: crate::engine::value::Value>(&self, name: &str) -> Result<Vec<Vec<T>>> {
         let i = self.column_index(name)?;
         let source = &self.source;
-        let load = |hid: &Id| source.engine.load_value::<T>(&source.cid(hid));
         let convert = |v: &ciborium::Value| -> Result<T> {
             let bytes = crate::format::cbor::to_canonical(v).map_err(|cause| {
                 Error::Format(crate::error::FormatError::Encode {
@@ -529,6 +528,24 @@ impl Table {
                     cause,
                 })
             })
+        };
+        let load = |hid: &Id| -> Result<T> {
+            let cid = source.cid(hid);
+            match source.engine.backend().get_value(&cid)? {
+                // A collection: its elements, converted.
+                Some(bytes) if crate::format::collection::Shape::decode(&bytes).is_some() => {
+                    let plain = source.engine.load_plain_values(&[cid])?;
+                    convert(&plain[0])
+                }
+                Some(bytes) => crate::format::cbor::decode_value(&bytes).map_err(|cause| {
+                    Error::Format(crate::error::FormatError::Decode {
+                        cid: cid.to_string(),
+                        ty: std::any::type_name::<T>(),
+                        cause,
+                    })
+                }),
+                None => source.engine.load_value::<T>(&cid),
+            }
         };
         self.rows
             .iter()
