@@ -149,15 +149,50 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
 }
 
 /// A value as JSON, from its file (the CLI shows what the store's files say, never the call
-/// index's copy).
+/// index's copy). A collection (docs/FORMAT.md §6c) shows as its elements: an array for a
+/// list, an object for a dict.
 fn value_json(store: &FsBackend, cid: &Id) -> Result<Json> {
+    value_json_upto(store, cid, usize::MAX)
+}
+
+/// [`value_json`] reading at most `limit` elements of a collection; the rest are counted in a
+/// last `"… N more"` element (a dict: under the key `"…"`). For text cut to a width anyway.
+fn value_json_upto(store: &FsBackend, cid: &Id, limit: usize) -> Result<Json> {
+    use store_core::format::collection::Shape;
     let bytes = store
         .read_value_file(cid)?
         .with_context(|| format!("value {cid} is not in the store {}", store.describe()))?;
-    let v: ciborium::Value = store_core::format::cbor::from_slice(&bytes)
-        .with_context(|| format!("value {cid} is not valid CBOR"))?;
-    Ok(to_json(&v))
+    match Shape::decode(&bytes) {
+        Some(Shape::List(cids)) => {
+            let mut items = Vec::new();
+            for c in cids.iter().take(limit) {
+                items.push(value_json_upto(store, c, limit)?);
+            }
+            if cids.len() > limit {
+                items.push(json!(format!("… {} more", cids.len() - limit)));
+            }
+            Ok(Json::Array(items))
+        }
+        Some(Shape::Dict(entries)) => {
+            let mut obj = serde_json::Map::new();
+            for (k, c) in entries.iter().take(limit) {
+                obj.insert(k.clone(), value_json_upto(store, c, limit)?);
+            }
+            if entries.len() > limit {
+                obj.insert("…".into(), json!(format!("{} more", entries.len() - limit)));
+            }
+            Ok(Json::Object(obj))
+        }
+        None => {
+            let v: ciborium::Value = store_core::format::cbor::from_slice(&bytes)
+                .with_context(|| format!("value {cid} is not valid CBOR"))?;
+            Ok(to_json(&v))
+        }
+    }
 }
+
+/// Elements a collection shows in one line of text (cut to its width after).
+const BRIEF_ELEMENTS: usize = 16;
 
 fn ops_of(calls: &[StoredCall]) -> BTreeMap<&str, usize> {
     let mut m = BTreeMap::new();
@@ -317,7 +352,7 @@ fn calls(
             parts.push(format!(
                 "{}={}",
                 s.name,
-                short(&value_json(store, &s.cid)?, width)
+                short(&value_json_upto(store, &s.cid, BRIEF_ELEMENTS)?, width)
             ));
         }
         Ok(parts.join(" "))
@@ -350,7 +385,7 @@ fn write_call(store: &FsBackend, c: &StoredCall, out: &mut impl Write) -> Result
                 out,
                 "  {} = {}",
                 s.name,
-                short(&value_json(store, &s.cid)?, 60)
+                short(&value_json_upto(store, &s.cid, BRIEF_ELEMENTS)?, 60)
             )?;
             writeln!(
                 out,

@@ -651,3 +651,92 @@ fn upgrade_pack_and_status_show_where_objects_are() {
     assert_eq!(j["calls"]["packed"], 5);
     assert_eq!(j["packs"]["count"], 1);
 }
+
+#[op]
+fn split_words(text: String) -> mandala::MList<String> {
+    text.split(' ').map(str::to_string).collect()
+}
+
+#[op]
+fn count_letters(words: mandala::MList<String>) -> mandala::MDict<u64> {
+    words.iter().map(|w| (w.clone(), w.len() as u64)).collect()
+}
+
+#[test]
+fn collections_print_as_their_elements() {
+    let d = tempfile::tempdir().unwrap();
+    let storage = Storage::open(d.path().join("lab.mandala")).unwrap();
+    let counts = storage
+        .run(|| {
+            let words = split_words("to be or not".to_string())?;
+            count_letters(&words[1..])?; // a slice: a new list of element refs
+            count_letters(&words)
+        })
+        .unwrap();
+    drop(storage);
+    // `calls`: the list and the dict as their elements.
+    let calls = ok(d.path(), &["calls", "split_words"]);
+    assert!(
+        calls.contains(r#"output_0=["to","be","or","not"]"#),
+        "{calls}"
+    );
+    let calls = ok(d.path(), &["calls", "count_letters"]);
+    assert!(
+        calls.contains(r#"output_0={"be":2,"not":3,"or":2,"to":2}"#),
+        "{calls}"
+    );
+    // JSON exports them as an array and a map.
+    let j: Json =
+        serde_json::from_str(&ok(d.path(), &["calls", "count_letters", "--json"])).unwrap();
+    let whole = j
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["inputs"][0]["value"] == serde_json::json!(["to", "be", "or", "not"]))
+        .expect("the call on the whole list");
+    assert_eq!(
+        whole["outputs"][0]["value"],
+        serde_json::json!({"to": 2, "be": 2, "or": 2, "not": 3})
+    );
+    // `show` of an element ref names the structural call that made it.
+    let hid = counts.hid().to_string();
+    let shown = ok(d.path(), &["show", &hid]);
+    assert!(shown.contains(r#""not": 3"#), "{shown}");
+    let getitem = ok(d.path(), &["calls", "__dict_getitem__"]);
+    assert_eq!(getitem.lines().count(), 4 + 3, "{getitem}");
+    // `cf`: a list shows as its elements; the slice's elements in a collection cell; JSON
+    // exports both as arrays.
+    let table = ok(d.path(), &["cf", "count_letters", "--expand", "back"]);
+    assert!(table.contains("[to, be, or, not]"), "{table}");
+    assert!(table.contains("{be: 2, not: 3, or: 2}"), "{table}");
+    let j: Json = serde_json::from_str(&ok(
+        d.path(),
+        &["cf", "count_letters", "--expand", "back", "--json"],
+    ))
+    .unwrap();
+    let rows = j.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{j}");
+    // The slice's row holds its three elements in one cell (the elements' variable).
+    let sliced = rows
+        .iter()
+        .find(|r| r["__make_list__"].is_object())
+        .unwrap_or_else(|| panic!("a row through __make_list__: {j}"));
+    let (_, cell) = sliced
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, v)| {
+            *k != "words"
+                && v.as_array()
+                    .is_some_and(|a| a.len() == 3 && a[0].is_string())
+        })
+        .unwrap_or_else(|| panic!("a collection cell of three words: {sliced}"));
+    let mut elts: Vec<&str> = cell
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    elts.sort();
+    assert_eq!(elts, ["be", "not", "or"]);
+}

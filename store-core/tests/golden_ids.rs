@@ -395,3 +395,134 @@ fn versioning_ids_are_frozen() {
     ];
     assert_frozen(&got, expected);
 }
+
+/// The ids of collections (docs/FORMAT.md §6c): the list `[1, 2, 3]` and the dict
+/// `{"a": 1, "b": 2}` of `i64` elements passed in from outside, the structural calls that build
+/// them, and those that take them apart as outputs. `fixtures/golden-collections.tsv` holds the
+/// same vectors for other readers.
+fn collection_vectors() -> Vec<(&'static str, String, Id)> {
+    use store_core::format::collection::{Shape, Structural};
+    let elt = |v: i64| {
+        let cid = Id::hash(Kind::Value, &to_canonical(&v).unwrap());
+        (cid, source_hid(&cid))
+    };
+    let elements: Vec<(Id, Id)> = [1, 2, 3].map(elt).to_vec();
+    let list = Shape::List(elements.iter().map(|e| e.0).collect());
+    let make_list = Structural::make_list(&elements);
+    let list_ids = (list.cid(), make_list.output_hid);
+    let item = Structural::list_item(list_ids, 1);
+    let entries: Vec<(String, Id, Id)> = [("a", 1), ("b", 2)]
+        .map(|(k, v)| (k.to_string(), elt(v).0, elt(v).1))
+        .to_vec();
+    let dict = Shape::Dict(entries.iter().map(|(k, c, _)| (k.clone(), *c)).collect());
+    let make_dict = Structural::make_dict(&entries);
+    let dict_ids = (dict.cid(), make_dict.output_hid);
+    let entry = Structural::dict_item(dict_ids, "b");
+    vec![
+        ("list [1,2,3] cid", hex(&list.encode()), list.cid()),
+        ("__make_list__ call key", String::new(), make_list.key),
+        ("__make_list__ call hid", String::new(), make_list.hid),
+        (
+            "list hid (output 'list')",
+            String::new(),
+            make_list.output_hid,
+        ),
+        ("__list_getitem__ [1] call hid", String::new(), item.hid),
+        (
+            "element [1] hid (output 'item')",
+            String::new(),
+            item.output_hid,
+        ),
+        ("dict {a:1,b:2} cid", hex(&dict.encode()), dict.cid()),
+        ("__make_dict__ call hid", String::new(), make_dict.hid),
+        (
+            "dict hid (output 'dict')",
+            String::new(),
+            make_dict.output_hid,
+        ),
+        (
+            "__dict_getitem__ [\"b\"] call hid",
+            String::new(),
+            entry.hid,
+        ),
+        (
+            "entry [\"b\"] hid (output 'item')",
+            String::new(),
+            entry.output_hid,
+        ),
+    ]
+}
+
+#[test]
+fn collection_ids_are_frozen() {
+    let got: Vec<(&str, Id)> = collection_vectors()
+        .into_iter()
+        .map(|(n, _, id)| (n, id))
+        .collect();
+    // Checked against an independent implementation (Python: blake3 + cbor2, as
+    // docs/FORMAT.md §6c describes the ids).
+    let expected: &[(&str, &str)] = &[
+        (
+            "list [1,2,3] cid",
+            "0ea9489f80e613cacdb6149145e112ca94d300ccf5b0d57537187b0178275627",
+        ),
+        (
+            "__make_list__ call key",
+            "a7914696396c9a0c246b77219e580802070197439b845f73cdc3f5ffd4f1559b",
+        ),
+        (
+            "__make_list__ call hid",
+            "dfd0df54f906bfb903dc3087676bd19eda2a8f2e68c763158b73e32605a7a61c",
+        ),
+        (
+            "list hid (output 'list')",
+            "fd1607a4bc1f7f1830f90ee6cd420510b408ca81ada507a70c186f557cd40fa3",
+        ),
+        (
+            "__list_getitem__ [1] call hid",
+            "91d384fd04c168558c15ee9aa817a8f98476b77039c05c58b3af42d9b9da9ed8",
+        ),
+        (
+            "element [1] hid (output 'item')",
+            "9e08d74979a5640f01bbfbe64b8717040fbd07b060e0d431c6ea09ff985fe0e9",
+        ),
+        (
+            "dict {a:1,b:2} cid",
+            "25626f54ba93746260b77230e8e07cb289afd1eeb461e7ce3da0c97269a13bd3",
+        ),
+        (
+            "__make_dict__ call hid",
+            "67d6d945d47fcee3522240fa29951211bafc8f900068c39e74c80b056f560d78",
+        ),
+        (
+            "dict hid (output 'dict')",
+            "e2427e07d3dfaf8cf7a68e0a2583be2c60a81a7965ec23167590feb890b25063",
+        ),
+        (
+            "__dict_getitem__ [\"b\"] call hid",
+            "391d6e4037bcfa9ed9f69a8ba2f7a7747fdfab875a580f5fb53cc4da75e27ebc",
+        ),
+        (
+            "entry [\"b\"] hid (output 'item')",
+            "d1cc0ec637ada61ff3f1b8c615e86b3ff16168086e5dc088f6f6e00e736d62ef",
+        ),
+    ];
+    assert_frozen(&got, expected);
+}
+
+#[test]
+fn the_collections_fixture_matches_the_code() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/golden-collections.tsv"
+    );
+    let mut table =
+        String::from("# name\tcanonical CBOR of the shape (hex), for a collection's cid\tid\n");
+    for (name, cbor, id) in collection_vectors() {
+        table.push_str(&format!("{name}\t{cbor}\t{id}\n"));
+    }
+    if std::env::var_os("MANDALA_BLESS").is_some() {
+        std::fs::write(path, &table).unwrap();
+    }
+    assert_eq!(std::fs::read_to_string(path).unwrap(), table);
+}

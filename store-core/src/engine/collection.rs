@@ -612,7 +612,11 @@ impl Engine {
 impl Structural {
     /// The content id of a get-item call's key or index input.
     fn inputs_key_cid(&self) -> Id {
-        self.inputs[0].cid
+        self.inputs
+            .iter()
+            .find(|s| s.name == shape::INDEX_INPUT || s.name == shape::KEY_INPUT)
+            .expect("a get-item call has an index or a key")
+            .cid
     }
 }
 

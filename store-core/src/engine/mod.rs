@@ -616,6 +616,11 @@ impl Engine {
 
     /// Stores a value's bytes unless it is known to be stored.
     pub(crate) fn store_value(&self, cid: &Id, bytes: &[u8]) -> Result<()> {
+        debug_assert_eq!(
+            Id::hash(crate::format::id::Kind::Value, bytes),
+            *cid,
+            "a value stored under another value's id"
+        );
         if !self.value_known(cid) {
             self.inner.backend.put_value(cid, bytes)?;
             self.value_stored(cid);
