@@ -225,6 +225,8 @@ fn overlapping_lists_store_each_element_once() -> mandala::Result<()> {
         "the second list added {grown} bytes: elements were stored again"
     );
     assert_eq!(executed(&storage, "sum_lens"), 2);
+    let report = storage.verify()?;
+    assert!(report.is_clean(), "{:#?}", report.problems);
     Ok(())
 }
 
@@ -277,6 +279,8 @@ fn chunks_of_a_list_are_hits_in_a_new_handle() -> mandala::Result<()> {
     );
     assert_eq!(storage.unwrap(&sums[3])?, first);
     assert_eq!(storage.unwrap(&chunks[3])?, vec![9]);
+    let report = storage.verify()?;
+    assert!(report.is_clean(), "{:#?}", report.problems);
     Ok(())
 }
 
@@ -401,5 +405,65 @@ fn an_aggregation_pipeline_in_frames() -> mandala::Result<()> {
         .into_iter()
         .collect();
     assert_eq!(sizes, [3, 4]);
+    Ok(())
+}
+
+/// An element that cannot be stored when it is `Bad`.
+#[derive(Clone, Debug, serde::Deserialize)]
+enum Item {
+    Good(u8),
+    Bad,
+}
+
+impl serde::Serialize for Item {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Item::Good(n) => s.serialize_u8(*n),
+            Item::Bad => Err(serde::ser::Error::custom("Bad refuses to be serialized")),
+        }
+    }
+}
+
+#[op]
+fn count_items(items: MList<Item>) -> usize {
+    items.len()
+}
+
+#[op]
+fn make_items(n: u8) -> MList<Item> {
+    (0..n)
+        .map(|i| if i == 2 { Item::Bad } else { Item::Good(i) })
+        .collect()
+}
+
+#[test]
+fn an_element_that_cannot_be_stored_is_named_and_nothing_is_stored() {
+    let storage = Storage::in_memory();
+    let e = storage
+        .run(|| count_items(vec![Item::Good(1), Item::Bad]))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "op 'count_items': element 1 of argument 'items' cannot be stored: value cannot be serialized: Bad refuses to be serialized"
+    );
+    let e = storage.run(|| make_items(4)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "op 'make_items': element 2 of output 'output_0' cannot be stored: value cannot be serialized: Bad refuses to be serialized"
+    );
+    assert!(storage.backend().all_calls().unwrap().is_empty());
+    let n = storage.run(|| count_items(vec![Item::Good(1)])).unwrap();
+    assert_eq!(storage.unwrap(&n).unwrap(), 1);
+}
+
+#[test]
+fn collections_under_versioning() -> mandala::Result<()> {
+    let storage = Storage::in_memory().versioned(mandala::Versioning::tracking([""]))?;
+    pipeline(&storage, &[1, 2, 3, 4])?;
+    let executed_once = storage.stats().total.executed;
+    assert_eq!(executed_once, 4, "split, two process calls, mean");
+    let m = pipeline(&storage, &[1, 2, 3, 4])?;
+    assert_eq!(storage.stats().total.executed, executed_once);
+    assert_eq!(storage.unwrap(&m)?, (5 + 25) / 2);
     Ok(())
 }

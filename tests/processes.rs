@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use mandala::{op, Storage};
+use mandala::{op, MList, Storage};
 
 #[op]
 fn inc(x: i64) -> i64 {
@@ -28,9 +28,26 @@ fn roll(x: i64) -> i64 {
     x * 1000 + i64::from(std::process::id() % 1000)
 }
 
+/// Splits `data` into pairs: one element per pair, each with its own history.
+#[op]
+fn split_pairs(data: Vec<i64>) -> MList<Vec<i64>> {
+    data.chunks(2).map(<[i64]>::to_vec).collect()
+}
+
+#[op]
+fn sum_sq(chunk: Vec<i64>) -> i64 {
+    chunk.iter().map(|x| x * x).sum()
+}
+
+#[op]
+fn mean_of(xs: MList<i64>) -> i64 {
+    xs.iter().sum::<i64>() / xs.len() as i64
+}
+
 /// The job a child runs, from `MANDALA_CHILD_JOB`:
 /// - `incs A B`: `inc(inc(i))` and `square(inc(i))` for i in A..B;
-/// - `inc12`: `inc(1)`, `inc(2)`;  `nested`: `inc(inc(1))`.
+/// - `inc12`: `inc(1)`, `inc(2)`;  `nested`: `inc(inc(1))`;
+/// - `chunks N`: `mean_of([sum_sq(c) for c in split_pairs(0..N)])`, element by element.
 fn run_job(storage: &Storage, job: &str) -> mandala::Result<()> {
     let words: Vec<&str> = job.split_whitespace().collect();
     storage.run(|| -> mandala::Result<()> {
@@ -49,6 +66,19 @@ fn run_job(storage: &Storage, job: &str) -> mandala::Result<()> {
             ["roll"] => {
                 let r = roll(1)?;
                 inc(&r)?;
+            }
+            ["chunks", n] => {
+                let data: Vec<i64> = (0..n.parse::<i64>().unwrap()).collect();
+                let chunks = split_pairs(data.clone())?;
+                let sums: Vec<mandala::Ref<i64>> =
+                    chunks.iter().map(sum_sq).collect::<mandala::Result<_>>()?;
+                let m = mean_of(sums)?;
+                let want: i64 = data
+                    .chunks(2)
+                    .map(|c| c.iter().map(|x| x * x).sum::<i64>())
+                    .sum::<i64>()
+                    / chunks.len() as i64;
+                assert_eq!(storage.unwrap(&m)?, want);
             }
             ["nested"] => {
                 let z = inc(inc(1)?)?;
@@ -224,6 +254,39 @@ fn stores_merge_with_rsync() {
     }
     assert_verifies(&merged);
     assert_all_hits(&merged, 0, 300);
+}
+
+/// Collections across processes: a new process finds every element's call; a longer list
+/// computes only its new element; two stores that built overlapping lists merge by rsync.
+#[test]
+fn collections_across_processes_and_merges() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b, merged) = (
+        d.path().join("a.mandala"),
+        d.path().join("b.mandala"),
+        d.path().join("m.mandala"),
+    );
+    // split, 3 × sum_sq, mean.
+    assert_eq!(run_child(&a, "chunks 6"), (5, 0, 0));
+    assert_eq!(
+        run_child(&a, "chunks 6"),
+        (0, 5, 0),
+        "a new process executes nothing"
+    );
+    // One more pair: split and mean are new calls, three pairs are reused by content, one
+    // pair's sum is computed.
+    assert_eq!(run_child(&a, "chunks 8"), (3, 0, 3));
+    assert_verifies(&a);
+    // Another store built an overlapping list on its own; the union of both is a store where
+    // everything each built is a hit.
+    assert_eq!(run_child(&b, "chunks 10"), (7, 0, 0));
+    for src in [&a, &b] {
+        common::rsync_into(src, &merged);
+    }
+    assert_verifies(&merged);
+    assert_eq!(run_child(&merged, "chunks 6"), (0, 5, 0));
+    assert_eq!(run_child(&merged, "chunks 8"), (0, 6, 0));
+    assert_eq!(run_child(&merged, "chunks 10"), (0, 7, 0));
 }
 
 #[test]
