@@ -69,6 +69,29 @@
 //! # Ok::<(), mandala::Error>(())
 //! ```
 //!
+//! # Pointers
+//! [`Pointer::new("training-set-v3", data)`](Pointer) passed where an op takes the data's type
+//! makes the name the input's identity: the data is hashed and stored once, the first time the
+//! store sees the name, and later calls are found by name without reading it.
+//!
+//! ```
+//! use mandala::{op, Pointer, Storage};
+//!
+//! #[op]
+//! fn mean(xs: Vec<f64>) -> f64 {
+//!     xs.iter().sum::<f64>() / xs.len() as f64
+//! }
+//!
+//! let storage = Storage::in_memory();
+//! let data = vec![1.0, 2.0, 3.0];
+//! let m = storage.run(|| mean(Pointer::new("training-set-v3", data.clone())))?;
+//! assert_eq!(storage.unwrap(&m)?, 2.0);
+//! // The same name: a hit, whatever the data (the data is not looked at).
+//! storage.run(|| mean(Pointer::new("training-set-v3", vec![])))?;
+//! assert_eq!(storage.stats().total.hits, 1);
+//! # Ok::<(), mandala::Error>(())
+//! ```
+//!
 //! # Guarantees
 //! See `docs/FORMAT.md` for the on-disk format and its invariants (write-once files, merge by
 //! union of files, every object verifiable).
@@ -79,8 +102,9 @@ use std::path::Path;
 pub use store_core::frame::{Cell, ComputationFrame, Table, CELL_WIDTH};
 pub use store_core::version::global::Tracked;
 pub use store_core::{
-    Backend, CallName, CallRecord, Engine, Error, Id, IdPrefix, IntoArg, Kind, MDict, MList,
-    MemoryBackend, Mode, OpStats, OpValue, Ref, RefIds, Result, Slot, Stats, StoredCall, Value,
+    Arg, Backend, CallName, CallRecord, Engine, Error, Id, IdPrefix, IntoArg, Kind, MDict, MList,
+    MemoryBackend, Mode, OpStats, OpValue, Pointer, Ref, RefIds, Result, Slot, Stats, StoredCall,
+    Value,
 };
 pub use store_core::{CallError, FormatError, FrameError, StoreError, VersioningError};
 pub use store_core::{ChangeReport, ComponentChange, Versioning};

@@ -150,7 +150,7 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
 
 /// A value as JSON, from its file (the CLI shows what the store's files say, never the call
 /// index's copy). A collection (docs/FORMAT.md §6c) shows as its elements: an array for a
-/// list, an object for a dict.
+/// list, an object for a dict; a pointer (§6d) as `{"pointer": name}`.
 fn value_json(store: &FsBackend, cid: &Id) -> Result<Json> {
     value_json_upto(store, cid, usize::MAX)
 }
@@ -182,6 +182,10 @@ fn value_json_upto(store: &FsBackend, cid: &Id, limit: usize) -> Result<Json> {
                 obj.insert("…".into(), json!(format!("{} more", entries.len() - limit)));
             }
             Ok(Json::Object(obj))
+        }
+        None if store_core::format::collection::pointer_name(&bytes).is_some() => {
+            let name = store_core::format::collection::pointer_name(&bytes).expect("checked");
+            Ok(json!({ "pointer": name }))
         }
         None => {
             let v: ciborium::Value = store_core::format::cbor::from_slice(&bytes)

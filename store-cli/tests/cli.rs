@@ -740,3 +740,44 @@ fn collections_print_as_their_elements() {
     elts.sort();
     assert_eq!(elts, ["be", "not", "or"]);
 }
+
+#[op]
+fn first(xs: Vec<u32>) -> u32 {
+    xs[0]
+}
+
+#[test]
+fn fsck_and_show_name_pointers() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b, m) = (
+        d.path().join("a.mandala"),
+        d.path().join("b.mandala"),
+        d.path().join("m.mandala"),
+    );
+    for (path, v) in [(&a, 1u32), (&b, 2)] {
+        let s = Storage::open(path).unwrap();
+        s.run(|| first(mandala::Pointer::new("weights-v1", vec![v, 0])))
+            .unwrap();
+    }
+    for src in [&a, &b] {
+        let status = Command::new("rsync")
+            .args([
+                "-a",
+                &format!("{}/", src.display()),
+                &format!("{}/", m.display()),
+            ])
+            .status()
+            .expect("rsync runs");
+        assert!(status.success());
+    }
+    let m = m.to_str().unwrap();
+    let calls = ok(d.path(), &["--store", m, "calls", "first"]);
+    assert!(calls.contains(r#"xs={"pointer":"weights-v1"}"#), "{calls}");
+    let out = mandala(d.path(), &["--store", m, "fsck"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("pointer 'weights-v1'") && text.contains("names 2 different values"),
+        "{text}"
+    );
+}

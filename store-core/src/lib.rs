@@ -40,6 +40,7 @@ pub mod frame;
 pub use backend::{Backend, MemoryBackend, WriteGuard};
 pub use engine::collection::{MDict, MList};
 pub use engine::context::{ContextGuard, Mode};
+pub use engine::pointer::Pointer;
 pub use engine::stats::{OpStats, Stats};
 pub use engine::value::{Arg, IntoArg, OpValue, Ref, RefIds, Value};
 pub use engine::Engine;

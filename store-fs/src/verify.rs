@@ -102,6 +102,8 @@ impl FsBackend {
         // (call key, semver) → (hid → output cids) to spot divergent results.
         #[allow(clippy::type_complexity)]
         let mut outcomes: BTreeMap<(Id, Id), BTreeMap<Id, BTreeSet<Vec<Id>>>> = BTreeMap::new();
+        // Pointer bindings by call key: (placeholder cid, name).
+        let mut pointers: BTreeMap<Id, (Id, String)> = BTreeMap::new();
         let mut n_calls = 0;
         for (path, shard, name) in self.sharded_files(layout::CALLS, &mut report.warnings)? {
             let Some(call) = layout::parse_call_name(&shard, &name) else {
@@ -182,6 +184,17 @@ impl FsBackend {
                     );
                 }
             }
+            if rec.op == store_core::format::collection::POINTER_OP {
+                if let Some(input) = rec.inputs.first() {
+                    let name = self
+                        .get_value(&input.cid)
+                        .ok()
+                        .flatten()
+                        .and_then(|b| store_core::format::collection::pointer_name(&b))
+                        .unwrap_or_else(|| "?".into());
+                    pointers.insert(key, (input.cid, name));
+                }
+            }
             outcomes
                 .entry((key, rec.semver))
                 .or_default()
@@ -191,7 +204,18 @@ impl FsBackend {
         }
         for ((key, _), by_hid) in outcomes {
             let all: BTreeSet<&Vec<Id>> = by_hid.values().flatten().collect();
-            if all.len() > 1 {
+            if let (true, Some((placeholder, name))) = (all.len() > 1, pointers.get(&key)) {
+                let values: Vec<String> = all.iter().map(|v| v[0].short(12)).collect();
+                report.warnings.push(Problem {
+                    path: layout::call_shard(&root, key.0[0]).join(format!("{}.*", &key.to_string()[2..])),
+                    what: format!(
+                        "pointer '{name}' (placeholder {}) names {} different values, {} (stores that stored different values under one name were merged); calls on it load the one of the smallest record id",
+                        placeholder.short(12),
+                        all.len(),
+                        values.join(" and ")
+                    ),
+                });
+            } else if all.len() > 1 {
                 report.warnings.push(Problem {
                     path: layout::call_shard(&root, key.0[0]).join(format!("{}.*", &key.to_string()[2..])),
                     what: format!(

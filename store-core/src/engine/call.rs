@@ -89,6 +89,7 @@ impl<T: OpValue> Input<T> {
         let cid = match &self.arg {
             Arg::Value(v) => T::detached_ids(v).map_err(encode_error)?.cid,
             Arg::Ref(r) => r.try_ids().map_err(encode_error)?.cid,
+            Arg::Pointer(p) => p.ids().cid,
         };
         Ok(cid == default_cid)
     }
@@ -133,6 +134,7 @@ impl<T: Value> OpValue for T {
                 }
                 ids
             }
+            Arg::Pointer(p) => call.engine.bind_pointer(p, op, name)?,
         };
         call.push_input(Name::from_static(name), ids);
         Ok(())
@@ -142,6 +144,7 @@ impl<T: Value> OpValue for T {
         match arg {
             Arg::Value(v) => Ok(v),
             Arg::Ref(r) => T::unwrap_ref(&r, engine),
+            Arg::Pointer(p) => Ok(p.into_value()),
         }
     }
 

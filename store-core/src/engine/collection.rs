@@ -461,6 +461,23 @@ fn element_ids<T: Value>(
     }
 }
 
+/// How a table shows a pointer: `{"pointer": name}`, not the value behind it.
+pub fn pointer_cell(name: String) -> ciborium::Value {
+    ciborium::Value::Map(vec![(
+        ciborium::Value::Text("pointer".into()),
+        ciborium::Value::Text(name),
+    )])
+}
+
+/// A pointer names one value; a collection is stored per element.
+fn pointer_to_collection(op: &str, name: &str) -> Error {
+    encode_error(
+        op,
+        format!("argument '{name}'"),
+        EncodeError::Custom("a pointer names one value, not a collection; pass the collection, or a pointer where the op takes a Vec or a map".into()),
+    )
+}
+
 fn shape_error(cid: &Id, ty: &'static str, reason: &str) -> Error {
     Error::Format(FormatError::Decode {
         cid: cid.to_string(),
@@ -526,8 +543,8 @@ impl Engine {
     }
 
     /// The values `cids` decoded without the program's types, a collection as its elements
-    /// (a list as an array of its element values, a dict as a map from its keys): what tables
-    /// and the CLI show. One batch read for the values, one for the elements.
+    /// (a list as an array of its element values, a dict as a map from its keys) and a
+    /// pointer as `{"pointer": name}`: what tables show. One batch read for the values, one for the elements.
     pub fn load_plain_values(&self, cids: &[Id]) -> Result<Vec<ciborium::Value>> {
         let bytes = self.backend().get_values(cids)?;
         let missing = |cid: &Id| {
@@ -546,6 +563,9 @@ impl Engine {
                     elements.extend(shape.element_cids());
                     shapes.push((out.len(), shape));
                     out.push(ciborium::Value::Null);
+                }
+                None if shape::pointer_name(bytes).is_some() => {
+                    out.push(pointer_cell(shape::pointer_name(bytes).expect("checked")));
                 }
                 None => out.push(cbor::decode_value(bytes).map_err(|cause| {
                     Error::Format(FormatError::Decode {
@@ -665,6 +685,7 @@ impl<T: Value> OpValue for MList<T> {
             Arg::Ref(r) if r.known_ids().is_some() => r.known_ids().expect("checked"),
             Arg::Ref(r) => make_list(call, r.get().expect("a ref has ids or a value"), name)?,
             Arg::Value(list) => make_list(call, list, name)?,
+            Arg::Pointer(_) => return Err(pointer_to_collection(call.op(), name)),
         };
         call.push_input(Name::from_static(name), ids);
         Ok(())
@@ -674,6 +695,7 @@ impl<T: Value> OpValue for MList<T> {
         let list = match arg {
             Arg::Value(list) => list,
             Arg::Ref(r) => list_of(&r, engine)?,
+            Arg::Pointer(p) => p.into_value(),
         };
         ensure_loaded(list.items.iter(), engine)?;
         Ok(list)
@@ -804,6 +826,7 @@ impl<T: Value> OpValue for MDict<T> {
             Arg::Ref(r) if r.known_ids().is_some() => r.known_ids().expect("checked"),
             Arg::Ref(r) => make_dict(call, r.get().expect("a ref has ids or a value"), name)?,
             Arg::Value(dict) => make_dict(call, dict, name)?,
+            Arg::Pointer(_) => return Err(pointer_to_collection(call.op(), name)),
         };
         call.push_input(Name::from_static(name), ids);
         Ok(())
@@ -813,6 +836,7 @@ impl<T: Value> OpValue for MDict<T> {
         let dict = match arg {
             Arg::Value(dict) => dict,
             Arg::Ref(r) => dict_of(&r, engine)?,
+            Arg::Pointer(p) => p.into_value(),
         };
         ensure_loaded(dict.entries.values(), engine)?;
         Ok(dict)

@@ -14,6 +14,7 @@
 pub mod call;
 pub mod collection;
 pub mod context;
+pub mod pointer;
 pub mod provenance;
 pub mod stats;
 pub mod value;
@@ -285,6 +286,11 @@ impl Engine {
                 store: self.inner.backend.describe(),
             })
         })?;
+        // A pointer's placeholder stands for the value bound to its name.
+        if let Some(name) = crate::format::collection::pointer_name(bytes) {
+            let target = self.pointer_target(cid, &name)?;
+            return self.load_value(&target);
+        }
         cbor::decode_value(bytes).map_err(|cause| {
             Error::Format(crate::error::FormatError::Decode {
                 cid: cid.to_string(),

@@ -222,6 +222,8 @@ pub enum Arg<T> {
     Value(T),
     /// A ref, typically an op's output.
     Ref(Ref<T>),
+    /// A value under a name (see [`Pointer`](crate::Pointer)).
+    Pointer(crate::engine::pointer::Pointer<T>),
 }
 
 /// What an op parameter of type `T` accepts: `T`, `Ref<T>`, `&Ref<T>` (and `&str` for

@@ -1,6 +1,7 @@
 //! Collections in the store: the stored shape of a list or a dict (its elements' content ids
 //! under a CBOR tag, never the elements themselves) and the structural calls that build a
-//! collection from element refs and take one apart into element refs (docs/FORMAT.md §6c).
+//! collection from element refs and take one apart into element refs (docs/FORMAT.md §6c);
+//! and pointers, values named by the user instead of by their content (§6d).
 //!
 //! ```
 //! use store_core::format::collection::Shape;
@@ -43,10 +44,41 @@ pub const LIST_TAG: u64 = 0x6d61_6e6c;
 /// The CBOR tag of a dict's shape: `0x6d616e64` ("mand").
 pub const DICT_TAG: u64 = 0x6d61_6e64;
 
+/// The op of the structural call that binds a pointer's name to its value.
+pub const POINTER_OP: &str = "__pointer__";
+/// The input of [`POINTER_OP`]: the pointer's placeholder.
+pub const POINTER_INPUT: &str = "name";
+/// The output of [`POINTER_OP`]: the value behind the name.
+pub const POINTER_OUTPUT: &str = "value";
+/// The CBOR tag of a pointer's placeholder: `0x6d616e70` ("manp").
+pub const POINTER_TAG: u64 = 0x6d61_6e70;
+
+/// The canonical CBOR of the placeholder of the pointer named `name`: `tag(POINTER_TAG, name)`.
+/// Its value cid is the pointer's identity.
+pub fn pointer_placeholder(name: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len() + 14);
+    cbor::write_head(&mut out, 6, POINTER_TAG);
+    put_text(&mut out, name);
+    out
+}
+
+/// The pointer name held by a placeholder, or `None` for any other value.
+pub fn pointer_name(bytes: &[u8]) -> Option<String> {
+    let mut r = Reader(bytes);
+    if r.head()? != (6, POINTER_TAG) {
+        return None;
+    }
+    let name = r.text()?;
+    r.0.is_empty().then_some(name)
+}
+
 /// Whether `op` is one of the structural ops above (recorded by mandala itself, not by an
 /// `#[op]`).
 pub fn is_structural(op: &str) -> bool {
-    matches!(op, MAKE_LIST | MAKE_DICT | LIST_GETITEM | DICT_GETITEM)
+    matches!(
+        op,
+        MAKE_LIST | MAKE_DICT | LIST_GETITEM | DICT_GETITEM | POINTER_OP
+    )
 }
 
 /// The name of [`MAKE_LIST`]'s input for element `i`.
@@ -261,6 +293,20 @@ impl Structural {
         )
     }
 
+    /// `__pointer__`: the binding of the pointer whose placeholder has content id `cid` (a
+    /// value passed in from outside) to the value behind its name.
+    pub fn pointer(cid: Id) -> Structural {
+        Structural::new(
+            POINTER_OP,
+            vec![Slot {
+                name: Name::from_static(POINTER_INPUT),
+                hid: record::source_hid(&cid),
+                cid,
+            }],
+            POINTER_OUTPUT,
+        )
+    }
+
     /// The call's record, with its one output of content id `output_cid`.
     pub fn record(&self, output_cid: Id, git: Option<String>) -> record::CallRecord {
         record::CallRecord {
@@ -361,6 +407,15 @@ mod tests {
         // The same dict given in another order has the same bytes.
         let other = Shape::Dict(vec![("c".into(), b), ("bb".into(), a)]);
         assert_eq!(other.encode(), bytes);
+    }
+
+    #[test]
+    fn pointer_placeholders_round_trip() {
+        let bytes = pointer_placeholder("training-set-v3");
+        assert_eq!(&bytes[..6], &[0xda, 0x6d, 0x61, 0x6e, 0x70, 0x6f]);
+        assert_eq!(pointer_name(&bytes).as_deref(), Some("training-set-v3"));
+        assert_eq!(pointer_name(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(pointer_name(&key_value("training-set-v3")), None);
     }
 
     #[test]

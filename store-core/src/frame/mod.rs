@@ -495,10 +495,12 @@ impl ComputationFrame {
                 calls.extend(index.creator(&hid).map(|c| (c, true)));
             }
             if forward {
-                // Only the consumers new to the frame, in a deterministic order.
+                // Only the consumers new to the frame, in a deterministic order. A pointer's
+                // binding to its value is not a step of a computation: frames show the name.
                 let mut new: Vec<Arc<StoredCall>> = index
                     .consumers_unordered(&hid)
                     .filter(|c| !self.calls.contains_key(&call_id(c)))
+                    .filter(|c| c.record.op != crate::format::collection::POINTER_OP)
                     .cloned()
                     .collect();
                 new.sort_by_key(|c| call_id(c));

@@ -537,14 +537,17 @@ impl Table {
                     let plain = source.engine.load_plain_values(&[cid])?;
                     convert(&plain[0])
                 }
-                Some(bytes) => crate::format::cbor::decode_value(&bytes).map_err(|cause| {
-                    Error::Format(crate::error::FormatError::Decode {
-                        cid: cid.to_string(),
-                        ty: std::any::type_name::<T>(),
-                        cause,
+                Some(bytes) if crate::format::collection::pointer_name(&bytes).is_none() => {
+                    crate::format::cbor::decode_value(&bytes).map_err(|cause| {
+                        Error::Format(crate::error::FormatError::Decode {
+                            cid: cid.to_string(),
+                            ty: std::any::type_name::<T>(),
+                            cause,
+                        })
                     })
-                }),
-                None => source.engine.load_value::<T>(&cid),
+                }
+                // Missing (an error naming it), or a pointer: the value behind its name.
+                _ => source.engine.load_value::<T>(&cid),
             }
         };
         self.rows
