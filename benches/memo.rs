@@ -15,6 +15,18 @@ fn add2(a: u64, b: u64) -> u64 {
     a.wrapping_add(b)
 }
 
+/// A list of `n` distinct elements (distinct per `salt`), stored per element.
+#[op]
+fn range_list(n: u64, salt: u64) -> mandala::MList<u64> {
+    (0..n).map(|i| i ^ (salt << 32)).collect()
+}
+
+/// An op over a list built from element refs.
+#[op]
+fn list_len(xs: mandala::MList<u64>) -> u64 {
+    xs.len() as u64
+}
+
 #[mandala::track]
 fn tracked_mix(a: u64, b: u64) -> u64 {
     a.rotate_left(7) ^ b
@@ -599,6 +611,53 @@ fn pipeline_table(dir: &Path, quick: bool) {
     );
 }
 
+/// Collections stored per element (issue 12): the cost of one element of an output list (its
+/// value and its get-item record), of one element of an argument list built from refs (an
+/// input of its make-list record), and of one element of a stored list found in a fresh handle
+/// (its ids derived from the list's shape), each beside a new trivial call recorded in the same
+/// run: an element should cost no more than a call.
+fn collections(dir: &Path, quick: bool) {
+    let n: u64 = if quick { 2_000 } else { 20_000 };
+    let (mut out_elt, mut in_elt, mut hit_elt, mut call) = (vec![], vec![], vec![], vec![]);
+    for round in 0..5u64 {
+        let store = dir.join(format!("lists{round}.mandala"));
+        let storage = create_store(&store).unwrap();
+        let t = Instant::now();
+        let list = storage.run(|| range_list(n, round)).unwrap();
+        out_elt.push(t.elapsed() / n as u32);
+        // The same elements as refs in another order: a new list, built by a make-list call.
+        let refs: Vec<mandala::Ref<u64>> = list.iter().rev().cloned().collect();
+        let t = Instant::now();
+        storage.run(|| list_len(refs)).unwrap();
+        in_elt.push(t.elapsed() / n as u32);
+        let t = Instant::now();
+        add2_calls(&storage, 0..n, round + 1_000);
+        call.push(t.elapsed() / n as u32);
+        storage.flush().unwrap();
+        drop(storage);
+        let storage = Storage::open(&store).unwrap();
+        let t = Instant::now();
+        let list = storage.run(|| range_list(n, round)).unwrap();
+        for r in list.iter() {
+            black_box(r.hid());
+        }
+        hit_elt.push(t.elapsed() / n as u32);
+    }
+    let mid = |mut v: Vec<Duration>| {
+        v.sort();
+        ns(v[v.len() / 2])
+    };
+    let call = mid(call);
+    let rows = [
+        ("element of an output list (new)", mid(out_elt)),
+        ("element of a list argument from refs (new)", mid(in_elt)),
+        ("element of a list found in a fresh handle", mid(hit_elt)),
+    ];
+    for (name, ours) in rows {
+        row(name, ours, "ns", "new trivial call", call, "<= 1");
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() >= 5 && args[1] == "--child-table" {
@@ -649,6 +708,9 @@ fn main() {
     }
     if want("pipeline_table") {
         pipeline_table(&dir, quick);
+    }
+    if want("collections") {
+        collections(&dir, quick);
     }
     if want("big_vector") {
         big_vector(&dir, quick);
