@@ -467,3 +467,56 @@ fn collections_under_versioning() -> mandala::Result<()> {
     assert_eq!(storage.unwrap(&m)?, (5 + 25) / 2);
     Ok(())
 }
+
+#[test]
+fn a_list_output_reused_under_another_history_gets_its_elements_histories() -> mandala::Result<()> {
+    let storage = Storage::in_memory();
+    let a = storage.run(|| add_one_each(vec![1, 2]))?;
+    // The same content through another history: [inc(0), inc(1)].
+    let refs: Vec<Ref<u64>> = storage.run(|| (0..2).map(inc).collect())?;
+    let b = storage.run(|| add_one_each(refs))?;
+    assert_eq!(executed(&storage, "add_one_each"), 1);
+    assert_eq!(storage.stats().op("add_one_each").reused, 1);
+    assert_ne!(a.hid(), b.hid());
+    assert_eq!(a.cid(), b.cid());
+    for (i, elt) in b.iter().enumerate() {
+        let creator = storage
+            .get_ref_creator(elt)?
+            .expect("recorded under the new history");
+        assert_eq!(creator.record.op, "__list_getitem__");
+        assert_eq!(creator.record.inputs[1].hid, b.hid());
+        assert_eq!(elt.cid(), a[i].cid());
+        assert_ne!(elt.hid(), a[i].hid());
+    }
+    // A list ref loaded by its hid has its elements.
+    let again = storage.load_ref::<MList<u64>>(&b.hid())?;
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[1].hid(), b[1].hid());
+    assert_eq!(storage.unwrap(&again)?, vec![2, 3]);
+    // Loading a list's ref as a dict is an error naming it.
+    let e = storage.load_ref::<MDict<u64>>(&b.hid()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "value {} does not decode as a dict (MDict): a list's shape, not a dict's",
+            b.cid()
+        )
+    );
+    Ok(())
+}
+
+#[test]
+fn empty_collections() -> mandala::Result<()> {
+    let storage = Storage::in_memory();
+    let none = storage.run(|| get_primes(2))?;
+    assert!(none.is_empty());
+    assert_eq!(storage.unwrap(&none)?, Vec::<u64>::new());
+    let s = storage.run(|| sum_nums(Vec::<u64>::new()))?;
+    assert_eq!(storage.unwrap(&s)?, 0);
+    // The empty list passed back is the same content: reused.
+    storage.run(|| sum_nums(&none))?;
+    assert_eq!(executed(&storage, "sum_nums"), 1);
+    let t = storage.run(|| total_length(BTreeMap::<String, u64>::new()))?;
+    assert_eq!(storage.unwrap(&t)?, 0);
+    Ok(())
+}
