@@ -498,7 +498,7 @@ fn a_list_output_reused_under_another_history_gets_its_elements_histories() -> m
     assert_eq!(
         e.to_string(),
         format!(
-            "value {} does not decode as a dict (MDict): a list's shape, not a dict's",
+            "value {} does not decode as a dict (MDict): the shape of another kind of collection",
             b.cid()
         )
     );

@@ -131,3 +131,11 @@ impl Engine {
         }
     }
 }
+
+/// How a table shows a pointer: `{"pointer": name}`, not the value behind it.
+pub(crate) fn pointer_cell(name: String) -> ciborium::Value {
+    ciborium::Value::Map(vec![(
+        ciborium::Value::Text("pointer".into()),
+        ciborium::Value::Text(name),
+    )])
+}
