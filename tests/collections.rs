@@ -520,3 +520,51 @@ fn empty_collections() -> mandala::Result<()> {
     assert_eq!(storage.unwrap(&t)?, 0);
     Ok(())
 }
+
+/// docs/tools/read_pack.py, written from docs/FORMAT.md with Python's blake3, zstandard and
+/// cbor2 only, re-derives every list's and dict's shape from its elements and every element's
+/// history from its collection in a pack of a store that used both.
+#[test]
+fn an_independent_reader_re_derives_collections() -> mandala::Result<()> {
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import blake3, zstandard, cbor2"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        have,
+        "this test needs python3 with: pip install blake3 zstandard cbor2 (.ci/run installs them)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path().join("s.mandala"))?;
+    storage.run(|| -> mandala::Result<()> {
+        let primes = get_primes(12)?; // 5 elements: 5 get-item calls
+        sum_nums(&primes[1..4])?; // a make-list call
+        let lengths = word_lengths(vec!["ab".to_string(), "c".to_string()])?; // make-list, 2 get-items
+        total_length(&lengths)?;
+        Ok(())
+    })?;
+    storage.flush()?;
+    let packs = dir.path().join("s.mandala/packs");
+    let idx = std::fs::read_dir(&packs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "idx"))
+        .expect("a sealed pack");
+    let out = std::process::Command::new("python3")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/tools/read_pack.py"))
+        .arg(&idx)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 2 make-list calls, 5 list elements, 2 dict entries.
+    assert!(
+        stdout.ends_with("ok: 9 collections and elements re-derive their shapes and histories\n"),
+        "{stdout}"
+    );
+    Ok(())
+}

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Reads a mandala pack without mandala (docs/FORMAT.md §12): checks the index's name and
-hash, the pack's hash, and re-derives every entry's id from its content.
+"""Reads a mandala pack without mandala (docs/FORMAT.md §11): checks the index's name and
+hash, the pack's hash, and re-derives every entry's id from its content; then re-derives the
+collections its structural calls build and take apart (§6c): each list's or dict's shape from
+its elements, and each element's history from its collection.
 
     pip install blake3 zstandard cbor2
     python3 docs/tools/read_pack.py STORE/packs/pack-<ID>.idx
@@ -13,6 +15,52 @@ import cbor2
 import zstandard
 
 KEYS = {1: "mandala v1 value", 2: "mandala v1 call record"}
+LIST_TAG, DICT_TAG = 0x6D616E6C, 0x6D616E64
+
+
+def h(context, data):
+    return blake3.blake3(data, derive_key_context=context).digest()
+
+
+def canonical(v):
+    return cbor2.dumps(v, canonical=True)
+
+
+def call_hid(record):
+    hids = {s["name"]: s["hid"] for s in record["inputs"]}
+    return h("mandala v1 call hid", canonical([record["op"], hids, record["semver"]]))
+
+
+def output_hid(call, name):
+    return h("mandala v1 output hid", canonical([call, name]))
+
+
+def check_collections(values, records):
+    """Re-derives shapes and element histories; returns how many collections it checked."""
+    checked = 0
+    for rec in records:
+        op, inputs, out = rec["op"], rec["inputs"], rec["outputs"][0] if rec["outputs"] else None
+        if op in ("__make_list__", "__make_dict__"):
+            if op == "__make_list__":
+                elts = sorted(inputs, key=lambda s: int(s["name"][len("elts_"):]))
+                shape = cbor2.CBORTag(LIST_TAG, [s["cid"] for s in elts])
+            else:
+                shape = cbor2.CBORTag(DICT_TAG, {s["name"]: s["cid"] for s in inputs})
+            assert h(KEYS[1], canonical(shape)) == out["cid"], f"{op} output cid"
+            assert output_hid(call_hid(rec), out["name"]) == out["hid"], f"{op} output hid"
+            checked += 1
+        elif op in ("__list_getitem__", "__dict_getitem__"):
+            by = {s["name"]: s for s in inputs}
+            coll = by["list"] if op == "__list_getitem__" else by["dict"]
+            key = by["index"] if op == "__list_getitem__" else by["key"]
+            assert h("mandala v1 source hid", key["cid"]) == key["hid"], "key is a source value"
+            assert output_hid(call_hid(rec), "item") == out["hid"], f"{op} element hid"
+            if coll["cid"] in values and key["cid"] in values:
+                shape = cbor2.loads(values[coll["cid"]])
+                k = cbor2.loads(values[key["cid"]])
+                assert shape.value[k] == out["cid"], f"{op}: element {k!r} of its collection"
+                checked += 1
+    return checked
 
 
 def main(idx_path):
@@ -29,6 +77,7 @@ def main(idx_path):
     base = 64 + n_values * 44
     rows += [(2, idx[base + i * 108 : base + (i + 1) * 108]) for i in range(n_calls)]
     dctx = zstandard.ZstdDecompressor()
+    values, records = {}, []
     for kind, row in rows:
         klen = 32 if kind == 1 else 96
         offset, length = struct.unpack("<QI", row[klen:])
@@ -41,7 +90,14 @@ def main(idx_path):
         assert got == want, f"entry at offset {offset}"
         what = "value " if kind == 1 else "call  "
         print(what + want.hex()[:16], "at", offset, cbor2.loads(content))
+        if kind == 1:
+            values[want] = content
+        else:
+            records.append(cbor2.loads(content))
     print(f"ok: {n_values} values and {n_calls} calls re-derive their ids")
+    n = check_collections(values, records)
+    if n:
+        print(f"ok: {n} collections and elements re-derive their shapes and histories")
 
 
 if __name__ == "__main__":

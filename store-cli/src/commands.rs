@@ -290,13 +290,25 @@ fn ops(store: &FsBackend, as_json: bool, out: &mut impl Write) -> Result<ExitCod
     if as_json {
         let list: Vec<Json> = ops
             .iter()
-            .map(|(op, n)| json!({"op": op, "calls": n}))
+            .map(|(op, n)| {
+                json!({"op": op, "calls": n, "structural": store_core::format::collection::is_structural(op)})
+            })
             .collect();
         writeln!(out, "{}", Json::Array(list))?;
     } else {
         let w = ops.keys().map(|k| k.len()).max().unwrap_or(0);
         for (op, n) in ops {
-            writeln!(out, "{op:<w$}  {n} call{}", if n == 1 { "" } else { "s" })?;
+            // Structural calls are mandala's own: collections built and taken apart, pointers.
+            let note = if store_core::format::collection::is_structural(op) {
+                "  (structural: collections and pointers)"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "{op:<w$}  {n} call{}{note}",
+                if n == 1 { "" } else { "s" }
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

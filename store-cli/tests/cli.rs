@@ -702,6 +702,12 @@ fn collections_print_as_their_elements() {
     let hid = counts.hid().to_string();
     let shown = ok(d.path(), &["show", &hid]);
     assert!(shown.contains(r#""not": 3"#), "{shown}");
+    let ops = ok(d.path(), &["ops"]);
+    assert!(
+        ops.contains("__list_getitem__  4 calls  (structural: collections and pointers)"),
+        "{ops}"
+    );
+    assert!(ops.contains("split_words       1 call\n"), "{ops}");
     let getitem = ok(d.path(), &["calls", "__dict_getitem__"]);
     assert_eq!(getitem.lines().count(), 4 + 3, "{getitem}");
     // `cf`: a list shows as its elements; the slice's elements in a collection cell; JSON
