@@ -40,6 +40,8 @@ fn test_lists() -> mandala::Result<()> {
     assert_eq!(storage.unwrap(&primes)?, vec![2, 3, 5, 7]);
     assert_eq!(storage.unwrap(&primes[0])?, 2);
     assert_eq!(storage.unwrap(&primes[3])?, 7);
+    assert_eq!(storage.unwrap(primes.get(1).unwrap())?, 3);
+    assert!(primes.get(4).is_none());
 
     // Sums over overlapping slices: each slice is a new list of the same element refs.
     let (a, b, c) = storage.run(|| {
@@ -159,7 +161,8 @@ fn dicts_in_and_out() -> mandala::Result<()> {
     assert_eq!(lengths.len(), 3);
     assert_eq!(lengths.keys().collect::<Vec<_>>(), ["apple", "fig", "pear"]);
     assert_eq!(storage.unwrap(&lengths["fig"])?, 3);
-    assert!(lengths.item("kiwi").is_none());
+    assert!(lengths.get("kiwi").is_none());
+    assert_eq!(storage.unwrap(lengths.get("pear").unwrap())?, 4);
     let creator = storage.get_ref_creator(&lengths["pear"])?.unwrap();
     assert_eq!(creator.record.op, "__dict_getitem__");
     let plain: BTreeMap<String, u64> = storage.unwrap(&lengths)?;

@@ -103,7 +103,7 @@ fn hits_load_nothing_until_needed() {
     let dd = second.run(|| double(&d)).unwrap();
     assert_eq!(second.stats().op("double").executed, 1);
     assert_eq!(reads.load(Ordering::SeqCst), 2);
-    assert_eq!(dd.get(), Some(&vec![4, 8, 12]));
+    assert_eq!(dd.value(), Some(&vec![4, 8, 12]));
 }
 
 #[test]

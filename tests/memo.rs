@@ -199,8 +199,8 @@ fn noop_mode_executes_and_stores_nothing() {
     let before = INC_RUNS.load(Ordering::SeqCst);
     let r = storage.noop(|| inc(inc(100)?)).unwrap();
     let r2 = storage.noop(|| inc(inc(100)?)).unwrap();
-    assert_eq!(r.get(), Some(&102));
-    assert_eq!(r2.get(), Some(&102));
+    assert_eq!(r.value(), Some(&102));
+    assert_eq!(r2.value(), Some(&102));
     assert!(INC_RUNS.load(Ordering::SeqCst) - before >= 4);
     assert_eq!(storage.stats().total.executed, 0);
     let st = storage.fs().unwrap().status().unwrap();
@@ -210,7 +210,7 @@ fn noop_mode_executes_and_stores_nothing() {
 #[test]
 fn outside_a_context_ops_are_plain_functions() {
     let r = inc(41).unwrap();
-    assert_eq!(r.get(), Some(&42));
+    assert_eq!(r.value(), Some(&42));
 }
 
 #[test]

@@ -165,7 +165,7 @@ impl<T: Value> OpValue for T {
     }
 
     fn unwrap_ref(r: &Ref<T>, engine: Option<&Engine>) -> Result<T> {
-        match (r.get(), engine) {
+        match (r.value(), engine) {
             (Some(v), _) => Ok(v.clone()),
             (None, Some(e)) => Ok(e.attach(r)?.clone()),
             (None, None) => Err(not_loaded(r)),
@@ -191,7 +191,7 @@ impl Pending {
         Pending::Encode(
             cid,
             Box::new(move || {
-                cbor::encode_value(r.get().expect("in memory"))
+                cbor::encode_value(r.value().expect("in memory"))
                     .map_err(|c| encode_error(op, what, c))
             }),
         )

@@ -266,7 +266,7 @@ impl Engine {
 
     /// Loads the value of `r` into it if it is lazy, and returns a reference to it.
     pub fn attach<'r, T: Value>(&self, r: &'r Ref<T>) -> Result<&'r T> {
-        if let Some(v) = r.get() {
+        if let Some(v) = r.value() {
             return Ok(v);
         }
         let ids = r.known_ids().expect("a ref without a value has ids");

@@ -137,7 +137,7 @@ impl<T> Ref<T> {
     }
 
     /// The value, if it is loaded.
-    pub fn get(&self) -> Option<&T> {
+    pub fn value(&self) -> Option<&T> {
         self.inner.value.get()
     }
 
@@ -267,7 +267,7 @@ mod tests {
         let cid = Id::hash(Kind::Value, &cbor::to_canonical(&5u32).unwrap());
         assert_eq!(r.cid(), cid);
         assert_eq!(r.hid(), source_hid(&cid));
-        assert_eq!(r.get(), Some(&5));
+        assert_eq!(r.value(), Some(&5));
     }
 
     #[test]
@@ -275,6 +275,6 @@ mod tests {
         let r: Ref<u8> = Ref::lazy(RefIds::source(Id([1; 32])));
         assert!(!r.in_memory());
         assert_eq!(r.clone().fill(3), &3);
-        assert_eq!(r.get(), Some(&3), "clones share the loaded value");
+        assert_eq!(r.value(), Some(&3), "clones share the loaded value");
     }
 }

@@ -33,13 +33,13 @@ pub struct MList<T> {
 /// A map from strings to values whose entries are stored, hashed and tracked one by one (keys
 /// in ascending order). As an op parameter it accepts a `BTreeMap`/`HashMap` of `String` to
 /// `T` or to `Ref<T>`, or another dict's ref; as an op's return type it gives a
-/// `Ref<MDict<T>>` whose entries are refs (`r["key"]`, `r.item(key)`, `r.keys()`, `r.iter()`).
+/// `Ref<MDict<T>>` whose entries are refs (`r["key"]`, `r.get(key)`, `r.keys()`, `r.iter()`).
 pub struct MDict<T> {
     entries: BTreeMap<String, Ref<T>>,
 }
 
 fn loaded<'r, T>(r: &'r Ref<T>, what: fmt::Arguments<'_>) -> &'r T {
-    r.get().unwrap_or_else(|| {
+    r.value().unwrap_or_else(|| {
         panic!("{what} is not loaded: in an op's body every element is; outside one, unwrap the element refs")
     })
 }
@@ -345,7 +345,7 @@ const NOT_LOADED_LIST: &str = "this list ref was made by hand with Ref::lazy and
 
 impl<T> Ref<MList<T>> {
     fn list(&self) -> &MList<T> {
-        self.get().expect(NOT_LOADED_LIST)
+        self.value().expect(NOT_LOADED_LIST)
     }
 
     /// The number of elements.
@@ -359,7 +359,7 @@ impl<T> Ref<MList<T>> {
     }
 
     /// The ref of element `i` (with its history: element `i` of the call that made the list).
-    pub fn item(&self, i: usize) -> Option<&Ref<T>> {
+    pub fn get(&self, i: usize) -> Option<&Ref<T>> {
         self.list().items.get(i)
     }
 
@@ -392,7 +392,7 @@ impl<'a, T> IntoIterator for &'a Ref<MList<T>> {
 
 impl<T> Ref<MDict<T>> {
     fn dict(&self) -> &MDict<T> {
-        self.get().expect(NOT_LOADED_LIST)
+        self.value().expect(NOT_LOADED_LIST)
     }
 
     /// The number of entries.
@@ -406,7 +406,7 @@ impl<T> Ref<MDict<T>> {
     }
 
     /// The ref of entry `key`, if there is one.
-    pub fn item(&self, key: &str) -> Option<&Ref<T>> {
+    pub fn get(&self, key: &str) -> Option<&Ref<T>> {
         self.dict().entries.get(key)
     }
 
@@ -421,7 +421,7 @@ impl<T> Ref<MDict<T>> {
     }
 }
 
-/// `r["key"]` is the ref of entry `key`; panics if there is none (use [`Ref::item`] to ask).
+/// `r["key"]` is the ref of entry `key`; panics if there is none (use `get` to ask).
 impl<T> Index<&str> for Ref<MDict<T>> {
     type Output = Ref<T>;
     fn index(&self, key: &str) -> &Ref<T> {

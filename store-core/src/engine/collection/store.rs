@@ -28,7 +28,7 @@ fn element_ids<T: Value>(
                 .then(|| Pending::of_ref(ids.cid, r.clone(), op, what())),
         )),
         None => {
-            let value = r.get().expect("a ref has ids or a value");
+            let value = r.value().expect("a ref has ids or a value");
             let bytes = cbor::encode_value(value).map_err(|c| encode_error(op, what(), c))?;
             let ids = RefIds::source(Id::hash(Kind::Value, &bytes));
             r.set_ids(ids);
@@ -328,7 +328,7 @@ fn declare<T: Value, C: Collection<T> + OpValue>(
                 call.push_input(Name::from_static(name), ids);
                 return Ok(());
             }
-            None => r.get().expect("a ref has ids or a value"),
+            None => r.value().expect("a ref has ids or a value"),
         },
         Arg::Value(v) => v,
         Arg::Pointer(_) => return Err(pointer_to_collection(call.op(), name)),
@@ -368,7 +368,7 @@ fn value_of<T: Value, C: Collection<T> + OpValue>(
     r: &Ref<C>,
     engine: Option<&Engine>,
 ) -> Result<C> {
-    if let Some(value) = r.get() {
+    if let Some(value) = r.value() {
         return Ok(value.clone());
     }
     let Some(engine) = engine else {
@@ -376,7 +376,7 @@ fn value_of<T: Value, C: Collection<T> + OpValue>(
     };
     let ids = r.known_ids().expect("a lazy ref has ids");
     let loaded = from_store::<T, C>(ids, engine, false)?;
-    Ok(loaded.get().expect("loaded").clone())
+    Ok(loaded.value().expect("loaded").clone())
 }
 
 /// Records `value` as output `i` of the executed `call`: its elements' values, its shape, and
@@ -416,7 +416,7 @@ fn record<T: Value, C: Collection<T> + OpValue>(
             cid,
             hid: s.output_hid,
         };
-        let r = match r.get() {
+        let r = match r.value() {
             Some(v) => Ref::loaded(elt, v.clone()),
             None => Ref::lazy(elt),
         };
