@@ -571,3 +571,31 @@ fn an_independent_reader_re_derives_collections() -> mandala::Result<()> {
     );
     Ok(())
 }
+
+/// Deleting the call that made a list deletes every element's history downstream of it (its
+/// get-item calls, the calls on the elements, the lists built from them, the aggregates), and
+/// gc then removes only what nothing names: the store stays whole and recomputes the chain.
+#[test]
+fn deleting_a_list_and_collecting() -> mandala::Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.mandala");
+    let storage = Storage::open(&path)?;
+    pipeline(&storage, &[1, 2, 3, 4, 5, 6])?;
+    let other = storage.run(|| sum_nums(vec![7, 8]))?; // unrelated: must survive
+    let deleted = storage.cf("split")?.delete_calls()?;
+    // split, 3 get-items, 3 process, 1 make-list, 1 mean.
+    assert_eq!(deleted, 9);
+    let removed = storage.fs().unwrap().gc(false, std::time::Duration::ZERO)?;
+    assert!(!removed.values.is_empty());
+    let report = storage.verify()?;
+    assert!(report.is_clean(), "{:#?}", report.problems);
+    drop(storage);
+    let storage = Storage::open(&path)?;
+    assert_eq!(storage.unwrap(&storage.load_ref::<u64>(&other.hid())?)?, 15);
+    let m = pipeline(&storage, &[1, 2, 3, 4, 5, 6])?;
+    assert_eq!(storage.unwrap(&m)?, (5 + 25 + 61) / 3);
+    assert_eq!(executed(&storage, "split"), 1);
+    assert_eq!(executed(&storage, "process"), 3);
+    assert_eq!(executed(&storage, "mean"), 1);
+    Ok(())
+}
