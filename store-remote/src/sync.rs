@@ -224,8 +224,9 @@ fn first_error(mut errors: Vec<Error>) -> Result<()> {
 }
 
 /// Pushes every content file of `store` that remote `name` lacks: values, version records,
-/// decisions and `.pack` files first, then the `.idx` of each pack (a pack is visible by its
-/// index, so an interrupted push leaves nothing half-visible; the next push completes it).
+/// decisions and `.pack` files first, then the `.idx` of each pack, oldest first and one at a
+/// time (a pack is visible by its index, and a record may name a value in an older pack, so an
+/// interrupted push leaves nothing half-visible; the next push completes it).
 /// Uploads are create-only: a file another store pushed meanwhile is left as it is.
 ///
 /// This handle's log is sealed into a pack first; calls still in the logs of other running
@@ -254,8 +255,24 @@ pub fn push(store: &FsBackend, name: &str, options: &SyncOptions) -> Result<Sync
         .iter()
         .filter(|f| !there.contains_key(&f.path))
         .collect();
-    let (indexes, first): (Vec<&ContentFile>, Vec<&ContentFile>) =
+    let (mut indexes, first): (Vec<&ContentFile>, Vec<&ContentFile>) =
         missing.into_iter().partition(|f| f.path.ends_with(".idx"));
+    // A record may name a value stored once in an older pack of this store, so indexes go up
+    // oldest first, one at a time: whenever the push stops, the packs the remote shows are
+    // closed under what their records name (a pull never gets a record without its values).
+    let age = |f: &ContentFile| {
+        std::fs::metadata(store.root().join(&f.path))
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    let mut aged: Vec<_> = indexes.iter().map(|f| (age(f), f.path.clone())).collect();
+    aged.sort();
+    let order: BTreeMap<String, usize> = aged
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, p))| (p, i))
+        .collect();
+    indexes.sort_by_key(|f| order[&f.path]);
     let both_sides = local.len() - first.len() - indexes.len();
     let tally = Tally::new(
         first.len() + indexes.len(),
@@ -269,7 +286,11 @@ pub fn push(store: &FsBackend, name: &str, options: &SyncOptions) -> Result<Sync
         retried(|| t.put_new(&f.path, &src))
             .map_err(|e| remote_error(name, t, format!("cannot upload {}: {e}", f.path)))
     };
-    for phase in [first, indexes] {
+    let one_at_a_time = SyncOptions {
+        jobs: 1,
+        progress: options.progress,
+    };
+    for (phase, options) in [(first, options), (indexes, &one_at_a_time)] {
         let items: Vec<(&ContentFile, u64)> = phase.iter().map(|f| (*f, f.size)).collect();
         first_error(transfer("push", &items, options, &tally, upload))?;
     }
