@@ -57,7 +57,7 @@ fn main() -> mandala::Result<()> {
     // Every mean computed so far, with the chunk results it aggregates (one cell per row).
     let mut cf = storage.cf("mean")?;
     cf.expand_back(None, true)?;
-    let table = cf.df(false)?.select(&["elts", "var_0"])?.values()?;
+    let table = cf.df(false)?.select(&["energy", "mean"])?.values()?;
     println!("{table}");
     Ok(())
 }

@@ -284,7 +284,7 @@ impl Storage {
     /// let mut cf = storage.cf_from(vec![("y", ys.iter().map(|r| r.ids()).collect())]);
     /// cf.expand_back(None, true)?;
     /// let table = cf.df(false)?.values()?;
-    /// assert_eq!(table.columns, ["x", "inc", "y"]);
+    /// assert_eq!(table.columns, ["x", "inc()", "y"]); // `inc()`: the calls
     /// assert_eq!(table.len(), 3);
     /// # Ok::<(), mandala::Error>(())
     /// ```

@@ -261,7 +261,7 @@ fn an_altered_copy_in_the_call_index_is_never_served() {
     let storage = Storage::open_with(&store, format1()).unwrap();
     let table = storage.cf("sq").unwrap().df(false).unwrap();
     let outputs: Vec<u64> = table
-        .column::<u64>("var_0")
+        .column::<u64>("sq")
         .unwrap()
         .into_iter()
         .flatten()

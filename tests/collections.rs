@@ -351,9 +351,11 @@ fn an_aggregation_pipeline_in_frames() -> mandala::Result<()> {
     let mut cf = storage.cf("mean")?;
     cf.expand_back(None, true)?;
     // The list's elements project onto one edge: one list variable fed by many refs.
-    let make = &cf.funcs()["__make_list__"];
+    let make = &cf.funcs()["__make_list__()"];
     assert_eq!(make.inputs.keys().collect::<Vec<_>>(), ["*elts"]);
-    assert_eq!(cf.vars()["elts"].len(), 3);
+    // The elements are named after the op that made them.
+    assert_eq!(make.inputs["*elts"], "process");
+    assert_eq!(cf.vars()["process"].len(), 3);
     let table = cf.df(false)?;
     assert_eq!(table.len(), 1, "one aggregate, one row:\n{table}");
     // Expanded back from the aggregate, the row reaches every element's history.
@@ -361,14 +363,14 @@ fn an_aggregation_pipeline_in_frames() -> mandala::Result<()> {
     let mut row = chunks[0].clone();
     row.sort();
     assert_eq!(row, [vec![1, 2], vec![3, 4], vec![5, 6]]);
-    let mut results: Vec<i64> = table.column_sets::<i64>("elts")?.remove(0);
+    let mut results: Vec<i64> = table.column_sets::<i64>("process")?.remove(0);
     results.sort();
     assert_eq!(results, [5, 25, 61]);
     assert_eq!(
         table.column::<Vec<i64>>("data")?,
         [Some(vec![1, 2, 3, 4, 5, 6])]
     );
-    assert_eq!(table.column::<i64>("var_0")?, [Some(30)]);
+    assert_eq!(table.column::<i64>("mean")?, [Some(30)]);
     // A list variable reads as its elements.
     assert_eq!(table.column::<Vec<i64>>("xs")?.len(), 1);
     let shown = table.clone().values()?.to_string();
@@ -380,7 +382,7 @@ fn an_aggregation_pipeline_in_frames() -> mandala::Result<()> {
     let dot = cf.to_dot(false);
     assert!(
         dot.contains(
-            "\"elts\" -> \"__make_list__\" [label=\"*elts\", style=bold, arrowtail=crow, dir=both]"
+            "\"process\" -> \"__make_list__()\" [label=\"*elts\", style=bold, arrowtail=crow, dir=both]"
         ),
         "{dot}"
     );
@@ -401,7 +403,7 @@ fn an_aggregation_pipeline_in_frames() -> mandala::Result<()> {
     let table = cf.df(false)?;
     assert_eq!(table.len(), 2, "two aggregates:\n{table}");
     let sizes: Vec<usize> = table
-        .column_sets::<i64>("elts")?
+        .column_sets::<i64>("process")?
         .iter()
         .map(Vec::len)
         .collect::<std::collections::BTreeSet<_>>()

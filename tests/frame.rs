@@ -19,17 +19,18 @@ fn the_frame_of_an_op_has_one_row_per_call() {
         .run(|| (0..10).try_for_each(|i| inc(i).map(|_| ())))
         .unwrap();
     let table = storage.cf("inc").unwrap().df(false).unwrap();
-    assert_eq!(table.columns, ["x", "inc", "var_0"]);
+    // The op's one output is named after it; its calls are the column `inc()`.
+    assert_eq!(table.columns, ["x", "inc()", "inc"]);
     assert_eq!(table.len(), 10);
     let x = table.column::<i64>("x").unwrap();
-    let y = table.column::<i64>("var_0").unwrap();
+    let y = table.column::<i64>("inc").unwrap();
     for (x, y) in x.iter().zip(&y) {
         assert_eq!(y.unwrap(), x.unwrap() + 1);
     }
     let values = table.values().unwrap().without_calls();
-    assert_eq!(values.columns, ["x", "var_0"]);
+    assert_eq!(values.columns, ["x", "inc"]);
     let text = values.to_string();
-    assert!(text.starts_with("x  var_0\n"), "{text}");
+    assert!(text.starts_with("x  inc\n"), "{text}");
     assert_eq!(text.lines().count(), 11);
     assert!(text.lines().any(|l| l == "9  10"), "{text}");
 }
@@ -56,9 +57,10 @@ fn expanding_from_add_gives_one_row_per_add_call() {
     cf.expand_all().unwrap();
     let table = cf.df(false).unwrap();
     assert_eq!(table.len(), 3, "{table}");
+    // add's input y is named after the output that produced it: inc's.
     let (x, y, z) = (
         table.column::<i64>("x").unwrap(),
-        table.column::<i64>("y").unwrap(),
+        table.column::<i64>("inc").unwrap(),
         table.column::<i64>("z").unwrap(),
     );
     for i in 0..3 {
@@ -75,7 +77,7 @@ fn expanding_from_inc_outer_joins_the_add_calls() {
     cf.expand_all().unwrap();
     let table = cf.df(false).unwrap();
     assert_eq!(table.len(), 5, "{table}");
-    let add_col = table.index("add").unwrap();
+    let add_col = table.index("add()").unwrap();
     assert_eq!(
         table.rows.iter().filter(|r| r[add_col].is_none()).count(),
         2
@@ -167,14 +169,16 @@ fn the_pipeline_draws_as_dot_with_labelled_edges() {
     let storage = Storage::in_memory();
     let cf = pipeline_frame(&storage);
     let dot = cf.to_dot(false);
+    // Ops are `op()`; an op's one output needs no label (its variable is named for it).
     for line in [
-        "\"load_data\" [shape=ellipse",
-        "\"n_class\" -> \"load_data\" [label=\"n_class\"];",
-        "\"load_data\" -> \"X\" [label=\"X\"];",
-        "\"X\" -> \"train_model\" [label=\"X\"];",
-        "\"train_model\" -> \"model\" [label=\"output_0\"];",
-        "\"model\" -> \"get_acc\" [label=\"model\"];",
-        "\"get_acc\" -> \"acc\" [label=\"output_0\"];",
+        "\"load_data()\" [shape=ellipse",
+        "\"n_class\" -> \"load_data()\" [label=\"n_class\"];",
+        "\"load_data()\" -> \"X\" [label=\"X\"];",
+        "\"X\" -> \"train_model()\" [label=\"X\"];",
+        // get_acc's input `model` is named after the output that produced it.
+        "\"train_model()\" -> \"train_model\" [label=\"\"];",
+        "\"train_model\" -> \"get_acc()\" [label=\"model\"];",
+        "\"get_acc()\" -> \"acc\" [label=\"\"];",
     ] {
         assert!(dot.contains(line), "missing {line} in\n{dot}");
     }
@@ -184,7 +188,7 @@ fn the_pipeline_draws_as_dot_with_labelled_edges() {
         "{verbose}"
     );
     assert!(
-        verbose.contains("train_model\\n4 calls, 1 version(s)"),
+        verbose.contains("train_model()\\n4 calls, 1 version(s)"),
         "{verbose}"
     );
     assert!(verbose.contains("[label=\"n_class (2)\"]"), "{verbose}");
@@ -220,7 +224,7 @@ fn deleting_calls_deletes_their_dependents_which_then_recompute() {
     pipeline(&storage);
     // Delete inc2's calls for x = 0 and 1: their double calls go too.
     let cf = storage.cf("inc2").unwrap();
-    let doomed: Vec<_> = cf.funcs()["inc2"]
+    let doomed: Vec<_> = cf.funcs()["inc2()"]
         .calls
         .iter()
         .filter(|id| {
@@ -276,33 +280,32 @@ fn select_drop_rename_union_and_intersection() {
     inc_then_add(&storage);
     let mut all = storage.cf("inc").unwrap();
     all.expand_all().unwrap();
-    assert_eq!(all.vars().keys().collect::<Vec<_>>(), ["var_0", "x", "z"]);
+    assert_eq!(all.vars().keys().collect::<Vec<_>>(), ["inc", "x", "z"]);
     // Only inc and its variables: five rows, no add column.
-    let incs = all.drop_nodes(&["add", "z"]);
-    assert_eq!(incs.funcs().keys().collect::<Vec<_>>(), ["inc"]);
+    let incs = all.drop_nodes(&["add()", "z"]);
+    assert_eq!(incs.funcs().keys().collect::<Vec<_>>(), ["inc()"]);
     let t = incs.df(false).unwrap();
     assert_eq!(
         (t.len(), t.columns.clone()),
-        (5, vec!["x".to_string(), "inc".into(), "var_0".into()])
+        (5, vec!["x".to_string(), "inc()".into(), "inc".into()])
     );
     let mut renamed = incs.clone();
-    renamed.rename_var("var_0", "y").unwrap();
-    assert_eq!(renamed.df(false).unwrap().columns, ["x", "inc", "y"]);
+    renamed.rename_var("inc", "y").unwrap();
+    assert_eq!(renamed.df(false).unwrap().columns, ["x", "inc()", "y"]);
     assert!(renamed.rename_var("y", "x").is_err(), "names stay unique");
     // The frame of add united with the frame of inc is the expanded frame's table again.
     let adds = storage.cf("add").unwrap();
-    let mut incs_only = storage.cf("inc").unwrap();
-    incs_only.rename_var("var_0", "y").unwrap();
+    let incs_only = storage.cf("inc").unwrap();
     let both = &incs_only | &adds;
-    assert_eq!(both.funcs().keys().collect::<Vec<_>>(), ["add", "inc"]);
+    assert_eq!(both.funcs().keys().collect::<Vec<_>>(), ["add()", "inc()"]);
     assert_eq!(both.df(false).unwrap().len(), 5);
     assert_eq!(both.df(true).unwrap().len(), 3);
     // Intersection: what both frames hold.
     let common = &both & &incs_only;
-    assert_eq!(common.funcs().keys().collect::<Vec<_>>(), ["inc"]);
+    assert_eq!(common.funcs().keys().collect::<Vec<_>>(), ["inc()"]);
     assert_eq!(common.df(false).unwrap().len(), 5);
-    let select = both.select(&["inc", "x", "y"]);
-    assert_eq!(select.funcs().keys().collect::<Vec<_>>(), ["inc"]);
+    let select = both.select(&["inc()", "x", "inc"]);
+    assert_eq!(select.funcs().keys().collect::<Vec<_>>(), ["inc()"]);
     assert_eq!(select.df(false).unwrap().len(), 5);
 }
 
@@ -345,16 +348,19 @@ fn two_ops_feeding_one_op_merge_into_one_variable() {
     assert_eq!(cf.merge_vars(), 1);
     assert_eq!(
         cf.vars().keys().collect::<Vec<_>>(),
-        ["doubled", "var_0", "x"]
+        ["doubled", "inc", "x"]
     );
-    assert_eq!(cf.funcs()["sq"].outputs["output_0"], "doubled");
+    assert_eq!(cf.funcs()["sq()"].outputs["output_0"], "doubled");
     let table = cf.df(false).unwrap();
-    assert_eq!(table.columns, ["x", "dbl", "sq", "doubled", "inc", "var_0"]);
+    assert_eq!(
+        table.columns,
+        ["x", "dbl()", "sq()", "doubled", "inc()", "inc"]
+    );
     assert_eq!(table.len(), 10, "one row per inc call\n{table}");
-    let (dbl_col, sq_col) = (table.index("dbl").unwrap(), table.index("sq").unwrap());
+    let (dbl_col, sq_col) = (table.index("dbl()").unwrap(), table.index("sq()").unwrap());
     let x = table.column::<i64>("x").unwrap();
     let mid = table.column::<i64>("doubled").unwrap();
-    let out = table.column::<i64>("var_0").unwrap();
+    let out = table.column::<i64>("inc").unwrap();
     for (i, row) in table.rows.iter().enumerate() {
         // Each trace went through exactly one of the two paths.
         assert!(row[dbl_col].is_some() != row[sq_col].is_some(), "{table}");
@@ -368,7 +374,7 @@ fn two_ops_feeding_one_op_merge_into_one_variable() {
     let e = cf.merge_into("nope", "x").unwrap_err().to_string();
     assert_eq!(
         e,
-        "no variable 'nope' in the frame; it has: doubled, var_0, x"
+        "no variable 'nope' in the frame; it has: doubled, inc, x"
     );
 }
 
@@ -400,24 +406,28 @@ fn names(m: &std::collections::BTreeMap<String, impl Sized>) -> Vec<&str> {
 fn upstream_downstream_midstream_and_filters() {
     let storage = Storage::in_memory();
     let cf = pipeline_frame(&storage);
-    assert_eq!(names(cf.funcs()), ["get_acc", "load_data", "train_model"]);
+    assert_eq!(
+        names(cf.funcs()),
+        ["get_acc()", "load_data()", "train_model()"]
+    );
 
-    let up = cf.upstream(&["model"]).unwrap();
-    assert_eq!(names(up.funcs()), ["load_data", "train_model"]);
+    // The models are named after the op that made them.
+    let up = cf.upstream(&["train_model"]).unwrap();
+    assert_eq!(names(up.funcs()), ["load_data()", "train_model()"]);
     assert_eq!(
         names(up.vars()),
-        ["X", "model", "n_class", "n_estimators", "y"]
+        ["X", "n_class", "n_estimators", "train_model", "y"]
     );
     assert_eq!(up.df(false).unwrap().len(), 4);
 
     let down = cf.downstream(&["X"]).unwrap();
-    assert_eq!(names(down.funcs()), ["get_acc", "train_model"]);
-    assert_eq!(names(down.vars()), ["X", "acc", "model"]);
+    assert_eq!(names(down.funcs()), ["get_acc()", "train_model()"]);
+    assert_eq!(names(down.vars()), ["X", "acc", "train_model"]);
     assert_eq!(down.vars()["acc"].len(), 4);
 
-    let mid = cf.midstream(&["n_class", "model"]).unwrap();
-    assert_eq!(names(mid.funcs()), ["load_data", "train_model"]);
-    assert_eq!(names(mid.vars()), ["X", "model", "n_class", "y"]);
+    let mid = cf.midstream(&["n_class", "train_model"]).unwrap();
+    assert_eq!(names(mid.funcs()), ["load_data()", "train_model()"]);
+    assert_eq!(names(mid.vars()), ["X", "n_class", "train_model", "y"]);
     assert!(cf.upstream(&["nope"]).is_err());
 
     // Filtering by value keeps whole traces through the kept refs.
@@ -434,7 +444,7 @@ fn upstream_downstream_midstream_and_filters() {
         2,
         "both n_estimators values reach n_class = 2"
     );
-    assert_eq!(two.funcs()["train_model"].calls.len(), 2);
+    assert_eq!(two.funcs()["train_model()"].calls.len(), 2);
     // By content id and by history id: the same frame.
     let n2 = two.vars()["n_class"].iter().next().copied().unwrap();
     assert_eq!(cf.filter_hids("n_class", &[n2]).unwrap(), two);
@@ -476,8 +486,8 @@ fn upstream_downstream_midstream_and_filters() {
     // n_estimators refs, which the n_class = 5 traces share (equal source values share a
     // history id), so no model is left.
     let setwise = &cf - &two;
-    assert!(setwise.funcs()["train_model"].calls.is_empty());
-    assert_eq!(setwise.funcs()["load_data"].calls.len(), 1);
+    assert!(setwise.funcs()["train_model()"].calls.is_empty());
+    assert_eq!(setwise.funcs()["load_data()"].calls.len(), 1);
 
     // eval: the values of one variable.
     let mut n_class = cf.eval::<u32>("n_class").unwrap();
@@ -507,7 +517,7 @@ fn a_trace_through_an_in_place_update_holds_sets() {
         })
         .unwrap();
     let table = storage.cf("halve").unwrap().df(false).unwrap();
-    assert_eq!(table.columns, ["x", "halve", "var_0"]);
+    assert_eq!(table.columns, ["x", "halve()", "halve"]);
     assert_eq!(table.len(), 2, "{table}");
     let sorted = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -520,7 +530,7 @@ fn a_trace_through_an_in_place_update_holds_sets() {
         .map(sorted)
         .collect();
     let outs: Vec<Vec<f64>> = table
-        .column_sets::<f64>("var_0")
+        .column_sets::<f64>("halve")
         .unwrap()
         .into_iter()
         .map(sorted)
@@ -545,8 +555,8 @@ fn a_trace_through_an_in_place_update_holds_sets() {
         "{json}"
     );
     assert!(
-        v.to_csv().contains('{'),
-        "sets print in braces:\n{}",
+        v.to_csv().contains("\"[4.0,8.0]\"") || v.to_csv().contains("\"[8.0,4.0]\""),
+        "sets are JSON arrays in CSV:\n{}",
         v.to_csv()
     );
 }
@@ -562,14 +572,14 @@ fn tables_export_json_and_csv() {
     let rows = json.as_array().unwrap();
     assert_eq!(rows.len(), 3);
     for r in rows {
-        assert_eq!(r["var_0"].as_i64().unwrap(), r["x"].as_i64().unwrap() + 1);
-        assert!(r["inc"]["call"].as_str().unwrap().len() == 64, "{r}");
+        assert_eq!(r["inc"].as_i64().unwrap(), r["x"].as_i64().unwrap() + 1);
+        assert!(r["inc()"]["call"].as_str().unwrap().len() == 64, "{r}");
     }
     let refs = table.to_json();
     assert_eq!(refs[0]["x"]["ref"].as_str().unwrap().len(), 64);
     let csv = table.values().unwrap().without_calls().to_csv();
     let mut lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines.remove(0), "x,var_0");
+    assert_eq!(lines.remove(0), "x,inc");
     lines.sort();
     assert_eq!(lines, ["0,1", "1,2", "2,3"]);
 }
@@ -626,6 +636,22 @@ fn long_values_print_cut_and_export_whole() {
         mandala::CELL_WIDTH
     );
     let json = table.to_json();
-    assert_eq!(json[0]["var_0"].as_array().unwrap().len(), 20_000);
+    assert_eq!(json[0]["ramp"].as_array().unwrap().len(), 20_000);
     assert!(table.to_csv().len() > 100_000, "CSV keeps the whole value");
+}
+
+#[test]
+fn a_frame_lists_its_variables_and_ops() {
+    let storage = Storage::in_memory();
+    inc_then_add(&storage);
+    let mut cf = storage.cf("add").unwrap();
+    cf.expand_back(None, true).unwrap();
+    assert_eq!(
+        cf.to_string(),
+        "ComputationFrame with 3 variables and 2 ops\n\
+         variables: x (3 refs), inc (3 refs), z (3 refs)\n\
+         ops:\n  \
+         inc()  3 calls  x=x → inc\n  \
+         add()  3 calls  x=x, y=inc → z\n"
+    );
 }

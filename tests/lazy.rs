@@ -129,7 +129,8 @@ fn frames_read_no_value_until_a_table_shows_values() {
         0,
         "building, expanding and tabulating a frame reads no value"
     );
-    let inputs = table.clone().select(&["x_1"]).unwrap().values().unwrap();
+    // total's input is named after the output that produced it: double's.
+    let inputs = table.clone().select(&["double"]).unwrap().values().unwrap();
     assert_eq!(inputs.len(), 5);
     assert_eq!(
         reads.load(Ordering::SeqCst),

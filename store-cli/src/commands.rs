@@ -106,13 +106,19 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
             columns,
             format,
             inner,
+            calls,
         } => {
             let format = if cli.json {
                 crate::Format::Json
             } else {
                 *format
             };
-            cf(&store, op, *expand, columns, format, *inner, out)
+            let shape = TableShape {
+                columns,
+                inner: *inner,
+                calls: *calls,
+            };
+            cf(&store, op, *expand, &shape, format, out)
         }
         Command::Mark {
             component,
@@ -657,21 +663,30 @@ fn versions(store: &FsBackend, op: &str, as_json: bool, out: &mut impl Write) ->
     Ok(ExitCode::SUCCESS)
 }
 
+/// Which table `cf` prints: its columns (all if empty), the join, and whether call columns
+/// are shown.
+struct TableShape<'a> {
+    columns: &'a [String],
+    inner: bool,
+    calls: bool,
+}
+
 fn cf(
     store: &FsBackend,
     op: &str,
     expand: Option<crate::Expand>,
-    columns: &[String],
+    shape: &TableShape<'_>,
     format: crate::Format,
-    inner: bool,
     out: &mut impl Write,
 ) -> Result<ExitCode> {
     let frame = expanded_frame(store, op, expand)?;
-    let mut table = frame.df(inner)?;
-    if !columns.is_empty() {
+    let mut table = frame.df(shape.inner)?;
+    if !shape.columns.is_empty() {
         // Chosen first, so that only the values shown are read.
-        let names: Vec<&str> = columns.iter().map(|s| s.as_str()).collect();
+        let names: Vec<&str> = shape.columns.iter().map(|s| s.as_str()).collect();
         table = table.select(&names)?;
+    } else if !shape.calls {
+        table = table.without_calls();
     }
     let table = table.values()?;
     match format {

@@ -110,6 +110,9 @@ enum Command {
         /// Keep only traces through every sink variable (an inner join).
         #[arg(long)]
         inner: bool,
+        /// Also show the call columns (`op()`: which call made each row); values only without.
+        #[arg(long)]
+        calls: bool,
     },
     /// The graph of an op's calls (a ComputationFrame) as Graphviz DOT text, or drawn as SVG.
     Graph {

@@ -94,7 +94,10 @@ fn status_ops_and_calls() {
     let j: Json = serde_json::from_str(&ok(d.path(), &["ops", "--json"])).unwrap();
     assert_eq!(
         j,
-        serde_json::json!([{"op": "divmod", "calls": 1}, {"op": "inc", "calls": 3}])
+        serde_json::json!([
+            {"op": "divmod", "calls": 1, "structural": false},
+            {"op": "inc", "calls": 3, "structural": false}
+        ])
     );
     let calls = ok(d.path(), &["calls", "divmod"]);
     assert!(
@@ -389,6 +392,12 @@ fn cf_prints_the_same_table_as_the_api() {
     let mut frame = storage.cf("inc").unwrap();
     frame.expand_all().unwrap();
     let api = frame.df(false).unwrap().values().unwrap();
+    // Values by default; the call columns (`inc()`) with --calls.
+    assert_eq!(
+        ok(d.path(), &["cf", "inc", "--expand", "all", "--calls"]),
+        api.to_string()
+    );
+    let api = api.without_calls();
     assert_eq!(
         ok(d.path(), &["cf", "inc", "--expand", "all"]),
         api.to_string()
@@ -402,13 +411,13 @@ fn cf_prints_the_same_table_as_the_api() {
     );
     let j: Json = serde_json::from_str(&ok(
         d.path(),
-        &["cf", "inc", "--json", "--columns", "x,var_0"],
+        &["cf", "inc", "--json", "--columns", "x,inc"],
     ))
     .unwrap();
     let rows = j.as_array().unwrap();
     assert_eq!(rows.len(), api.len());
-    // inc(inc(1)) passes through the in-place cycle x -> inc -> var_0 -> x twice: its row
-    // holds sets ({1, 2} -> {2, 3}); every other row holds single values with var_0 = x + 1.
+    // inc(inc(1)) passes through the in-place cycle x -> inc() -> inc -> x twice: its row
+    // holds sets ({1, 2} -> {2, 3}); every other row holds single values with inc = x + 1.
     let sets: Vec<&Json> = rows.iter().filter(|r| r["x"].is_array()).collect();
     assert_eq!(sets.len(), 1, "{j}");
     let sorted = |v: &Json| {
@@ -422,14 +431,14 @@ fn cf_prints_the_same_table_as_the_api() {
         v
     };
     assert_eq!(sorted(&sets[0]["x"]), [1, 2], "{j}");
-    assert_eq!(sorted(&sets[0]["var_0"]), [2, 3], "{j}");
+    assert_eq!(sorted(&sets[0]["inc"]), [2, 3], "{j}");
     assert!(rows
         .iter()
         .filter(|r| !r["x"].is_array())
-        .all(|r| r["var_0"].as_i64().unwrap() == r["x"].as_i64().unwrap() + 1));
+        .all(|r| r["inc"].as_i64().unwrap() == r["x"].as_i64().unwrap() + 1));
     let e = fails(d.path(), &["cf", "inc", "--columns", "nope"], 2);
     assert!(
-        e.contains("no column 'nope' in the table; it has: x, inc, var_0"),
+        e.contains("no column 'nope' in the table; it has: x, inc(), inc"),
         "{e}"
     );
 }
@@ -440,7 +449,7 @@ fn graph_prints_the_frame_as_dot() {
     let dot = ok(d.path(), &["graph", "divmod", "--verbose"]);
     assert_eq!(dot, storage.cf("divmod").unwrap().to_dot(true));
     assert!(
-        dot.contains("\"divmod\" -> \"quotient\" [label=\"quotient (1)\"];"),
+        dot.contains("\"divmod()\" -> \"quotient\" [label=\"quotient (1)\"];"),
         "{dot}"
     );
     let e = fails(d.path(), &["graph", "nope"], 2);
@@ -722,21 +731,14 @@ fn collections_print_as_their_elements() {
     .unwrap();
     let rows = j.as_array().unwrap();
     assert_eq!(rows.len(), 2, "{j}");
-    // The slice's row holds its three elements in one cell (the elements' variable).
+    // The slice's row holds its three elements in one cell: the variable of the list's
+    // elements (`*elts`), named after the argument, as the elements came from mandala's own
+    // get-item calls.
     let sliced = rows
         .iter()
-        .find(|r| r["__make_list__"].is_object())
-        .unwrap_or_else(|| panic!("a row through __make_list__: {j}"));
-    let (_, cell) = sliced
-        .as_object()
-        .unwrap()
-        .iter()
-        .find(|(k, v)| {
-            *k != "words"
-                && v.as_array()
-                    .is_some_and(|a| a.len() == 3 && a[0].is_string())
-        })
-        .unwrap_or_else(|| panic!("a collection cell of three words: {sliced}"));
+        .find(|r| r["elts"].is_array())
+        .unwrap_or_else(|| panic!("a row with the slice's elements: {j}"));
+    let cell = &sliced["elts"];
     let mut elts: Vec<&str> = cell
         .as_array()
         .unwrap()
@@ -785,5 +787,101 @@ fn fsck_and_show_name_pointers() {
     assert!(
         text.contains("pointer 'weights-v1'") && text.contains("names 2 different values"),
         "{text}"
+    );
+}
+
+#[op]
+fn make_points(n: u32) -> Vec<f64> {
+    (0..n).map(f64::from).collect()
+}
+
+#[op(output_names(train, test))]
+fn halves(data: Vec<f64>) -> (Vec<f64>, Vec<f64>) {
+    let (a, b) = data.split_at(data.len() / 2);
+    (a.to_vec(), b.to_vec())
+}
+
+#[op]
+fn fit(data: Vec<f64>, learning_rate: f64, epochs: u32) -> f64 {
+    data.iter().sum::<f64>() * learning_rate / f64::from(epochs)
+}
+
+#[op]
+fn accuracy(model: f64, data: Vec<f64>) -> f64 {
+    model / (1.0 + data.len() as f64)
+}
+
+/// The newcomer's path: every accuracy with its parameters, by column name, exported as CSV
+/// that a CSV reader types (numbers bare, names as they are).
+#[test]
+fn accuracies_with_their_parameters_by_name_as_typed_csv() {
+    let d = tempfile::tempdir().unwrap();
+    let storage = Storage::open(d.path().join("lab.mandala")).unwrap();
+    storage
+        .run(|| -> mandala::Result<()> {
+            let (train, test) = halves(make_points(10)?)?;
+            for lr in [0.5, 0.05] {
+                for epochs in [20u32, 200] {
+                    let model = fit(&train, lr, epochs)?;
+                    accuracy(&model, &test)?;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    drop(storage);
+    // The names: ops as `op()`, outputs after their ops or their own names, inputs after what
+    // produced them.
+    let table = ok(d.path(), &["cf", "accuracy", "--expand", "back", "--calls"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "epochs",
+            "learning_rate",
+            "n",
+            "make_points()",
+            "make_points",
+            "halves()",
+            "test",
+            "train",
+            "fit()",
+            "fit",
+            "accuracy()",
+            "accuracy"
+        ],
+        "{table}"
+    );
+    let csv = ok(
+        d.path(),
+        &[
+            "cf",
+            "accuracy",
+            "--expand",
+            "back",
+            "--columns",
+            "learning_rate,epochs,accuracy",
+            "--format",
+            "csv",
+        ],
+    );
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("learning_rate,epochs,accuracy"));
+    let mut rows: Vec<(f64, u32, f64)> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(rows.len(), 4, "{csv}");
+    assert_eq!((rows[0].0, rows[0].1), (0.05, 20));
+    assert!(
+        (rows[3].2 - 10.0 * 0.5 / 200.0 / 6.0).abs() < 1e-12,
+        "{csv}"
     );
 }

@@ -74,11 +74,18 @@ impl ComputationFrame {
                 .iter()
                 .map(|e| (e, false))
                 .chain(f.outputs.iter().map(|e| (e, true)));
+            // The one output of an op needs no label: its variable is named after it.
+            let single_output = f.outputs.len() == 1;
             for ((label, var), output) in edges {
-                let text = if verbose {
-                    format!("{label} ({})", count(label, output))
+                let shown = if output && single_output {
+                    ""
                 } else {
-                    label.clone()
+                    label.as_str()
+                };
+                let text = match (verbose, shown.is_empty()) {
+                    (true, true) => format!("{}", count(label, output)),
+                    (true, false) => format!("{shown} ({})", count(label, output)),
+                    (false, _) => shown.to_string(),
                 };
                 let (from, to) = if output { (name, var) } else { (var, name) };
                 // Many element refs into one list: drawn bold with a crow's-foot tail.

@@ -15,6 +15,17 @@
 //! value; values are read only for the table cells asked for. Calls are shared with the index
 //! (`Arc`), never copied.
 //!
+//! # Names
+//! Names are predictable, and the same whichever op a frame starts from:
+//! - an op's function node is `op()` (its table column holds calls);
+//! - an output's variable is named after the output: a named output keeps its name
+//!   (`output_names(train, test)`), the one unnamed output of an op is named after the op
+//!   (`accuracy`), unnamed outputs of an op with several are `op_0`, `op_1`, …;
+//! - an input's variable is named after the output that produced it, where an op produced it,
+//!   else (a value passed in from outside, or an element of a collection) after the argument;
+//! - a ref already in a variable stays there; a name already taken gets `_1`, `_2`, … in the
+//!   order the expansion meets it; names given with [`ComputationFrame::from_refs`] are kept.
+//!
 //! Where things live: this file holds the model, the constructors and expansion;
 //! `restrict` the restrictions and set operations; `table` the tables; `draw` DOT and SVG.
 
@@ -108,12 +119,21 @@ pub fn edge_label<'a>(op: &str, slot: &'a str) -> &'a str {
 /// The edge label of a list's elements: many refs into one list.
 pub const ELEMENTS_EDGE: &str = "*elts";
 
-/// The variable name for an output label: `output_<i>` becomes `var_<i>` (as in mandala).
-fn var_name_for(label: &str) -> String {
+/// The variable name for output `label` of a call of `op` with `n_outputs` outputs: a named
+/// output keeps its name; the one unnamed output of an op is named after the op (`accuracy`);
+/// unnamed outputs of an op with several are `op_0`, `op_1`, …
+pub fn output_var_name(op: &str, label: &str, n_outputs: usize) -> String {
     match label.strip_prefix("output_") {
-        Some(i) if i.parse::<usize>().is_ok() => format!("var_{i}"),
+        Some(i) if i.parse::<usize>().is_ok() && n_outputs == 1 => op.to_string(),
+        Some(i) if i.parse::<usize>().is_ok() => format!("{op}_{i}"),
         _ => label.to_string(),
     }
+}
+
+/// The name of the function node of `op`: `op()`, so an op and its output (named after it)
+/// never collide and a table's call columns read as calls.
+pub fn func_node_name(op: &str) -> String {
+    format!("{op}()")
 }
 
 impl ComputationFrame {
@@ -138,7 +158,7 @@ impl ComputationFrame {
         let calls = index.calls_of(op);
         cf.reserve(calls.len());
         for call in calls {
-            cf.add_call(call, None, None);
+            cf.add_call(&index, call, None, None);
         }
         Ok(cf)
     }
@@ -236,7 +256,8 @@ impl ComputationFrame {
     }
 
     /// The variable for `label` on `node` (`output` or input): the one the edge already
-    /// leads to, or one already holding the ref, or a new one named after the label.
+    /// leads to, or one already holding the ref, or a new one named `base` (or `base_1`,
+    /// `base_2`, … if taken).
     fn var_for(
         &mut self,
         node: &str,
@@ -244,6 +265,7 @@ impl ComputationFrame {
         output: bool,
         slot: &Slot,
         hint: Option<&str>,
+        base: String,
     ) -> String {
         let f = &self.funcs[node];
         let edges = if output { &f.outputs } else { &f.inputs };
@@ -253,11 +275,6 @@ impl ComputationFrame {
         // A ref created by a call identifies one history, so any variable holding it is the
         // right one. Source values do not (equal values passed in different places share a
         // hid), so for an input only a variable of the same name that holds it is reused.
-        let base = if output {
-            var_name_for(label)
-        } else {
-            label.trim_start_matches('*').to_string()
-        };
         let holding = self
             .var_holding(&slot.hid)
             .filter(|v| output || *v == base || self.created_by.contains_key(&slot.hid));
@@ -277,16 +294,12 @@ impl ComputationFrame {
     }
 
     /// The function node for `op`: the existing node of that op (mandala reuses nodes of the
-    /// same op), or a new one named after it.
+    /// same op), or a new one named `op()`.
     fn node_for(&mut self, op: &str) -> Arc<str> {
         if let Some((n, _)) = self.funcs.iter().find(|(_, f)| f.op == op) {
             return Arc::from(n.as_str());
         }
-        let name = if self.vars.contains_key(op) {
-            self.fresh_name(&format!("{op}_fn"))
-        } else {
-            self.fresh_name(op)
-        };
+        let name = self.fresh_name(&func_node_name(op));
         self.funcs.insert(
             name.clone(),
             FuncNode {
@@ -302,6 +315,7 @@ impl ComputationFrame {
     /// Returns whether the call is new to the frame.
     fn add_call(
         &mut self,
+        index: &Provenance,
         call: &Arc<StoredCall>,
         hint: Option<(&str, &str)>,
         mut new_refs: Option<&mut Vec<(Id, String)>>,
@@ -334,10 +348,31 @@ impl ComputationFrame {
             .collect();
         if !missing.is_empty() {
             let node = self.op_nodes[&*call.record.op].clone();
+            let n_outputs = call.record.outputs.len();
             for (output, slot) in missing {
                 let label = edge_label(op, &slot.name);
                 let h = hint.and_then(|(l, v)| (l == label).then_some(v));
-                self.var_for(&node, label, output, slot, h);
+                // An output is named after itself; an input after the output that produced
+                // it, where an op produced it, else (a source value, or a collection built or
+                // taken apart by mandala's structural calls) after its argument.
+                let base = if output {
+                    output_var_name(op, &slot.name, n_outputs)
+                } else {
+                    let creator = index
+                        .creator(&slot.hid)
+                        .filter(|c| !crate::format::collection::is_structural(&c.record.op));
+                    match creator {
+                        Some(c) => c
+                            .record
+                            .outputs
+                            .iter()
+                            .find(|o| o.hid == slot.hid)
+                            .map(|o| output_var_name(&c.record.op, &o.name, c.record.outputs.len()))
+                            .unwrap_or_else(|| label.trim_start_matches('*').to_string()),
+                        None => label.trim_start_matches('*').to_string(),
+                    }
+                };
+                self.var_for(&node, label, output, slot, h, base);
             }
         }
         // Borrowed, not cloned: reference counts are atomic, and this runs for every call of
@@ -523,7 +558,7 @@ impl ComputationFrame {
                     .map(|s| edge_label(&call.record.op, &s.name).to_string());
                 let hint = label.as_deref().map(|l| (l, var.as_str()));
                 found.clear();
-                if self.add_call(&call, hint, Some(&mut found)) {
+                if self.add_call(index, &call, hint, Some(&mut found)) {
                     added += 1;
                     if recursive {
                         for (h, v) in found.drain(..) {
@@ -627,5 +662,62 @@ impl ComputationFrame {
     pub fn delete_calls(&self) -> Result<usize> {
         let ids: Vec<CallId> = self.calls.keys().copied().collect();
         Ok(self.engine.delete_calls(&ids)?.len())
+    }
+}
+
+/// What a frame holds, as mandala's repr shows it: its variables with their sizes, and each op
+/// with its calls and the variables its edges lead to (in topological order).
+///
+/// ```text
+/// ComputationFrame with 3 variables and 2 ops
+/// variables: x (5 refs), inc (5 refs), add (3 refs)
+/// ops:
+///   inc()  5 calls  x=x → inc
+///   add()  3 calls  x=inc, y=x → add
+/// ```
+impl std::fmt::Display for ComputationFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: usize, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+        writeln!(
+            f,
+            "ComputationFrame with {} and {}",
+            plural(self.vars.len(), "variable"),
+            plural(self.funcs.len(), "op")
+        )?;
+        let order = self.topo_order();
+        let vars: Vec<String> = order
+            .iter()
+            .filter_map(|n| {
+                self.vars
+                    .get(n)
+                    .map(|refs| format!("{n} ({})", plural(refs.len(), "ref")))
+            })
+            .collect();
+        writeln!(f, "variables: {}", vars.join(", "))?;
+        writeln!(f, "ops:")?;
+        for name in order.iter().filter(|n| self.funcs.contains_key(*n)) {
+            let node = &self.funcs[name];
+            let inputs: Vec<String> = node
+                .inputs
+                .iter()
+                .map(|(l, v)| format!("{l}={v}"))
+                .collect();
+            let outputs: Vec<String> = if node.outputs.len() == 1 {
+                node.outputs.values().cloned().collect()
+            } else {
+                node.outputs
+                    .iter()
+                    .map(|(l, v)| format!("{l}={v}"))
+                    .collect()
+            };
+            writeln!(
+                f,
+                "  {name}  {}  {} → {}",
+                plural(node.calls.len(), "call"),
+                inputs.join(", "),
+                outputs.join(", ")
+            )?;
+        }
+        Ok(())
     }
 }

@@ -626,7 +626,9 @@ impl Table {
         )
     }
 
-    /// The table as CSV (values as compact text, sets in braces, empty cells empty).
+    /// The table as CSV that standard readers parse with typed columns: a header of column
+    /// names, then one line per row (see `cell_csv` for the cells; empty where a trace does not
+    /// pass).
     pub fn to_csv(&self) -> String {
         let quote = |s: &str| {
             if s.contains([',', '"', '\n']) {
@@ -645,13 +647,24 @@ impl Table {
         for row in &self.rows {
             out.push_str(
                 &row.iter()
-                    .map(|c| quote(&Table::cell_text(c)))
+                    .map(|c| quote(&Table::cell_csv(c)))
                     .collect::<Vec<_>>()
                     .join(","),
             );
             out.push('\n');
         }
         out
+    }
+
+    /// A cell as CSV text: empty where the trace does not pass, a string as itself, anything
+    /// else as its JSON (numbers bare, so CSV readers type the column; sets and collections
+    /// as JSON arrays, refs and calls as `{"ref": hid}` / `{"call": hid}`).
+    fn cell_csv(cell: &Option<Cell>) -> String {
+        match Table::cell_json(cell) {
+            Json::Null if cell.is_none() => String::new(),
+            Json::String(s) => s,
+            other => other.to_string(),
+        }
     }
 }
 
