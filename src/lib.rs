@@ -101,6 +101,7 @@ use std::path::Path;
 
 pub use store_core::frame::{Cell, ComputationFrame, Table, CELL_WIDTH};
 pub use store_core::version::global::Tracked;
+pub use store_core::version::history::Change;
 pub use store_core::{
     Arg, Backend, CallName, CallRecord, Engine, Error, Id, IdPrefix, IntoArg, Kind, MDict, MList,
     MemoryBackend, Mode, OpStats, OpValue, Pointer, Ref, RefIds, Result, Slot, Stats, StoredCall,
@@ -387,6 +388,12 @@ pub fn unwrap<T: OpValue>(r: &Ref<T>) -> Result<T::Plain> {
 /// Whether a storage context (`run` or `noop`) is active on this thread.
 pub fn in_context() -> bool {
     store_core::engine::context::current().is_some()
+}
+
+/// The mode of this thread's current storage context: [`Mode::Run`] (memoizing),
+/// [`Mode::Noop`] (executing only), or `None` outside any.
+pub fn current_mode() -> Option<Mode> {
+    Engine::current_mode()
 }
 
 /// The HEAD commit of the git repository the program runs in (found from the current

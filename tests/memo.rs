@@ -177,13 +177,13 @@ fn ignored_arguments_are_passed_but_not_hashed() {
 fn result_ops_store_ok_values_only() {
     let storage = Storage::in_memory();
     let before = PARSE_RUNS.load(Ordering::SeqCst);
-    let ok = storage.run(|| parse("42".to_string())).unwrap();
+    let ok = storage.run_with(|| parse("42".to_string())).unwrap();
     assert_eq!(storage.unwrap(&ok).unwrap(), 42);
-    let err = storage.run(|| parse("x".to_string())).unwrap_err();
+    let err = storage.run_with(|| parse("x".to_string())).unwrap_err();
     assert_eq!(err, ParseError::Bad("x".into()));
-    let err = storage.run(|| parse("x")).unwrap_err();
+    let err = storage.run_with(|| parse("x")).unwrap_err();
     assert_eq!(err, ParseError::Bad("x".into()));
-    storage.run(|| parse("42")).unwrap();
+    storage.run_with(|| parse("42")).unwrap();
     assert_eq!(
         PARSE_RUNS.load(Ordering::SeqCst) - before,
         3,
@@ -535,4 +535,23 @@ fn a_renamed_argument_keeps_its_results() {
     assert_eq!(storage.stats().op("scale_by").executed, 1);
     assert_eq!(storage.stats().op("scale_by").hits, 1);
     assert_eq!(a.hid(), b.hid());
+}
+
+#[test]
+fn the_current_mode_is_visible_and_closures_infer_their_error_type() {
+    use mandala::Mode;
+    let storage = Storage::in_memory();
+    assert_eq!(mandala::current_mode(), None);
+    // A closure of several statements using `?` needs no annotation.
+    let (mode, y) = storage
+        .run(|| {
+            let mode = mandala::current_mode();
+            let y = inc(1)?;
+            Ok((mode, y))
+        })
+        .unwrap();
+    assert_eq!(mode, Some(Mode::Run));
+    assert_eq!(storage.unwrap(&y).unwrap(), 2);
+    let mode = storage.noop(|| Ok(mandala::current_mode())).unwrap();
+    assert_eq!(mode, Some(Mode::Noop));
 }

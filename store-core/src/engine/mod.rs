@@ -211,22 +211,53 @@ impl Engine {
 
     /// Runs `f` with this engine as the current context: `#[op]` calls inside are memoized.
     /// Contexts nest. Every call completed inside is stored, whether `f` returns an error,
-    /// panics, or succeeds.
+    /// panics, or succeeds. `f` returns `mandala::Result`, so a closure of several statements
+    /// using `?` needs no annotation; for another error type use [`Engine::run_with`].
     ///
     /// ```
-    /// let engine = store_core::Engine::in_memory();
-    /// let n: Result<u32, store_core::Error> = engine.run(|| Ok(1 + 1));
+    /// # use mandala::{op, Storage};
+    /// #[op]
+    /// fn inc(x: u64) -> u64 { x + 1 }
+    /// let storage = Storage::in_memory();
+    /// let b = storage.run(|| {
+    ///     let a = inc(1)?;
+    ///     inc(&a)
+    /// })?;
+    /// assert_eq!(storage.unwrap(&b)?, 3);
+    /// # Ok::<(), mandala::Error>(())
+    /// ```
+    pub fn run<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        self.run_with(f)
+    }
+
+    /// [`Engine::run`] for a closure returning another error type, one that `mandala::Error`
+    /// converts into (an op's own error type, `anyhow::Error`, `Box<dyn Error>`).
+    ///
+    /// ```
+    /// # use mandala::Storage;
+    /// let storage = Storage::in_memory();
+    /// let n = storage.run_with(|| -> Result<u32, Box<dyn std::error::Error>> { Ok("2".parse()?) });
     /// assert_eq!(n.unwrap(), 2);
     /// ```
-    pub fn run<R, E: From<Error>>(&self, f: impl FnOnce() -> Result<R, E>) -> Result<R, E> {
+    pub fn run_with<R, E: From<Error>>(&self, f: impl FnOnce() -> Result<R, E>) -> Result<R, E> {
         let _guard = self.enter(Mode::Run);
         f()
     }
 
     /// Runs `f` with ops executing as plain calls: nothing is looked up or stored.
-    pub fn noop<R, E: From<Error>>(&self, f: impl FnOnce() -> Result<R, E>) -> Result<R, E> {
+    pub fn noop<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        self.noop_with(f)
+    }
+
+    /// [`Engine::noop`] for a closure returning another error type.
+    pub fn noop_with<R, E: From<Error>>(&self, f: impl FnOnce() -> Result<R, E>) -> Result<R, E> {
         let _guard = self.enter(Mode::Noop);
         f()
+    }
+
+    /// The mode of this thread's current context (`None` outside any).
+    pub fn current_mode() -> Option<Mode> {
+        context::current().map(|(_, mode)| mode)
     }
 
     /// Makes this engine the current context (in `mode`) until the guard is dropped.
