@@ -46,7 +46,7 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
         Command::Init { .. } => unreachable!("handled above"),
         Command::Status => status(&store, cli.json, out),
         Command::Ops => ops(&store, cli.json, out),
-        Command::Calls { op, width } => calls(&store, op, *width, cli.json, out),
+        Command::Calls { op, width, values } => calls(&store, op, *width, cli.json, *values, out),
         Command::Show { prefix } => show(&store, prefix, cli.json, out),
         Command::Cat { prefix } => cat(&store, prefix, out),
         Command::Fsck => fsck(&store, cli.json, out),
@@ -94,8 +94,13 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
             match svg {
                 Some(path) => {
                     frame.draw_svg(path, *verbose)?;
-                    writeln!(out, "wrote {}", path.display())?;
+                    if cli.json {
+                        writeln!(out, "{}", json!({"wrote": path.display().to_string()}))?;
+                    } else {
+                        writeln!(out, "wrote {}", path.display())?;
+                    }
                 }
+                None if cli.json => writeln!(out, "{}", frame.to_json())?,
                 None => write!(out, "{}", frame.to_dot(*verbose))?,
             }
             Ok(ExitCode::SUCCESS)
@@ -107,6 +112,7 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
             format,
             inner,
             calls,
+            sort,
         } => {
             let format = if cli.json {
                 crate::Format::Json
@@ -117,6 +123,7 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
                 columns,
                 inner: *inner,
                 calls: *calls,
+                sort: sort.as_deref(),
             };
             cf(&store, op, *expand, &shape, format, out)
         }
@@ -148,7 +155,12 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Diff { a, b } => {
-            write!(out, "{}", store_core::version::inspect::diff(&store, a, b)?)?;
+            let patch = store_core::version::inspect::diff(&store, a, b)?;
+            if cli.json {
+                writeln!(out, "{}", json!({"from": a, "to": b, "diff": patch}))?;
+            } else {
+                write!(out, "{patch}")?;
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -320,15 +332,41 @@ fn ops(store: &FsBackend, as_json: bool, out: &mut impl Write) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-fn slots_json(store: &FsBackend, slots: &[Slot]) -> Result<Json> {
+/// How much of each value a call's JSON holds: all of it, or at most this many characters of
+/// its compact JSON text (a longer value becomes that text cut, with `"cut": true`).
+#[derive(Clone, Copy)]
+enum Values {
+    Full,
+    Upto(usize),
+}
+
+fn slots_json(store: &FsBackend, slots: &[Slot], values: Values) -> Result<Json> {
     let mut v = Vec::new();
     for s in slots {
-        v.push(json!({"name": s.name, "hid": s.hid.to_string(), "cid": s.cid.to_string(), "value": value_json(store, &s.cid)?}));
+        let mut slot = json!({"name": s.name, "hid": s.hid.to_string(), "cid": s.cid.to_string()});
+        match values {
+            Values::Full => slot["value"] = value_json(store, &s.cid)?,
+            Values::Upto(width) => {
+                let value = value_json_upto(store, &s.cid, BRIEF_ELEMENTS)?;
+                let text = value.to_string();
+                if text.chars().count() <= width {
+                    slot["value"] = value;
+                } else {
+                    slot["value"] = Json::String(short(&value, width));
+                    slot["cut"] = Json::Bool(true);
+                }
+            }
+        }
+        v.push(slot);
     }
     Ok(Json::Array(v))
 }
 
 fn call_json(store: &FsBackend, c: &StoredCall) -> Result<Json> {
+    call_json_with(store, c, Values::Full)
+}
+
+fn call_json_with(store: &FsBackend, c: &StoredCall, values: Values) -> Result<Json> {
     Ok(json!({
         "kind": "call",
         "op": c.record.op,
@@ -338,8 +376,8 @@ fn call_json(store: &FsBackend, c: &StoredCall) -> Result<Json> {
         "rid": c.rid.to_string(),
         "semver": c.record.semver.to_string(),
         "git": c.record.git,
-        "inputs": slots_json(store, &c.record.inputs)?,
-        "outputs": slots_json(store, &c.record.outputs)?,
+        "inputs": slots_json(store, &c.record.inputs, values)?,
+        "outputs": slots_json(store, &c.record.outputs, values)?,
     }))
 }
 
@@ -348,6 +386,7 @@ fn calls(
     op: &str,
     width: usize,
     as_json: bool,
+    full_values: bool,
     out: &mut impl Write,
 ) -> Result<ExitCode> {
     let all = store.all_calls()?;
@@ -361,9 +400,14 @@ fn calls(
         );
     }
     if as_json {
+        let values = if full_values {
+            Values::Full
+        } else {
+            Values::Upto(width)
+        };
         let mut v = Vec::new();
         for c in mine {
-            v.push(call_json(store, c)?);
+            v.push(call_json_with(store, c, values)?);
         }
         writeln!(out, "{}", Json::Array(v))?;
         return Ok(ExitCode::SUCCESS);
@@ -669,6 +713,7 @@ struct TableShape<'a> {
     columns: &'a [String],
     inner: bool,
     calls: bool,
+    sort: Option<&'a str>,
 }
 
 fn cf(
@@ -688,7 +733,10 @@ fn cf(
     } else if !shape.calls {
         table = table.without_calls();
     }
-    let table = table.values()?;
+    let mut table = table.values()?;
+    if let Some(column) = shape.sort {
+        table = table.sort_by(column)?;
+    }
     match format {
         crate::Format::Table => write!(out, "{table}")?,
         crate::Format::Csv => write!(out, "{}", table.to_csv())?,

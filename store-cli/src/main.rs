@@ -50,6 +50,9 @@ enum Command {
         /// Show at most this many characters of each value.
         #[arg(long, default_value_t = 40)]
         width: usize,
+        /// With --json: every value in full (by default a value longer than --width is cut).
+        #[arg(long)]
+        values: bool,
     },
     /// Show the object with this hash prefix: a value, a call, or a ref.
     Show {
@@ -113,6 +116,10 @@ enum Command {
         /// Also show the call columns (`op()`: which call made each row); values only without.
         #[arg(long)]
         calls: bool,
+        /// Sort the rows by this column's values (numbers by value; by default rows are in a
+        /// stable order of their ids).
+        #[arg(long, value_name = "COLUMN")]
+        sort: Option<String>,
     },
     /// The graph of an op's calls (a ComputationFrame) as Graphviz DOT text, or drawn as SVG.
     Graph {

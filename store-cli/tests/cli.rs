@@ -318,6 +318,12 @@ fn log_versions_and_diff() {
         "",
         "a version against itself"
     );
+    let j: Json =
+        serde_json::from_str(&ok(d.path(), &["--json", "diff", &id[..8], &id[..8]])).unwrap();
+    assert_eq!(
+        j,
+        serde_json::json!({"from": &id[..8], "to": &id[..8], "diff": ""})
+    );
     let e = fails(d.path(), &["log", "nothing"], 2);
     assert!(e.contains("no history of component 'nothing'"), "{e}");
 }
@@ -467,6 +473,21 @@ fn graph_prints_the_frame_as_dot() {
         ],
     );
     assert_eq!(said, format!("wrote {}\n", svg.display()));
+    // --json: the frame's variables and ops.
+    let j: Json = serde_json::from_str(&ok(d.path(), &["graph", "divmod", "--json"])).unwrap();
+    assert_eq!(j["ops"][0]["name"], "divmod()");
+    assert_eq!(j["ops"][0]["calls"], 1);
+    assert_eq!(
+        j["ops"][0]["outputs"],
+        serde_json::json!({"quotient": "quotient", "remainder": "remainder"})
+    );
+    let names: Vec<&str> = j["variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b", "quotient", "remainder"]);
     let text = std::fs::read_to_string(&svg).unwrap();
     let doc = roxmltree::Document::parse(&text).expect("well-formed XML");
     assert_eq!(doc.root_element().tag_name().name(), "svg");
@@ -884,4 +905,62 @@ fn accuracies_with_their_parameters_by_name_as_typed_csv() {
         (rows[3].2 - 10.0 * 0.5 / 200.0 / 6.0).abs() < 1e-12,
         "{csv}"
     );
+}
+
+#[op]
+fn ramp(n: u32) -> Vec<u32> {
+    (0..n).collect()
+}
+
+#[test]
+fn calls_json_cuts_long_values_unless_asked_and_cf_sorts_by_a_column() {
+    let d = tempfile::tempdir().unwrap();
+    let storage = Storage::open(d.path().join("lab.mandala")).unwrap();
+    storage
+        .run(|| -> mandala::Result<()> {
+            for n in [3, 1000, 20] {
+                ramp(n)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    drop(storage);
+    let j: Json = serde_json::from_str(&ok(d.path(), &["calls", "ramp", "--json"])).unwrap();
+    let by_n = |j: &Json, n: u64| -> Json {
+        j.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["inputs"][0]["value"] == n)
+            .unwrap()["outputs"][0]
+            .clone()
+    };
+    assert_eq!(by_n(&j, 3)["value"], serde_json::json!([0, 1, 2]));
+    let long = by_n(&j, 1000);
+    assert_eq!(long["cut"], true);
+    let text = long["value"].as_str().unwrap();
+    assert!(
+        text.starts_with("[0,1,2,") && text.ends_with('…') && text.chars().count() == 40,
+        "{text}"
+    );
+    let full: Json =
+        serde_json::from_str(&ok(d.path(), &["calls", "ramp", "--json", "--values"])).unwrap();
+    assert_eq!(by_n(&full, 1000)["value"].as_array().unwrap().len(), 1000);
+    assert!(by_n(&full, 1000).get("cut").is_none());
+    // Rows sorted by a column's values: numbers by value, not by text or id.
+    let csv = ok(
+        d.path(),
+        &[
+            "cf",
+            "ramp",
+            "--columns",
+            "n",
+            "--format",
+            "csv",
+            "--sort",
+            "n",
+        ],
+    );
+    assert_eq!(csv, "n\n3\n20\n1000\n");
+    let e = fails(d.path(), &["cf", "ramp", "--sort", "nope"], 2);
+    assert!(e.contains("no column 'nope'"), "{e}");
 }

@@ -108,6 +108,46 @@ impl ComputationFrame {
 }
 
 impl ComputationFrame {
+    /// The frame as JSON: its variables (refs, sources, sinks) and its ops (calls, and the
+    /// variable each input and output edge leads to), in topological order.
+    ///
+    /// ```
+    /// # use store_core::{Engine, frame::ComputationFrame};
+    /// let cf = ComputationFrame::from_op(&Engine::in_memory(), "inc").unwrap();
+    /// assert_eq!(cf.to_json().to_string(), r#"{"ops":[],"variables":[]}"#);
+    /// ```
+    pub fn to_json(&self) -> serde_json::Value {
+        let order = self.topo_order();
+        let vars: Vec<serde_json::Value> = order
+            .iter()
+            .filter_map(|n| {
+                self.vars.get(n).map(|refs| {
+                    serde_json::json!({
+                        "name": n,
+                        "refs": refs.len(),
+                        "sources": self.source_elements(n).len(),
+                        "sinks": self.sink_elements(n).len(),
+                    })
+                })
+            })
+            .collect();
+        let ops: Vec<serde_json::Value> = order
+            .iter()
+            .filter_map(|n| {
+                self.funcs.get(n).map(|f| {
+                    serde_json::json!({
+                        "name": n,
+                        "op": f.op,
+                        "calls": f.calls.len(),
+                        "inputs": f.inputs,
+                        "outputs": f.outputs,
+                    })
+                })
+            })
+            .collect();
+        serde_json::json!({"variables": vars, "ops": ops})
+    }
+
     /// The frame drawn as SVG text (see [`ComputationFrame::to_dot`] for `verbose`), laid out
     /// without graphviz.
     pub fn to_svg(&self, verbose: bool) -> Result<String> {

@@ -163,6 +163,29 @@ fn cmp_cell(a: &Option<Cell>, b: &Option<Cell>) -> Ordering {
     }
 }
 
+/// The order of two cells for [`Table::sort_by`].
+fn sort_key_order(a: &Option<Cell>, b: &Option<Cell>) -> Ordering {
+    use ciborium::Value as V;
+    let number = |v: &V| match v {
+        V::Integer(i) => Some(i128::from(*i) as f64),
+        V::Float(f) => Some(*f),
+        _ => None,
+    };
+    match (a, b) {
+        (None, None) => Ordering::Equal,
+        (None, _) => Ordering::Greater,
+        (_, None) => Ordering::Less,
+        (Some(Cell::Value(x)), Some(Cell::Value(y))) => match (number(x), number(y), x, y) {
+            (Some(p), Some(q), _, _) => p.total_cmp(&q),
+            (_, _, V::Text(p), V::Text(q)) => p.cmp(q),
+            _ => crate::format::json::to_json(x)
+                .to_string()
+                .cmp(&crate::format::json::to_json(y).to_string()),
+        },
+        (Some(x), Some(y)) => cmp_cell(&Some(x.clone()), &Some(y.clone())),
+    }
+}
+
 fn cmp_row(a: &Row, b: &Row) -> Ordering {
     a.iter()
         .zip(b)
@@ -434,6 +457,15 @@ impl Table {
         for row in &mut self.rows {
             *row = keep.iter().map(|i| row[*i].take()).collect();
         }
+        Ok(self)
+    }
+
+    /// The rows sorted by the values of column `name` (numbers by value, text by its
+    /// characters, other values by their JSON text; empty cells last), ties kept in the
+    /// table's order. Read the values first ([`Table::values`]): refs and calls sort by id.
+    pub fn sort_by(mut self, name: &str) -> Result<Table> {
+        let i = self.column_index(name)?;
+        self.rows.sort_by(|a, b| sort_key_order(&a[i], &b[i]));
         Ok(self)
     }
 
