@@ -16,6 +16,11 @@ use crate::{discover, Cli, Command};
 
 /// Runs the command line `cli`, writing its output to `out`.
 pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
+    if let Command::Completions { shell } = &cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(*shell, &mut command, "mandala", out);
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Command::Init { path } = &cli.command {
         let path = path
             .clone()
@@ -43,7 +48,7 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
     let path = discover::find(cli.store.as_deref())?;
     let store = FsBackend::open_existing(&path)?;
     match &cli.command {
-        Command::Init { .. } => unreachable!("handled above"),
+        Command::Init { .. } | Command::Completions { .. } => unreachable!("handled above"),
         Command::Status => status(&store, cli.json, out),
         Command::Ops => ops(&store, cli.json, out),
         Command::Calls { op, width, values } => calls(&store, op, *width, cli.json, *values, out),

@@ -16,9 +16,19 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `mandala --version`: the version and the store formats it reads and writes.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (store formats 1 to {}; new stores: format {})",
+        env!("CARGO_PKG_VERSION"),
+        store_fs::FORMAT_VERSION,
+        store_fs::FORMAT_VERSION
+    )
+});
+
 /// Inspect, query and verify mandala stores.
 #[derive(Parser, Debug)]
-#[command(name = "mandala", version, about)]
+#[command(name = "mandala", version = VERSION.as_str(), about)]
 pub struct Cli {
     /// The store to use. Default: $MANDALA_STORE, else the nearest store in the current
     /// directory or its parents (a directory with mandala.toml, or a single *.mandala child),
@@ -41,6 +51,12 @@ enum Command {
     },
     /// Counts and sizes per kind of object.
     Status,
+    /// Print the shell completion script for SHELL (e.g. `mandala completions bash >
+    /// ~/.local/share/bash-completion/completions/mandala`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Each op with its number of stored calls.
     Ops,
     /// One line per stored call of OP: inputs → outputs.

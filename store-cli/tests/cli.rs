@@ -964,3 +964,44 @@ fn calls_json_cuts_long_values_unless_asked_and_cf_sorts_by_a_column() {
     let e = fails(d.path(), &["cf", "ramp", "--sort", "nope"], 2);
     assert!(e.contains("no column 'nope'"), "{e}");
 }
+
+/// Shell completion, as bash runs it: the script `mandala completions bash` prints completes
+/// subcommands and their options.
+#[test]
+fn completions_complete_subcommands_in_bash() {
+    let d = tempfile::tempdir().unwrap();
+    let script = ok(d.path(), &["completions", "bash"]);
+    let path = d.path().join("mandala.bash");
+    std::fs::write(&path, script).unwrap();
+    let complete = |words: &str| -> String {
+        let n = words.split(' ').count() - 1;
+        let cur = words.split(' ').next_back().unwrap();
+        let prev = words.split(' ').nth(n.saturating_sub(1)).unwrap();
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({words}); COMP_CWORD={n}; _mandala mandala {cur} {prev}; echo \"${{COMPREPLY[@]}}\"",
+                path.display()
+            ))
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    assert_eq!(complete("mandala st"), "status");
+    assert_eq!(complete("mandala cf accuracy --ex"), "--expand");
+    assert_eq!(complete("mandala completions z"), "zsh");
+    for shell in ["zsh", "fish"] {
+        assert!(ok(d.path(), &["completions", shell]).contains("mandala"));
+    }
+    // The version names the store formats it reads.
+    let v = ok(d.path(), &["--version"]);
+    assert!(
+        v.starts_with("mandala ") && v.contains("store formats 1 to 2"),
+        "{v}"
+    );
+}
