@@ -218,12 +218,11 @@ fn a_directory_that_is_not_a_store_is_refused_and_left_alone() {
     fs::write(dir.path().join("notes.txt"), "mine").unwrap();
     let e = Storage::open(dir.path()).err().unwrap();
     assert!(
-        matches!(e, Error::Store(mandala::StoreError::NotAStore { ref path }) if path == dir.path())
+        matches!(e, Error::Store(mandala::StoreError::NotAStore { ref path, .. }) if path == dir.path())
     );
-    assert!(
-        e.to_string()
-            .contains("is not a mandala store (no mandala.toml)"),
-        "{e}"
+    assert_eq!(
+        e.to_string(),
+        format!("{} is not a mandala store: the directory is not empty and holds no mandala.toml; create a store in an empty or new directory", dir.path().display())
     );
     let names: Vec<_> = fs::read_dir(dir.path())
         .unwrap()
@@ -232,10 +231,35 @@ fn a_directory_that_is_not_a_store_is_refused_and_left_alone() {
     assert_eq!(names, ["notes.txt"]);
 
     let file = dir.path().join("notes.txt");
-    assert!(matches!(
-        Storage::open(&file),
-        Err(Error::Store(mandala::StoreError::NotAStore { .. }))
-    ));
+    let e = Storage::open(&file).err().unwrap();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{} is not a mandala store: it is a file, not a directory",
+            file.display()
+        )
+    );
+    // A directory inside a store names the store.
+    let store = dir.path().join("s.mandala");
+    drop(Storage::open(&store).unwrap());
+    fs::create_dir_all(store.join("values")).unwrap();
+    let inner = store.join("values");
+    let e = store_fs::FsBackend::open_existing(&inner).err().unwrap();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{} is not a mandala store: it is inside the store {}; did you mean {}?",
+            inner.display(),
+            store.display(),
+            store.display()
+        )
+    );
+    let missing = dir.path().join("nope");
+    let e = store_fs::FsBackend::open_existing(&missing).err().unwrap();
+    assert_eq!(
+        e.to_string(),
+        format!("{} is not a mandala store: the path does not exist; create a store there with `mandala init PATH`", missing.display())
+    );
 }
 
 #[test]

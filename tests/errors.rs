@@ -116,3 +116,11 @@ fn each_area_has_its_own_variants() {
     );
     assert_eq!(e.path(), Some(path.as_path()));
 }
+
+/// A `main` returning `mandala::Result` prints the error as a sentence, not Rust's Debug form.
+#[test]
+fn errors_debug_print_as_their_message() {
+    let e = mandala::Storage::open("/dev/null/nope").err().unwrap();
+    assert_eq!(format!("{e:?}"), e.to_string());
+    assert!(!format!("{e:?}").contains("Store("), "{e:?}");
+}

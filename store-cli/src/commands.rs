@@ -1,6 +1,6 @@
 //! The commands: each reads the store and writes text or JSON to `out`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -138,6 +138,14 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
             cosmetic,
             ..
         } => {
+            let known = known_components(&store)?;
+            if !known.contains(component.as_str()) {
+                anyhow::bail!(
+                    "no component '{component}' in {}: only a component with a history in the store can change{}",
+                    store.describe(),
+                    did_you_mean(component, &known)
+                );
+            }
             let change = if *cosmetic {
                 Change::Cosmetic
             } else {
@@ -598,6 +606,40 @@ fn fsck(store: &FsBackend, as_json: bool, out: &mut impl Write) -> Result<ExitCo
     })
 }
 
+/// The components with a history in the store.
+fn known_components(store: &FsBackend) -> Result<BTreeSet<String>> {
+    Ok(store
+        .all_versions()?
+        .into_iter()
+        .map(|v| v.component)
+        .collect())
+}
+
+/// "; did you mean …?" for the known names close to `name`: those with its last path segment,
+/// else those a few letters off; or nothing.
+fn did_you_mean(name: &str, known: &BTreeSet<String>) -> String {
+    let last = |n: &str| n.rsplit("::").next().unwrap_or(n).to_string();
+    let same_name: Vec<&str> = known
+        .iter()
+        .filter(|k| last(k) == last(name))
+        .map(|k| k.as_str())
+        .collect();
+    let close = if same_name.is_empty() {
+        known
+            .iter()
+            .filter(|k| strsim::levenshtein(k, name) <= 2)
+            .map(|k| k.as_str())
+            .collect()
+    } else {
+        same_name
+    };
+    match close.as_slice() {
+        [] => String::new(),
+        [one] => format!("; did you mean {one}?"),
+        many => format!("; did you mean one of {}?", many.join(", ")),
+    }
+}
+
 fn log(
     store: &FsBackend,
     component: &str,
@@ -608,8 +650,9 @@ fn log(
     let history = store_core::version::inspect::source_history(store, component)?;
     if history.is_empty() {
         anyhow::bail!(
-            "no history of component '{component}' in {}",
-            store.describe()
+            "no history of component '{component}' in {}{}",
+            store.describe(),
+            did_you_mean(component, &known_components(store)?)
         );
     }
     if as_json {

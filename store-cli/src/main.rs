@@ -97,19 +97,16 @@ enum Command {
     },
     /// Decide whether a pending change of a component is cosmetic (calls made with its earlier
     /// version stay valid) or semantic. The next run of the program applies it.
+    #[command(group(clap::ArgGroup::new("change").required(true).args(["cosmetic", "semantic"])))]
     Mark {
         /// The component's name, as the change report or strict mode names it.
         component: String,
         /// At least 8 hex digits of its new content id, as they show it.
         content: String,
-        /// The change is cosmetic.
-        #[arg(
-            long,
-            conflicts_with = "semantic",
-            required_unless_present = "semantic"
-        )]
+        /// The change is cosmetic (calls computed before it stay valid).
+        #[arg(long)]
         cosmetic: bool,
-        /// The change is semantic.
+        /// The change is semantic (calls recompute).
         #[arg(long)]
         semantic: bool,
     },

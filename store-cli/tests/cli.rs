@@ -235,7 +235,7 @@ fn finds_the_store_like_git_and_explains_when_it_cannot() {
         2,
     );
     assert!(
-        e.contains("is not a mandala store (no mandala.toml)"),
+        e.contains("is not a mandala store: the directory holds no mandala.toml; create a store with `mandala init PATH`"),
         "{e}"
     );
     let child = d.path().join("project");
@@ -326,11 +326,29 @@ fn log_versions_and_diff() {
     );
     let e = fails(d.path(), &["log", "nothing"], 2);
     assert!(e.contains("no history of component 'nothing'"), "{e}");
+    // A name without its module path: the components of that name are suggested.
+    let e = fails(d.path(), &["log", "halve"], 2);
+    assert!(e.ends_with("; did you mean cli::halve?\n"), "{e}");
 }
 
 #[test]
 fn mark_records_a_decision_in_the_store() {
-    let (d, storage) = sample();
+    let d = tempfile::tempdir().unwrap();
+    let storage = Storage::open(d.path().join("lab.mandala"))
+        .unwrap()
+        .versioned(mandala::Versioning::tracking(["cli::"]))
+        .unwrap();
+    storage.run(|| halved(10)).unwrap();
+    // A component the store has never seen cannot change; a near name is suggested.
+    let e = fails(
+        d.path(),
+        &["mark", "cli::halv", "0123abcd", "--cosmetic"],
+        2,
+    );
+    assert!(
+        e.contains("no component 'cli::halv' in") && e.contains("did you mean cli::halve?"),
+        "{e}"
+    );
     let out = ok(d.path(), &["mark", "cli::halve", "0123abcd", "--cosmetic"]);
     assert_eq!(
         out,
@@ -350,8 +368,15 @@ fn mark_records_a_decision_in_the_store() {
         e.contains("'0123' has 4 hex digits; a hash prefix needs 8 to 64"),
         "{e}"
     );
+    // Exactly one of --cosmetic and --semantic, and the usage says so.
     let e = fails(d.path(), &["mark", "cli::halve", "0123abcd"], 2);
-    assert!(e.contains("--semantic") || e.contains("--cosmetic"), "{e}");
+    assert!(e.contains("<--cosmetic|--semantic>"), "{e}");
+    let e = fails(
+        d.path(),
+        &["mark", "cli::halve", "0123abcd", "--cosmetic", "--semantic"],
+        2,
+    );
+    assert!(e.contains("cannot be used with"), "{e}");
 }
 
 #[test]
@@ -1004,4 +1029,40 @@ fn completions_complete_subcommands_in_bash() {
         v.starts_with("mandala ") && v.contains("store formats 1 to 2"),
         "{v}"
     );
+}
+
+/// Each way of pointing at something that is not a store gets its own hint.
+#[test]
+fn hints_fit_the_mistake() {
+    let (d, _s) = sample();
+    let store = d.path().join("lab.mandala");
+    let inner = store.join("packs");
+    let e = fails(d.path(), &["--store", inner.to_str().unwrap(), "status"], 2);
+    assert!(
+        e.contains(&format!("did you mean {}?", store.display())),
+        "{e}"
+    );
+    let file = d.path().join("notes.txt");
+    std::fs::write(&file, "mine").unwrap();
+    let e = fails(d.path(), &["--store", file.to_str().unwrap(), "status"], 2);
+    assert!(e.contains("it is a file, not a directory"), "{e}");
+    let e = fails(
+        d.path(),
+        &["--store", "/nonexistent/x.mandala", "status"],
+        2,
+    );
+    assert!(
+        e.contains("the path does not exist; create a store there with `mandala init PATH`"),
+        "{e}"
+    );
+    // init in a directory that holds other files says so (not "… or `mandala init`").
+    let busy = d.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    std::fs::write(busy.join("data.csv"), "1,2").unwrap();
+    let e = fails(d.path(), &["init", busy.to_str().unwrap()], 2);
+    assert!(
+        e.contains("the directory is not empty and holds no mandala.toml; create a store in an empty or new directory"),
+        "{e}"
+    );
+    assert!(!e.contains("mandala init"), "{e}");
 }

@@ -24,7 +24,11 @@ use crate::format::id::ParseIdError;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in mandala's library code, by area.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` form is its message, so a `main` returning `mandala::Result` prints a sentence
+/// (`Error: strict versioning: undecided changes in …`); match on the variants, or debug-print
+/// the area's error inside, for the structure.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Reading or writing a store.
@@ -42,6 +46,12 @@ pub enum Error {
     /// ComputationFrames and their tables.
     #[error(transparent)]
     Frame(#[from] FrameError),
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// Reading or writing a store: its files, its layout, its settings, and finding objects in it.
@@ -75,11 +85,14 @@ pub enum StoreError {
         /// What is there ("FIFO (named pipe)", "character device", "directory", …).
         kind: &'static str,
     },
-    /// The directory exists, is not empty, and has no `mandala.toml`.
-    #[error("{} is not a mandala store (no mandala.toml); use an empty or new directory, or `mandala init`", path.display())]
+    /// The path is not a store (it does not exist, is a file, is inside a store, or is a
+    /// directory without `mandala.toml`), and no store is to be created there.
+    #[error("{} is not a mandala store: {why}", path.display())]
     NotAStore {
-        /// The directory.
+        /// The path.
         path: PathBuf,
+        /// What it is instead, and what to do.
+        why: String,
     },
     /// The store was written by a newer (or unknown) format.
     #[error("{} uses store format {found}, but this mandala reads formats 1 to {supported}; upgrade mandala", path.display())]
@@ -292,7 +305,7 @@ impl Error {
                 StoreError::Io { path, .. }
                 | StoreError::Corrupt { path, .. }
                 | StoreError::NotAFile { path, .. }
-                | StoreError::NotAStore { path }
+                | StoreError::NotAStore { path, .. }
                 | StoreError::UnsupportedFormat { path, .. }
                 | StoreError::BadConfig { path, .. },
             ) => Some(path),

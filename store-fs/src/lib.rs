@@ -206,9 +206,7 @@ impl FsBackend {
             Ok(Some(text)) => Config::parse(&text?, &config_path)?,
             Ok(None) => {
                 if !options.create || !Self::can_create_in(root)? {
-                    return Err(Error::Store(store_core::StoreError::NotAStore {
-                        path: root.to_path_buf(),
-                    }));
+                    return Err(not_a_store(root, options.create));
                 }
                 if !(config::OLDEST_FORMAT..=FORMAT_VERSION).contains(&options.format) {
                     return Err(Error::Store(store_core::StoreError::UnsupportedFormat {
@@ -227,9 +225,7 @@ impl FsBackend {
             Err(Error::Store(store_core::StoreError::Io { cause, .. }))
                 if cause.kind() == ErrorKind::NotADirectory =>
             {
-                return Err(Error::Store(store_core::StoreError::NotAStore {
-                    path: root.to_path_buf(),
-                }))
+                return Err(not_a_store(root, options.create))
             }
             Err(e) => return Err(e),
         };
@@ -483,4 +479,32 @@ impl Backend for FsBackend {
     fn decisions(&self) -> Result<Vec<Decision>> {
         self.decision_list()
     }
+}
+
+/// Why `root` is not a store, with a hint that fits: a missing path, a file, a directory inside
+/// a store ("did you mean …?"), or a directory without `mandala.toml` (`creating`: one that is
+/// not empty, so no store is created in it).
+fn not_a_store(root: &Path, creating: bool) -> Error {
+    let is_dir = fs::metadata(root).map(|m| m.is_dir());
+    let store = root
+        .ancestors()
+        .skip(1)
+        .find(|a| a.join(layout::CONFIG).is_file());
+    let why = match (is_dir, store) {
+        (Ok(false), _) => "it is a file, not a directory".to_string(),
+        (_, Some(store)) => format!(
+            "it is inside the store {}; did you mean {}?",
+            store.display(),
+            store.display()
+        ),
+        (Err(_), None) => {
+            "the path does not exist; create a store there with `mandala init PATH`".to_string()
+        }
+        (Ok(true), None) if creating => "the directory is not empty and holds no mandala.toml; create a store in an empty or new directory".to_string(),
+        (Ok(true), None) => "the directory holds no mandala.toml; create a store with `mandala init PATH`, or name a store's directory".to_string(),
+    };
+    Error::Store(store_core::StoreError::NotAStore {
+        path: root.to_path_buf(),
+        why,
+    })
 }
