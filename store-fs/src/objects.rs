@@ -193,9 +193,14 @@ impl FsBackend {
                 return Ok(true);
             }
             if self.format() >= 2 {
+                // Packs sealed or taken in since the last look (or never looked at, in a new
+                // handle) may hold it.
+                packs.refresh(&self.inner.root, true, false)?;
+                if packs.find_value(cid).is_some() {
+                    return Ok(true);
+                }
                 // No values/ directory when last looked (a millisecond ago at most on a
                 // miss): no loose value to stat.
-                packs.refresh(&self.inner.root, true, false)?;
                 if !packs.loose_values {
                     return Ok(false);
                 }
@@ -437,6 +442,42 @@ impl FsBackend {
             self.inner.durability,
         )
         .map(|_| ())
+    }
+
+    pub(crate) fn store_tag(&self, t: &store_core::format::tag::TagRecord) -> Result<()> {
+        let path = self
+            .inner
+            .root
+            .join(layout::REFS)
+            .join(layout::TAGS)
+            .join(t.file_name());
+        write::write_once(
+            &self.inner.tmp,
+            &path,
+            t.to_text().as_bytes(),
+            self.inner.durability,
+        )
+        .map(|_| ())
+    }
+
+    /// Every tag record under `refs/tags/`; a file whose name or text is not a tag record's is
+    /// skipped here and reported by fsck.
+    pub(crate) fn tag_list(&self) -> Result<Vec<store_core::format::tag::TagRecord>> {
+        let dir = self.inner.root.join(layout::REFS).join(layout::TAGS);
+        let mut out = Vec::new();
+        for name in Self::list_dir(&dir)? {
+            let path = dir.join(&name);
+            let Some(bytes) = open::read_small(&path, 1 << 16, "a tag file")? else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            match store_core::format::tag::TagRecord::parse(&text) {
+                Some(t) if t.file_name() == name => out.push(t),
+                _ => continue,
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     pub(crate) fn decision_list(&self) -> Result<Vec<Decision>> {
