@@ -298,6 +298,22 @@ impl Storage {
         )
     }
 
+    /// A ComputationFrame with one variable per tag, named after it, holding the ref it names
+    /// (see [`Engine::tag`]): expand it back to see how tagged results were computed.
+    pub fn cf_from_tags(&self, names: &[&str]) -> Result<ComputationFrame> {
+        let mut groups = Vec::new();
+        for name in names {
+            let t = self.engine.find_tag(name)?.ok_or_else(|| {
+                Error::Store(StoreError::Tag {
+                    name: name.to_string(),
+                    reason: "no such tag".into(),
+                })
+            })?;
+            groups.push((*name, vec![(t.current.hid, t.current.cid)]));
+        }
+        Ok(ComputationFrame::from_refs(&self.engine, groups))
+    }
+
     /// The on-disk backend, for a store opened from a path.
     pub fn fs(&self) -> Option<&FsBackend> {
         self.fs.as_ref()

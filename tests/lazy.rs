@@ -69,6 +69,12 @@ impl Backend for Counting {
     fn decisions(&self) -> Result<Vec<store_core::version::history::Decision>> {
         self.inner.decisions()
     }
+    fn put_tag(&self, t: &store_core::format::tag::TagRecord) -> Result<()> {
+        self.inner.put_tag(t)
+    }
+    fn tag_records(&self) -> Result<Vec<store_core::format::tag::TagRecord>> {
+        self.inner.tag_records()
+    }
 }
 
 #[test]

@@ -51,6 +51,12 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
         Command::Init { .. } | Command::Completions { .. } => unreachable!("handled above"),
         Command::Status => status(&store, cli.json, out),
         Command::Ops => ops(&store, cli.json, out),
+        Command::Tag {
+            name,
+            prefix,
+            force,
+        } => tag(&store, name, prefix, *force, cli.json, out),
+        Command::Tags => tags(&store, cli.json, out),
         Command::Calls { op, width, values } => calls(&store, op, *width, cli.json, *values, out),
         Command::Show { prefix } => show(&store, prefix, cli.json, out),
         Command::Cat { prefix } => cat(&store, prefix, out),
@@ -311,6 +317,94 @@ fn status(store: &FsBackend, as_json: bool, out: &mut impl Write) -> Result<Exit
                 st.temp.count
             )?;
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tag(
+    store: &FsBackend,
+    name: &str,
+    prefix: &str,
+    force: bool,
+    as_json: bool,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    let (hid, cid) = match resolve(store, prefix)? {
+        Object::Ref { hid, cid, .. } => (hid, cid),
+        // A value some call output: the ref of that output (the first by call, if several).
+        Object::Value(cid) => {
+            let calls = store.all_calls()?;
+            let hid = calls
+                .iter()
+                .flat_map(|c| &c.record.outputs)
+                .find(|o| o.cid == cid)
+                .map(|o| o.hid)
+                .with_context(|| {
+                    format!("value {cid} is no call's output; tag a ref (an output's hid) instead")
+                })?;
+            (hid, cid)
+        }
+        Object::Call(c) => anyhow::bail!(
+            "{prefix} names call {} of op '{}', not a ref; tag one of its outputs",
+            c.hid,
+            c.record.op
+        ),
+        Object::CallGroup(cid, _) => {
+            anyhow::bail!("{prefix} names call cid {cid}, not a ref; tag one of its outputs")
+        }
+    };
+    let engine = store_core::Engine::new(Box::new(store.clone()));
+    engine.tag_ids(name, store_core::RefIds { cid, hid }, force)?;
+    if as_json {
+        writeln!(
+            out,
+            "{}",
+            json!({"tag": name, "hid": hid.to_string(), "cid": cid.to_string()})
+        )?;
+    } else {
+        writeln!(out, "Tagged ref {} as {name}.", hid.short(12))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tags(store: &FsBackend, as_json: bool, out: &mut impl Write) -> Result<ExitCode> {
+    let tags = store_core::format::tag::resolve(&store.tag_records()?);
+    if as_json {
+        let v: Vec<Json> = tags
+            .iter()
+            .map(|t| {
+                json!({
+                    "tag": t.name,
+                    "hid": t.current.hid.to_string(),
+                    "cid": t.current.cid.to_string(),
+                    "time": t.current.time,
+                    "conflicts": t.conflicts.iter().map(|c| c.hid.to_string()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        writeln!(out, "{}", Json::Array(v))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let w = tags.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    for t in &tags {
+        let value = value_json_upto(store, &t.current.cid, BRIEF_ELEMENTS)
+            .map(|v| short(&v, 40))
+            .unwrap_or_else(|_| "(value not in the store)".into());
+        write!(
+            out,
+            "{:<w$}  ref {}  {value}",
+            t.name,
+            t.current.hid.short(12)
+        )?;
+        if !t.conflicts.is_empty() {
+            let others: Vec<String> = t.conflicts.iter().map(|c| c.hid.short(12)).collect();
+            write!(
+                out,
+                "  (merged stores also point it at {})",
+                others.join(", ")
+            )?;
+        }
+        writeln!(out)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -75,10 +75,28 @@ pub fn candidates(
     Ok(out)
 }
 
-/// The single object `prefix` names, or a precise error.
+/// The single object `prefix` names (a hash prefix, or a tag's name: the ref it names), or a
+/// precise error.
 pub fn resolve(store: &FsBackend, prefix: &str) -> Result<Object, Error> {
+    let tags = store_core::format::tag::resolve(&store.tag_records()?);
+    let calls;
+    if let Some(t) = tags.iter().find(|t| t.name == prefix) {
+        calls = store.all_calls()?;
+        let creator = calls.iter().find_map(|c| {
+            c.record
+                .outputs
+                .iter()
+                .find(|o| o.hid == t.current.hid)
+                .map(|o| (c.clone(), o.name.to_string()))
+        });
+        return Ok(Object::Ref {
+            hid: t.current.hid,
+            cid: t.current.cid,
+            creator,
+        });
+    }
     let prefix = IdPrefix::parse(prefix)?;
-    let calls = store.all_calls()?;
+    calls = store.all_calls()?;
     let mut found = candidates(store, &prefix, &calls)?;
     match found.len() {
         0 => Err(Error::Store(store_core::StoreError::NotFound {

@@ -51,6 +51,19 @@ enum Command {
     },
     /// Counts and sizes per kind of object.
     Status,
+    /// Name a ref (as git tags a commit): NAME then names what PREFIX names (a ref hid, or an
+    /// output's value), in every command that takes a prefix.
+    Tag {
+        /// The tag's name: `/`-separated parts of letters, digits, `.`, `_`, `-`.
+        name: String,
+        /// A hash prefix of a ref (or of a value that some call output), or another tag.
+        prefix: String,
+        /// Re-point a name that already names another ref.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Every tag with the ref it names (and names merged stores pointed elsewhere).
+    Tags,
     /// Print the shell completion script for SHELL (e.g. `mandala completions bash >
     /// ~/.local/share/bash-completion/completions/mandala`).
     Completions {

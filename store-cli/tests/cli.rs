@@ -1066,3 +1066,44 @@ fn hints_fit_the_mistake() {
     );
     assert!(!e.contains("mandala init"), "{e}");
 }
+
+/// `mandala tag NAME PREFIX`, `mandala tags`, and a tag's name wherever a prefix goes.
+#[test]
+fn tags_name_refs_on_the_command_line() {
+    let (d, storage) = sample();
+    let q = storage.run(|| divmod(17, 5)).unwrap().0;
+    let hid = q.hid().to_string();
+    let said = ok(d.path(), &["tag", "results/quotient", &hid[..10]]);
+    assert_eq!(
+        said,
+        format!("Tagged ref {} as results/quotient.\n", &hid[..12])
+    );
+    let tags = ok(d.path(), &["tags"]);
+    assert_eq!(tags, format!("results/quotient  ref {}  3\n", &hid[..12]));
+    // Wherever a prefix goes.
+    assert_eq!(ok(d.path(), &["cat", "results/quotient"]), "3\n");
+    let shown = ok(d.path(), &["show", "results/quotient"]);
+    assert!(shown.starts_with(&format!("ref {hid}")), "{shown}");
+    assert!(
+        shown.contains("created  output 'quotient' of divmod call"),
+        "{shown}"
+    );
+    // Re-pointing needs --force.
+    let r = storage.run(|| divmod(17, 5)).unwrap().1;
+    let other = r.hid().to_string();
+    let e = fails(d.path(), &["tag", "results/quotient", &other[..10]], 2);
+    assert!(e.contains("it names ref") && e.contains("--force"), "{e}");
+    ok(
+        d.path(),
+        &["tag", "results/quotient", &other[..10], "--force"],
+    );
+    assert_eq!(ok(d.path(), &["cat", "results/quotient"]), "2\n");
+    let j: Json = serde_json::from_str(&ok(d.path(), &["tags", "--json"])).unwrap();
+    assert_eq!(j[0]["hid"], other);
+    assert_eq!(j[0]["conflicts"], serde_json::json!([]));
+    let e = fails(d.path(), &["tag", "bad name", &other[..10]], 2);
+    assert!(
+        e.contains("tag 'bad name': a tag name holds letters"),
+        "{e}"
+    );
+}

@@ -891,3 +891,21 @@ fn remote_commands_and_their_errors() {
     assert!(!cli(&path, &["remote", "list"]).contains("share"));
     all_hits(&Storage::open(&path).unwrap(), 0..3, 0);
 }
+
+/// Tags travel with push and pull, after what they name.
+#[test]
+fn dir_tags_travel_with_push_and_pull() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_path, a) = new_store(&dir, "a.mandala");
+    let r = a.run(|| work(7)).unwrap();
+    a.tag("best/work", &r).unwrap();
+    let remote = TestRemote::dir();
+    remote.add_to(&a_path);
+    a.push("origin").unwrap();
+    let (b_path, b) = new_store(&dir, "b.mandala");
+    remote.add_to(&b_path);
+    b.pull("origin").unwrap();
+    let got = b.load_tag::<u64>("best/work").unwrap();
+    assert_eq!(got.hid(), r.hid());
+    assert_eq!(b.unwrap(&got).unwrap(), a.unwrap(&r).unwrap());
+}

@@ -164,6 +164,12 @@ pub trait Backend: Send + Sync {
 
     /// Every recorded decision, sorted.
     fn decisions(&self) -> Result<Vec<Decision>>;
+
+    /// Records a tag record (idempotent; see [`crate::format::tag`]).
+    fn put_tag(&self, tag: &crate::format::tag::TagRecord) -> Result<()>;
+
+    /// Every tag record, sorted.
+    fn tag_records(&self) -> Result<Vec<crate::format::tag::TagRecord>>;
 }
 
 /// A backend that keeps everything in memory, for tests and throwaway sessions.
@@ -173,6 +179,7 @@ pub struct MemoryBackend {
     calls: Mutex<BTreeMap<CallName, CallRecord>>,
     versions: Mutex<BTreeMap<Id, VersionRecord>>,
     decisions: Mutex<std::collections::BTreeSet<Decision>>,
+    tags: Mutex<std::collections::BTreeSet<crate::format::tag::TagRecord>>,
 }
 
 impl MemoryBackend {
@@ -281,5 +288,14 @@ impl Backend for MemoryBackend {
 
     fn decisions(&self) -> Result<Vec<Decision>> {
         Ok(self.decisions.lock().unwrap().iter().cloned().collect())
+    }
+
+    fn put_tag(&self, tag: &crate::format::tag::TagRecord) -> Result<()> {
+        self.tags.lock().unwrap().insert(tag.clone());
+        Ok(())
+    }
+
+    fn tag_records(&self) -> Result<Vec<crate::format::tag::TagRecord>> {
+        Ok(self.tags.lock().unwrap().iter().cloned().collect())
     }
 }

@@ -85,6 +85,14 @@ pub enum StoreError {
         /// What is there ("FIFO (named pipe)", "character device", "directory", …).
         kind: &'static str,
     },
+    /// A tag cannot be read, written or re-pointed as asked.
+    #[error("tag '{name}': {reason}")]
+    Tag {
+        /// The tag's name.
+        name: String,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
     /// The path is not a store (it does not exist, is a file, is inside a store, or is a
     /// directory without `mandala.toml`), and no store is to be created there.
     #[error("{} is not a mandala store: {why}", path.display())]

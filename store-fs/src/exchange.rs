@@ -33,6 +33,8 @@ pub enum ContentName {
     Version(Id),
     /// A decision file (its name; the file holds the component's name).
     Decision(String),
+    /// A tag record (its file name: hashes of the tag's name and of the record).
+    Tag(String),
     /// A pack's `.pack` file.
     Pack(Id),
     /// A pack's `.idx` file.
@@ -61,6 +63,9 @@ impl ContentName {
             [layout::REFS, layout::DECISIONS, name] => {
                 layout::parse_decision_name(name, String::new())
                     .map(|_| ContentName::Decision(name.to_string()))
+            }
+            [layout::REFS, layout::TAGS, name] if layout::is_tag_file_name(name) => {
+                Some(ContentName::Tag(name.to_string()))
             }
             [layout::PACKS, name] => layout::parse_pack_name(name, "pack")
                 .map(ContentName::Pack)
@@ -126,6 +131,17 @@ impl FsBackend {
                 if let Some(n) = size(&decisions.join(&name)) {
                     out.push(ContentFile {
                         path: format!("{}/{}/{name}", layout::REFS, layout::DECISIONS),
+                        size: n,
+                    });
+                }
+            }
+        }
+        let tags = root.join(layout::REFS).join(layout::TAGS);
+        for name in Self::list_dir(&tags)? {
+            if layout::is_tag_file_name(&name) {
+                if let Some(n) = size(&tags.join(&name)) {
+                    out.push(ContentFile {
+                        path: format!("{}/{}/{name}", layout::REFS, layout::TAGS),
                         size: n,
                     });
                 }
@@ -217,6 +233,19 @@ impl FsBackend {
                     ));
                 }
                 dest
+            }
+            Some(ContentName::Tag(name)) => {
+                let bytes =
+                    crate::open::read_small(staged, 1 << 16, "a tag file")?.unwrap_or_default();
+                let t = store_core::format::tag::TagRecord::parse(&String::from_utf8_lossy(&bytes))
+                    .ok_or_else(|| Error::corrupt(what, "not a tag record"))?;
+                if t.file_name() != name {
+                    return Err(Error::corrupt(
+                        what,
+                        "the tag record's content does not match its name",
+                    ));
+                }
+                root.join(layout::REFS).join(layout::TAGS).join(name)
             }
             Some(ContentName::Pack(_) | ContentName::PackIndex(_)) => {
                 return Err(Error::corrupt(

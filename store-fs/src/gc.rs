@@ -48,6 +48,15 @@ impl FsBackend {
             );
         }
         referenced.extend(self.all_versions()?.into_iter().map(|v| v.source));
+        // What tags name stays, with a tagged collection's elements.
+        for t in self.tag_list()? {
+            referenced.insert(t.cid);
+            if let Some(bytes) = self.get_value(&t.cid)? {
+                if let Some(shape) = store_core::format::collection::Shape::decode(&bytes) {
+                    referenced.extend(shape.element_cids());
+                }
+            }
+        }
         let now = SystemTime::now();
         let mut report = GcReport {
             values: Vec::new(),

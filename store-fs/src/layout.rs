@@ -31,6 +31,8 @@ pub const REFS: &str = "refs";
 pub const CONFIG: &str = "mandala.toml";
 /// Decisions about pending component changes, under `refs/`.
 pub const DECISIONS: &str = "decisions";
+/// Under `refs/`: tag records (docs/FORMAT.md §6e).
+pub const TAGS: &str = "tags";
 /// Version records of component histories (versioning).
 pub const VERSIONS: &str = "versions";
 /// Packs and their indexes (format 2).
@@ -125,6 +127,22 @@ pub fn decision_path(root: &Path, d: &store_core::version::history::Decision) ->
     root.join(REFS)
         .join(DECISIONS)
         .join(format!("{name_hash}.{}.{kind}", d.content))
+}
+
+/// Whether `name` is a tag record's file name: `<16 hex>.<16 hex>.tag`.
+pub fn is_tag_file_name(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".tag") else {
+        return false;
+    };
+    let mut parts = stem.split('.');
+    let hex16 = |p: Option<&str>| {
+        p.is_some_and(|p| {
+            p.len() == 16
+                && p.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        })
+    };
+    hex16(parts.next()) && hex16(parts.next()) && parts.next().is_none()
 }
 
 /// Parses a decision file name, given the component name the file holds.

@@ -479,6 +479,14 @@ impl Backend for FsBackend {
     fn decisions(&self) -> Result<Vec<Decision>> {
         self.decision_list()
     }
+
+    fn put_tag(&self, tag: &store_core::format::tag::TagRecord) -> Result<()> {
+        self.store_tag(tag)
+    }
+
+    fn tag_records(&self) -> Result<Vec<store_core::format::tag::TagRecord>> {
+        self.tag_list()
+    }
 }
 
 /// Why `root` is not a store, with a hint that fits: a missing path, a file, a directory inside

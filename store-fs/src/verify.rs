@@ -294,6 +294,51 @@ impl FsBackend {
             };
             push(&mut report.problems, path, reason_of(e));
         }
+        let tags = root.join(layout::REFS).join(layout::TAGS);
+        for name in FsBackend::list_dir(&tags)? {
+            let path = tags.join(&name);
+            if !layout::is_tag_file_name(&name) {
+                report
+                    .warnings
+                    .push(stray(path, "a tag record name (NAMEHASH.RECORDHASH.tag)"));
+                continue;
+            }
+            let text = crate::open::read_small(&path, 1 << 16, "a tag file")?.unwrap_or_default();
+            match store_core::format::tag::TagRecord::parse(&String::from_utf8_lossy(&text)) {
+                Some(t) if t.file_name() == name => {
+                    if !present.contains(&t.cid) {
+                        push(
+                            &mut report.problems,
+                            path,
+                            format!(
+                                "tag '{}' names value {} which is not in the store",
+                                t.name, t.cid
+                            ),
+                        );
+                    }
+                }
+                Some(_) => push(
+                    &mut report.problems,
+                    path,
+                    "the tag record's content does not match its name".into(),
+                ),
+                None => push(&mut report.problems, path, "not a tag record".into()),
+            }
+        }
+        for t in store_core::format::tag::resolve(&self.tag_list()?) {
+            if !t.conflicts.is_empty() {
+                let others: Vec<String> = t.conflicts.iter().map(|c| c.hid.short(12)).collect();
+                report.warnings.push(Problem {
+                    path: tags.clone(),
+                    what: format!(
+                        "tag '{}' was pointed at different refs in stores that were merged: {} (current, the newest) and {}; re-point it with `mandala tag --force`",
+                        t.name,
+                        t.current.hid.short(12),
+                        others.join(", ")
+                    ),
+                });
+            }
+        }
         for t in crate::write::stray_temp_files(&root.join(layout::TMP))? {
             let name = t.file_name().unwrap_or_default().to_string_lossy();
             let what = if name.starts_with(crate::write::DAMAGED_PREFIX) {

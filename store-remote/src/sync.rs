@@ -246,15 +246,16 @@ pub fn push(store: &FsBackend, name: &str, options: &SyncOptions) -> Result<Sync
     // What this handle wrote is pushed too: its log sealed into a pack.
     store.flush()?;
     let local = store.content_files()?;
-    let there = list_remote(
-        name,
-        t,
-        &["values/", "versions/", "refs/decisions/", "packs/"],
-    )?;
+    // `refs/`: decisions and tags, in one listing.
+    let there = list_remote(name, t, &["values/", "versions/", "refs/", "packs/"])?;
     let missing: Vec<&ContentFile> = local
         .iter()
         .filter(|f| !there.contains_key(&f.path))
         .collect();
+    // Tags go up last: what they name is on the remote by then.
+    let (tags, missing): (Vec<&ContentFile>, Vec<&ContentFile>) = missing
+        .into_iter()
+        .partition(|f| matches!(ContentName::parse(&f.path), Some(ContentName::Tag(_))));
     let (mut indexes, first): (Vec<&ContentFile>, Vec<&ContentFile>) =
         missing.into_iter().partition(|f| f.path.ends_with(".idx"));
     // A record may name a value stored once in an older pack of this store, so indexes go up
@@ -273,10 +274,15 @@ pub fn push(store: &FsBackend, name: &str, options: &SyncOptions) -> Result<Sync
         .map(|(i, (_, p))| (p, i))
         .collect();
     indexes.sort_by_key(|f| order[&f.path]);
-    let both_sides = local.len() - first.len() - indexes.len();
+    let both_sides = local.len() - first.len() - indexes.len() - tags.len();
     let tally = Tally::new(
-        first.len() + indexes.len(),
-        first.iter().chain(&indexes).map(|f| f.size).sum(),
+        first.len() + indexes.len() + tags.len(),
+        first
+            .iter()
+            .chain(&indexes)
+            .chain(&tags)
+            .map(|f| f.size)
+            .sum(),
     );
     let upload = |f: &&ContentFile| -> Result<bool> {
         let src = store.root().join(&f.path);
@@ -290,7 +296,7 @@ pub fn push(store: &FsBackend, name: &str, options: &SyncOptions) -> Result<Sync
         jobs: 1,
         progress: options.progress,
     };
-    for (phase, options) in [(first, options), (indexes, &one_at_a_time)] {
+    for (phase, options) in [(first, options), (indexes, &one_at_a_time), (tags, options)] {
         let items: Vec<(&ContentFile, u64)> = phase.iter().map(|f| (*f, f.size)).collect();
         first_error(transfer("push", &items, options, &tally, upload))?;
     }
@@ -385,7 +391,8 @@ pub(crate) fn fetch_from(
     // Packs before values: a pusher uploads a pack's values before the pack, so the values
     // listed after a pack include every value its calls name (listed the other way round, a
     // push completing between the two listings brings a pack without its large values).
-    let mut sizes = list_remote(name, t, &["packs/", "versions/", "refs/decisions/"])?;
+    // `refs/`: decisions and tags, in one listing.
+    let mut sizes = list_remote(name, t, &["packs/", "versions/", "refs/"])?;
     match &mut values {
         Values::All(false) => {}
         Values::All(true) => sizes.extend(list_remote(name, t, &["values/"])?),

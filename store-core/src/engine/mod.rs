@@ -17,6 +17,7 @@ pub mod context;
 pub mod pointer;
 pub mod provenance;
 pub mod stats;
+pub mod tags;
 pub mod value;
 
 use std::sync::atomic::{AtomicBool, Ordering};

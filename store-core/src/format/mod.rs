@@ -8,4 +8,5 @@ pub mod collection;
 pub mod id;
 pub mod json;
 pub mod record;
+pub mod tag;
 pub mod version;
