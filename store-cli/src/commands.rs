@@ -963,7 +963,7 @@ fn gc(
         writeln!(
             out,
             "{}",
-            json!({"values": ids, "bytes": bytes, "removed": report.removed})
+            json!({"values": ids, "bytes": bytes, "removed": report.removed, "young": report.young})
         )?;
     } else {
         for (cid, b) in &report.values {
@@ -974,6 +974,13 @@ fn gc(
             "{verb} {} value(s), {bytes} bytes",
             report.values.len()
         )?;
+        if report.young > 0 {
+            writeln!(
+                out,
+                "left {} unreferenced value(s) younger than the grace period of {min_age_secs} s (a running program may be about to name them): a later gc removes them, or now with --min-age-secs 0 if no program is writing",
+                report.young
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -23,6 +23,9 @@ pub struct GcReport {
     pub values: Vec<(Id, u64)>,
     /// Whether they were removed.
     pub removed: bool,
+    /// Unreferenced values left because they are younger than the grace period (a writer may
+    /// be about to name them): a later collection removes them.
+    pub young: usize,
 }
 
 impl FsBackend {
@@ -61,6 +64,7 @@ impl FsBackend {
         let mut report = GcReport {
             values: Vec::new(),
             removed: !dry_run,
+            young: 0,
         };
         // Packed values no record names, in packs older than `min_age` (the age of the pack
         // stands for its values'): left out of a consolidation of the packs below.
@@ -71,9 +75,19 @@ impl FsBackend {
                 .and_then(|m| now.duration_since(m).ok())
                 .unwrap_or_default()
         };
+        let mut young_packed: BTreeSet<Id> = BTreeSet::new();
         let packed: BTreeSet<(Id, u64)> = {
             let mut packs = self.packs();
             packs.refresh(self.root(), true, true)?;
+            for p in packs.packs.iter().filter(|p| age_of(&p.path) < min_age) {
+                for i in 0..p.idx.n_values() {
+                    if let crate::pack::format::EntryId::Value(cid) = p.idx.value(i).id {
+                        if !referenced.contains(&cid) {
+                            young_packed.insert(cid);
+                        }
+                    }
+                }
+            }
             packs
                 .packs
                 .iter()
@@ -104,6 +118,8 @@ impl FsBackend {
                 .unwrap_or_default();
             if age >= min_age {
                 report.values.push((cid, meta.len()));
+            } else {
+                report.young += 1;
             }
         }
         let loose: Vec<Id> = report.values.iter().map(|(cid, _)| *cid).collect();
@@ -115,6 +131,15 @@ impl FsBackend {
         }
         report.values.sort();
         report.values.dedup_by_key(|(cid, _)| *cid);
+        report.young += young_packed
+            .iter()
+            .filter(|c| {
+                report
+                    .values
+                    .binary_search_by_key(*c, |(cid, _)| *cid)
+                    .is_err()
+            })
+            .count();
         if let Some(lock) = &lock {
             if !dropped.is_empty() {
                 let plan = crate::pack::repack::Plan {
