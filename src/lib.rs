@@ -163,6 +163,12 @@ pub use store_remote::{Progress, RemoteConfig, Remotes, SyncOptions, SyncReport}
 /// ```
 pub use store_macros::track;
 
+/// docs/GUIDE.md, whose examples run as this crate's doc tests (so the guide cannot drift from
+/// the code).
+#[doc = include_str!("../docs/GUIDE.md")]
+#[cfg(doctest)]
+pub mod guide {}
+
 /// Support code for the `#[op]` macro. Not a public API.
 #[doc(hidden)]
 pub mod __private {
