@@ -9,7 +9,7 @@
 //! `NotFound` variants are for what a user asked for by name or id.
 //!
 //! ```
-//! use store_core::{Error, StoreError};
+//! use mandala::{Error, StoreError};
 //! let e = Error::corrupt("values/ab/cd", "not a complete zstd frame");
 //! assert!(matches!(&e, Error::Store(StoreError::Corrupt { .. })));
 //! assert_eq!(e.to_string(), "corrupt object values/ab/cd: not a complete zstd frame");

@@ -443,7 +443,7 @@ impl Engine {
     /// built on it. Held locked while the guard lives.
     ///
     /// ```
-    /// let engine = store_core::Engine::in_memory();
+    /// let engine = mandala::Engine::in_memory();
     /// assert!(engine.provenance().unwrap().calls_of("inc").is_empty());
     /// ```
     pub fn provenance(&self) -> Result<std::sync::MutexGuard<'_, Provenance>> {

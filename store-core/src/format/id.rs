@@ -101,7 +101,7 @@ impl Id {
     /// Hashes `bytes` under `kind`'s context: `BLAKE3-derive_key(kind.context(), bytes)`.
     ///
     /// ```
-    /// use store_core::{Id, Kind};
+    /// use mandala::{Id, Kind};
     /// let a = Id::hash(Kind::Value, b"x");
     /// assert_ne!(a, Id::hash(Kind::CallCid, b"x"));
     /// assert_eq!(a.to_string().len(), 64);
@@ -289,7 +289,7 @@ impl IdPrefix {
     /// Parses a prefix of 4 to 64 hex digits.
     ///
     /// ```
-    /// use store_core::IdPrefix;
+    /// use mandala::IdPrefix;
     /// assert!(IdPrefix::parse("3FA9").is_ok());
     /// assert!(IdPrefix::parse("3fz9").is_err());
     /// assert!(IdPrefix::parse("3f").is_err());

@@ -112,7 +112,7 @@ impl ComputationFrame {
     /// variable each input and output edge leads to), in topological order.
     ///
     /// ```
-    /// # use store_core::{Engine, frame::ComputationFrame};
+    /// # use mandala::{ComputationFrame, Engine};
     /// let cf = ComputationFrame::from_op(&Engine::in_memory(), "inc").unwrap();
     /// assert_eq!(cf.to_json().to_string(), r#"{"ops":[],"variables":[]}"#);
     /// ```

@@ -5,7 +5,7 @@
 //! label has an edge on that node present in the variable at the other end of the edge.
 //!
 //! ```
-//! # use store_core::{Engine, frame::ComputationFrame};
+//! # use mandala::{ComputationFrame, Engine};
 //! let engine = Engine::in_memory();
 //! let cf = ComputationFrame::from_op(&engine, "inc").unwrap();
 //! assert!(cf.vars().is_empty());
@@ -207,7 +207,7 @@ impl ComputationFrame {
     /// The values of variable `var`'s refs as `T`, ordered by history id.
     ///
     /// ```
-    /// # use store_core::{Engine, frame::ComputationFrame};
+    /// # use mandala::{ComputationFrame, Engine};
     /// let cf = ComputationFrame::from_op(&Engine::in_memory(), "inc").unwrap();
     /// assert!(cf.eval::<u64>("x").is_err()); // no such variable
     /// ```

@@ -272,7 +272,7 @@ impl ComputationFrame {
     /// elements in the history of the elements of `nodes`.
     ///
     /// ```
-    /// # use store_core::{Engine, frame::ComputationFrame};
+    /// # use mandala::{ComputationFrame, Engine};
     /// let cf = ComputationFrame::from_op(&Engine::in_memory(), "inc").unwrap();
     /// assert!(cf.upstream(&["x"]).is_err()); // no such node
     /// ```

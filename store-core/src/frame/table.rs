@@ -637,7 +637,7 @@ impl Table {
     /// `{"call": hid}`, sets as lists).
     ///
     /// ```
-    /// # use store_core::{Engine, frame::ComputationFrame};
+    /// # use mandala::{ComputationFrame, Engine};
     /// let cf = ComputationFrame::from_op(&Engine::in_memory(), "inc").unwrap();
     /// assert_eq!(cf.df(false).unwrap().to_json().to_string(), "[]");
     /// ```
