@@ -133,8 +133,13 @@ fn main() -> mandala::Result<()> {
     let path = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "quickstart.mandala".into());
+    run(&path)
+}
+
+/// The pipeline on the store at `path` (the CLI's tests run it too).
+pub fn run(path: &str) -> mandala::Result<()> {
     let started = Instant::now();
-    let storage = Storage::open(&path)?;
+    let storage = Storage::open(path)?;
     let mut results = Vec::new();
     storage.run(|| -> mandala::Result<()> {
         let data = make_data(2_000, 42)?;

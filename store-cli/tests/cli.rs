@@ -1108,3 +1108,63 @@ fn tags_name_refs_on_the_command_line() {
         "{e}"
     );
 }
+
+#[allow(dead_code)]
+#[path = "../../examples/quickstart.rs"]
+mod quickstart;
+
+/// The newcomer's path on the quickstart itself: run it, then find every accuracy with its
+/// parameters by column name, as CSV a CSV reader types.
+#[test]
+fn the_quickstart_accuracies_by_column_name_as_csv() {
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("quickstart.mandala");
+    quickstart::run(store.to_str().unwrap()).unwrap();
+    let header = ok(d.path(), &["cf", "accuracy", "--expand", "back"]);
+    let columns: Vec<&str> = header.lines().next().unwrap().split_whitespace().collect();
+    for c in [
+        "n",
+        "seed",
+        "k",
+        "learning_rate",
+        "epochs",
+        "train",
+        "test",
+        "accuracy",
+    ] {
+        assert!(columns.contains(&c), "no column {c} in {columns:?}");
+    }
+    let csv = ok(
+        d.path(),
+        &[
+            "cf",
+            "accuracy",
+            "--expand",
+            "back",
+            "--columns",
+            "learning_rate,epochs,accuracy",
+            "--format",
+            "csv",
+            "--sort",
+            "accuracy",
+        ],
+    );
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("learning_rate,epochs,accuracy"));
+    let rows: Vec<(f64, u32, f64)> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 4, "{csv}");
+    assert!(
+        rows.windows(2).all(|w| w[0].2 <= w[1].2),
+        "sorted by accuracy: {csv}"
+    );
+    assert!(rows.iter().all(|r| (0.5..=1.0).contains(&r.2)), "{csv}");
+}
