@@ -23,8 +23,10 @@
 //!   (`accuracy`), unnamed outputs of an op with several are `op_0`, `op_1`, …;
 //! - an input's variable is named after the output that produced it, where an op produced it,
 //!   else (a value passed in from outside, or an element of a collection) after the argument;
-//! - a ref already in a variable stays there; a name already taken gets `_1`, `_2`, … in the
-//!   order the expansion meets it; names given with [`ComputationFrame::from_refs`] are kept.
+//! - a ref already in a variable stays there; an output whose name another variable has is
+//!   named after its op too (`split.train`, or `train.out` for an op's one unnamed output);
+//!   any other name already taken gets `_1`, `_2`, … in the order the expansion meets it;
+//!   names given with [`ComputationFrame::from_refs`] are kept.
 //!
 //! Where things live: this file holds the model, the constructors and expansion;
 //! `restrict` the restrictions and set operations; `table` the tables; `draw` DOT and SVG.
@@ -127,6 +129,16 @@ pub fn output_var_name(op: &str, label: &str, n_outputs: usize) -> String {
         Some(i) if i.parse::<usize>().is_ok() && n_outputs == 1 => op.to_string(),
         Some(i) if i.parse::<usize>().is_ok() => format!("{op}_{i}"),
         _ => label.to_string(),
+    }
+}
+
+/// The name an output's variable takes when another variable has its plain name: the op and
+/// the output, `split.train`, or `op.out` (`op.out_0`, …) for unnamed ones.
+pub fn qualified_output_name(op: &str, label: &str, n_outputs: usize) -> String {
+    match label.strip_prefix("output_") {
+        Some(i) if i.parse::<usize>().is_ok() && n_outputs == 1 => format!("{op}.out"),
+        Some(i) if i.parse::<usize>().is_ok() => format!("{op}.out_{i}"),
+        _ => format!("{op}.{label}"),
     }
 }
 
@@ -265,7 +277,7 @@ impl ComputationFrame {
         output: bool,
         slot: &Slot,
         hint: Option<&str>,
-        base: String,
+        (base, qualified): (String, Option<String>),
     ) -> String {
         let f = &self.funcs[node];
         let edges = if output { &f.outputs } else { &f.inputs };
@@ -278,10 +290,14 @@ impl ComputationFrame {
         let holding = self
             .var_holding(&slot.hid)
             .filter(|v| output || *v == base || self.created_by.contains_key(&slot.hid));
-        let var = hint
-            .map(str::to_string)
-            .or(holding)
-            .unwrap_or_else(|| self.fresh_name(&base));
+        let taken = |n: &str| self.vars.contains_key(n) || self.funcs.contains_key(n);
+        let var = hint.map(str::to_string).or(holding).unwrap_or_else(|| {
+            // A producer's output whose name another variable has: `op.output` first.
+            match qualified {
+                Some(q) if taken(&base) && !taken(&q) => q,
+                _ => self.fresh_name(&base),
+            }
+        });
         self.vars.entry(var.clone()).or_default();
         let f = self.funcs.get_mut(node).expect("exists");
         let edges = if output {
@@ -356,21 +372,23 @@ impl ComputationFrame {
                 // it, where an op produced it, else (a source value, or a collection built or
                 // taken apart by mandala's structural calls) after its argument.
                 let base = if output {
-                    output_var_name(op, &slot.name, n_outputs)
+                    (
+                        output_var_name(op, &slot.name, n_outputs),
+                        Some(qualified_output_name(op, &slot.name, n_outputs)),
+                    )
                 } else {
                     let creator = index
                         .creator(&slot.hid)
                         .filter(|c| !crate::format::collection::is_structural(&c.record.op));
-                    match creator {
-                        Some(c) => c
-                            .record
-                            .outputs
-                            .iter()
-                            .find(|o| o.hid == slot.hid)
-                            .map(|o| output_var_name(&c.record.op, &o.name, c.record.outputs.len()))
-                            .unwrap_or_else(|| label.trim_start_matches('*').to_string()),
-                        None => label.trim_start_matches('*').to_string(),
-                    }
+                    let produced = creator.and_then(|c| {
+                        let out = c.record.outputs.iter().find(|o| o.hid == slot.hid)?;
+                        let n = c.record.outputs.len();
+                        Some((
+                            output_var_name(&c.record.op, &out.name, n),
+                            Some(qualified_output_name(&c.record.op, &out.name, n)),
+                        ))
+                    });
+                    produced.unwrap_or_else(|| (label.trim_start_matches('*').to_string(), None))
                 };
                 self.var_for(&node, label, output, slot, h, base);
             }
