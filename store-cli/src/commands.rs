@@ -72,14 +72,14 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> Result<ExitCode> {
             pack_report(&report, cli.json, out)
         }
         Command::Remote { action } => crate::remote::manage(&store, action, cli.json, out),
-        Command::Push { name, quiet } => {
-            crate::remote::transfer(&store, "push", name.as_deref(), *quiet, cli.json, out)
+        Command::Push { name } => {
+            crate::remote::transfer(&store, "push", name.as_deref(), cli.quiet, cli.json, out)
         }
-        Command::Pull { name, quiet } => {
-            crate::remote::transfer(&store, "pull", name.as_deref(), *quiet, cli.json, out)
+        Command::Pull { name } => {
+            crate::remote::transfer(&store, "pull", name.as_deref(), cli.quiet, cli.json, out)
         }
-        Command::Fetch { name, quiet } => {
-            crate::remote::transfer(&store, "fetch", name.as_deref(), *quiet, cli.json, out)
+        Command::Fetch { name } => {
+            crate::remote::transfer(&store, "fetch", name.as_deref(), cli.quiet, cli.json, out)
         }
         Command::Upgrade => {
             if store.format() >= store_fs::FORMAT_VERSION {

@@ -4,6 +4,7 @@
 //! that writes to an `impl Write`. Exit codes: 0 success, 1 a failed check (`fsck` found
 //! problems), 2 an error (bad input, missing store, I/O). A closed pipe exits 0.
 
+mod busy;
 mod commands;
 mod discover;
 mod json;
@@ -38,6 +39,9 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// No progress or "working…" line on the terminal.
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -189,25 +193,16 @@ enum Command {
     Push {
         /// The remote (default: origin, or the store's only remote).
         name: Option<String>,
-        /// No progress line.
-        #[arg(long, short)]
-        quiet: bool,
     },
     /// Download from a remote every call this store lacks, with its history and values.
     Pull {
         /// The remote (default: origin, or the store's only remote).
         name: Option<String>,
-        /// No progress line.
-        #[arg(long, short)]
-        quiet: bool,
     },
     /// Like pull, without the large values (they can be pulled later).
     Fetch {
         /// The remote (default: origin, or the store's only remote).
         name: Option<String>,
-        /// No progress line.
-        #[arg(long, short)]
-        quiet: bool,
     },
     /// A unified diff between two versions, by version id prefix.
     Diff {
@@ -277,7 +272,29 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    match commands::run(&cli, &mut out) {
+    // Long work says it is working (on a terminal); its output is printed once the line is
+    // gone, so the two never mix.
+    let busy = match &cli.command {
+        Command::Status => Some("reading the store"),
+        Command::Fsck => Some("checking every object"),
+        Command::Gc { .. } => Some("collecting"),
+        Command::Pack { .. } => Some("packing"),
+        Command::Cf { .. } | Command::Graph { .. } => Some("building the frame"),
+        _ => None,
+    };
+    let result = match busy {
+        Some(what) => {
+            let line = busy::Busy::start(what, !cli.quiet && !cli.json);
+            let mut buffered = Vec::new();
+            let result = commands::run(&cli, &mut buffered);
+            drop(line);
+            out.write_all(&buffered)
+                .map_err(anyhow::Error::from)
+                .and(result)
+        }
+        None => commands::run(&cli, &mut out),
+    };
+    match result {
         Ok(code) => {
             let _ = out.flush();
             code

@@ -1168,3 +1168,49 @@ fn the_quickstart_accuracies_by_column_name_as_csv() {
     );
     assert!(rows.iter().all(|r| (0.5..=1.0).contains(&r.2)), "{csv}");
 }
+
+/// Long work says it is working on a terminal (here `script`'s pseudo-terminal, with the
+/// line's delay set to 0), never when piped or with --quiet, and the line is gone before the
+/// command's output.
+#[test]
+fn long_work_says_it_is_working_on_a_terminal_only() {
+    let (d, _s) = sample();
+    let bin = env!("CARGO_BIN_EXE_mandala");
+    let store = d.path().join("lab.mandala");
+    let on_tty = |args: &str| {
+        let out = Command::new("script")
+            .args([
+                "-qec",
+                &format!("{bin} --store {} {args}", store.display()),
+                "/dev/null",
+            ])
+            .env("MANDALA_BUSY_AFTER_MS", "0")
+            .output()
+            .expect("`script` (util-linux) runs a command on a pseudo-terminal");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = on_tty("fsck");
+    assert!(shown.contains("\rchecking every object… "), "{shown:?}");
+    // Erased, then the report.
+    let erased = shown.rfind("\r\x1b[2K").expect("the line is erased");
+    assert!(shown[erased..].contains("checked 5 values and 4 calls"), "{shown:?}");
+    let quiet = on_tty("fsck --quiet");
+    assert!(!quiet.contains("checking every object"), "{quiet:?}");
+    assert!(quiet.contains("checked 5 values and 4 calls"), "{quiet:?}");
+    let piped = Command::new(bin)
+        .args(["--store", store.to_str().unwrap(), "fsck"])
+        .env("MANDALA_BUSY_AFTER_MS", "0")
+        .output()
+        .unwrap();
+    assert!(piped.status.success());
+    assert!(
+        piped.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+}
