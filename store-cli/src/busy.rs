@@ -28,9 +28,14 @@ impl Busy {
                 .and_then(|v| v.parse().ok())
                 .map_or(Duration::from_secs(1), Duration::from_millis);
             let (stop, shown) = (stop.clone(), shown.clone());
+            let started = Instant::now();
+            if after.is_zero() {
+                // At once (for tests): before the work, whatever the thread's scheduling.
+                eprint!("\r{what}… 0.0 s ");
+                shown.store(true, Ordering::Relaxed);
+            }
             std::thread::spawn(move || {
-                let started = Instant::now();
-                let mut next = after;
+                let mut next = after.max(Duration::from_millis(250));
                 while !stop.load(Ordering::Relaxed) {
                     let elapsed = started.elapsed();
                     if elapsed >= next {

@@ -9,9 +9,10 @@ mod commands;
 mod discover;
 mod json;
 mod lookup;
+mod pager;
 mod remote;
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -282,17 +283,32 @@ fn main() -> ExitCode {
         Command::Cf { .. } | Command::Graph { .. } => Some("building the frame"),
         _ => None,
     };
-    let result = match busy {
-        Some(what) => {
-            let line = busy::Busy::start(what, !cli.quiet && !cli.json);
-            let mut buffered = Vec::new();
-            let result = commands::run(&cli, &mut buffered);
-            drop(line);
+    // Output that can be long goes through a pager on a terminal, as git's does.
+    let paged = matches!(
+        &cli.command,
+        Command::Calls { .. }
+            | Command::Cf { .. }
+            | Command::Show { .. }
+            | Command::Log { .. }
+            | Command::Versions { .. }
+            | Command::Diff { .. }
+            | Command::Graph { .. }
+            | Command::Ops
+            | Command::Tags
+    ) && io::stdout().is_terminal();
+    let result = if busy.is_some() || paged {
+        let line = busy.map(|what| busy::Busy::start(what, !cli.quiet && !cli.json));
+        let mut buffered = Vec::new();
+        let result = commands::run(&cli, &mut buffered);
+        drop(line);
+        let shown = if paged {
+            pager::show(&buffered, &mut out)
+        } else {
             out.write_all(&buffered)
-                .map_err(anyhow::Error::from)
-                .and(result)
-        }
-        None => commands::run(&cli, &mut out),
+        };
+        shown.map_err(anyhow::Error::from).and(result)
+    } else {
+        commands::run(&cli, &mut out)
     };
     match result {
         Ok(code) => {

@@ -1198,7 +1198,10 @@ fn long_work_says_it_is_working_on_a_terminal_only() {
     assert!(shown.contains("\rchecking every object… "), "{shown:?}");
     // Erased, then the report.
     let erased = shown.rfind("\r\x1b[2K").expect("the line is erased");
-    assert!(shown[erased..].contains("checked 5 values and 4 calls"), "{shown:?}");
+    assert!(
+        shown[erased..].contains("checked 5 values and 4 calls"),
+        "{shown:?}"
+    );
     let quiet = on_tty("fsck --quiet");
     assert!(!quiet.contains("checking every object"), "{quiet:?}");
     assert!(quiet.contains("checked 5 values and 4 calls"), "{quiet:?}");
@@ -1212,5 +1215,52 @@ fn long_work_says_it_is_working_on_a_terminal_only() {
         piped.stderr.is_empty(),
         "{}",
         String::from_utf8_lossy(&piped.stderr)
+    );
+}
+
+/// Long output goes through a pager on a terminal (here one that marks each line), never when
+/// piped, and not with an empty MANDALA_PAGER.
+#[test]
+fn long_output_is_paged_on_a_terminal_only() {
+    let (d, _s) = sample();
+    let bin = env!("CARGO_BIN_EXE_mandala");
+    let store = d.path().join("lab.mandala");
+    let on_tty = |pager: &str| {
+        let out = Command::new("script")
+            .args([
+                "-qec",
+                &format!("{bin} --store {} ops", store.display()),
+                "/dev/null",
+            ])
+            .env("MANDALA_PAGER", pager)
+            .output()
+            .expect("`script` (util-linux) runs a command on a pseudo-terminal");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).replace('\r', "")
+    };
+    assert_eq!(
+        on_tty("sed s/^/paged:/"),
+        "paged:divmod  1 call\npaged:inc     3 calls\n"
+    );
+    assert_eq!(on_tty(""), "divmod  1 call\ninc     3 calls\n");
+    // A pager that is not installed: the shell says so, and the output is shown anyway.
+    let missing = on_tty("no-such-pager-here");
+    assert!(missing.contains("not found"), "{missing}");
+    assert!(
+        missing.ends_with("divmod  1 call\ninc     3 calls\n"),
+        "{missing}"
+    );
+    let piped = Command::new(bin)
+        .args(["--store", store.to_str().unwrap(), "ops"])
+        .env("MANDALA_PAGER", "sed s/^/paged:/")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(piped.stdout).unwrap(),
+        "divmod  1 call\ninc     3 calls\n"
     );
 }
