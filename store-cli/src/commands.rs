@@ -880,7 +880,14 @@ fn cf(
         table = table.sort_by(column)?;
     }
     match format {
-        crate::Format::Table => write!(out, "{table}")?,
+        crate::Format::Table => {
+            // The header in bold on a terminal.
+            let text = table.to_string();
+            match text.split_once('\n') {
+                Some((header, rows)) => write!(out, "{}\n{rows}", crate::pager::bold(header))?,
+                None => write!(out, "{text}")?,
+            }
+        }
         crate::Format::Csv => write!(out, "{}", table.to_csv())?,
         crate::Format::Json => writeln!(out, "{}", table.to_json())?,
     }

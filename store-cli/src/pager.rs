@@ -1,4 +1,5 @@
-//! Long output on a terminal goes through a pager, as git's does: `$MANDALA_PAGER`, else
+//! Output on a terminal: colour (off with `NO_COLOR`, `TERM=dumb`, or when piped), and long
+//! output through a pager, as git's does: `$MANDALA_PAGER`, else
 //! `$PAGER`, else `less` (with `LESS=FRX` unless set: it quits at once when the output fits on
 //! one screen, and keeps colours). An empty `MANDALA_PAGER` (or `cat`) turns it off; a pager that
 //! cannot start is skipped.
@@ -32,4 +33,22 @@ pub fn show(text: &[u8], out: &mut impl Write) -> io::Result<()> {
         return out.write_all(text);
     }
     Ok(())
+}
+
+/// Whether output may use colour: stdout is a terminal, `NO_COLOR` is unset and `TERM` is not
+/// `dumb` (<https://no-color.org>).
+pub fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var("TERM").is_ok_and(|t| t != "dumb")
+}
+
+/// `line` in bold when colour is on.
+pub fn bold(line: &str) -> String {
+    if colour() {
+        format!("\x1b[1m{line}\x1b[0m")
+    } else {
+        line.to_string()
+    }
 }

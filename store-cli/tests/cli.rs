@@ -1264,3 +1264,31 @@ fn long_output_is_paged_on_a_terminal_only() {
         "divmod  1 call\ninc     3 calls\n"
     );
 }
+
+/// A table's header is bold on a terminal, plain with NO_COLOR or when piped.
+#[test]
+fn colour_on_a_terminal_only() {
+    let (d, _s) = sample();
+    let bin = env!("CARGO_BIN_EXE_mandala");
+    let store = d.path().join("lab.mandala");
+    let on_tty = |no_color: bool| {
+        let mut c = Command::new("script");
+        c.args([
+            "-qec",
+            &format!("{bin} --store {} cf inc", store.display()),
+            "/dev/null",
+        ])
+        .env("MANDALA_PAGER", "")
+        .env("TERM", "xterm");
+        if no_color {
+            c.env("NO_COLOR", "1");
+        } else {
+            c.env_remove("NO_COLOR");
+        }
+        String::from_utf8_lossy(&c.output().unwrap().stdout).into_owned()
+    };
+    assert!(on_tty(false).starts_with("\x1b[1mx"), "{:?}", on_tty(false));
+    assert!(on_tty(true).starts_with("x "), "{:?}", on_tty(true));
+    let piped = ok(d.path(), &["cf", "inc"]);
+    assert!(piped.starts_with("x "), "{piped:?}");
+}
