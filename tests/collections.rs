@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use mandala::{op, MDict, MList, Ref, Storage};
 
+mod common;
+
 fn executed(storage: &Storage, op: &str) -> u64 {
     storage.stats().op(op).executed
 }
@@ -531,14 +533,6 @@ fn empty_collections() -> mandala::Result<()> {
 /// history from its collection in a pack of a store that used both.
 #[test]
 fn an_independent_reader_re_derives_collections() -> mandala::Result<()> {
-    let have = std::process::Command::new("python3")
-        .args(["-c", "import blake3, zstandard, cbor2"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        have,
-        "this test needs python3 with: pip install blake3 zstandard cbor2 (.ci/run installs them)"
-    );
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::open(dir.path().join("s.mandala"))?;
     storage.run(|| -> mandala::Result<()> {
@@ -549,23 +543,7 @@ fn an_independent_reader_re_derives_collections() -> mandala::Result<()> {
         Ok(())
     })?;
     storage.flush()?;
-    let packs = dir.path().join("s.mandala/packs");
-    let idx = std::fs::read_dir(&packs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "idx"))
-        .expect("a sealed pack");
-    let out = std::process::Command::new("python3")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/tools/read_pack.py"))
-        .arg(&idx)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::read_first_pack(&dir.path().join("s.mandala"));
     // 2 make-list calls, 5 list elements, 2 dict entries.
     assert!(
         stdout.ends_with("ok: 9 collections and elements re-derive their shapes and histories\n"),

@@ -25,6 +25,49 @@ fn mandala(cwd: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs `mandala --store STORE ARGS` on a pseudo-terminal (`script`, util-linux) with `envs`
+/// set (`None`: removed), and returns what the terminal showed (stdout and stderr together).
+fn on_tty(store: &Path, args: &str, envs: &[(&str, Option<&str>)]) -> String {
+    let bin = env!("CARGO_BIN_EXE_mandala");
+    let mut c = Command::new("script");
+    c.args([
+        "-qec",
+        &format!("{bin} --store {} {args}", store.display()),
+        "/dev/null",
+    ]);
+    for (k, v) in envs {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let out = c
+        .output()
+        .expect("`script` (util-linux) runs a command on a pseudo-terminal");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The rows of a CSV of (learning_rate, epochs, accuracy), after checking its header.
+fn accuracy_rows(csv: &str) -> Vec<(f64, u32, f64)> {
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("learning_rate,epochs,accuracy"));
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
 fn ok(cwd: &Path, args: &[&str]) -> String {
     let out = mandala(cwd, args);
     assert!(
@@ -912,18 +955,7 @@ fn accuracies_with_their_parameters_by_name_as_typed_csv() {
             "csv",
         ],
     );
-    let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("learning_rate,epochs,accuracy"));
-    let mut rows: Vec<(f64, u32, f64)> = lines
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (
-                f[0].parse().unwrap(),
-                f[1].parse().unwrap(),
-                f[2].parse().unwrap(),
-            )
-        })
-        .collect();
+    let mut rows = accuracy_rows(&csv);
     rows.sort_by(|a, b| a.partial_cmp(b).unwrap());
     assert_eq!(rows.len(), 4, "{csv}");
     assert_eq!((rows[0].0, rows[0].1), (0.05, 20));
@@ -1149,18 +1181,7 @@ fn the_quickstart_accuracies_by_column_name_as_csv() {
             "accuracy",
         ],
     );
-    let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("learning_rate,epochs,accuracy"));
-    let rows: Vec<(f64, u32, f64)> = lines
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (
-                f[0].parse().unwrap(),
-                f[1].parse().unwrap(),
-                f[2].parse().unwrap(),
-            )
-        })
-        .collect();
+    let rows = accuracy_rows(&csv);
     assert_eq!(rows.len(), 4, "{csv}");
     assert!(
         rows.windows(2).all(|w| w[0].2 <= w[1].2),
@@ -1177,23 +1198,7 @@ fn long_work_says_it_is_working_on_a_terminal_only() {
     let (d, _s) = sample();
     let bin = env!("CARGO_BIN_EXE_mandala");
     let store = d.path().join("lab.mandala");
-    let on_tty = |args: &str| {
-        let out = Command::new("script")
-            .args([
-                "-qec",
-                &format!("{bin} --store {} {args}", store.display()),
-                "/dev/null",
-            ])
-            .env("MANDALA_BUSY_AFTER_MS", "0")
-            .output()
-            .expect("`script` (util-linux) runs a command on a pseudo-terminal");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let on_tty = |args: &str| on_tty(&store, args, &[("MANDALA_BUSY_AFTER_MS", Some("0"))]);
     let shown = on_tty("fsck");
     assert!(shown.contains("\rchecking every object… "), "{shown:?}");
     // Erased, then the report.
@@ -1225,23 +1230,8 @@ fn long_output_is_paged_on_a_terminal_only() {
     let (d, _s) = sample();
     let bin = env!("CARGO_BIN_EXE_mandala");
     let store = d.path().join("lab.mandala");
-    let on_tty = |pager: &str| {
-        let out = Command::new("script")
-            .args([
-                "-qec",
-                &format!("{bin} --store {} ops", store.display()),
-                "/dev/null",
-            ])
-            .env("MANDALA_PAGER", pager)
-            .output()
-            .expect("`script` (util-linux) runs a command on a pseudo-terminal");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).replace('\r', "")
-    };
+    let on_tty =
+        |pager: &str| on_tty(&store, "ops", &[("MANDALA_PAGER", Some(pager))]).replace('\r', "");
     assert_eq!(
         on_tty("sed s/^/paged:/"),
         "paged:divmod  1 call\npaged:inc     3 calls\n"
@@ -1269,23 +1259,14 @@ fn long_output_is_paged_on_a_terminal_only() {
 #[test]
 fn colour_on_a_terminal_only() {
     let (d, _s) = sample();
-    let bin = env!("CARGO_BIN_EXE_mandala");
     let store = d.path().join("lab.mandala");
     let on_tty = |no_color: bool| {
-        let mut c = Command::new("script");
-        c.args([
-            "-qec",
-            &format!("{bin} --store {} cf inc", store.display()),
-            "/dev/null",
-        ])
-        .env("MANDALA_PAGER", "")
-        .env("TERM", "xterm");
-        if no_color {
-            c.env("NO_COLOR", "1");
-        } else {
-            c.env_remove("NO_COLOR");
-        }
-        String::from_utf8_lossy(&c.output().unwrap().stdout).into_owned()
+        let env = [
+            ("MANDALA_PAGER", Some("")),
+            ("TERM", Some("xterm")),
+            ("NO_COLOR", no_color.then_some("1")),
+        ];
+        on_tty(&store, "cf inc", &env)
     };
     assert!(on_tty(false).starts_with("\x1b[1mx"), "{:?}", on_tty(false));
     assert!(on_tty(true).starts_with("x "), "{:?}", on_tty(true));

@@ -117,3 +117,35 @@ pub fn rsync_into(src: &Path, dest: &Path) {
         ],
     );
 }
+
+/// Runs docs/tools/read_pack.py (Python with blake3, zstandard and cbor2, which .ci/run
+/// installs) on the first pack index under `store`'s `packs/`, asserts it succeeded, and
+/// returns what it printed.
+#[allow(dead_code)]
+pub fn read_first_pack(store: &Path) -> String {
+    let have = Command::new("python3")
+        .args(["-c", "import blake3, zstandard, cbor2"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        have,
+        "this test needs python3 with: pip install blake3 zstandard cbor2 (.ci/run installs them)"
+    );
+    let idx = std::fs::read_dir(store.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "idx"))
+        .expect("a sealed pack");
+    let out = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/tools/read_pack.py"))
+        .arg(&idx)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
