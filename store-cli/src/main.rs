@@ -129,6 +129,15 @@ enum Command {
         semantic: bool,
     },
     /// The table of an op's calls (a ComputationFrame), without the program.
+    ///
+    /// One row per trace of computation, one column per variable, plus the calls with --calls.
+    /// Names: an op's calls are `op()`; an op's one unnamed output is named after the op
+    /// (`accuracy`), named outputs keep their names (`train`, `test`), and an input is named
+    /// after the output that produced it, else after its argument; a name two outputs would
+    /// share is qualified by the op (`split.train`). Rows are in a stable order of their ids
+    /// unless --sort names a column.
+    ///
+    /// Example: mandala cf accuracy --expand back --columns learning_rate,accuracy --format csv
     Cf {
         /// The op.
         op: String,

@@ -1273,3 +1273,18 @@ fn colour_on_a_terminal_only() {
     let piped = ok(d.path(), &["cf", "inc"]);
     assert!(piped.starts_with("x "), "{piped:?}");
 }
+
+/// Help is short with -h and long with --help (where the naming rules and an example live).
+#[test]
+fn help_is_short_or_long() {
+    let d = tempfile::tempdir().unwrap();
+    let short = ok(d.path(), &["cf", "-h"]);
+    let long = ok(d.path(), &["cf", "--help"]);
+    assert!(!short.contains("Names:"), "{short}");
+    assert!(long.contains("Names: an op's calls are `op()`"), "{long}");
+    assert!(
+        long.contains("Example: mandala cf accuracy --expand back"),
+        "{long}"
+    );
+    assert!(short.lines().count() < long.lines().count());
+}
