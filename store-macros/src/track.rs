@@ -66,14 +66,50 @@ fn print_tokens(tokens: TokenStream, out: &mut String) {
     }
 }
 
-/// The text to display: the signature as printed and the body as written, if the compiler can
-/// give the body's source text.
-pub fn source_of(sig: &impl ToTokens, block: &syn::Block) -> String {
-    let sig = sig.to_token_stream().to_string();
-    match block.brace_token.span.join().source_text() {
-        Some(body) => format!("{sig} {body}"),
-        None => format!("{sig} {}", block.to_token_stream()),
+/// The text to display (diffs, `mandala log`): the function as written, from its signature to
+/// its closing brace, read from its source file; else the signature as printed and the body as
+/// written; else both as printed (a function made by a `macro_rules!` has no file text).
+pub fn source_of(sig: &syn::Signature, block: &syn::Block) -> String {
+    if let Some(text) = written(sig.fn_token.span, block.brace_token.span.close()) {
+        return text;
     }
+    let printed = sig.to_token_stream().to_string();
+    match block.brace_token.span.join().source_text() {
+        Some(body) => format!("{printed} {body}"),
+        None => format!("{printed} {}", block.to_token_stream()),
+    }
+}
+
+/// The source text from the start of `first` to the end of `last`, read from their file.
+fn written(first: proc_macro2::Span, last: proc_macro2::Span) -> Option<String> {
+    if !proc_macro::is_available() {
+        return None; // the macro's own unit tests
+    }
+    let (first, last) = (first.unwrap(), last.unwrap());
+    let file = first.local_file()?;
+    if last.local_file()? != file {
+        return None;
+    }
+    let text = std::fs::read_to_string(&file).ok()?;
+    // Lines and columns count from 1; columns in characters.
+    let offset = |line: usize, column: usize| -> Option<usize> {
+        let column = column.checked_sub(1)?;
+        let start: usize = text
+            .split_inclusive('\n')
+            .take(line.checked_sub(1)?)
+            .map(str::len)
+            .sum();
+        let rest = text.get(start..)?;
+        let byte = rest
+            .char_indices()
+            .nth(column)
+            .map_or(rest.len(), |(i, _)| i);
+        Some(start + byte)
+    };
+    let (from, to) = (first.start(), last.end());
+    let piece = text.get(offset(from.line(), from.column())?..offset(to.line(), to.column())?)?;
+    // What the tokens say must be what the file says (a file edited since is not trusted).
+    (piece.starts_with("fn") && piece.ends_with('}')).then(|| piece.to_string())
 }
 
 /// The prologue that registers component `name` and reports its use.
