@@ -34,6 +34,9 @@
 //!   `ignore(arg)` passes the argument without hashing or storing it;
 //!   `new_default(arg = EXPR)` leaves the argument out of the call's identity when it equals
 //!   `EXPR`, so calls made before the argument existed stay hits.
+//! - Each op comes with a handle to its name, `inc::OP` (a module beside the function), for
+//!   `storage.cf(inc::OP)`: a typo fails to compile. (So a module of the op's name cannot sit
+//!   beside the op.)
 //! - Outside a storage context an op runs as a plain function (its results are detached refs);
 //!   in a [`noop`](Engine::noop) context it executes without reading or writing anything. An op
 //!   called inside another op's body is memoized as its own call.
@@ -104,8 +107,8 @@ pub use store_core::version::global::Tracked;
 pub use store_core::version::history::Change;
 pub use store_core::{
     Arg, Backend, CallName, CallRecord, Engine, Error, Id, IdPrefix, IntoArg, Kind, MDict, MList,
-    MemoryBackend, Mode, OpStats, OpValue, Pointer, Ref, RefIds, Result, Slot, Stats, StoredCall,
-    Value,
+    MemoryBackend, Mode, OpName, OpStats, OpValue, Pointer, Ref, RefIds, Result, Slot, Stats,
+    StoredCall, Value,
 };
 pub use store_core::{CallError, FormatError, FrameError, StoreError, VersioningError};
 pub use store_core::{ChangeReport, ComponentChange, Versioning};
@@ -275,9 +278,10 @@ impl Storage {
         Ok(self)
     }
 
-    /// A ComputationFrame of every stored call of `op` (see [`ComputationFrame`]).
-    pub fn cf(&self, op: &str) -> Result<ComputationFrame> {
-        ComputationFrame::from_op(&self.engine, op)
+    /// A ComputationFrame of every stored call of `op` (see [`ComputationFrame`]): its name,
+    /// or better the handle `#[op]` makes, `storage.cf(inc::OP)`, which a typo cannot miss.
+    pub fn cf(&self, op: impl AsRef<str>) -> Result<ComputationFrame> {
+        ComputationFrame::from_op(&self.engine, op.as_ref())
     }
 
     /// A ComputationFrame with one variable per named group of refs.

@@ -18,7 +18,8 @@ fn the_frame_of_an_op_has_one_row_per_call() {
     storage
         .run(|| (0..10).try_for_each(|i| inc(i).map(|_| ())))
         .unwrap();
-    let table = storage.cf("inc").unwrap().df(false).unwrap();
+    let table = storage.cf(inc::OP).unwrap().df(false).unwrap();
+    assert_eq!(table, storage.cf("inc").unwrap().df(false).unwrap());
     // The op's one output is named after it; its calls are the column `inc()`.
     assert_eq!(table.columns, ["x", "inc()", "inc"]);
     assert_eq!(table.len(), 10);

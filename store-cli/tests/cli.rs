@@ -342,7 +342,10 @@ fn log_versions_and_diff() {
     assert!(log.starts_with("version "), "{log}");
     assert!(log.contains("(semantic; semantic id"), "{log}");
     // The stored source is the function as written, signature included.
-    assert!(log.contains("+fn halve(x: u64) -> u64 {\n+    x / 2\n+}"), "{log}");
+    assert!(
+        log.contains("+fn halve(x: u64) -> u64 {\n+    x / 2\n+}"),
+        "{log}"
+    );
     let versions = ok(d.path(), &["versions", "halved"]);
     assert!(
         versions.starts_with("version ") && versions.contains("(1 call)"),

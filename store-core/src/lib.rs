@@ -38,6 +38,7 @@ pub mod engine;
 pub mod frame;
 
 pub use backend::{Backend, MemoryBackend, WriteGuard};
+pub use engine::call::OpName;
 pub use engine::collection::{MDict, MList};
 pub use engine::context::{ContextGuard, Mode};
 pub use engine::pointer::Pointer;

@@ -84,6 +84,14 @@ pub fn expand(func: &ItemFn, sig: &Signature) -> TokenStream {
             }
         }
 
+        /// The op's name as a handle (`storage.cf(OP)`), made by `#[op]`.
+        #[allow(non_snake_case)]
+        #vis mod #ident {
+            /// The op's name.
+            #[allow(dead_code)]
+            pub const OP: ::mandala::OpName = ::mandala::OpName(#name);
+        }
+
         #(#attrs)*
         #[allow(clippy::too_many_arguments)]
         #vis fn #ident(#(#idents: impl ::mandala::IntoArg<#tys>),*) -> #ret_ty {

@@ -34,6 +34,34 @@ impl OpSpec {
     }
 }
 
+/// An op's name, as `#[op]` gives it for each op: `inc::OP` names op `inc` (or the name its
+/// `#[op(name = "...")]` gives), so a typo in `storage.cf(inc::OP)` fails at compile time.
+///
+/// ```
+/// use mandala::{op, Storage};
+/// #[op]
+/// fn inc(x: u64) -> u64 { x + 1 }
+/// let storage = Storage::in_memory();
+/// storage.run(|| inc(1))?;
+/// assert_eq!(storage.cf(inc::OP)?.df(false)?.len(), 1);
+/// assert_eq!(inc::OP.as_ref(), "inc");
+/// # Ok::<(), mandala::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OpName(pub &'static str);
+
+impl AsRef<str> for OpName {
+    fn as_ref(&self) -> &str {
+        self.0
+    }
+}
+
+impl std::fmt::Display for OpName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
 /// What the current context asks of a call.
 // Returned once per call and matched at once: boxing the builder would cost an allocation
 // per call for nothing.
