@@ -172,6 +172,12 @@ pub use store_macros::track;
 #[cfg(doctest)]
 pub mod guide {}
 
+/// The README, whose complete example runs as a doc test (its sketches are marked `ignore`;
+/// the guide holds them whole).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub mod readme {}
+
 /// Support code for the `#[op]` macro. Not a public API.
 #[doc(hidden)]
 pub mod __private {
