@@ -618,3 +618,28 @@ fn a_synced_store_writes_the_same_packs() {
     assert_clean(&synced);
     assert_all_hits(&synced, 0..20);
 }
+
+/// fsck counts what it checks, for the CLI's progress line: every pack entry, and every record
+/// once more for the checks all records get.
+#[test]
+fn verify_counts_what_it_checks() {
+    let d = tempfile::tempdir().unwrap();
+    let storage = mandala::Storage::open(d.path().join("s.mandala")).unwrap();
+    storage
+        .run(|| (0..5u64).try_for_each(|i| count_me(i).map(|_| ())))
+        .unwrap();
+    storage.flush().unwrap();
+    let checked = std::sync::atomic::AtomicU64::new(0);
+    let report = storage.fs().unwrap().verify_counting(&checked).unwrap();
+    assert!(report.is_clean(), "{:#?}", report.problems);
+    assert_eq!(report.calls, 5);
+    assert_eq!(
+        checked.load(std::sync::atomic::Ordering::Relaxed),
+        report.values + 2 * report.calls
+    );
+}
+
+#[mandala::op]
+fn count_me(i: u64) -> u64 {
+    i * 7
+}

@@ -9,6 +9,18 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// What the running command has done so far, if it counts (fsck: objects checked); shown on
+/// the line when not zero.
+pub static DONE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The line's text after `elapsed`.
+fn text(what: &str, elapsed: Duration) -> String {
+    match DONE.load(Ordering::Relaxed) {
+        0 => format!("\r{what}… {:.1} s ", elapsed.as_secs_f64()),
+        n => format!("\r{what}… {n} done, {:.1} s ", elapsed.as_secs_f64()),
+    }
+}
+
 /// Shows the line while it lives.
 pub struct Busy {
     stop: Arc<AtomicBool>,
@@ -31,7 +43,7 @@ impl Busy {
             let started = Instant::now();
             if after.is_zero() {
                 // At once (for tests): before the work, whatever the thread's scheduling.
-                eprint!("\r{what}… 0.0 s ");
+                eprint!("{}", text(what, Duration::ZERO));
                 shown.store(true, Ordering::Relaxed);
             }
             std::thread::spawn(move || {
@@ -39,7 +51,7 @@ impl Busy {
                 while !stop.load(Ordering::Relaxed) {
                     let elapsed = started.elapsed();
                     if elapsed >= next {
-                        eprint!("\r{what}… {:.1} s ", elapsed.as_secs_f64());
+                        eprint!("{}", text(what, elapsed));
                         let _ = std::io::stderr().flush();
                         shown.store(true, Ordering::Relaxed);
                         next = elapsed + Duration::from_millis(250);
@@ -66,5 +78,24 @@ impl Drop for Busy {
             // Erase the line: what the command prints next starts clean.
             eprint!("\r\x1b[2K");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_shows_the_count_when_there_is_one() {
+        assert_eq!(
+            text("checking", Duration::from_millis(1500)),
+            "\rchecking… 1.5 s "
+        );
+        DONE.store(1234, Ordering::Relaxed);
+        assert_eq!(
+            text("checking", Duration::from_millis(1500)),
+            "\rchecking… 1234 done, 1.5 s "
+        );
+        DONE.store(0, Ordering::Relaxed);
     }
 }

@@ -50,6 +50,15 @@ impl FsBackend {
     /// re-hash to their record ids, are filed under their call key and call
     /// hid, and name only stored values. Reports, never repairs.
     pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_counting(&std::sync::atomic::AtomicU64::new(0))
+    }
+
+    /// [`FsBackend::verify`], adding one to `checked` for each object checked (values,
+    /// records, pack and log entries, versions), for a progress display.
+    pub fn verify_counting(&self, checked: &std::sync::atomic::AtomicU64) -> Result<VerifyReport> {
+        let tick = || {
+            checked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
         let root = self.root().to_path_buf();
         let mut report = VerifyReport::default();
 
@@ -68,6 +77,7 @@ impl FsBackend {
         // Values present, sound or not: a call naming a damaged value is not dangling.
         let mut present = BTreeSet::new();
         for (path, shard, rest) in self.sharded_files(layout::VALUES, &mut report.warnings)? {
+            tick();
             let Some(cid) = layout::parse_sharded(&shard, &rest) else {
                 report
                     .warnings
@@ -93,7 +103,7 @@ impl FsBackend {
         // Packs and logs: their files checked whole, their values counted as present, their
         // records checked below with the loose ones.
         let mut records: Vec<(PathBuf, CallName, store_core::CallRecord)> = Vec::new();
-        self.verify_packs(&mut report, &mut values, &mut present, &mut records)?;
+        self.verify_packs(&mut report, &mut values, &mut present, &mut records, &tick)?;
 
         // What each component's contents stand for, to check the ids records hold for their
         // dependencies (docs/FORMAT.md §6).
@@ -131,6 +141,7 @@ impl FsBackend {
             }
         }
         for (path, call, rec) in records {
+            tick();
             let (key, hid) = (call.key, call.hid);
             if rec.hid() != hid || rec.key() != key {
                 push(
@@ -226,6 +237,7 @@ impl FsBackend {
             }
         }
         for (path, shard, rest) in self.sharded_files(layout::VERSIONS, &mut report.warnings)? {
+            tick();
             let Some(id) = layout::parse_sharded(&shard, &rest) else {
                 report
                     .warnings
@@ -367,12 +379,14 @@ impl FsBackend {
         values: &mut BTreeSet<Id>,
         present: &mut BTreeSet<Id>,
         records: &mut Vec<(PathBuf, CallName, store_core::CallRecord)>,
+        tick: &dyn Fn(),
     ) -> Result<()> {
         use crate::pack::format::EntryId;
         let root = self.root().to_path_buf();
         let dir = root.join(layout::PACKS);
         let names = FsBackend::list_dir(&dir)?;
         let mut entry = |report: &mut VerifyReport, found: crate::pack::Found| {
+            tick();
             let at = format!(
                 "{} (entry at offset {})",
                 found.path.display(),
