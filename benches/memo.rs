@@ -15,6 +15,50 @@ fn add2(a: u64, b: u64) -> u64 {
     a.wrapping_add(b)
 }
 
+/// 5 ms of work (sleeping, as I/O or a subprocess would).
+#[op]
+fn work_5ms(x: u64, salt: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    x ^ salt
+}
+
+/// A second op over the first's results.
+#[op]
+fn work_5ms_more(y: u64, salt: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    y + salt
+}
+
+/// Issue 14's grid: 2 ops over N inputs with 5 ms of work each, sequential vs `par_map` on this
+/// machine's threads (2 here); target ≤ 0.6× the sequential time.
+fn parallel_grid(dir: &Path, quick: bool) {
+    let n: u64 = if quick { 100 } else { 500 };
+    let storage = create_store(&dir.join("grid.mandala")).unwrap();
+    let t = Instant::now();
+    storage
+        .run(|| -> mandala::Result<()> {
+            for x in 0..n {
+                work_5ms_more(work_5ms(x, 1)?, 1)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let sequential = t.elapsed();
+    let t = Instant::now();
+    storage
+        .par_map(0..n, |x| work_5ms_more(work_5ms(x, 2)?, 2))
+        .unwrap();
+    let parallel = t.elapsed();
+    row(
+        &format!("grid of {} calls of 5 ms, par_map", 2 * n),
+        parallel.as_secs_f64() * 1e3,
+        "ms",
+        "the same grid, sequential",
+        sequential.as_secs_f64() * 1e3,
+        "<= 0.6",
+    );
+}
+
 /// A list of `n` distinct elements (distinct per `salt`), stored per element.
 #[op]
 fn range_list(n: u64, salt: u64) -> mandala::MList<u64> {
@@ -708,6 +752,9 @@ fn main() {
     }
     if want("pipeline_table") {
         pipeline_table(&dir, quick);
+    }
+    if want("parallel_grid") {
+        parallel_grid(&dir, quick);
     }
     if want("collections") {
         collections(&dir, quick);

@@ -330,6 +330,59 @@ impl Storage {
         Ok(ComputationFrame::from_refs(&self.engine, groups))
     }
 
+    /// Runs `f` on every input on all cores, each in this storage's context, and returns the
+    /// results in input order (the first error, in input order, if any fails). A call several
+    /// inputs reach at once is computed once: the other threads wait for it and count it as a
+    /// hit (`stats().total.waited`).
+    ///
+    /// Any thread pool works the same way: call `storage.run` inside each task (a context is
+    /// per thread; `Storage` is `Send + Sync` and cheap to clone).
+    ///
+    /// ```
+    /// # use mandala::{op, Storage};
+    /// #[op]
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let storage = Storage::in_memory();
+    /// let ys = storage.par_map(vec![1, 2, 3, 2, 1], square)?;
+    /// let values: Vec<u64> = ys.iter().map(|y| storage.unwrap(y)).collect::<mandala::Result<_>>()?;
+    /// assert_eq!(values, [1, 4, 9, 4, 1]);
+    /// assert_eq!(storage.stats().op("square").executed, 3);
+    /// # Ok::<(), mandala::Error>(())
+    /// ```
+    pub fn par_map<I: Send, R: Send>(
+        &self,
+        inputs: impl IntoIterator<Item = I>,
+        f: impl Fn(I) -> Result<R> + Sync,
+    ) -> Result<Vec<R>> {
+        let items: Vec<std::sync::Mutex<Option<I>>> = inputs
+            .into_iter()
+            .map(|i| std::sync::Mutex::new(Some(i)))
+            .collect();
+        let results: Vec<std::sync::Mutex<Option<Result<R>>>> =
+            items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(items.len().max(1));
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    let _context = self.engine.enter(Mode::Run);
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        let input = item.lock().unwrap().take().expect("taken once");
+                        *results[i].lock().unwrap() = Some(f(input));
+                    }
+                });
+            }
+        });
+        results
+            .into_iter()
+            .map(|r| r.into_inner().unwrap().expect("every input ran"))
+            .collect()
+    }
+
     /// The on-disk backend, for a store opened from a path.
     pub fn fs(&self) -> Option<&FsBackend> {
         self.fs.as_ref()

@@ -8,7 +8,7 @@
 
 use crate::engine::context::{self, Mode};
 use crate::engine::value::{Arg, OpValue, Ref, RefIds, Value};
-use crate::engine::{Engine, Found};
+use crate::engine::{inflight, Engine, Found};
 use crate::error::{Error, Result};
 use crate::format::cbor;
 use crate::format::id::{Id, Kind};
@@ -87,6 +87,7 @@ pub fn begin(spec: &'static OpSpec) -> Begin {
             structural: Vec::new(),
             recording: None,
             deps: DepSet::new(),
+            claim: None,
         }),
         Some((engine, Mode::Noop)) => Begin::Plain(Some(engine)),
         None => Begin::Plain(None),
@@ -253,6 +254,9 @@ pub struct CallBuilder {
     recording: Option<deps::Recording>,
     /// With versioning, the dependencies of the executed call.
     deps: DepSet,
+    /// This thread's claim on the call while it computes it (released when the builder is
+    /// dropped: after the call is stored, or on an error or a panic).
+    claim: Option<inflight::ClaimGuard>,
 }
 
 /// The outputs of a call found in the store, as lazy refs.
@@ -344,10 +348,9 @@ impl CallBuilder {
         self.structural.push((rec, key, hid));
     }
 
-    /// Looks the call up. `Some` is a hit (the body must not run); `None` means execute.
-    pub fn lookup(&mut self) -> Result<Option<Hit<'_>>> {
-        self.inputs.sort_by(|a, b| a.name.cmp(&b.name));
-        let found = if self.engine.versioning().is_some() {
+    /// The stored call, if any: by history, then by content (see [`Engine::lookup`]).
+    fn find(&mut self) -> Result<Option<Found>> {
+        Ok(if self.engine.versioning().is_some() {
             let key = record::call_key(self.spec.name, &self.inputs);
             self.key = Some(key);
             let found = self
@@ -371,6 +374,34 @@ impl CallBuilder {
                     self.engine
                         .lookup(self.spec.name, &key, &hid, &semver, &self.inputs)?
                 }
+            }
+        })
+    }
+
+    /// Looks the call up. `Some` is a hit (the body must not run); `None` means execute.
+    ///
+    /// A call another thread of this process is computing is waited for, then found (see
+    /// `inflight`); a call this thread will compute is claimed until it is stored.
+    pub fn lookup(&mut self) -> Result<Option<Hit<'_>>> {
+        self.inputs.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut waited = false;
+        let found = loop {
+            let found = self.find()?;
+            if found.is_some() || !self.engine.new_calls_allowed() {
+                break found;
+            }
+            let key = match self.key {
+                Some(k) => k,
+                None => record::call_key(self.spec.name, &self.inputs),
+            };
+            self.key = Some(key);
+            match self.engine.claim(key) {
+                inflight::Claim::Mine(guard) => {
+                    self.claim = Some(guard);
+                    break None;
+                }
+                inflight::Claim::Waited => waited = true,
+                inflight::Claim::Compute => break None,
             }
         };
         let Some(found) = found else {
@@ -402,6 +433,9 @@ impl CallBuilder {
                 s.reused += 1
             } else {
                 s.hits += 1
+            }
+            if waited {
+                s.waited += 1
             }
         });
         Ok(Some(Hit {

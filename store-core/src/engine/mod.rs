@@ -14,6 +14,7 @@
 pub mod call;
 pub mod collection;
 pub mod context;
+mod inflight;
 pub mod pointer;
 pub mod provenance;
 pub mod stats;
@@ -50,6 +51,8 @@ struct Inner {
     git_commit: std::sync::OnceLock<Option<String>>,
     /// Where the git commit comes from, if it is looked up lazily.
     git_source: std::sync::OnceLock<fn() -> Option<String>>,
+    /// Calls being computed by this process's threads (see `inflight`).
+    inflight: Arc<inflight::InFlight>,
 }
 
 #[derive(Default)]
@@ -91,6 +94,7 @@ impl Engine {
                 versioning: std::sync::OnceLock::new(),
                 git_commit: std::sync::OnceLock::new(),
                 git_source: std::sync::OnceLock::new(),
+                inflight: Arc::default(),
             }),
         }
     }
@@ -489,6 +493,11 @@ impl Engine {
             }
         }
         Ok(true)
+    }
+
+    /// Claims call `key` for this thread, or waits for the thread computing it.
+    pub(crate) fn claim(&self, key: Id) -> inflight::Claim {
+        self.inner.inflight.claim(key)
     }
 
     /// A call this process has already seen, by history id.
