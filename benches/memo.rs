@@ -317,6 +317,9 @@ fn create_store(path: &Path) -> mandala::Result<Storage> {
         path,
         mandala::OpenOptions {
             format,
+            // MANDALA_BENCH_CLAIMS=1: claims across processes on (their cost per new call).
+            claims: std::env::var_os("MANDALA_BENCH_CLAIMS")
+                .map(|_| std::time::Duration::from_secs(600)),
             ..Default::default()
         },
     )

@@ -330,6 +330,16 @@ impl Storage {
         Ok(ComputationFrame::from_refs(&self.engine, groups))
     }
 
+    /// Runs `f` on every input in turn in this storage's context and returns the results in
+    /// input order (stopping at the first error): [`Storage::par_map`] on one thread.
+    pub fn map<I, R>(
+        &self,
+        inputs: impl IntoIterator<Item = I>,
+        f: impl Fn(I) -> Result<R>,
+    ) -> Result<Vec<R>> {
+        self.run(|| inputs.into_iter().map(&f).collect())
+    }
+
     /// Runs `f` on every input on all cores, each in this storage's context, and returns the
     /// results in input order (the first error, in input order, if any fails). A call several
     /// inputs reach at once is computed once: the other threads wait for it and count it as a

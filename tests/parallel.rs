@@ -171,3 +171,16 @@ fn ops_waiting_on_each_other_do_not_deadlock() {
     done.sort();
     assert_eq!(done.len(), 2, "{done:?}");
 }
+
+/// A storage handle goes to any thread.
+#[test]
+fn storage_is_send_and_sync() {
+    fn both<T: Send + Sync>() {}
+    both::<Storage>();
+    both::<Ref<u64>>();
+    let storage = Storage::in_memory();
+    let seq: Vec<u64> = storage
+        .map(0..4u64, |x| slow(x).and_then(|r| mandala::unwrap(&r)))
+        .unwrap();
+    assert_eq!(seq, [0, 10, 20, 30]);
+}

@@ -165,11 +165,33 @@ pub trait Backend: Send + Sync {
     /// Every recorded decision, sorted.
     fn decisions(&self) -> Result<Vec<Decision>>;
 
+    /// Claims call `key` for this process against other processes sharing the store, before
+    /// computing it (opt-in: a backend without claims answers [`CallClaim::Unsupported`]).
+    fn claim_call(&self, _key: &Id) -> Result<CallClaim> {
+        Ok(CallClaim::Unsupported)
+    }
+
+    /// Releases this process's claim on call `key` (stored, or given up).
+    fn release_call(&self, _key: &Id) -> Result<()> {
+        Ok(())
+    }
+
     /// Records a tag record (idempotent; see [`crate::format::tag`]).
     fn put_tag(&self, tag: &crate::format::tag::TagRecord) -> Result<()>;
 
     /// Every tag record, sorted.
     fn tag_records(&self) -> Result<Vec<crate::format::tag::TagRecord>>;
+}
+
+/// What [`Backend::claim_call`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallClaim {
+    /// The backend does not claim calls (or claims are off).
+    Unsupported,
+    /// This process holds the claim: compute the call, then release it.
+    Acquired,
+    /// Another live process holds it (described): wait for its result.
+    HeldElsewhere(String),
 }
 
 /// A backend that keeps everything in memory, for tests and throwaway sessions.

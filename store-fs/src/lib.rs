@@ -50,6 +50,7 @@
 mod blob;
 mod calls;
 mod catalog;
+mod claims;
 pub mod config;
 pub mod exchange;
 #[cfg(feature = "fault-injection")]
@@ -95,6 +96,10 @@ pub struct OpenOptions {
     /// existing store keeps its format until `mandala upgrade`. Format 1 (one file per
     /// object) is for stores shared with a mandala older than format 2.
     pub format: u32,
+    /// Claim each new call across processes before computing it, for this long at most
+    /// (`None`, the default: no claims). Processes sharing the store then compute each call
+    /// once: the others wait for it. See the `claims` module.
+    pub claims: Option<std::time::Duration>,
 }
 
 impl Default for OpenOptions {
@@ -104,6 +109,7 @@ impl Default for OpenOptions {
             durability: Durability::Flush,
             zstd_level: config::DEFAULT_ZSTD_LEVEL,
             format: FORMAT_VERSION,
+            claims: None,
         }
     }
 }
@@ -119,6 +125,8 @@ struct Inner {
     tmp: PathBuf,
     config: Config,
     durability: Durability,
+    /// How long a claim on a call lasts, if claims are on.
+    claims: Option<std::time::Duration>,
     /// What this process knows of the store: shard listings and the call index.
     catalog: Mutex<catalog::Catalog>,
     /// This process's shared hold of the collection lock (`tmp/gc.lock`), taken by writers.
@@ -236,6 +244,7 @@ impl FsBackend {
                 root: root.to_path_buf(),
                 tmp,
                 durability: options.durability,
+                claims: options.claims,
                 catalog: Mutex::new(catalog::Catalog::new()),
                 listings: std::sync::atomic::AtomicU64::new(0),
                 writers: lock::SharedLock::default(),
@@ -482,6 +491,20 @@ impl Backend for FsBackend {
 
     fn put_tag(&self, tag: &store_core::format::tag::TagRecord) -> Result<()> {
         self.store_tag(tag)
+    }
+
+    fn claim_call(&self, key: &Id) -> Result<store_core::backend::CallClaim> {
+        match self.inner.claims {
+            Some(lease) => self.claim(key, lease),
+            None => Ok(store_core::backend::CallClaim::Unsupported),
+        }
+    }
+
+    fn release_call(&self, key: &Id) -> Result<()> {
+        match self.inner.claims {
+            Some(_) => self.release(key),
+            None => Ok(()),
+        }
     }
 
     fn tag_records(&self) -> Result<Vec<store_core::format::tag::TagRecord>> {

@@ -6,6 +6,7 @@
 //! [`CallBuilder::output`] and (6) stores the call with [`CallBuilder::finish`].
 //! Nothing here is locked while the body executes, so ops may call ops.
 
+use crate::backend::CallClaim;
 use crate::engine::context::{self, Mode};
 use crate::engine::value::{Arg, OpValue, Ref, RefIds, Value};
 use crate::engine::{inflight, Engine, Found};
@@ -88,6 +89,7 @@ pub fn begin(spec: &'static OpSpec) -> Begin {
             recording: None,
             deps: DepSet::new(),
             claim: None,
+            cross_claim: None,
         }),
         Some((engine, Mode::Noop)) => Begin::Plain(Some(engine)),
         None => Begin::Plain(None),
@@ -257,6 +259,20 @@ pub struct CallBuilder {
     /// This thread's claim on the call while it computes it (released when the builder is
     /// dropped: after the call is stored, or on an error or a panic).
     claim: Option<inflight::ClaimGuard>,
+    /// This process's claim on the call against other processes, if claims are on.
+    cross_claim: Option<CrossClaim>,
+}
+
+/// A claim on a call against other processes; released when dropped.
+struct CrossClaim {
+    engine: Engine,
+    key: Id,
+}
+
+impl Drop for CrossClaim {
+    fn drop(&mut self) {
+        let _ = self.engine.backend().release_call(&self.key);
+    }
 }
 
 /// The outputs of a call found in the store, as lazy refs.
@@ -348,6 +364,42 @@ impl CallBuilder {
         self.structural.push((rec, key, hid));
     }
 
+    /// With claims across processes (a backend option): claims call `key` for this process, or
+    /// waits for the process holding it and returns its result once stored. `None`: compute
+    /// it here (claimed, or claims off, or the holder gave up and its claim was taken over).
+    fn claim_across_processes(&mut self, key: Id) -> Result<Option<Found>> {
+        let started = std::time::Instant::now();
+        let mut delay = std::time::Duration::from_millis(5);
+        let mut told = false;
+        loop {
+            match self.engine.backend().claim_call(&key)? {
+                CallClaim::Unsupported => return Ok(None),
+                CallClaim::Acquired => {
+                    self.cross_claim = Some(CrossClaim {
+                        engine: self.engine.clone(),
+                        key,
+                    });
+                    return Ok(None);
+                }
+                CallClaim::HeldElsewhere(holder) => {
+                    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+                    if terminal && !told && started.elapsed() > std::time::Duration::from_secs(3) {
+                        eprintln!(
+                            "mandala: waiting for a call of op '{}' that {holder} is computing",
+                            self.spec.name
+                        );
+                        told = true;
+                    }
+                }
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(std::time::Duration::from_millis(200));
+            if let Some(found) = self.find()? {
+                return Ok(Some(found));
+            }
+        }
+    }
+
     /// The stored call, if any: by history, then by content (see [`Engine::lookup`]).
     fn find(&mut self) -> Result<Option<Found>> {
         Ok(if self.engine.versioning().is_some() {
@@ -397,6 +449,11 @@ impl CallBuilder {
             self.key = Some(key);
             match self.engine.claim(key) {
                 inflight::Claim::Mine(guard) => {
+                    // This thread computes it, unless another process does (claims on).
+                    if let Some(found) = self.claim_across_processes(key)? {
+                        waited = true;
+                        break Some(found); // the guard goes: this process's waiters find it
+                    }
                     self.claim = Some(guard);
                     break None;
                 }

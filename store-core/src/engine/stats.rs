@@ -16,8 +16,8 @@ pub struct OpStats {
     /// Stored calls passed over because a value they name is missing or damaged (each was
     /// then computed again, rewriting the value).
     pub healed: u64,
-    /// Calls found after waiting for another thread of this process that was computing them
-    /// (also counted as hits or reuses).
+    /// Calls found after waiting for another thread of this process, or (with claims) another
+    /// process, that was computing them (also counted as hits or reuses).
     pub waited: u64,
 }
 
