@@ -136,3 +136,25 @@ fn merged_stores_keep_both_targets_and_report_the_conflict() -> mandala::Result<
     assert_eq!(storage.load_tag::<f64>("result")?.hid(), r.hid());
     Ok(())
 }
+
+#[op]
+fn many(n: u64) -> mandala::MList<u64> {
+    (0..n).collect()
+}
+
+/// gc keeps the elements of a tagged collection whose shape is a loose file (large), and a
+/// large tagged value that is no collection, read only as far as its first bytes.
+#[test]
+fn gc_keeps_a_large_tagged_collection_and_its_elements() -> mandala::Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path().join("s.mandala"))?;
+    let list = storage.run(|| many(3000))?; // a shape of ~100 KB: a loose file
+    storage.tag("big/list", &list)?;
+    storage.cf("many")?.delete_calls()?;
+    storage.fs().unwrap().gc(false, std::time::Duration::ZERO)?;
+    let again = storage.load_tag::<mandala::MList<u64>>("big/list")?;
+    assert_eq!(storage.unwrap(&again)?, (0..3000).collect::<Vec<_>>());
+    let report = storage.verify()?;
+    assert!(report.is_clean(), "{:#?}", report.problems);
+    Ok(())
+}

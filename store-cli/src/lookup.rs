@@ -79,9 +79,8 @@ pub fn candidates(
 /// precise error.
 pub fn resolve(store: &FsBackend, prefix: &str) -> Result<Object, Error> {
     let tags = store_core::format::tag::resolve(&store.tag_records()?);
-    let calls;
+    let calls = store.all_calls()?;
     if let Some(t) = tags.iter().find(|t| t.name == prefix) {
-        calls = store.all_calls()?;
         let creator = calls.iter().find_map(|c| {
             c.record
                 .outputs
@@ -96,7 +95,6 @@ pub fn resolve(store: &FsBackend, prefix: &str) -> Result<Object, Error> {
         });
     }
     let prefix = IdPrefix::parse(prefix)?;
-    calls = store.all_calls()?;
     let mut found = candidates(store, &prefix, &calls)?;
     match found.len() {
         0 => Err(Error::Store(store_core::StoreError::NotFound {

@@ -283,7 +283,8 @@ fn main() -> ExitCode {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     // Long work says it is working (on a terminal); its output is printed once the line is
-    // gone, so the two never mix.
+    // gone, so the two never mix (and is buffered only then, or for the pager).
+    let wanted = !cli.quiet && !cli.json && io::stderr().is_terminal();
     let busy = match &cli.command {
         Command::Status => Some("reading the store"),
         Command::Fsck => Some("checking every object"),
@@ -291,7 +292,8 @@ fn main() -> ExitCode {
         Command::Pack { .. } => Some("packing"),
         Command::Cf { .. } | Command::Graph { .. } => Some("building the frame"),
         _ => None,
-    };
+    }
+    .filter(|_| wanted);
     // Output that can be long goes through a pager on a terminal, as git's does.
     let paged = matches!(
         &cli.command,
@@ -306,7 +308,7 @@ fn main() -> ExitCode {
             | Command::Tags
     ) && io::stdout().is_terminal();
     let result = if busy.is_some() || paged {
-        let line = busy.map(|what| busy::Busy::start(what, !cli.quiet && !cli.json));
+        let line = busy.map(|what| busy::Busy::start(what, true));
         let mut buffered = Vec::new();
         let result = commands::run(&cli, &mut buffered);
         drop(line);

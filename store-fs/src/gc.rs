@@ -54,6 +54,10 @@ impl FsBackend {
         // What tags name stays, with a tagged collection's elements.
         for t in self.tag_list()? {
             referenced.insert(t.cid);
+            // A large tagged value is not read whole to learn it is no collection.
+            if !self.may_be_shape(&t.cid) {
+                continue;
+            }
             if let Some(bytes) = self.get_value(&t.cid)? {
                 if let Some(shape) = store_core::format::collection::Shape::decode(&bytes) {
                     referenced.extend(shape.element_cids());
@@ -170,5 +174,23 @@ impl FsBackend {
             }
         }
         Ok(report)
+    }
+}
+
+impl FsBackend {
+    /// Whether value `cid` may be a collection's shape: a loose value's first bytes (one
+    /// block decompressed, whatever its size) start with a shape's tag; a packed value (small)
+    /// is read to tell.
+    fn may_be_shape(&self, cid: &Id) -> bool {
+        use std::io::Read;
+        let Ok(file) = fs::File::open(layout::value_path(self.root(), cid)) else {
+            return true; // packed, or missing: the caller reads it (or finds nothing)
+        };
+        let mut head = [0u8; 5];
+        zstd::stream::read::Decoder::new(file)
+            .and_then(|mut d| d.read_exact(&mut head))
+            .map_or(true, |()| {
+                store_core::format::collection::is_shape_head(&head)
+            })
     }
 }

@@ -442,11 +442,7 @@ impl CallBuilder {
             if found.is_some() || !self.engine.new_calls_allowed() {
                 break found;
             }
-            let key = match self.key {
-                Some(k) => k,
-                None => record::call_key(self.spec.name, &self.inputs),
-            };
-            self.key = Some(key);
+            let key = self.key.expect("a miss computed the call key");
             match self.engine.claim(key) {
                 inflight::Claim::Mine(guard) => {
                     // This thread computes it, unless another process does (claims on).

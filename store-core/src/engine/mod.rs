@@ -316,12 +316,7 @@ impl Engine {
 
     /// The value `cid` decoded from `bytes` as the backend returned them (`None`: missing).
     fn decode_read<T: Value>(&self, cid: &Id, bytes: Option<&[u8]>) -> Result<T> {
-        let bytes = bytes.ok_or_else(|| {
-            Error::Store(crate::error::StoreError::MissingValue {
-                cid: cid.to_string(),
-                store: self.inner.backend.describe(),
-            })
-        })?;
+        let bytes = bytes.ok_or_else(|| self.missing_value(cid))?;
         // A pointer's placeholder stands for the value bound to its name.
         if let Some(name) = crate::format::collection::pointer_name(bytes) {
             let target = self.pointer_target(cid, &name)?;
@@ -493,6 +488,28 @@ impl Engine {
             }
         }
         Ok(true)
+    }
+
+    /// The error for value `cid`, which the store does not hold.
+    pub(crate) fn missing_value(&self, cid: &Id) -> Error {
+        Error::Store(crate::error::StoreError::MissingValue {
+            cid: cid.to_string(),
+            store: self.inner.backend.describe(),
+        })
+    }
+
+    /// The stored record of the structural call `s` (collections, pointers), if any: seen by
+    /// this process, or found in the store.
+    pub(crate) fn find_structural(
+        &self,
+        s: &crate::format::collection::Structural,
+    ) -> Result<Option<Arc<CallRecord>>> {
+        if let Some(rec) = self.memo_hit(&s.hid) {
+            return Ok(Some(rec));
+        }
+        Ok(self
+            .lookup(s.op, &s.key, &s.hid, &Id::unversioned(), &s.inputs)?
+            .map(|f| f.record().clone()))
     }
 
     /// Claims call `key` for this thread, or waits for the thread computing it.

@@ -89,11 +89,7 @@ impl Engine {
         let placeholder = shape::pointer_placeholder(&p.name);
         let ids = RefIds::source(Id::hash(Kind::Value, &placeholder));
         let s = Structural::pointer(ids.cid);
-        if self.memo_hit(&s.hid).is_some()
-            || self
-                .lookup(s.op, &s.key, &s.hid, &Id::unversioned(), &s.inputs)?
-                .is_some()
-        {
+        if self.find_structural(&s)?.is_some() {
             return Ok(ids);
         }
         let bytes = cbor::encode_value(&p.value).map_err(|c| {
@@ -114,14 +110,7 @@ impl Engine {
 
     /// The content id of the value bound to the pointer whose placeholder has content id `cid`.
     pub(crate) fn pointer_target(&self, cid: &Id, name: &str) -> Result<Id> {
-        let s = Structural::pointer(*cid);
-        let rec = match self.memo_hit(&s.hid) {
-            Some(rec) => Some(rec),
-            None => self
-                .lookup(s.op, &s.key, &s.hid, &Id::unversioned(), &s.inputs)?
-                .map(|f| f.record().clone()),
-        };
-        match rec {
+        match self.find_structural(&Structural::pointer(*cid))? {
             Some(rec) => Ok(rec.outputs[0].cid),
             None => Err(Error::Store(crate::error::StoreError::NotFound {
                 what: "the value of pointer",

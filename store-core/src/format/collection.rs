@@ -72,6 +72,15 @@ pub fn pointer_name(bytes: &[u8]) -> Option<String> {
     r.0.is_empty().then_some(name)
 }
 
+/// Whether the first 5 bytes of a value's CBOR are the head of a list's or a dict's shape.
+pub fn is_shape_head(head: &[u8; 5]) -> bool {
+    [LIST_TAG, DICT_TAG].iter().any(|tag| {
+        let mut h = Vec::with_capacity(5);
+        cbor::write_head(&mut h, 6, *tag);
+        h == head
+    })
+}
+
 /// Whether `op` is one of the structural ops above (recorded by mandala itself, not by an
 /// `#[op]`).
 pub fn is_structural(op: &str) -> bool {
@@ -404,6 +413,8 @@ mod tests {
             .unwrap();
         assert!(c_at < bb_at);
         assert_eq!(Shape::decode(&bytes), Some(one));
+        assert!(is_shape_head(bytes[..5].try_into().unwrap()));
+        assert!(!is_shape_head(&[0x85, 1, 2, 3, 4]));
         // The same dict given in another order has the same bytes.
         let other = Shape::Dict(vec![("c".into(), b), ("bb".into(), a)]);
         assert_eq!(other.encode(), bytes);

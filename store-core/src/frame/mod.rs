@@ -125,20 +125,27 @@ pub const ELEMENTS_EDGE: &str = "*elts";
 /// output keeps its name; the one unnamed output of an op is named after the op (`accuracy`);
 /// unnamed outputs of an op with several are `op_0`, `op_1`, …
 pub fn output_var_name(op: &str, label: &str, n_outputs: usize) -> String {
-    match label.strip_prefix("output_") {
-        Some(i) if i.parse::<usize>().is_ok() && n_outputs == 1 => op.to_string(),
-        Some(i) if i.parse::<usize>().is_ok() => format!("{op}_{i}"),
-        _ => label.to_string(),
+    match unnamed_output(label) {
+        Some(_) if n_outputs == 1 => op.to_string(),
+        Some(i) => format!("{op}_{i}"),
+        None => label.to_string(),
     }
+}
+
+/// The position `i` of an unnamed output's label, `output_<i>`.
+fn unnamed_output(label: &str) -> Option<&str> {
+    label
+        .strip_prefix("output_")
+        .filter(|i| i.parse::<usize>().is_ok())
 }
 
 /// The name an output's variable takes when another variable has its plain name: the op and
 /// the output, `split.train`, or `op.out` (`op.out_0`, …) for unnamed ones.
 pub fn qualified_output_name(op: &str, label: &str, n_outputs: usize) -> String {
-    match label.strip_prefix("output_") {
-        Some(i) if i.parse::<usize>().is_ok() && n_outputs == 1 => format!("{op}.out"),
-        Some(i) if i.parse::<usize>().is_ok() => format!("{op}.out_{i}"),
-        _ => format!("{op}.{label}"),
+    match unnamed_output(label) {
+        Some(_) if n_outputs == 1 => format!("{op}.out"),
+        Some(i) => format!("{op}.out_{i}"),
+        None => format!("{op}.{label}"),
     }
 }
 
@@ -688,10 +695,10 @@ impl ComputationFrame {
 ///
 /// ```text
 /// ComputationFrame with 3 variables and 2 ops
-/// variables: x (5 refs), inc (5 refs), add (3 refs)
+/// variables: x (3 refs), inc (3 refs), z (3 refs)
 /// ops:
-///   inc()  5 calls  x=x → inc
-///   add()  3 calls  x=inc, y=x → add
+///   inc()  3 calls  x=x → inc
+///   add()  3 calls  x=x, y=inc → z
 /// ```
 impl std::fmt::Display for ComputationFrame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

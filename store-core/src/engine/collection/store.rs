@@ -64,13 +64,7 @@ impl Engine {
         shape: &Shape,
         pending: Vec<Pending>,
     ) -> Result<RefIds> {
-        let found = match self.memo_hit(&s.hid) {
-            Some(rec) => Some(rec),
-            None => self
-                .lookup(s.op, &s.key, &s.hid, &Id::unversioned(), &s.inputs)?
-                .map(|f| f.record().clone()),
-        };
-        if let Some(rec) = found {
+        if let Some(rec) = self.find_structural(s)? {
             return Ok(RefIds {
                 cid: rec.outputs[0].cid,
                 hid: rec.outputs[0].hid,
@@ -115,35 +109,25 @@ impl Engine {
     /// pointer as `{"pointer": name}`: what tables show. One batch read for the values, one for the elements.
     pub fn load_plain_values(&self, cids: &[Id]) -> Result<Vec<ciborium::Value>> {
         let bytes = self.backend().get_values(cids)?;
-        let missing = |cid: &Id| {
-            Error::Store(crate::error::StoreError::MissingValue {
-                cid: cid.to_string(),
-                store: self.backend().describe(),
-            })
-        };
         let mut shapes = Vec::new();
         let mut elements = Vec::new();
         let mut out = Vec::with_capacity(cids.len());
         for (cid, bytes) in cids.iter().zip(&bytes) {
-            let bytes = bytes.as_deref().ok_or_else(|| missing(cid))?;
-            match Shape::decode(bytes) {
-                Some(shape) => {
-                    elements.extend(shape.element_cids());
-                    shapes.push((out.len(), shape));
-                    out.push(ciborium::Value::Null);
-                }
-                None if shape::pointer_name(bytes).is_some() => {
-                    out.push(crate::engine::pointer::pointer_cell(
-                        shape::pointer_name(bytes).expect("checked"),
-                    ));
-                }
-                None => out.push(cbor::decode_value(bytes).map_err(|cause| {
+            let bytes = bytes.as_deref().ok_or_else(|| self.missing_value(cid))?;
+            if let Some(shape) = Shape::decode(bytes) {
+                elements.extend(shape.element_cids());
+                shapes.push((out.len(), shape));
+                out.push(ciborium::Value::Null);
+            } else if let Some(name) = shape::pointer_name(bytes) {
+                out.push(crate::engine::pointer::pointer_cell(name));
+            } else {
+                out.push(cbor::decode_value(bytes).map_err(|cause| {
                     Error::Format(FormatError::Decode {
                         cid: cid.to_string(),
                         ty: "a value",
                         cause,
                     })
-                })?),
+                })?);
             }
         }
         if shapes.is_empty() {
@@ -173,12 +157,10 @@ impl Engine {
 
     /// The shape stored under `cid`.
     fn load_shape(&self, cid: &Id, ty: &'static str) -> Result<Shape> {
-        let bytes = self.backend().get_value(cid)?.ok_or_else(|| {
-            Error::Store(crate::error::StoreError::MissingValue {
-                cid: cid.to_string(),
-                store: self.backend().describe(),
-            })
-        })?;
+        let bytes = self
+            .backend()
+            .get_value(cid)?
+            .ok_or_else(|| self.missing_value(cid))?;
         Shape::decode(&bytes).ok_or_else(|| shape_error(cid, ty, "not a collection's shape"))
     }
 
@@ -376,7 +358,8 @@ fn value_of<T: Value, C: Collection<T> + OpValue>(
     };
     let ids = r.known_ids().expect("a lazy ref has ids");
     let loaded = from_store::<T, C>(ids, engine, false)?;
-    Ok(loaded.value().expect("loaded").clone())
+    // Kept in `r`: its shape is read once.
+    Ok(r.fill(loaded.value().expect("loaded").clone()).clone())
 }
 
 /// Records `value` as output `i` of the executed `call`: its elements' values, its shape, and
@@ -388,16 +371,24 @@ fn record<T: Value, C: Collection<T> + OpValue>(
 ) -> Result<Ref<C>> {
     let (name, hid) = call.output_slot(i);
     let op = call.op();
-    let mut cids = Vec::new();
-    for (key, r) in value.entries() {
-        let what = || format!("{} of output '{name}'", C::describe(&key));
+    let entries = value.entries();
+    let mut cids = Vec::with_capacity(entries.len());
+    for (key, r) in &entries {
+        let what = || format!("{} of output '{name}'", C::describe(key));
         let (ids, pending) = element_ids(r, op, &what)?;
         if let Some(p) = pending {
             call.push_pending(p);
         }
-        cids.push((key, ids.cid));
+        cids.push(ids.cid);
     }
-    let bytes = C::shape(cids.clone()).encode();
+    let shape = C::shape(
+        entries
+            .iter()
+            .map(|(k, _)| k.clone())
+            .zip(cids.iter().copied())
+            .collect(),
+    );
+    let bytes = shape.encode();
     let ids = RefIds {
         cid: Id::hash(Kind::Value, &bytes),
         hid,
@@ -408,7 +399,7 @@ fn record<T: Value, C: Collection<T> + OpValue>(
         .and_then(|e| e.git_commit())
         .map(str::to_string);
     let mut items = Vec::with_capacity(cids.len());
-    for ((key, r), (_, cid)) in value.entries().into_iter().zip(cids) {
+    for ((key, r), cid) in entries.into_iter().zip(cids) {
         let (s, key_bytes) = C::item((ids.cid, ids.hid), &key);
         call.push_pending(Pending::Bytes(s.inputs_key_cid(), key_bytes));
         call.push_structural(s.record(cid, git.clone()), s.key, s.hid);
@@ -463,48 +454,34 @@ fn detached_ids<T: Value, C: Collection<T>>(value: &C) -> std::result::Result<Re
     Ok(RefIds::source(C::shape(cids).cid()))
 }
 
-impl<T: Value> OpValue for MList<T> {
-    type Plain = Vec<T>;
+/// `OpValue` for a collection type: every method is the generic function above of the same
+/// name; unwrapping gives `$plain` through `$to_plain`.
+macro_rules! collection_op_value {
+    ($ty:ident, $plain:ty, $to_plain:ident) => {
+        impl<T: Value> OpValue for $ty<T> {
+            type Plain = $plain;
 
-    fn declare(arg: &Arg<Self>, call: &mut CallBuilder, name: &'static str) -> Result<()> {
-        declare(arg, call, name)
-    }
-    fn into_body(arg: Arg<Self>, engine: Option<&Engine>) -> Result<Self> {
-        into_body(arg, engine)
-    }
-    fn record(value: Self, call: &mut CallBuilder, i: usize) -> Result<Ref<Self>> {
-        record(value, call, i)
-    }
-    fn from_store(ids: RefIds, engine: &Engine, reused: bool) -> Result<Ref<Self>> {
-        from_store(ids, engine, reused)
-    }
-    fn unwrap_ref(r: &Ref<Self>, engine: Option<&Engine>) -> Result<Vec<T>> {
-        Ok(into_body(Arg::Ref(r.clone()), engine)?.to_vec())
-    }
-    fn detached_ids(value: &Self) -> std::result::Result<RefIds, EncodeError> {
-        detached_ids(value)
-    }
+            fn declare(arg: &Arg<Self>, call: &mut CallBuilder, name: &'static str) -> Result<()> {
+                declare(arg, call, name)
+            }
+            fn into_body(arg: Arg<Self>, engine: Option<&Engine>) -> Result<Self> {
+                into_body(arg, engine)
+            }
+            fn record(value: Self, call: &mut CallBuilder, i: usize) -> Result<Ref<Self>> {
+                record(value, call, i)
+            }
+            fn from_store(ids: RefIds, engine: &Engine, reused: bool) -> Result<Ref<Self>> {
+                from_store(ids, engine, reused)
+            }
+            fn unwrap_ref(r: &Ref<Self>, engine: Option<&Engine>) -> Result<$plain> {
+                Ok(into_body(Arg::Ref(r.clone()), engine)?.$to_plain())
+            }
+            fn detached_ids(value: &Self) -> std::result::Result<RefIds, EncodeError> {
+                detached_ids(value)
+            }
+        }
+    };
 }
 
-impl<T: Value> OpValue for MDict<T> {
-    type Plain = BTreeMap<String, T>;
-
-    fn declare(arg: &Arg<Self>, call: &mut CallBuilder, name: &'static str) -> Result<()> {
-        declare(arg, call, name)
-    }
-    fn into_body(arg: Arg<Self>, engine: Option<&Engine>) -> Result<Self> {
-        into_body(arg, engine)
-    }
-    fn record(value: Self, call: &mut CallBuilder, i: usize) -> Result<Ref<Self>> {
-        record(value, call, i)
-    }
-    fn from_store(ids: RefIds, engine: &Engine, reused: bool) -> Result<Ref<Self>> {
-        from_store(ids, engine, reused)
-    }
-    fn unwrap_ref(r: &Ref<Self>, engine: Option<&Engine>) -> Result<BTreeMap<String, T>> {
-        Ok(into_body(Arg::Ref(r.clone()), engine)?.to_map())
-    }
-    fn detached_ids(value: &Self) -> std::result::Result<RefIds, EncodeError> {
-        detached_ids(value)
-    }
-}
+collection_op_value!(MList, Vec<T>, to_vec);
+collection_op_value!(MDict, BTreeMap<String, T>, to_map);
