@@ -172,8 +172,9 @@ pub use store_macros::track;
 #[cfg(doctest)]
 pub mod guide {}
 
-/// The README, whose complete example runs as a doc test (its sketches are marked `ignore`;
-/// the guide holds them whole).
+/// The README, whose complete example compiles as a doc test (`no_run`: run, it would leave
+/// its store in the repository, beside the quickstart's); its sketches are marked `ignore`,
+/// and the guide holds them whole.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub mod readme {}
