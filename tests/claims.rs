@@ -231,3 +231,36 @@ fn mandala_cbor(v: u64) -> Vec<u8> {
         vec![0x18, v as u8]
     }
 }
+
+/// A claim file that holds no complete record yet belongs to a process that has just created
+/// it (it fills it next): it is waited for, not taken over — taking it over made two processes
+/// compute one call. Left that way by a killed process, it is taken over once 5 s old.
+#[test]
+fn a_claim_still_being_written_is_not_taken_over() {
+    use mandala::{Backend, Id, Kind};
+    use store_core::backend::CallClaim;
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("s.mandala");
+    let storage = open(&store, Some(Duration::from_secs(60)));
+    let fs = storage.fs().unwrap();
+    let key = Id::hash(Kind::Value, b"a call key");
+    let claims = store.join("tmp/claims");
+    std::fs::create_dir_all(&claims).unwrap();
+    let claim = claims.join(format!("{key}.claim"));
+    let file = std::fs::File::create(&claim).unwrap();
+    assert!(
+        matches!(fs.claim_call(&key).unwrap(), CallClaim::HeldElsewhere(_)),
+        "a fresh empty claim is its holder's"
+    );
+    file.set_modified(std::time::SystemTime::now() - Duration::from_secs(60))
+        .unwrap();
+    assert!(
+        matches!(fs.claim_call(&key).unwrap(), CallClaim::Acquired),
+        "an old empty claim is a killed process's"
+    );
+    assert!(std::fs::read_to_string(&claim)
+        .unwrap()
+        .contains(&format!("pid {}", std::process::id())));
+    fs.release_call(&key).unwrap();
+    assert!(!claim.exists());
+}

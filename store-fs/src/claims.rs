@@ -3,7 +3,10 @@
 //! `.lock` pattern), holding its host, pid and an expiry; other processes that reach the same
 //! call wait for its result instead of computing it too. A claim whose process is gone (same
 //! host) or whose expiry passed is taken over. Claims live under `tmp/`: never content, never
-//! committed, ignored by merges. Two processes that take over one stale claim at the same moment
+//! committed, ignored by merges. A claim without its three lines is being written by its
+//! holder (created, not yet filled) and is taken over only once 5 s old (then a killed
+//! process left it so); a process that gets a claim looks the call up once more before
+//! computing it (its holder may have stored it and let go since the miss). Two processes that take over one stale claim at the same moment
 //! may both compute the call — twice, never wrongly.
 //!
 //! On an object store the same claim would be a create-only put (`If-None-Match: *`) of the
@@ -40,6 +43,10 @@ fn alive(pid: u32) -> bool {
         true
     }
 }
+
+/// How old a claim that holds no complete record must be to count as left by a killed
+/// process (a live holder fills its claim right after creating it).
+const HALF_WRITTEN: Duration = Duration::from_secs(5);
 
 fn now_ms() -> u128 {
     SystemTime::now()
@@ -103,8 +110,17 @@ impl FsBackend {
             };
             let stale = match parse(&text) {
                 Some((h, p, expires)) => expires < now_ms() || (h == me && (p == pid || !alive(p))),
-                None => true, // a half-written claim of a killed process
+                // Being written by its holder (created, not yet filled), or left half-written
+                // by a killed process: stale only once it is old enough to be the latter.
+                None => fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > HALF_WRITTEN),
             };
+            if parse(&text).is_none() && !stale {
+                return Ok(CallClaim::HeldElsewhere("another process".into()));
+            }
             if !stale {
                 let (h, p, _) = parse(&text).expect("parsed above");
                 return Ok(CallClaim::HeldElsewhere(format!("process {p} on {h}")));

@@ -379,6 +379,12 @@ impl CallBuilder {
                         engine: self.engine.clone(),
                         key,
                     });
+                    // Another process may have stored the call and let its claim go between
+                    // this thread's miss and its claim: look once more (the claim then goes).
+                    if let Some(found) = self.find()? {
+                        self.cross_claim = None;
+                        return Ok(Some(found));
+                    }
                     return Ok(None);
                 }
                 CallClaim::HeldElsewhere(holder) => {
