@@ -55,6 +55,11 @@ fn child() {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).unwrap();
     chain(&storage).unwrap();
+    if std::env::var_os("MANDALA_CHILD_IDLE").is_some() {
+        // Stay alive, idle, with the store open, until the parent says so.
+        println!("STORED");
+        std::io::stdin().read_line(&mut line).unwrap();
+    }
 }
 
 /// Starts a writer process that recomputes the chain once told to go.
@@ -65,7 +70,21 @@ fn writer(
     std::process::ChildStdin,
     std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
 ) {
-    let mut child = common::helper_process(&[("MANDALA_CHILD_STORE", store.as_os_str())])
+    writer_with(store, &[])
+}
+
+/// [`writer`] with more environment for the child.
+fn writer_with(
+    store: &Path,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (
+    std::process::Child,
+    std::process::ChildStdin,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    let mut vars = vec![("MANDALA_CHILD_STORE", store.as_os_str())];
+    vars.extend_from_slice(env);
+    let mut child = common::helper_process(&vars)
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
@@ -254,6 +273,45 @@ fn gc_takes_the_lock_and_moves_the_epoch_on_when_it_removes_values() {
     rx.recv_timeout(Duration::from_secs(30))
         .expect("gc ran once the lock was free");
     t.join().unwrap();
+}
+
+/// A writer holds the lock only while it stores a call: a writer process that sits idle with
+/// its store open never keeps another process's gc waiting.
+#[test]
+fn an_idle_writer_does_not_keep_gc_waiting() {
+    let d = tempfile::tempdir().unwrap();
+    let store = store_with_chain(d.path(), mandala::OpenOptions::default());
+    let storage = Storage::open(&store).unwrap();
+    storage.cf("last").unwrap().delete_calls().unwrap();
+    drop(storage);
+    let idle = std::ffi::OsStr::new("1");
+    let (mut child, mut go, mut out) = writer_with(&store, &[("MANDALA_CHILD_IDLE", idle)]);
+    writeln!(go, "go").unwrap();
+    loop {
+        match out.next() {
+            Some(Ok(l)) if l.contains("STORED") => break,
+            Some(Ok(_)) => continue,
+            _ => panic!("the writer did not store its calls"),
+        }
+    }
+    // The writer is alive, idle, its store open: a collection here takes the lock.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let store2 = store.clone();
+    let t = std::thread::spawn(move || {
+        let b = store_fs::FsBackend::open_existing(&store2).unwrap();
+        tx.send(b.gc(false, Duration::from_secs(3600)).map(|_| ()))
+            .unwrap();
+    });
+    let ran = rx.recv_timeout(Duration::from_secs(60));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the writer is still running, idle"
+    );
+    ran.expect("gc ran while the writer sat idle with the store open")
+        .unwrap();
+    t.join().unwrap();
+    writeln!(go, "exit").unwrap();
+    assert!(child.wait().unwrap().success());
 }
 
 /// A process that remembers a value as stored forgets it after a collection removed values:
