@@ -26,7 +26,7 @@ pub struct Provenance {
     listed: Vec<Key>,
     /// The place in `calls` of each call of `listed`.
     at: Vec<u32>,
-    calls: Vec<Arc<StoredCall>>,
+    pub(crate) calls: Vec<Arc<StoredCall>>,
     creator: IdMap<usize>,
     /// Consumers of each ref as linked lists in `consumer_links` (call, next; `u32::MAX`
     /// ends a list): no allocation per ref.
