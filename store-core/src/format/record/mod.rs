@@ -188,8 +188,16 @@ fn call_id(
     thread_local! {
         static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    let mut order: Vec<&Slot> = inputs.iter().collect();
-    order.sort_by(|a, b| key_order(&a.name, &b.name));
+    fn put_inputs<'a>(
+        out: &mut Vec<u8>,
+        slots: impl Iterator<Item = &'a Slot>,
+        pick: fn(&Slot) -> &Id,
+    ) {
+        for s in slots {
+            put_text(out, &s.name);
+            put_id(out, pick(s));
+        }
+    }
     BUF.with(|buf| {
         let mut buf = buf.borrow_mut();
         buf.clear();
@@ -197,9 +205,14 @@ fn call_id(
         cbor::write_head(out, 4, if semver.is_some() { 3 } else { 2 });
         put_text(out, op);
         cbor::write_head(out, 5, inputs.len() as u64);
-        for s in order {
-            put_text(out, &s.name);
-            put_id(out, pick(s));
+        // Inputs usually come in canonical order already (the engine sorts them by name,
+        // which for names of one length is the same order): then no list is made.
+        if inputs.is_sorted_by(|a, b| key_order(&a.name, &b.name).is_le()) {
+            put_inputs(out, inputs.iter(), pick);
+        } else {
+            let mut order: Vec<&Slot> = inputs.iter().collect();
+            order.sort_by(|a, b| key_order(&a.name, &b.name));
+            put_inputs(out, order.into_iter(), pick);
         }
         if let Some(v) = semver {
             put_id(out, v);
@@ -468,6 +481,11 @@ mod tests {
         let map = ByKey(inputs.iter().map(|s| (s.name.to_string(), s.cid)).collect());
         let generic = Id::hash(Kind::CallKey, &cbor::to_canonical(&("op", map)).unwrap());
         assert_eq!(call_key("op", &inputs), generic);
+        // Inputs already in canonical order take the path that makes no list: same ids.
+        let mut sorted = inputs.clone();
+        sorted.sort_by(|a, b| key_order(&a.name, &b.name));
+        assert_eq!(call_key("op", &sorted), generic);
+        assert_eq!(call_hid("op", &sorted, &v), call_hid("op", &inputs, &v));
     }
 
     #[test]
