@@ -29,7 +29,6 @@ pub mod format;
 
 pub mod backend;
 pub mod error;
-pub mod mem;
 pub mod par;
 
 pub mod version;

@@ -124,88 +124,45 @@ pub fn compress_to(data: &[u8], level: i32, file: impl Write, path: &Path) -> Re
 
 /// Decompresses the large blob in `file` (at `path`) as a stream, with the same checks as
 /// [`decompress`].
-#[cfg(test)]
 pub fn decompress_from(file: File, path: &Path) -> Result<Vec<u8>> {
     decompress_hashing(file, path, None).map(|(v, _)| v)
 }
 
-/// How much a large blob's decompression hands its hasher at a time.
-const HASH_CHUNK: usize = 1 << 20;
-
-/// [`decompress_from`], also hashing the content with `hasher` (whose result is returned) on a
-/// second thread, one mebibyte behind the decompression: the two overlap, so verifying a
-/// large value costs little more than reading it.
-///
-/// The content goes straight into a buffer of its claimed size made of fresh zeroed pages
-/// (no initialising pass over it), advised to the kernel as huge pages where it can: an
-/// 80 MB value then takes a few dozen page faults instead of twenty thousand.
+/// [`decompress_from`], also hashing the content as it is produced (while it is in cache)
+/// with `hasher`, whose result is returned.
 pub fn decompress_hashing(
     file: File,
     path: &Path,
-    hasher: Option<blake3::Hasher>,
-) -> Result<(Vec<u8>, Option<blake3::Hash>)> {
-    // Mapped, the file is read by the decompressor straight from the page cache (one copy
-    // fewer than read(2) into a buffer); read if the system will not map it.
-    match crate::pack::map_immutable(&file) {
-        Some(map) => decompress_reader(&map[..], path, hasher),
-        None => decompress_reader(BufReader::with_capacity(1 << 20, file), path, hasher),
-    }
-}
-
-/// [`decompress_hashing`] from `reader`.
-fn decompress_reader(
-    mut reader: impl BufRead,
-    path: &Path,
-    hasher: Option<blake3::Hasher>,
+    mut hasher: Option<blake3::Hasher>,
 ) -> Result<(Vec<u8>, Option<blake3::Hash>)> {
     let corrupt = |reason: String| Error::corrupt(path, reason);
+    let mut reader = BufReader::with_capacity(1 << 20, file);
     let head = reader.fill_buf().map_err(|e| Error::io("read", path, e))?;
     let (mut out, size) = output_buffer(head, path, MAX_BLOB)?;
     let mut dec = zstd::stream::read::Decoder::with_buffer(reader)
         .map_err(|e| Error::io("decompress", path, e))?
         .single_frame();
-    let short = |e: std::io::Error| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            corrupt(format!(
-                "zstd: the frame ends before the {size} bytes it claims"
-            ))
-        } else {
-            corrupt(format!("zstd: {e}"))
+    loop {
+        let start = out.len();
+        let n = (&mut dec)
+            .take(1 << 20)
+            .read_to_end(&mut out)
+            .map_err(|e| corrupt(format!("zstd: {e}")))?;
+        if n == 0 {
+            break;
         }
-    };
-    let hash = std::thread::scope(|scope| -> Result<Option<blake3::Hash>> {
-        let (tx, rx) = std::sync::mpsc::channel::<&[u8]>();
-        let hashing = hasher.map(|mut h| {
-            scope.spawn(move || {
-                for chunk in rx {
-                    h.update(chunk);
-                }
-                h.finalize()
-            })
-        });
-        let mut rest: &mut [u8] = &mut out;
-        while !rest.is_empty() {
-            let n = rest.len().min(HASH_CHUNK);
-            let (chunk, tail) = std::mem::take(&mut rest).split_at_mut(n);
-            dec.read_exact(chunk).map_err(short)?;
-            // No hasher: the receiver is gone and the chunk is simply not sent.
-            let _ = tx.send(chunk);
-            rest = tail;
+        if let Some(h) = hasher.as_mut() {
+            h.update(&out[start..]);
         }
-        drop(tx);
-        Ok(hashing.map(|h| h.join().expect("hashing does not panic")))
-    })?;
-    let mut probe = [0u8; 1];
-    if dec
-        .read(&mut probe)
-        .map_err(|e| corrupt(format!("zstd: {e}")))?
-        != 0
-    {
+    }
+    if out.len() != size {
         return Err(corrupt(format!(
-            "zstd: the frame holds more than the {size} bytes it claims"
+            "frame holds {} bytes but claims {size}",
+            out.len()
         )));
     }
     let mut rest = dec.finish();
+    let mut probe = [0u8; 1];
     if rest
         .read(&mut probe)
         .map_err(|e| Error::io("read", path, e))?
@@ -215,13 +172,11 @@ fn decompress_reader(
             "bytes after the zstd frame (a blob is exactly one frame)".into(),
         ));
     }
-    Ok((out, hash))
+    Ok((out, hasher.map(|h| h.finalize())))
 }
 
-/// A zeroed buffer of the content size that the frame header at the start of `head` declares
-/// (at most `max`), and that size. Its pages are fresh (the allocator maps zero pages for
-/// a large size, so nothing is written to make them zero) and, on Linux, advised as huge
-/// pages.
+/// An empty buffer with room for the content size that the frame header at the start of
+/// `head` declares (at most `max`), and that size.
 fn output_buffer(head: &[u8], path: &Path, max: u64) -> Result<(Vec<u8>, usize)> {
     let corrupt = |reason: String| Error::corrupt(path, reason);
     let size = match claimed_size(head, path)? {
@@ -232,26 +187,10 @@ fn output_buffer(head: &[u8], path: &Path, max: u64) -> Result<(Vec<u8>, usize)>
             )))
         }
     };
-    let mut out = zeroed(size)
-        .ok_or_else(|| corrupt(format!("cannot allocate the {size} bytes the frame claims")))?;
-    store_core::mem::advise_huge_pages(&mut out);
+    let mut out = Vec::new();
+    out.try_reserve_exact(size)
+        .map_err(|_| corrupt(format!("cannot allocate the {size} bytes the frame claims")))?;
     Ok((out, size))
-}
-
-/// `vec![0u8; size]`, or `None` if it cannot be allocated (a damaged or hostile header may
-/// claim more than the machine has).
-fn zeroed(size: usize) -> Option<Vec<u8>> {
-    if size == 0 {
-        return Some(Vec::new());
-    }
-    let layout = std::alloc::Layout::array::<u8>(size).ok()?;
-    // SAFETY: `layout` has a non-zero size; a non-null pointer from `alloc_zeroed` owns
-    // `size` initialised (zero) bytes allocated with the global allocator and this layout,
-    // which is what `Vec::from_raw_parts` requires for a `Vec<u8>` of capacity `size`.
-    unsafe {
-        let p = std::alloc::alloc_zeroed(layout);
-        (!p.is_null()).then(|| Vec::from_raw_parts(p, size, size))
-    }
 }
 
 /// Compresses `data` into one zstd frame at `level`, with content size and checksum.
@@ -489,21 +428,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bytes after the zstd frame"), "{e}");
-        // Hashed on the side as it is decompressed (several chunks): the same id as hashing
-        // the content at once.
-        std::fs::write(&f, &bytes).unwrap();
-        let (back, hash) = decompress_hashing(
-            File::open(&f).unwrap(),
-            &f,
-            Some(store_core::Id::hasher(store_core::Kind::Value)),
-        )
-        .unwrap();
-        assert_eq!(back, big);
-        assert!(big.len() > HASH_CHUNK, "several chunks");
-        assert_eq!(
-            hash.unwrap().as_bytes(),
-            store_core::Id::hash(store_core::Kind::Value, &big).as_bytes()
-        );
 
         let mut two = z.clone();
         two.extend_from_slice(&z);

@@ -146,16 +146,7 @@ impl FsBackend {
             }
             file.seek(SeekFrom::Start(0))
                 .map_err(|e| Error::io("seek", path, e))?;
-            // Hashed as it is decompressed, on a second thread.
-            let (bytes, hash) = blob::decompress_hashing(file, path, Some(Id::hasher(kind)))?;
-            let actual = Id(*hash.expect("a hasher was given").as_bytes());
-            return match actual == *id {
-                true => Ok(Some(bytes)),
-                false => Err(Error::corrupt(
-                    path,
-                    format!("content hashes to {actual}, not to its name"),
-                )),
-            };
+            blob::decompress_from(file, path)?
         } else {
             let mut z = Vec::with_capacity(len as usize);
             file.take(len)

@@ -184,7 +184,7 @@ impl FsBackend {
         Ok(Pack {
             name: id,
             path: pack_path,
-            map: super::map_immutable(&log.file),
+            map: super::map_pack(&log.file),
             file: log.file.clone(),
             idx: format::Idx::parse(idx, &id).map_err(|r| Error::corrupt(&idx_path, r))?,
             size,

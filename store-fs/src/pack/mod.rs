@@ -125,7 +125,7 @@ impl Pack {
 /// The BLAKE3 hash of the first `len` bytes of `file`, read through a map of it (or, if it
 /// cannot be mapped, into memory).
 pub(crate) fn hash_file(file: &File, len: u64) -> std::io::Result<blake3::Hash> {
-    if let Some(map) = map_immutable(file) {
+    if let Some(map) = map_pack(file) {
         if let Some(bytes) = map.get(..len as usize) {
             return Ok(blake3::hash(bytes));
         }
@@ -557,13 +557,12 @@ fn found(file: &Arc<File>, path: &Path, entry: Located) -> Found {
     }
 }
 
-/// Maps an immutable file of the store (a pack, or a large value's blob) into memory; `None`
-/// if the system will not (then it is read with `pread` or `read`).
-pub(crate) fn map_immutable(file: &File) -> Option<Arc<memmap2::Mmap>> {
-    // Safety: packs and value files are immutable once renamed into place (nothing in
-    // mandala writes to one) and what is read from them is checked against its id. A file
-    // another program truncates while it is mapped makes this process fail with SIGBUS, as
-    // git's mapped packs do.
+/// Maps an immutable pack file into memory; `None` if the system will not (then it is read
+/// with `pread`).
+pub(crate) fn map_pack(file: &File) -> Option<Arc<memmap2::Mmap>> {
+    // Safety: packs are immutable once renamed into place (nothing in mandala writes to one)
+    // and every entry is checked as it is read. A file another program truncates while it is
+    // mapped makes this process fail with SIGBUS, as git's mapped packs do.
     unsafe { memmap2::Mmap::map(file) }.ok().map(Arc::new)
 }
 
@@ -603,7 +602,7 @@ pub(crate) fn open_pack_at(
     Ok(Some(Pack {
         name: *id,
         path,
-        map: map_immutable(&file),
+        map: map_pack(&file),
         file: Arc::new(file),
         idx,
         size,

@@ -24,7 +24,6 @@ pub fn encode<T: Any>(value: &T) -> Option<Vec<u8>> {
 fn encode_floats(len: usize, values: impl Iterator<Item = f64>) -> Vec<u8> {
     // At most 9 bytes an element; pages of the unused tail are never touched.
     let mut out = Vec::with_capacity(9 + len * 9);
-    crate::mem::advise_huge_pages(&mut out);
     write_head(&mut out, 4, len as u64);
     for v in values {
         write_f64(&mut out, v);
@@ -75,7 +74,6 @@ fn decode_floats(bytes: &[u8], wide: bool) -> Option<Vec<f64>> {
         return None;
     }
     let mut out = Vec::with_capacity(len);
-    crate::mem::advise_huge_pages(&mut out);
     for _ in 0..len {
         let v = match *p.first()? {
             0xfb if wide => {
