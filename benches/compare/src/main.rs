@@ -71,22 +71,17 @@ fn child(which: &str, dir: &Path, n: u64) {
 }
 
 fn fresh_hits(which: &str, dir: &Path, n: u64) -> f64 {
-    let mut runs: Vec<f64> = (0..5)
-        .map(|_| {
-            let out = Command::new(std::env::current_exe().unwrap())
-                .args(["--child", which, dir.to_str().unwrap(), &n.to_string()])
-                .output()
-                .unwrap();
-            let text = String::from_utf8_lossy(&out.stdout);
-            let line = text
-                .lines()
-                .find(|l| l.starts_with("PER_CALL_NS "))
-                .unwrap_or_else(|| panic!("{text}{}", String::from_utf8_lossy(&out.stderr)));
-            line[12..].trim().parse().unwrap()
-        })
-        .collect();
-    runs.sort_by(f64::total_cmp);
-    runs[2]
+    median(
+        (0..5)
+            .map(|_| {
+                let out = Command::new(std::env::current_exe().unwrap())
+                    .args(["--child", which, dir.to_str().unwrap(), &n.to_string()])
+                    .output()
+                    .unwrap();
+                figure(out, "PER_CALL_NS")
+            })
+            .collect(),
+    )
 }
 
 /// One atomic small-file write (temp file + rename) and one open+read of a small file.
@@ -165,13 +160,15 @@ fn big_child(what: &str, dir: &Path, n: u64) {
     println!("SECONDS {}", t.elapsed().as_secs_f64());
 }
 
-fn seconds_of(out: std::process::Output) -> f64 {
+/// The number a child printed after `name` (and a space).
+fn figure(out: std::process::Output, name: &str) -> f64 {
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("SECONDS "))
-        .unwrap_or_else(|| panic!("{text}{}", String::from_utf8_lossy(&out.stderr)));
-    line[8..].trim().parse().unwrap()
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -205,11 +202,12 @@ fn vs_joblib(dir: &Path, n: u64) {
                     if what == "store" {
                         let _ = std::fs::remove_dir_all(dir.join("big.mandala"));
                     }
-                    seconds_of(
+                    figure(
                         Command::new(std::env::current_exe().unwrap())
                             .args(["--big", what, dir.to_str().unwrap(), &n.to_string()])
                             .output()
                             .unwrap(),
+                        "SECONDS",
                     )
                 })
                 .collect(),
@@ -225,7 +223,7 @@ fn vs_joblib(dir: &Path, n: u64) {
                     .arg(n.to_string())
                     .output()
                     .ok()?;
-                out.status.success().then(|| seconds_of(out))
+                out.status.success().then(|| figure(out, "SECONDS"))
             })
             .collect();
         runs.map(median)
