@@ -61,6 +61,17 @@ pub trait Backend: Send + Sync {
     /// The canonical CBOR bytes of value `cid`, verified against `cid`, or `None`.
     fn get_value(&self, cid: &Id) -> Result<Option<Vec<u8>>>;
 
+    /// Value `cid` handed to `sink` in pieces, in order, without holding it whole, for a
+    /// backend that keeps large values as streams (the file store's loose blobs): `Ok(true)`
+    /// once every piece was handed and the whole checked against `cid`. `Ok(false)` means not
+    /// streamed — a value kept another way, a backend that does not stream (the default), or
+    /// a damaged blob (which [`Backend::get_value`] then reports) — and the caller then uses
+    /// `get_value`. What `sink` made of the pieces is to be used only after `Ok(true)`.
+    fn stream_value(&self, cid: &Id, sink: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        let _ = (cid, sink);
+        Ok(false)
+    }
+
     /// The bytes of the values `cids` as [`Backend::get_value`] returns them, in the order of
     /// `cids`: tables read thousands at once, spread here over the cores; a backend with a
     /// cache of values can also look them all up at once.

@@ -45,7 +45,20 @@ pub fn claimed_size(head: &[u8], path: &Path) -> Result<u64> {
 pub fn hash_stream(
     reader: impl Read,
     path: &Path,
+    hasher: blake3::Hasher,
+) -> Result<(u64, blake3::Hash)> {
+    stream_frame(reader, path, hasher, &mut |_| {}, false)
+}
+
+/// [`hash_stream`], also handing each piece of the content to `sink` (a mebibyte at a time,
+/// in order, while it is in cache). With `whole`, bytes after the frame are an error (a blob
+/// is exactly one frame).
+pub fn stream_frame(
+    reader: impl Read,
+    path: &Path,
     mut hasher: blake3::Hasher,
+    sink: &mut dyn FnMut(&[u8]),
+    whole: bool,
 ) -> Result<(u64, blake3::Hash)> {
     let mut dec = zstd::stream::read::Decoder::new(reader)
         .map_err(|e| Error::io("decompress", path, e))?
@@ -60,7 +73,22 @@ pub fn hash_stream(
             break;
         }
         hasher.update(&buf[..k]);
+        sink(&buf[..k]);
         n += k as u64;
+    }
+    if whole {
+        let mut probe = [0u8; 1];
+        if dec
+            .finish()
+            .read(&mut probe)
+            .map_err(|e| Error::io("read", path, e))?
+            != 0
+        {
+            return Err(Error::corrupt(
+                path,
+                "bytes after the zstd frame (a blob is exactly one frame)",
+            ));
+        }
     }
     Ok((n, hasher.finalize()))
 }

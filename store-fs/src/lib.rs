@@ -370,6 +370,10 @@ impl Backend for FsBackend {
         }
     }
 
+    fn stream_value(&self, cid: &Id, sink: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        self.stream_value_file(cid, sink)
+    }
+
     fn get_values(&self, cids: &[Id]) -> Result<Vec<Option<Vec<u8>>>> {
         let mut found = self.load_values(cids)?;
         if let Some(f) = self.fallback() {

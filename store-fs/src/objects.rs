@@ -82,6 +82,37 @@ impl FsBackend {
         Ok(found)
     }
 
+    /// See [`store_core::Backend::stream_value`]: a large loose value is decompressed a
+    /// mebibyte at a time, each piece hashed and handed to `sink`, so that its reader never
+    /// holds the whole content (loading an 80 MB vector fills one fresh buffer instead of
+    /// two). Anything else — a small or packed value, a frame that claims far more than its
+    /// file holds ([`blob::suspicious`]), a damaged blob — is left to `get_value`.
+    pub(crate) fn stream_value_file(&self, cid: &Id, sink: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        let path = layout::value_path(&self.inner.root, cid);
+        let Some((mut file, len)) = open::open_regular(&path)? else {
+            return Ok(false);
+        };
+        if len < (blob::STREAM_THRESHOLD / 4) as u64 {
+            return Ok(false);
+        }
+        let mut head = [0u8; 18];
+        let n = read_head(&mut file, &mut head).map_err(|e| Error::io("read", &path, e))?;
+        let Ok(claimed) = blob::claimed_size(&head[..n], &path) else {
+            return Ok(false);
+        };
+        if blob::suspicious(claimed, len) {
+            return Ok(false);
+        }
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io("seek", &path, e))?;
+        Ok(
+            match blob::stream_frame(file, &path, Id::hasher(Kind::Value), sink, true) {
+                Ok((n, hash)) => n == claimed && hash.as_bytes() == cid.as_bytes(),
+                Err(_) => false, // get_value reads it again, and reports and handles the damage
+            },
+        )
+    }
+
     /// Moves the damaged value file at `path` out of the store's objects into `tmp/` (kept
     /// for inspection; `fsck` lists it), so that lookups find the value missing and compute
     /// the call that made it again, which rewrites it. Checked once more first: a writer may

@@ -329,8 +329,24 @@ impl Engine {
         Ok(r.fill(self.load_value(&ids.cid)?))
     }
 
-    /// Reads and decodes the value with content id `cid`.
+    /// Reads and decodes the value with content id `cid`. A large numeric vector kept as a
+    /// stream is decoded from the pieces as they are read (and checked), never held whole.
     pub fn load_value<T: Value>(&self, cid: &Id) -> Result<T> {
+        if cbor::fast::streams::<T>() {
+            let mut streamed = Ok(false);
+            let decoded = cbor::fast::decode_pieces::<T>(|s| {
+                streamed = self
+                    .inner
+                    .backend
+                    .stream_value(cid, &mut |piece| s.feed(piece));
+            });
+            // Not streamed, or not the shape the fast path takes: read it whole below.
+            if streamed? {
+                if let Some(v) = decoded {
+                    return Ok(v);
+                }
+            }
+        }
         self.decode_read(cid, self.inner.backend.get_value(cid)?.as_deref())
     }
 

@@ -98,6 +98,158 @@ fn decode_floats(bytes: &[u8], wide: bool) -> Option<Vec<f64>> {
     p.is_empty().then_some(out)
 }
 
+/// Whether `T` has a fast path that decodes from pieces ([`FloatStream`]).
+pub fn streams<T: Any>() -> bool {
+    let tid = TypeId::of::<T>();
+    tid == TypeId::of::<Vec<f64>>() || tid == TypeId::of::<Vec<f32>>()
+}
+
+/// Decodes `T` from the pieces `feed` hands a [`FloatStream`] (the bytes of [`decode`], cut
+/// anywhere): `None` if `T` has no such path or the bytes are not what it expects.
+pub fn decode_pieces<T: Any>(feed: impl FnOnce(&mut FloatStream)) -> Option<T> {
+    let tid = TypeId::of::<T>();
+    let wide = if tid == TypeId::of::<Vec<f64>>() {
+        true
+    } else if tid == TypeId::of::<Vec<f32>>() {
+        false
+    } else {
+        return None;
+    };
+    let mut stream = FloatStream::new(wide);
+    feed(&mut stream);
+    let v = stream.finish()?;
+    let boxed: Box<dyn Any> = if wide {
+        Box::new(v)
+    } else {
+        Box::new(v.into_iter().map(|f| f as f32).collect::<Vec<f32>>())
+    };
+    boxed.downcast::<T>().ok().map(|b| *b)
+}
+
+/// An array of floats decoded from pieces of its bytes as they come (a large value read a
+/// mebibyte at a time), so that its reader never holds the whole encoding: the same values,
+/// and the same refusals, as the one-slice fast path.
+pub struct FloatStream {
+    wide: bool,
+    /// The array's length, once its head is read.
+    len: Option<usize>,
+    /// Bytes of the head or of an element cut by the end of a piece.
+    carry: Vec<u8>,
+    out: Vec<f64>,
+    failed: bool,
+}
+
+impl FloatStream {
+    fn new(wide: bool) -> FloatStream {
+        FloatStream {
+            wide,
+            len: None,
+            carry: Vec::with_capacity(9),
+            out: Vec::new(),
+            failed: false,
+        }
+    }
+
+    /// The size of the item starting with byte `b`: the head of an array (the length's bytes
+    /// included), or a float of an accepted width.
+    fn item_size(&self, b: u8) -> Option<usize> {
+        match self.len {
+            None => match b {
+                0x80..=0x97 => Some(1),
+                0x98 => Some(2),
+                0x99 => Some(3),
+                0x9a => Some(5),
+                0x9b => Some(9),
+                _ => None,
+            },
+            Some(_) => match b {
+                0xfb if self.wide => Some(9),
+                0xfa => Some(5),
+                0xf9 => Some(3),
+                _ => None,
+            },
+        }
+    }
+
+    /// Takes one whole item (`bytes` is exactly its size).
+    fn take(&mut self, bytes: &[u8]) -> Option<()> {
+        match self.len {
+            None => {
+                let len = match bytes.len() {
+                    1 => u64::from(bytes[0] & 0x1f),
+                    2 => u64::from(bytes[1]),
+                    3 => u64::from(u16::from_be_bytes(bytes[1..].try_into().ok()?)),
+                    5 => u64::from(u32::from_be_bytes(bytes[1..].try_into().ok()?)),
+                    _ => u64::from_be_bytes(bytes[1..].try_into().ok()?),
+                };
+                let len = usize::try_from(len).ok()?;
+                // Room for what a large value usually holds; more grows as it comes (a
+                // damaged head must not make us allocate what it claims).
+                self.out.reserve_exact(len.min(1 << 24));
+                self.len = Some(len);
+            }
+            Some(len) => {
+                if self.out.len() == len {
+                    return None; // more elements than the head said
+                }
+                let v = match bytes[0] {
+                    0xfb => f64::from_bits(u64::from_be_bytes(bytes[1..].try_into().ok()?)),
+                    0xfa => f64::from(f32::from_bits(u32::from_be_bytes(
+                        bytes[1..].try_into().ok()?,
+                    ))),
+                    _ => f64::from(super::de::f16_to_f32(u16::from_be_bytes(
+                        bytes[1..].try_into().ok()?,
+                    ))),
+                };
+                self.out.push(v);
+            }
+        }
+        Some(())
+    }
+
+    /// Decodes what `piece` completes and keeps an item it cuts for the next piece.
+    pub fn feed(&mut self, mut piece: &[u8]) {
+        if self.failed {
+            return;
+        }
+        self.failed = self.feed_inner(&mut piece).is_none();
+    }
+
+    fn feed_inner(&mut self, piece: &mut &[u8]) -> Option<()> {
+        // An item cut by the end of the last piece.
+        if !self.carry.is_empty() {
+            let size = self.item_size(self.carry[0])?;
+            let want = (size - self.carry.len()).min(piece.len());
+            self.carry.extend_from_slice(&piece[..want]);
+            *piece = &piece[want..];
+            if self.carry.len() < size {
+                return Some(());
+            }
+            let item = std::mem::take(&mut self.carry);
+            self.take(&item)?;
+            self.carry = item;
+            self.carry.clear();
+        }
+        while let Some(&b) = piece.first() {
+            let size = self.item_size(b)?;
+            if piece.len() < size {
+                self.carry.extend_from_slice(piece);
+                return Some(());
+            }
+            let (item, rest) = piece.split_at(size);
+            self.take(item)?;
+            *piece = rest;
+        }
+        Some(())
+    }
+
+    /// The floats, if the pieces made exactly one array of them.
+    fn finish(self) -> Option<Vec<f64>> {
+        (!self.failed && self.carry.is_empty() && self.len == Some(self.out.len()))
+            .then_some(self.out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +280,35 @@ mod tests {
             .iter()
             .zip(&v32)
             .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())));
+        // From pieces cut anywhere (an element or the head split between two): the same.
+        for cut in [1, 2, 5, 7, 8, 9, 1000, 1 << 20] {
+            let pieces = |s: &mut FloatStream| fast.chunks(cut).for_each(|c| s.feed(c));
+            let back: Vec<f64> = decode_pieces(pieces).unwrap();
+            assert!(back
+                .iter()
+                .zip(&v64)
+                .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())));
+            let pieces32 = |s: &mut FloatStream| fast32.chunks(cut).for_each(|c| s.feed(c));
+            assert_eq!(
+                decode_pieces::<Vec<f32>>(pieces32).unwrap().len(),
+                v32.len()
+            );
+        }
+        let refused = |bytes: &[u8]| decode_pieces::<Vec<f64>>(|s| s.feed(bytes)).is_none();
+        assert!(refused(&fast[..fast.len() - 1]), "an element short");
+        assert!(
+            refused(&[&fast[..], &[0xf9, 0, 0]].concat()),
+            "an element more"
+        );
+        assert!(refused(&[0x81, 0x01]), "not a float");
+        assert!(
+            refused(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            "a head that claims 2^64"
+        );
+        assert!(
+            decode_pieces::<Vec<u8>>(|s| s.feed(&fast)).is_none(),
+            "no fast path"
+        );
         // Not what the fast path expects: it declines, and the generic path decides.
         assert!(decode::<Vec<f64>>(&[0x81, 0x01]).is_none());
         assert!(

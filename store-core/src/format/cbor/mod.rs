@@ -20,7 +20,7 @@
 //!   (`1` vs `1.0`), as their Rust types differ.
 
 mod de;
-mod fast;
+pub(crate) mod fast;
 mod ser;
 
 use serde::de::DeserializeOwned;
