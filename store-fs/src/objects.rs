@@ -88,23 +88,25 @@ impl FsBackend {
     /// two). Anything else — a small or packed value, a frame that claims far more than its
     /// file holds ([`blob::suspicious`]), a damaged blob — is left to `get_value`.
     pub(crate) fn stream_value_file(&self, cid: &Id, sink: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        // Whatever is not a plain large blob here (a missing file, something else where the
+        // value belongs, a read that fails) is get_value's to find elsewhere or to report.
         let path = layout::value_path(&self.inner.root, cid);
-        let Some((mut file, len)) = open::open_regular(&path)? else {
+        let Ok(Some((mut file, len))) = open::open_regular(&path) else {
             return Ok(false);
         };
         if len < (blob::STREAM_THRESHOLD / 4) as u64 {
             return Ok(false);
         }
         let mut head = [0u8; 18];
-        let n = read_head(&mut file, &mut head).map_err(|e| Error::io("read", &path, e))?;
+        let Ok(n) = read_head(&mut file, &mut head) else {
+            return Ok(false);
+        };
         let Ok(claimed) = blob::claimed_size(&head[..n], &path) else {
             return Ok(false);
         };
-        if blob::suspicious(claimed, len) {
+        if blob::suspicious(claimed, len) || file.seek(SeekFrom::Start(0)).is_err() {
             return Ok(false);
         }
-        file.seek(SeekFrom::Start(0))
-            .map_err(|e| Error::io("seek", &path, e))?;
         Ok(
             match blob::stream_frame(file, &path, Id::hasher(Kind::Value), sink, true) {
                 Ok((n, hash)) => n == claimed && hash.as_bytes() == cid.as_bytes(),
