@@ -4,6 +4,8 @@
 //! A damaged blob is never returned: it is reported and moved aside as any damaged value is,
 //! and the next run computes the call again.
 
+use std::path::PathBuf;
+
 use mandala::{op, Backend, Storage};
 
 /// 300 000 doubles: 2.7 MB of CBOR, a loose blob (above the pack threshold) read as a stream.
@@ -23,6 +25,16 @@ fn signal(n: u64) -> Vec<f64> {
 #[op]
 fn narrow(n: u64) -> Vec<f32> {
     expected(n).into_iter().map(|f| f as f32).collect()
+}
+
+/// A store holding `signal(N)`: its directory (kept while the handle lives), path, the
+/// vector's cid and its blob's path.
+fn stored_vector() -> mandala::Result<(tempfile::TempDir, PathBuf, mandala::Id, PathBuf)> {
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("s.mandala");
+    let cid = Storage::open(&store)?.run(|| signal(N))?.cid();
+    let blob = store_fs::layout::value_path(&store, &cid);
+    Ok((d, store, cid, blob))
 }
 
 #[test]
@@ -61,10 +73,7 @@ fn a_large_vector_is_loaded_from_pieces_and_equals_what_was_stored() -> mandala:
 
 #[test]
 fn a_damaged_large_vector_is_never_returned() -> mandala::Result<()> {
-    let d = tempfile::tempdir().unwrap();
-    let store = d.path().join("s.mandala");
-    let cid = Storage::open(&store)?.run(|| signal(N))?.cid();
-    let blob = store_fs::layout::value_path(&store, &cid);
+    let (_d, store, cid, blob) = stored_vector()?;
     // One byte changed in the middle of the content (the blob is raw blocks: zstd cannot tell).
     let mut bytes = std::fs::read(&blob).unwrap();
     let mid = bytes.len() / 2;
@@ -96,10 +105,7 @@ fn a_damaged_large_vector_is_never_returned() -> mandala::Result<()> {
 #[cfg(unix)]
 #[test]
 fn a_fifo_where_a_large_vector_belongs_is_met_at_once() -> mandala::Result<()> {
-    let d = tempfile::tempdir().unwrap();
-    let store = d.path().join("s.mandala");
-    let cid = Storage::open(&store)?.run(|| signal(N))?.cid();
-    let blob = store_fs::layout::value_path(&store, &cid);
+    let (_d, store, cid, blob) = stored_vector()?;
     std::fs::remove_file(&blob).unwrap();
     let made = std::process::Command::new("mkfifo")
         .arg(&blob)
