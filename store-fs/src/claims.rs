@@ -108,8 +108,11 @@ impl FsBackend {
             let Ok(text) = fs::read_to_string(&path) else {
                 continue; // released meanwhile: try again
             };
-            let stale = match parse(&text) {
-                Some((h, p, expires)) => expires < now_ms() || (h == me && (p == pid || !alive(p))),
+            let parsed = parse(&text);
+            let stale = match &parsed {
+                Some((h, p, expires)) => {
+                    *expires < now_ms() || (h == me && (*p == pid || !alive(*p)))
+                }
                 // Being written by its holder (created, not yet filled), or left half-written
                 // by a killed process: stale only once it is old enough to be the latter.
                 None => fs::metadata(&path)
@@ -118,12 +121,11 @@ impl FsBackend {
                     .and_then(|t| t.elapsed().ok())
                     .is_some_and(|age| age > HALF_WRITTEN),
             };
-            if parse(&text).is_none() && !stale {
-                return Ok(CallClaim::HeldElsewhere("another process".into()));
-            }
             if !stale {
-                let (h, p, _) = parse(&text).expect("parsed above");
-                return Ok(CallClaim::HeldElsewhere(format!("process {p} on {h}")));
+                return Ok(CallClaim::HeldElsewhere(match parsed {
+                    Some((h, p, _)) => format!("process {p} on {h}"),
+                    None => "another process".into(),
+                }));
             }
             // Taken over only if it is still the stale claim just read.
             if fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {

@@ -88,6 +88,10 @@ impl FsBackend {
     /// two). Anything else — a small or packed value, a frame that claims far more than its
     /// file holds ([`blob::suspicious`]), a damaged blob — is left to `get_value`.
     pub(crate) fn stream_value_file(&self, cid: &Id, sink: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        // A packed value (every small one in format 2) is get_value's, with no file to open.
+        if self.packs().find_value(cid).is_some() {
+            return Ok(false);
+        }
         // Whatever is not a plain large blob here (a missing file, something else where the
         // value belongs, a read that fails) is get_value's to find elsewhere or to report.
         let path = layout::value_path(&self.inner.root, cid);

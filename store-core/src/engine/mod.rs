@@ -63,7 +63,7 @@ impl Drop for Inner {
         let memo = std::mem::take(self.memo.get_mut().unwrap_or_else(|e| e.into_inner()));
         let provenance =
             std::mem::take(self.provenance.get_mut().unwrap_or_else(|e| e.into_inner()));
-        if memo.by_hid.len() + provenance.calls.len() >= BACKGROUND_DROP {
+        if memo.by_hid.len() + provenance.len() >= BACKGROUND_DROP {
             // If no thread can be made, the closure (and so the tables) is dropped here.
             let _ = std::thread::Builder::new()
                 .name("mandala-free".into())
@@ -332,19 +332,18 @@ impl Engine {
     /// Reads and decodes the value with content id `cid`. A large numeric vector kept as a
     /// stream is decoded from the pieces as they are read (and checked), never held whole.
     pub fn load_value<T: Value>(&self, cid: &Id) -> Result<T> {
-        if cbor::fast::streams::<T>() {
-            let mut streamed = Ok(false);
-            let decoded = cbor::fast::decode_pieces::<T>(|s| {
-                streamed = self
-                    .inner
-                    .backend
-                    .stream_value(cid, &mut |piece| s.feed(piece));
-            });
-            // Not streamed, or not the shape the fast path takes: read it whole below.
-            if streamed? {
-                if let Some(v) = decoded {
-                    return Ok(v);
-                }
+        // (`decode_pieces` asks for the pieces only if `T` has a path that takes them.)
+        let mut streamed = Ok(false);
+        let decoded = cbor::fast::decode_pieces::<T>(|s| {
+            streamed = self
+                .inner
+                .backend
+                .stream_value(cid, &mut |piece| s.feed(piece));
+        });
+        // Not streamed, or not the shape the fast path takes: read it whole below.
+        if streamed? {
+            if let Some(v) = decoded {
+                return Ok(v);
             }
         }
         self.decode_read(cid, self.inner.backend.get_value(cid)?.as_deref())

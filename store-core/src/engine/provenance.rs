@@ -26,7 +26,7 @@ pub struct Provenance {
     listed: Vec<Key>,
     /// The place in `calls` of each call of `listed`.
     at: Vec<u32>,
-    pub(crate) calls: Vec<Arc<StoredCall>>,
+    calls: Vec<Arc<StoredCall>>,
     creator: IdMap<usize>,
     /// Consumers of each ref as linked lists in `consumer_links` (call, next; `u32::MAX`
     /// ends a list): no allocation per ref.
@@ -70,6 +70,16 @@ fn match_listing(
 }
 
 impl Provenance {
+    /// How many calls it indexes.
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Whether it indexes no call.
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
     /// Brings the index up to date with `backend`.
     pub(crate) fn refresh(&mut self, backend: &dyn Backend) -> Result<()> {
         // A record can vanish between the listing and its reading (another process deleted

@@ -48,64 +48,15 @@ pub fn decode<T: Any>(bytes: &[u8]) -> Option<T> {
 /// Reads an array of floats. With `wide == false` only half and single precision are
 /// accepted (a `Vec<f32>`'s encoding).
 fn decode_floats(bytes: &[u8], wide: bool) -> Option<Vec<f64>> {
-    let (&first, rest) = bytes.split_first()?;
-    if first >> 5 != 4 {
-        return None;
-    }
-    let (len, mut p) = match first & 0x1f {
-        n @ 0..=23 => (u64::from(n), rest),
-        24 => (u64::from(*rest.first()?), rest.get(1..)?),
-        25 => (
-            u64::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?)),
-            rest.get(2..)?,
-        ),
-        26 => (
-            u64::from(u32::from_be_bytes(rest.get(..4)?.try_into().ok()?)),
-            rest.get(4..)?,
-        ),
-        27 => (
-            u64::from_be_bytes(rest.get(..8)?.try_into().ok()?),
-            rest.get(8..)?,
-        ),
-        _ => return None,
-    };
-    let len = usize::try_from(len).ok()?;
-    if len > p.len() / 3 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(len);
-    for _ in 0..len {
-        let v = match *p.first()? {
-            0xfb if wide => {
-                let v = f64::from_bits(u64::from_be_bytes(p.get(1..9)?.try_into().ok()?));
-                p = &p[9..];
-                v
-            }
-            0xfa => {
-                let v = f32::from_bits(u32::from_be_bytes(p.get(1..5)?.try_into().ok()?));
-                p = &p[5..];
-                f64::from(v)
-            }
-            0xf9 => {
-                let h = u16::from_be_bytes(p.get(1..3)?.try_into().ok()?);
-                p = &p[3..];
-                f64::from(super::de::f16_to_f32(h))
-            }
-            _ => return None,
-        };
-        out.push(v);
-    }
-    p.is_empty().then_some(out)
-}
-
-/// Whether `T` has a fast path that decodes from pieces ([`FloatStream`]).
-pub fn streams<T: Any>() -> bool {
-    let tid = TypeId::of::<T>();
-    tid == TypeId::of::<Vec<f64>>() || tid == TypeId::of::<Vec<f32>>()
+    // One piece, whose size bounds the array's length (at least 3 bytes an element).
+    let mut stream = FloatStream::new(wide, Some(bytes.len() / 3));
+    stream.feed(bytes);
+    stream.finish()
 }
 
 /// Decodes `T` from the pieces `feed` hands a [`FloatStream`] (the bytes of [`decode`], cut
-/// anywhere): `None` if `T` has no such path or the bytes are not what it expects.
+/// anywhere): `None` if `T` has no such path (then `feed` is not called) or the bytes are not
+/// what it expects.
 pub fn decode_pieces<T: Any>(feed: impl FnOnce(&mut FloatStream)) -> Option<T> {
     let tid = TypeId::of::<T>();
     let wide = if tid == TypeId::of::<Vec<f64>>() {
@@ -115,7 +66,7 @@ pub fn decode_pieces<T: Any>(feed: impl FnOnce(&mut FloatStream)) -> Option<T> {
     } else {
         return None;
     };
-    let mut stream = FloatStream::new(wide);
+    let mut stream = FloatStream::new(wide, None);
     feed(&mut stream);
     let v = stream.finish()?;
     let boxed: Box<dyn Any> = if wide {
@@ -131,6 +82,9 @@ pub fn decode_pieces<T: Any>(feed: impl FnOnce(&mut FloatStream)) -> Option<T> {
 /// and the same refusals, as the one-slice fast path.
 pub struct FloatStream {
     wide: bool,
+    /// The most elements the bytes can hold, when their size is known (one slice): a head
+    /// that claims more is refused, and the array is allocated at its length at once.
+    most: Option<usize>,
     /// The array's length, once its head is read.
     len: Option<usize>,
     /// Bytes of the head or of an element cut by the end of a piece.
@@ -140,9 +94,10 @@ pub struct FloatStream {
 }
 
 impl FloatStream {
-    fn new(wide: bool) -> FloatStream {
+    fn new(wide: bool, most: Option<usize>) -> FloatStream {
         FloatStream {
             wide,
+            most,
             len: None,
             carry: Vec::with_capacity(9),
             out: Vec::new(),
@@ -183,9 +138,14 @@ impl FloatStream {
                     _ => u64::from_be_bytes(bytes[1..].try_into().ok()?),
                 };
                 let len = usize::try_from(len).ok()?;
-                // Room for what a large value usually holds; more grows as it comes (a
-                // damaged head must not make us allocate what it claims).
-                self.out.reserve_exact(len.min(1 << 24));
+                match self.most {
+                    Some(most) if len > most => return None,
+                    Some(_) => self.out.reserve_exact(len),
+                    // Pieces of a size not known: room for what a large value usually holds,
+                    // more as it comes (a damaged head must not make us allocate what it
+                    // claims).
+                    None => self.out.reserve_exact(len.min(1 << 24)),
+                }
                 self.len = Some(len);
             }
             Some(len) => {
