@@ -4,6 +4,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use mandala::{op, Id, Storage};
+
+mod common;
+use common::on_tty;
 use serde_json::Value as Json;
 
 #[op]
@@ -25,33 +28,6 @@ fn mandala(cwd: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// Runs `mandala --store STORE ARGS` on a pseudo-terminal (`script`, util-linux) with `envs`
-/// set (`None`: removed), and returns what the terminal showed (stdout and stderr together).
-fn on_tty(store: &Path, args: &str, envs: &[(&str, Option<&str>)]) -> String {
-    let bin = env!("CARGO_BIN_EXE_mandala");
-    let mut c = Command::new("script");
-    c.args([
-        "-qec",
-        &format!("{bin} --store {} {args}", store.display()),
-        "/dev/null",
-    ]);
-    for (k, v) in envs {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
-    let out = c
-        .output()
-        .expect("`script` (util-linux) runs a command on a pseudo-terminal");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The rows of a CSV of (learning_rate, epochs, accuracy), after checking its header.
 fn accuracy_rows(csv: &str) -> Vec<(f64, u32, f64)> {
     let mut lines = csv.lines();
@@ -66,6 +42,23 @@ fn accuracy_rows(csv: &str) -> Vec<(f64, u32, f64)> {
             )
         })
         .collect()
+}
+
+/// `mandala cf accuracy` expanded back to the quickstart's parameters, as CSV (with `extra`
+/// options): what [`accuracy_rows`] reads.
+fn accuracy_csv(cwd: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "cf",
+        "accuracy",
+        "--expand",
+        "back",
+        "--columns",
+        "learning_rate,epochs,accuracy",
+        "--format",
+        "csv",
+    ];
+    args.extend_from_slice(extra);
+    ok(cwd, &args)
 }
 
 fn ok(cwd: &Path, args: &[&str]) -> String {
@@ -943,19 +936,7 @@ fn accuracies_with_their_parameters_by_name_as_typed_csv() {
         ],
         "{table}"
     );
-    let csv = ok(
-        d.path(),
-        &[
-            "cf",
-            "accuracy",
-            "--expand",
-            "back",
-            "--columns",
-            "learning_rate,epochs,accuracy",
-            "--format",
-            "csv",
-        ],
-    );
+    let csv = accuracy_csv(d.path(), &[]);
     let mut rows = accuracy_rows(&csv);
     rows.sort_by(|a, b| a.partial_cmp(b).unwrap());
     assert_eq!(rows.len(), 4, "{csv}");
@@ -1167,21 +1148,7 @@ fn the_quickstart_accuracies_by_column_name_as_csv() {
     ] {
         assert!(columns.contains(&c), "no column {c} in {columns:?}");
     }
-    let csv = ok(
-        d.path(),
-        &[
-            "cf",
-            "accuracy",
-            "--expand",
-            "back",
-            "--columns",
-            "learning_rate,epochs,accuracy",
-            "--format",
-            "csv",
-            "--sort",
-            "accuracy",
-        ],
-    );
+    let csv = accuracy_csv(d.path(), &["--sort", "accuracy"]);
     let rows = accuracy_rows(&csv);
     assert_eq!(rows.len(), 4, "{csv}");
     assert!(

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use mandala::{op, Storage};
 
+mod common;
+
 #[op]
 fn work(i: u64) -> u64 {
     i * 3 + 1
@@ -800,23 +802,7 @@ fn progress_shows_on_a_terminal_only() {
     drop(s);
     let remote = TestRemote::dir();
     remote.add_to(&path);
-    let bin = env!("CARGO_BIN_EXE_mandala");
-    let on_tty = |args: &str| {
-        let out = Command::new("script")
-            .args([
-                "-qec",
-                &format!("{bin} --store {} {args}", path.display()),
-                "/dev/null",
-            ])
-            .output()
-            .expect("`script` (util-linux) runs a command on a pseudo-terminal");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let on_tty = |args: &str| common::on_tty(&path, args, &[]);
     let quiet = on_tty("push --quiet");
     assert!(quiet.contains("uploaded 4 files"), "{quiet:?}");
     assert!(!quiet.contains("files,"), "no progress line: {quiet:?}");
@@ -828,7 +814,7 @@ fn progress_shows_on_a_terminal_only() {
     // One line for the whole push (both phases), rewritten in place, ending at 4/4.
     assert!(shown.contains("\rpush other: 4/4 files, "), "{shown:?}");
     assert!(shown.contains("/s"), "a rate: {shown:?}");
-    let piped = Command::new(bin)
+    let piped = Command::new(env!("CARGO_BIN_EXE_mandala"))
         .args(["--store", path.to_str().unwrap(), "push", "third"])
         .output()
         .unwrap();
