@@ -2,7 +2,10 @@
 //! a time — decoded from the pieces as they are decompressed, each piece hashed, the whole
 //! checked before the vector is returned — so a load fills one buffer of its size, not two.
 //! A damaged blob is never returned: it is reported and moved aside as any damaged value is,
-//! and the next run computes the call again.
+//! and the next run computes the call again. Storing one goes the other way: the vector is
+//! encoded a mebibyte at a time, each piece hashed and compressed into a temp file, which
+//! becomes the blob once the id is known — the very file a store given the whole encoding
+//! makes, so stores written either way merge by a union of files.
 
 use std::path::PathBuf;
 
@@ -117,5 +120,46 @@ fn a_fifo_where_a_large_vector_belongs_is_met_at_once() -> mandala::Result<()> {
     let r = storage.run(|| signal(N))?;
     assert_eq!(storage.unwrap(&r)?, expected(N));
     assert_eq!(storage.stats().total.healed, 1);
+    Ok(())
+}
+
+#[test]
+fn a_large_vector_is_stored_in_one_pass_as_the_file_its_whole_encoding_makes() -> mandala::Result<()>
+{
+    let d = tempfile::tempdir().unwrap();
+    let (store, whole) = (d.path().join("s.mandala"), d.path().join("whole.mandala"));
+    let storage = Storage::open(&store)?;
+    let (a, b) = storage.run(|| Ok((signal(N)?, narrow(N)?)))?;
+    let want32: Vec<f32> = expected(N).into_iter().map(|f| f as f32).collect();
+    // The same ids as the whole encodings', and the same ids outside a call.
+    let encoded = (
+        store_core::format::cbor::encode_value(&expected(N)).unwrap(),
+        store_core::format::cbor::encode_value(&want32).unwrap(),
+    );
+    assert_eq!(a.cid(), mandala::Id::hash(mandala::Kind::Value, &encoded.0));
+    assert_eq!(b.cid(), mandala::Id::hash(mandala::Kind::Value, &encoded.1));
+    assert_eq!(storage.save_value(&expected(N))?, a.cid());
+    assert_eq!(storage.save_value(&want32)?, b.cid());
+    // Byte for byte the blobs a store given the whole encodings writes.
+    let other = store_fs::FsBackend::open(&whole)?;
+    other.put_value(&a.cid(), &encoded.0)?;
+    other.put_value(&b.cid(), &encoded.1)?;
+    for cid in [a.cid(), b.cid()] {
+        let file = |root: &std::path::Path| {
+            std::fs::read(store_fs::layout::value_path(root, &cid)).unwrap()
+        };
+        assert_eq!(file(&store), file(&whole), "value {cid}");
+    }
+    let temps = store_fs::write::stray_temp_files(&store.join("tmp")).unwrap();
+    assert!(temps.is_empty(), "{temps:?}");
+    drop(storage);
+
+    // Read back in a new handle, without computing anything.
+    let storage = Storage::open(&store)?;
+    storage.allow_new_calls(false);
+    let (a, b) = storage.run(|| Ok((signal(N)?, narrow(N)?)))?;
+    assert_eq!(storage.unwrap(&a)?, expected(N));
+    assert_eq!(storage.unwrap(&b)?, want32);
+    assert_eq!(storage.stats().total.executed, 0);
     Ok(())
 }

@@ -18,6 +18,11 @@
 //!   name (a call key's records, one record, storing and deleting one), and whole-store
 //!   batches for queries (every call name, many records or values at once), which a backend
 //!   may serve from a cache as long as the answers are the same.
+//! - **Large values may go in pieces, both ways.** A backend that keeps large values as
+//!   streams can hand one out a piece at a time ([`Backend::stream_value`]) and take one in as
+//!   it is encoded ([`Backend::value_writer`]), so that an 80 MB vector is never held encoded
+//!   whole. Both are optional (the defaults say "not in pieces"), and a value taken in pieces
+//!   is stored exactly as [`Backend::put_value`] would store it whole.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -48,6 +53,24 @@ impl<'a> WriteGuard<'a> {
     pub fn epoch(&self) -> u64 {
         self.epoch
     }
+}
+
+/// Values whose encoding is at least this large may be written in pieces
+/// ([`Backend::value_writer`]).
+pub const LARGE_VALUE: usize = 1 << 20;
+
+/// A large value being written as it is encoded (see [`Backend::value_writer`]).
+///
+/// Dropping a writer without committing it leaves nothing behind; until it is committed, no
+/// reader sees the value.
+pub trait ValueWriter {
+    /// Appends the next piece of the value's canonical CBOR.
+    fn write(&mut self, piece: &[u8]) -> Result<()>;
+
+    /// Completes the value and makes it visible under `cid`, the content id of everything
+    /// written (which the caller hashed as it wrote). Fails if fewer or more bytes than the
+    /// announced length were written; a value already stored under `cid` stays as it is.
+    fn commit(self: Box<Self>, cid: &Id) -> Result<()>;
 }
 
 /// Where calls and values live. Implementations: [`MemoryBackend`], and `store_fs::FsBackend`.
@@ -88,6 +111,21 @@ pub trait Backend: Send + Sync {
     /// Stores a value's canonical CBOR bytes under its content id. Storing an existing value is
     /// a no-op.
     fn put_value(&self, cid: &Id, cbor: &[u8]) -> Result<()>;
+
+    /// Starts writing a large value (`len` bytes of canonical CBOR, at least
+    /// [`LARGE_VALUE`]) as it is encoded, before its id is known: the caller hands every
+    /// piece to the writer, `first` included, hashes them, and commits the writer under the
+    /// id they hashed to. An 80 MB vector is then encoded, hashed and written in one pass,
+    /// never held whole. `Ok(None)` (the default) means the backend takes values whole only
+    /// ([`Backend::put_value`]).
+    ///
+    /// `first` is the first piece, at least [`LARGE_VALUE`] bytes: a backend that compresses
+    /// may choose how from it, so that the value is stored exactly as `put_value` would
+    /// store it.
+    fn value_writer(&self, len: u64, first: &[u8]) -> Result<Option<Box<dyn ValueWriter>>> {
+        let _ = (len, first);
+        Ok(None)
+    }
 
     /// The (call hid, record id) pairs stored under call key `key`, sorted.
     fn list_calls(&self, key: &Id) -> Result<Vec<CallName>>;

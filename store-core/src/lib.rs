@@ -37,7 +37,7 @@ pub mod engine;
 
 pub mod frame;
 
-pub use backend::{Backend, MemoryBackend, WriteGuard};
+pub use backend::{Backend, MemoryBackend, ValueWriter, WriteGuard, LARGE_VALUE};
 pub use engine::call::OpName;
 pub use engine::collection::{MDict, MList};
 pub use engine::context::{ContextGuard, Mode};

@@ -136,18 +136,35 @@ pub fn level_for(data: &[u8], level: i32) -> Result<i32> {
 /// Compresses `data` (at least [`STREAM_THRESHOLD`] bytes) into `file` as one zstd frame, at
 /// the level [`level_for`] chooses.
 pub fn compress_to(data: &[u8], level: i32, file: impl Write, path: &Path) -> Result<()> {
+    let mut enc = large_encoder(data, data.len() as u64, level, file, path)?;
+    enc.write_all(data)
+        .map_err(|e| Error::io("compress into", path, e))?;
+    enc.finish()
+        .map_err(|e| Error::io("compress into", path, e))?;
+    Ok(())
+}
+
+/// The stream that compresses a large blob of `len` bytes (at least [`STREAM_THRESHOLD`])
+/// into `file` as one zstd frame, at the level [`level_for`] chooses from `start` (its first
+/// bytes, at least [`STREAM_THRESHOLD`] of them or all). zstd's multi-threaded frames do not
+/// depend on how the content is cut into writes, so a blob written in pieces as it is encoded
+/// is the file [`compress_to`] makes of it whole (a test holds it to that).
+pub fn large_encoder<W: Write>(
+    start: &[u8],
+    len: u64,
+    level: i32,
+    file: W,
+    path: &Path,
+) -> Result<zstd::stream::write::Encoder<'static, W>> {
     let fail = |e: std::io::Error| Error::io("compress into", path, e);
-    let level = level_for(data, level)?;
+    let level = level_for(start, level)?;
     let mut enc = zstd::stream::write::Encoder::new(file, level).map_err(fail)?;
     enc.set_parameter(CParameter::NbWorkers(workers()))
         .map_err(fail)?;
     enc.include_checksum(true).map_err(fail)?;
     enc.include_contentsize(true).map_err(fail)?;
-    enc.set_pledged_src_size(Some(data.len() as u64))
-        .map_err(fail)?;
-    enc.write_all(data).map_err(fail)?;
-    enc.finish().map_err(fail)?;
-    Ok(())
+    enc.set_pledged_src_size(Some(len)).map_err(fail)?;
+    Ok(enc)
 }
 
 /// Decompresses the large blob in `file` (at `path`) as a stream, with the same checks as

@@ -63,6 +63,7 @@ mod objects;
 mod open;
 mod pack;
 pub mod status;
+mod value_writer;
 pub mod verify;
 pub mod write;
 
@@ -420,6 +421,14 @@ impl Backend for FsBackend {
 
     fn put_value(&self, cid: &Id, cbor: &[u8]) -> Result<()> {
         self.store_value(cid, cbor)
+    }
+
+    fn value_writer(
+        &self,
+        len: u64,
+        first: &[u8],
+    ) -> Result<Option<Box<dyn store_core::ValueWriter>>> {
+        self.large_value_writer(len, first)
     }
 
     fn list_calls(&self, key: &Id) -> Result<Vec<CallName>> {

@@ -157,7 +157,7 @@ fn write_temp(
     Ok(())
 }
 
-fn rename_into(tmp: &Path, dest: &Path, durability: Durability) -> Result<()> {
+pub(crate) fn rename_into(tmp: &Path, dest: &Path, durability: Durability) -> Result<()> {
     let parent = dest.parent().expect("objects live in directories");
     match fs::rename(tmp, dest) {
         Ok(()) => {}

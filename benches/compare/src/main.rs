@@ -143,9 +143,7 @@ fn big_child(what: &str, dir: &Path, n: u64) {
     let storage = Storage::open(dir.join("big.mandala")).unwrap();
     let engine: &mandala::Engine = &storage;
     if what == "store" {
-        let bytes = store_core::format::cbor::encode_value(&v).unwrap();
-        let cid = mandala::Id::hash(mandala::Kind::Value, &bytes);
-        engine.backend().put_value(&cid, &bytes).unwrap();
+        let cid = engine.save_value(&v).unwrap();
         drop(storage);
         std::fs::write(dir.join("big.cid"), cid.to_string()).unwrap();
     } else {

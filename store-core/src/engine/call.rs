@@ -181,13 +181,19 @@ impl<T: Value> OpValue for T {
 
     fn record(value: T, call: &mut CallBuilder, i: usize) -> Result<Ref<T>> {
         let (name, hid) = call.output_slot(i);
-        let bytes = cbor::encode_value(&value)
-            .map_err(|c| encode_error(call.spec.name, format!("output '{name}'"), c))?;
-        let ids = RefIds {
-            cid: Id::hash(Kind::Value, &bytes),
-            hid,
+        // A large numeric vector is written as it is hashed, now; anything else is encoded
+        // whole and written with the call.
+        let (cid, pending) = match call.engine.write_large(&value)? {
+            Some((cid, writer)) => (cid, Pending::Written(cid, writer)),
+            None => {
+                let bytes = cbor::encode_value(&value)
+                    .map_err(|c| encode_error(call.spec.name, format!("output '{name}'"), c))?;
+                let cid = Id::hash(Kind::Value, &bytes);
+                (cid, Pending::Bytes(cid, bytes))
+            }
         };
-        call.push_output(ids, bytes);
+        let ids = RefIds { cid, hid };
+        call.push_output(ids, pending);
         Ok(Ref::loaded(ids, value))
     }
 
@@ -208,11 +214,12 @@ impl<T: Value> OpValue for T {
     }
 }
 
-/// A value an executed call must store before its record: bytes at hand, or a loaded ref to
-/// encode only if the store lacks it.
+/// A value an executed call must store before its record: bytes at hand, a loaded ref to
+/// encode only if the store lacks it, or a large value written already, to commit.
 pub(crate) enum Pending {
     Bytes(Id, Vec<u8>),
     Encode(Id, Box<dyn FnOnce() -> Result<Vec<u8>>>),
+    Written(Id, Box<dyn crate::ValueWriter>),
 }
 
 impl Pending {
@@ -233,6 +240,7 @@ impl Pending {
         match self {
             Pending::Bytes(cid, bytes) => engine.store_value(&cid, &bytes),
             Pending::Encode(cid, encode) => engine.ensure_value(&cid, encode),
+            Pending::Written(cid, writer) => engine.commit_value(&cid, writer),
         }
     }
 }
@@ -248,7 +256,7 @@ pub struct CallBuilder {
     ids: Option<Id>,
     /// The call key, once a lookup computed it.
     key: Option<Id>,
-    outputs: Vec<(Slot, Vec<u8>)>,
+    outputs: Vec<(Slot, Pending)>,
     /// Structural calls taking the executed call's output collections apart, stored after
     /// the values and before the call's record: (record, key, hid).
     structural: Vec<(CallRecord, Id, Id)>,
@@ -346,7 +354,7 @@ impl CallBuilder {
     }
 
     /// Adds the next output, with ids `ids` and value bytes `bytes`.
-    pub(crate) fn push_output(&mut self, ids: RefIds, bytes: Vec<u8>) {
+    pub(crate) fn push_output(&mut self, ids: RefIds, value: Pending) {
         let name = self.spec.outputs[self.outputs.len()];
         self.outputs.push((
             Slot {
@@ -354,7 +362,7 @@ impl CallBuilder {
                 hid: ids.hid,
                 cid: ids.cid,
             },
-            bytes,
+            value,
         ));
     }
 
@@ -558,8 +566,8 @@ impl CallBuilder {
             p.store(&self.engine)?;
         }
         let mut outputs = Vec::with_capacity(self.outputs.len());
-        for (slot, bytes) in self.outputs {
-            self.engine.store_value(&slot.cid, &bytes)?;
+        for (slot, value) in self.outputs {
+            value.store(&self.engine)?;
             outputs.push(slot);
         }
         for (rec, key, hid) in self.structural {

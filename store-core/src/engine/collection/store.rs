@@ -393,7 +393,7 @@ fn record<T: Value, C: Collection<T> + OpValue>(
         cid: Id::hash(Kind::Value, &bytes),
         hid,
     };
-    call.push_output(ids, bytes);
+    call.push_output(ids, Pending::Bytes(ids.cid, bytes));
     let git = call
         .engine()
         .and_then(|e| e.git_commit())

@@ -90,6 +90,46 @@ fn f32_to_f16_exact(f: f32) -> Option<u16> {
     }
 }
 
+/// The size of [`write_f64`]'s encoding of `v`: 3, 5 or 9 bytes.
+#[inline]
+pub(super) fn f64_size(v: f64) -> usize {
+    let f = v as f32;
+    // Most doubles do not survive the round trip through f32: test that first.
+    if f64::from(f).to_bits() != v.to_bits() {
+        if v.is_nan() {
+            3
+        } else {
+            9
+        }
+    } else if v.is_nan() || f32_to_f16_exact(f).is_some() {
+        3
+    } else {
+        5
+    }
+}
+
+/// [`write_f64`] into `out` at `at` (which has room for 9 bytes); returns the size written.
+#[inline]
+pub(super) fn put_f64(out: &mut [u8], at: usize, v: f64) -> usize {
+    let f = v as f32;
+    if f64::from(f).to_bits() != v.to_bits() && !v.is_nan() {
+        out[at] = 0xfb;
+        out[at + 1..at + 9].copy_from_slice(&v.to_bits().to_be_bytes());
+        9
+    } else if v.is_nan() {
+        out[at..at + 3].copy_from_slice(&[0xf9, 0x7e, 0x00]);
+        3
+    } else if let Some(h) = f32_to_f16_exact(f) {
+        out[at] = 0xf9;
+        out[at + 1..at + 3].copy_from_slice(&h.to_be_bytes());
+        3
+    } else {
+        out[at] = 0xfa;
+        out[at + 1..at + 5].copy_from_slice(&f.to_bits().to_be_bytes());
+        5
+    }
+}
+
 /// Writes the shortest exact float encoding of `v`; every NaN as `f9 7e00`.
 #[inline]
 pub(super) fn write_f64(out: &mut Vec<u8>, v: f64) {

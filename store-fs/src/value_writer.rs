@@ -1,0 +1,323 @@
+//! Large values written as they are encoded ([`store_core::Backend::value_writer`]): the
+//! pieces go through zstd into a temp file while the engine hashes them, and the file is
+//! renamed to the value's name once that is known. The file is byte for byte the one
+//! `put_value` makes of the whole value. The file's writes happen on a thread of their own
+//! ([`BackgroundFile`]), beside the encoding, hashing and compressing.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+use store_core::{Error, Id, Result, ValueWriter};
+
+use crate::write::{self, Durability, FaultySink};
+use crate::{blob, layout, open, FsBackend};
+
+// The engine's first piece is what the blob's level is chosen from: the same bytes as for a
+// value stored whole.
+const _: () = assert!(blob::STREAM_THRESHOLD == store_core::LARGE_VALUE);
+
+impl FsBackend {
+    /// See [`store_core::Backend::value_writer`]: a writer for values of at least
+    /// [`blob::STREAM_THRESHOLD`] bytes (which are loose blobs in every format), `None` for
+    /// smaller ones.
+    pub(crate) fn large_value_writer(
+        &self,
+        len: u64,
+        first: &[u8],
+    ) -> Result<Option<Box<dyn ValueWriter>>> {
+        if len < blob::STREAM_THRESHOLD as u64 || first.len() < blob::STREAM_THRESHOLD {
+            return Ok(None);
+        }
+        let tmp = self.inner.tmp.join(write::unique_name());
+        let file = File::create_new(&tmp).map_err(|e| Error::io("create temp file", &tmp, e))?;
+        let mut writer = LargeValueWriter {
+            backend: self.clone(),
+            tmp,
+            encoder: None,
+            len,
+            written: 0,
+        };
+        writer.encoder = Some(blob::large_encoder(
+            first,
+            len,
+            self.inner.config.zstd_level,
+            BackgroundFile::new(FaultySink::new(file)),
+            &writer.tmp,
+        )?);
+        Ok(Some(Box::new(writer)))
+    }
+}
+
+/// A large value on its way into `values/`: a temp file until committed, removed if dropped
+/// before.
+struct LargeValueWriter {
+    backend: FsBackend,
+    tmp: PathBuf,
+    /// `None` once finished.
+    encoder: Option<zstd::stream::write::Encoder<'static, BackgroundFile>>,
+    /// The length announced, and the bytes written so far.
+    len: u64,
+    written: u64,
+}
+
+impl ValueWriter for LargeValueWriter {
+    fn write(&mut self, piece: &[u8]) -> Result<()> {
+        let encoder = self.encoder.as_mut().expect("written before commit");
+        encoder
+            .write_all(piece)
+            .map_err(|e| Error::io("compress into", &self.tmp, e))?;
+        self.written += piece.len() as u64;
+        Ok(())
+    }
+
+    fn commit(mut self: Box<Self>, cid: &Id) -> Result<()> {
+        if self.written != self.len {
+            return Err(Error::io(
+                "write a large value into",
+                &self.tmp,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "value {cid} was announced as {} bytes and {} were written",
+                        self.len, self.written
+                    ),
+                ),
+            ));
+        }
+        let encoder = self.encoder.take().expect("committed once");
+        let file = encoder
+            .finish()
+            .and_then(BackgroundFile::finish)
+            .map_err(|e| Error::io("compress into", &self.tmp, e))?;
+        let durability = self.backend.inner.durability;
+        if durability == Durability::Sync {
+            file.sync_all()
+                .map_err(|e| Error::io("fsync", &self.tmp, e))?;
+        }
+        drop(file);
+        let dest = layout::value_path(&self.backend.inner.root, cid);
+        // Names are hashes: a file there has this content (anything else is replaced).
+        if !open::is_regular(&dest) {
+            write::rename_into(&self.tmp, &dest, durability)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LargeValueWriter {
+    fn drop(&mut self) {
+        // Renamed into place, or never to be: either way no temp file stays behind.
+        drop(self.encoder.take());
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+/// A file written by a thread of its own, in mebibyte chunks: what is written to it is
+/// copied into a chunk, and full chunks go to the thread, which writes them (through the
+/// fault-injection budget) and hands the buffers back for reuse. The first error stops the
+/// thread; the next write or [`BackgroundFile::finish`] returns it.
+struct BackgroundFile {
+    chunk: Vec<u8>,
+    to_thread: Option<SyncSender<Vec<u8>>>,
+    returned: Receiver<Vec<u8>>,
+    thread: Option<JoinHandle<io::Result<File>>>,
+}
+
+/// The size of the chunks a [`BackgroundFile`] hands its thread.
+const CHUNK: usize = 1 << 20;
+
+impl BackgroundFile {
+    fn new(mut file: FaultySink) -> BackgroundFile {
+        let (to_thread, chunks) = mpsc::sync_channel::<Vec<u8>>(2);
+        let (give_back, returned) = mpsc::sync_channel::<Vec<u8>>(4);
+        let thread = std::thread::spawn(move || {
+            for mut chunk in chunks {
+                file.write_all(&chunk)?;
+                chunk.clear();
+                let _ = give_back.try_send(chunk);
+            }
+            Ok(file.into_inner())
+        });
+        BackgroundFile {
+            chunk: Vec::with_capacity(CHUNK),
+            to_thread: Some(to_thread),
+            returned,
+            thread: Some(thread),
+        }
+    }
+
+    /// Hands the current chunk to the thread (or its error, if it stopped).
+    fn hand_over(&mut self) -> io::Result<()> {
+        let next = self
+            .returned
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let full = std::mem::replace(&mut self.chunk, next);
+        let sent = match &self.to_thread {
+            Some(to_thread) => to_thread.send(full).is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            Err(self
+                .stop()
+                .err()
+                .unwrap_or_else(|| io::Error::other("the thread writing the file stopped")))
+        }
+    }
+
+    /// Stops the thread once it wrote what it was given; the file, or the first error.
+    fn stop(&mut self) -> io::Result<File> {
+        drop(self.to_thread.take());
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the thread writing the file panicked"))),
+            None => Err(io::Error::other("the thread writing the file stopped")),
+        }
+    }
+
+    /// Writes what is left and returns the file once every byte is written.
+    fn finish(mut self) -> io::Result<File> {
+        if !self.chunk.is_empty() {
+            self.hand_over()?;
+        }
+        self.stop()
+    }
+}
+
+impl Write for BackgroundFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.chunk.extend_from_slice(buf);
+        if self.chunk.len() >= CHUNK {
+            self.hand_over()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for BackgroundFile {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use store_core::{Backend, Kind};
+
+    use super::*;
+    use crate::write::stray_temp_files;
+    use crate::OpenOptions;
+
+    /// `n` bytes that zstd cannot shrink (`noise`) or that it can.
+    fn content(n: usize, noise: bool) -> Vec<u8> {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        (0..n)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if noise {
+                    x as u8
+                } else {
+                    (i / 64 % 7) as u8
+                }
+            })
+            .collect()
+    }
+
+    /// Writes `bytes` through a value writer in pieces of `piece` bytes (the first one
+    /// `first` bytes) and commits it; its id.
+    fn write_in_pieces(fs: &FsBackend, bytes: &[u8], first: usize, piece: usize) -> Id {
+        let mut w = fs
+            .value_writer(bytes.len() as u64, &bytes[..first])
+            .unwrap()
+            .expect("a large value");
+        for p in std::iter::once(&bytes[..first]).chain(bytes[first..].chunks(piece)) {
+            w.write(p).unwrap();
+        }
+        let cid = Id::hash(Kind::Value, bytes);
+        w.commit(&cid).unwrap();
+        cid
+    }
+
+    #[test]
+    fn a_value_written_in_pieces_is_the_file_put_value_makes_of_it_whole() {
+        for durability in [Durability::Flush, Durability::Sync] {
+            let d = tempfile::tempdir().unwrap();
+            let options = OpenOptions {
+                durability,
+                ..OpenOptions::default()
+            };
+            let whole = FsBackend::open_with(&d.path().join("whole"), options.clone()).unwrap();
+            let pieces = FsBackend::open_with(&d.path().join("pieces"), options).unwrap();
+            // Poorly compressible (written at zstd's fast level) and compressible (at the
+            // store's level), over several zstd jobs; pieces of odd sizes.
+            for (noise, n, first, piece) in [
+                (true, 9 << 20, 1 << 20, 1 << 20),
+                (false, (5 << 20) + 3, (1 << 20) + 7, 333_333),
+            ] {
+                let bytes = content(n, noise);
+                let cid = write_in_pieces(&pieces, &bytes, first, piece);
+                whole.put_value(&cid, &bytes).unwrap();
+                let read = |fs: &FsBackend| fs::read(layout::value_path(&fs.inner.root, &cid));
+                assert_eq!(
+                    read(&pieces).unwrap(),
+                    read(&whole).unwrap(),
+                    "noise: {noise}"
+                );
+                assert_eq!(pieces.get_value(&cid).unwrap().as_deref(), Some(&bytes[..]));
+            }
+            assert!(stray_temp_files(&pieces.inner.tmp).unwrap().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_writer_leaves_nothing_unless_committed_with_all_it_announced() {
+        let d = tempfile::tempdir().unwrap();
+        let fs = FsBackend::open(&d.path().join("s")).unwrap();
+        let bytes = content(3 << 20, true);
+        let cid = Id::hash(Kind::Value, &bytes);
+        let len = bytes.len() as u64;
+
+        // Small values are put whole.
+        assert!(fs.value_writer(1000, &bytes[..1000]).unwrap().is_none());
+
+        // Dropped half-way: no temp file, no value.
+        let mut w = fs.value_writer(len, &bytes[..1 << 20]).unwrap().unwrap();
+        w.write(&bytes[..2 << 20]).unwrap();
+        assert_eq!(stray_temp_files(&fs.inner.tmp).unwrap().len(), 1);
+        drop(w);
+        assert!(stray_temp_files(&fs.inner.tmp).unwrap().is_empty());
+        assert!(!fs.has_value(&cid).unwrap());
+
+        // Committed short of its length: refused, naming the value, and cleaned up.
+        let mut w = fs.value_writer(len, &bytes[..1 << 20]).unwrap().unwrap();
+        w.write(&bytes[..2 << 20]).unwrap();
+        let e = w.commit(&cid).unwrap_err().to_string();
+        assert!(
+            e.contains(&cid.to_string())
+                && e.contains("announced as 3145728 bytes and 2097152 were written"),
+            "{e}"
+        );
+        assert!(stray_temp_files(&fs.inner.tmp).unwrap().is_empty());
+        assert!(!fs.has_value(&cid).unwrap());
+
+        // A value stored already stays as it is.
+        write_in_pieces(&fs, &bytes, 1 << 20, 1 << 20);
+        let path = layout::value_path(&fs.inner.root, &cid);
+        let before = fs::metadata(&path).unwrap().modified().unwrap();
+        write_in_pieces(&fs, &bytes, 1 << 20, 1 << 20);
+        assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), before);
+        assert!(stray_temp_files(&fs.inner.tmp).unwrap().is_empty());
+    }
+}
