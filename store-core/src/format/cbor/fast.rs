@@ -283,6 +283,7 @@ impl FloatStream {
             self.carry = item;
             self.carry.clear();
         }
+        self.take_whole_elements(piece)?;
         while let Some(&b) = piece.first() {
             let size = self.item_size(b)?;
             if piece.len() < size {
@@ -293,6 +294,43 @@ impl FloatStream {
             self.take(item)?;
             *piece = rest;
         }
+        Some(())
+    }
+
+    /// Decodes the elements at the start of `piece` that are whole and within the array's
+    /// length, in one tight loop (the item-by-item path below was most of a large load's
+    /// decoding); leaves the rest (the head, a cut element, whatever is refused) to it.
+    fn take_whole_elements(&mut self, piece: &mut &[u8]) -> Option<()> {
+        let Some(len) = self.len else {
+            return Some(());
+        };
+        let bytes = *piece;
+        let room = len - self.out.len();
+        self.out.reserve(room.min(bytes.len() / 3));
+        let (mut at, mut taken) = (0, 0);
+        while taken < room && at + 9 <= bytes.len() {
+            let v = match bytes[at] {
+                0xfb if self.wide => {
+                    let b: [u8; 8] = bytes[at + 1..at + 9].try_into().ok()?;
+                    at += 9;
+                    f64::from_bits(u64::from_be_bytes(b))
+                }
+                0xfa => {
+                    let b: [u8; 4] = bytes[at + 1..at + 5].try_into().ok()?;
+                    at += 5;
+                    f64::from(f32::from_bits(u32::from_be_bytes(b)))
+                }
+                0xf9 => {
+                    let b: [u8; 2] = bytes[at + 1..at + 3].try_into().ok()?;
+                    at += 3;
+                    f64::from(super::de::f16_to_f32(u16::from_be_bytes(b)))
+                }
+                _ => break, // the item-by-item path refuses it
+            };
+            self.out.push(v);
+            taken += 1;
+        }
+        *piece = &bytes[at..];
         Some(())
     }
 
