@@ -163,3 +163,119 @@ fn a_large_vector_is_stored_in_one_pass_as_the_file_its_whole_encoding_makes() -
     assert_eq!(storage.stats().total.executed, 0);
     Ok(())
 }
+
+static SUMMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[op]
+fn total(v: Vec<f64>) -> f64 {
+    SUMMED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    v.iter().sum()
+}
+
+#[op]
+fn largest(v: Vec<f64>) -> f64 {
+    v.iter().copied().fold(f64::MIN, f64::max)
+}
+
+/// The store where [`drop_input_while_running`] removes the input it is given.
+static DOOMED_STORE: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// While it runs, deletes every stored call and collects the store (as a `gc` in another
+/// process would), which removes the input it was given.
+#[op]
+fn drop_input_while_running(v: Vec<f64>) -> usize {
+    let store = DOOMED_STORE.lock().unwrap().clone().unwrap();
+    let other = Storage::open(&store).unwrap();
+    let names = other.fs().unwrap().call_names().unwrap();
+    other.delete_calls(&names).unwrap();
+    let removed = other
+        .fs()
+        .unwrap()
+        .gc(false, std::time::Duration::ZERO)
+        .unwrap();
+    assert!(!removed.values.is_empty());
+    v.len()
+}
+
+#[test]
+fn a_large_argument_is_hashed_in_pieces_and_written_only_when_its_call_runs() -> mandala::Result<()>
+{
+    let d = tempfile::tempdir().unwrap();
+    let (store, whole) = (d.path().join("s.mandala"), d.path().join("whole.mandala"));
+    let v = expected(N);
+    let encoded = store_core::format::cbor::encode_value(&v).unwrap();
+    let cid = mandala::Id::hash(mandala::Kind::Value, &encoded);
+    let blob = store_fs::layout::value_path(&store, &cid);
+    let before = SUMMED.load(std::sync::atomic::Ordering::SeqCst);
+    {
+        let storage = Storage::open(&store)?;
+        let r = storage.run(|| total(v.clone()))?;
+        assert_eq!(storage.unwrap(&r)?, v.iter().sum::<f64>());
+        let call = storage.get_ref_creator(&r)?.expect("stored");
+        assert_eq!(call.record.inputs[0].cid, cid);
+        // Written as its call ran: the file a store given the whole encoding writes.
+        let other = store_fs::FsBackend::open(&whole)?;
+        other.put_value(&cid, &encoded)?;
+        let written = std::fs::read(&blob).unwrap();
+        assert_eq!(
+            written,
+            std::fs::read(store_fs::layout::value_path(&whole, &cid)).unwrap()
+        );
+        // Another op on the same argument: the stored value is kept as it is.
+        let stamp = std::fs::metadata(&blob).unwrap().modified().unwrap();
+        storage.run(|| largest(v.clone()))?;
+        assert_eq!(std::fs::metadata(&blob).unwrap().modified().unwrap(), stamp);
+        let temps = store_fs::write::stray_temp_files(&store.join("tmp")).unwrap();
+        assert!(temps.is_empty(), "{temps:?}");
+    }
+    assert_eq!(SUMMED.load(std::sync::atomic::Ordering::SeqCst), before + 1);
+
+    // A new handle: a hit, found by the hash alone.
+    let storage = Storage::open(&store)?;
+    storage.allow_new_calls(false);
+    let r = storage.run(|| total(v.clone()))?;
+    assert_eq!(storage.unwrap(&r)?, v.iter().sum::<f64>());
+    assert_eq!(storage.stats().total.executed, 0);
+    assert_eq!(SUMMED.load(std::sync::atomic::Ordering::SeqCst), before + 1);
+    assert!(storage.verify()?.is_clean());
+
+    // The same in memory (a backend that takes values whole).
+    let memory = Storage::in_memory();
+    memory.run(|| total(v.clone()))?;
+    memory.run(|| total(v.clone()))?;
+    assert_eq!(memory.stats().total.executed, 1);
+    assert_eq!(memory.load_value::<Vec<f64>>(&cid)?, v);
+    Ok(())
+}
+
+#[test]
+fn a_large_argument_removed_while_its_call_runs_fails_the_call_clearly() -> mandala::Result<()> {
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("s.mandala");
+    *DOOMED_STORE.lock().unwrap() = Some(store.clone());
+    let v = expected(N);
+    let storage = Storage::open(&store)?;
+    // The argument is stored (by another call) when the next call begins …
+    storage.run(|| largest(v.clone()))?;
+    storage.flush()?; // sealed into a pack, where a record can be deleted
+    // … and removed while that call runs: the call is not stored, and says why.
+    let e = storage
+        .run(|| drop_input_while_running(v.clone()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("op 'drop_input_while_running': argument 'v'")
+            && e.contains("removed (by gc) before it was stored")
+            && e.contains("run it again"),
+        "{e}"
+    );
+    drop(storage);
+    let storage = Storage::open(&store)?;
+    assert!(storage.verify()?.is_clean());
+    assert_eq!(storage.fs().unwrap().call_names()?.len(), 0);
+    // Run again, it stores the call and its argument.
+    storage.run(|| largest(v.clone()))?;
+    assert_eq!(storage.fs().unwrap().call_names()?.len(), 1);
+    assert!(storage.verify()?.is_clean());
+    Ok(())
+}

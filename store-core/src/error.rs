@@ -216,6 +216,17 @@ pub enum CallError {
         /// The ref's history id.
         hid: String,
     },
+    /// A large argument found stored when its call began was gone when the call was stored
+    /// (a `gc` removed it meanwhile): the call is not stored; running it again stores both.
+    #[error("op '{op}': argument '{arg}' (value {cid}) was in the store when the call began and was removed (by gc) before it was stored; the call was not stored: run it again")]
+    InputRemoved {
+        /// The op.
+        op: String,
+        /// The argument.
+        arg: String,
+        /// The value's content id.
+        cid: String,
+    },
 }
 
 /// Versioning: turning it on, deciding about changes, inspecting histories.

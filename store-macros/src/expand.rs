@@ -20,6 +20,7 @@ pub fn expand(func: &ItemFn, sig: &Signature) -> TokenStream {
     let idents: Vec<_> = sig.args.iter().map(|a| &a.ident).collect();
     let pats: Vec<_> = sig.args.iter().map(|a| &a.pat).collect();
     let tys: Vec<_> = sig.args.iter().map(|a| &a.ty).collect();
+    let stored_names: Vec<_> = sig.args.iter().map(|a| &a.stored_name).collect();
 
     let out_tys = &sig.outputs;
     let ok_ty = if sig.tuple {
@@ -113,7 +114,7 @@ pub fn expand(func: &ItemFn, sig: &Signature) -> TokenStream {
             if let ::core::option::Option::Some(__hit) = __call.lookup()? {
                 return #hit_wrap;
             }
-            let __out = __mandala_body(#(#idents.into_value(__call.engine())?),*);
+            let __out = __mandala_body(#(#idents.into_body(&mut __call, #stored_names)?),*);
             #unwrap_result
             __call.executed()?;
             let __ret = #record;

@@ -82,6 +82,7 @@ pub fn begin(spec: &'static OpSpec) -> Begin {
             spec,
             inputs: Vec::new(),
             pending: Vec::new(),
+            large_inputs: Vec::new(),
             ids: None,
             key: None,
             outputs: Vec::new(),
@@ -111,6 +112,12 @@ impl<T: OpValue> Input<T> {
     /// ref, or loaded from `engine` for a lazy ref.
     pub fn into_value(self, engine: Option<&Engine>) -> Result<T> {
         T::into_body(self.arg, engine)
+    }
+
+    /// [`Input::into_value`] for input `name` (as stored) of `call`, which is about to
+    /// execute: a large argument declared by its hash alone is written first.
+    pub fn into_body(self, call: &mut CallBuilder, name: &'static str) -> Result<T> {
+        T::into_executed_body(self.arg, call, name)
     }
 
     /// Whether this argument's content equals `default` (for `new_default`).
@@ -149,13 +156,21 @@ impl<T: Value> OpValue for T {
     fn declare(arg: &Arg<T>, call: &mut CallBuilder, name: &'static str) -> Result<()> {
         let op = call.spec.name;
         let ids = match arg {
-            Arg::Value(v) => {
-                let bytes = cbor::encode_value(v)
-                    .map_err(|c| encode_error(op, format!("argument '{name}'"), c))?;
-                let ids = RefIds::source(Id::hash(Kind::Value, &bytes));
-                call.pending.push(Pending::Bytes(ids.cid, bytes));
-                ids
-            }
+            // A large numeric vector: its hash alone (it is written only if the call executes,
+            // before the body takes it: `into_executed_body`).
+            Arg::Value(v) => match crate::engine::value::large_value_cid(v) {
+                Some(cid) => {
+                    call.large_inputs.push((name, cid));
+                    RefIds::source(cid)
+                }
+                None => {
+                    let bytes = cbor::encode_value(v)
+                        .map_err(|c| encode_error(op, format!("argument '{name}'"), c))?;
+                    let ids = RefIds::source(Id::hash(Kind::Value, &bytes));
+                    call.pending.push(Pending::Bytes(ids.cid, bytes));
+                    ids
+                }
+            },
             Arg::Ref(r) => {
                 let ids = r
                     .try_ids()
@@ -177,6 +192,16 @@ impl<T: Value> OpValue for T {
             Arg::Ref(r) => T::unwrap_ref(&r, engine),
             Arg::Pointer(p) => Ok(p.into_value()),
         }
+    }
+
+    fn into_executed_body(arg: Arg<T>, call: &mut CallBuilder, name: &'static str) -> Result<T> {
+        if let Arg::Value(v) = &arg {
+            if let Some(at) = call.large_inputs.iter().position(|(n, _)| *n == name) {
+                let (_, cid) = call.large_inputs.swap_remove(at);
+                call.store_large_input(cid, v, name)?;
+            }
+        }
+        Self::into_body(arg, call.engine())
     }
 
     fn record(value: T, call: &mut CallBuilder, i: usize) -> Result<Ref<T>> {
@@ -215,11 +240,17 @@ impl<T: Value> OpValue for T {
 }
 
 /// A value an executed call must store before its record: bytes at hand, a loaded ref to
-/// encode only if the store lacks it, or a large value written already, to commit.
+/// encode only if the store lacks it, a large value written already, to commit, or a large
+/// argument found stored as the call began, which must still be (its value is the body's).
 pub(crate) enum Pending {
     Bytes(Id, Vec<u8>),
     Encode(Id, Box<dyn FnOnce() -> Result<Vec<u8>>>),
     Written(Id, Box<dyn crate::ValueWriter>),
+    Present {
+        cid: Id,
+        op: &'static str,
+        arg: &'static str,
+    },
 }
 
 impl Pending {
@@ -241,6 +272,17 @@ impl Pending {
             Pending::Bytes(cid, bytes) => engine.store_value(&cid, &bytes),
             Pending::Encode(cid, encode) => engine.ensure_value(&cid, encode),
             Pending::Written(cid, writer) => engine.commit_value(&cid, writer),
+            Pending::Present { cid, op, arg } => {
+                if engine.value_known(&cid) || engine.inner.backend.has_value(&cid)? {
+                    engine.value_stored(&cid);
+                    return Ok(());
+                }
+                Err(Error::Call(crate::error::CallError::InputRemoved {
+                    op: op.into(),
+                    arg: arg.into(),
+                    cid: cid.to_string(),
+                }))
+            }
         }
     }
 }
@@ -251,6 +293,9 @@ pub struct CallBuilder {
     spec: &'static OpSpec,
     inputs: Vec<Slot>,
     pending: Vec<Pending>,
+    /// Inputs declared by their hash alone (large numeric vectors passed as values), by
+    /// stored name: written if the call executes, before the body takes them.
+    large_inputs: Vec<(&'static str, Id)>,
     /// The call hid: known after [`CallBuilder::lookup`], or with versioning after
     /// [`CallBuilder::executed`] (it depends on what the execution touched).
     ids: Option<Id>,
@@ -321,6 +366,40 @@ impl CallBuilder {
             hid: ids.hid,
             cid: ids.cid,
         });
+    }
+
+    /// Before the body takes the large argument `value` (input `name`, content id `cid`,
+    /// declared by its hash alone): writes it unless the store has it (which is checked
+    /// again when the call is stored).
+    fn store_large_input<T: Value>(
+        &mut self,
+        cid: Id,
+        value: &T,
+        name: &'static str,
+    ) -> Result<()> {
+        let engine = &self.engine;
+        let pending = if engine.value_known(&cid) || engine.inner.backend.has_value(&cid)? {
+            Pending::Present {
+                cid,
+                op: self.spec.name,
+                arg: name,
+            }
+        } else {
+            match engine.write_large(value)? {
+                Some((written, writer)) => {
+                    debug_assert_eq!(written, cid, "one encoding, one hash");
+                    Pending::Written(written, writer)
+                }
+                None => Pending::Bytes(
+                    cid,
+                    cbor::encode_value(value).map_err(|c| {
+                        encode_error(self.spec.name, format!("argument '{name}'"), c)
+                    })?,
+                ),
+            }
+        };
+        self.pending.push(pending);
+        Ok(())
     }
 
     /// Stores the value of the loaded ref `r` (content id `cid`) with the call, unless the
