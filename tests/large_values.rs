@@ -258,7 +258,7 @@ fn a_large_argument_removed_while_its_call_runs_fails_the_call_clearly() -> mand
     // The argument is stored (by another call) when the next call begins …
     storage.run(|| largest(v.clone()))?;
     storage.flush()?; // sealed into a pack, where a record can be deleted
-    // … and removed while that call runs: the call is not stored, and says why.
+                      // … and removed while that call runs: the call is not stored, and says why.
     let e = storage
         .run(|| drop_input_while_running(v.clone()))
         .unwrap_err()
