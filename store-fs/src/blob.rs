@@ -60,22 +60,49 @@ pub fn stream_frame(
     sink: &mut dyn FnMut(&[u8]),
     whole: bool,
 ) -> Result<(u64, blake3::Hash)> {
+    const PIECE: usize = 1 << 20;
     let mut dec = zstd::stream::read::Decoder::new(reader)
         .map_err(|e| Error::io("decompress", path, e))?
         .single_frame();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = dec
-            .read(&mut buf)
-            .map_err(|e| Error::corrupt(path, format!("zstd: {e}")))?;
-        if k == 0 {
-            break;
-        }
-        hasher.update(&buf[..k]);
-        sink(&buf[..k]);
-        n += k as u64;
-    }
+    // Each piece is hashed on a thread of its own while the next is decompressed and handed
+    // to `sink`; the pieces' buffers go back and forth.
+    let (to_hasher, pieces) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+    let (give_back, returned) = std::sync::mpsc::channel::<Vec<u8>>();
+    let (n, hash) = std::thread::scope(|s| -> Result<(u64, blake3::Hash)> {
+        let hashing = s.spawn(move || {
+            for piece in pieces {
+                hasher.update(&piece);
+                let _ = give_back.send(piece);
+            }
+            hasher.finalize()
+        });
+        let mut to_hasher = Some(to_hasher);
+        let read = (|| -> Result<u64> {
+            let mut n = 0u64;
+            loop {
+                let mut buf = returned.try_recv().unwrap_or_default();
+                buf.resize(PIECE, 0);
+                let mut k = 0;
+                while k < PIECE {
+                    match dec.read(&mut buf[k..]) {
+                        Ok(0) => break,
+                        Ok(got) => k += got,
+                        Err(e) => return Err(Error::corrupt(path, format!("zstd: {e}"))),
+                    }
+                }
+                if k == 0 {
+                    return Ok(n);
+                }
+                buf.truncate(k);
+                sink(&buf);
+                n += k as u64;
+                let _ = to_hasher.as_ref().expect("until the end").send(buf);
+            }
+        })();
+        drop(to_hasher.take());
+        let hash = hashing.join().expect("hashing does not panic");
+        read.map(|n| (n, hash))
+    })?;
     if whole {
         let mut probe = [0u8; 1];
         if dec
@@ -90,7 +117,7 @@ pub fn stream_frame(
             ));
         }
     }
-    Ok((n, hasher.finalize()))
+    Ok((n, hash))
 }
 
 thread_local! {
