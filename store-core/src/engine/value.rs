@@ -34,17 +34,36 @@ pub(crate) fn value_cid<T: Serialize + 'static>(value: &T) -> std::result::Resul
 /// buffer. `None` for any other value.
 pub(crate) fn large_value_cid<T: 'static>(value: &T) -> Option<Id> {
     const PIECE: usize = 1 << 20;
-    let mut pieces = cbor::fast::FloatPieces::of(value)?;
-    if pieces.encoded_len() < crate::LARGE_VALUE as u64 {
+    let pieces = cbor::fast::FloatPieces::of(value)?;
+    let len = pieces.encoded_len();
+    if len < crate::LARGE_VALUE as u64 {
         return None;
     }
-    let mut hasher = Id::hasher(Kind::Value);
-    let mut piece = Vec::with_capacity(PIECE + 16);
-    while pieces.next_into(&mut piece, PIECE) {
-        hasher.update(&piece);
-        piece.clear();
-    }
-    Some(Id(*hasher.finalize().as_bytes()))
+    // The two halves of BLAKE3's tree are encoded and hashed on two threads.
+    let (mut left, mut right) = (pieces.clone(), pieces);
+    let cid = Id::hash_halves(
+        Kind::Value,
+        len,
+        move |split, hasher| {
+            let (mut piece, mut fed) = (Vec::with_capacity(PIECE + 16), 0u64);
+            while fed < split && left.next_into(&mut piece, PIECE) {
+                let take = (split - fed).min(piece.len() as u64) as usize;
+                hasher.update(&piece[..take]);
+                fed += take as u64;
+                piece.clear();
+            }
+        },
+        |split, hasher| {
+            let mut skip = right.seek_byte(split);
+            let mut piece = Vec::with_capacity(PIECE + 16);
+            while right.next_into(&mut piece, PIECE) {
+                hasher.update(&piece[skip..]);
+                skip = 0;
+                piece.clear();
+            }
+        },
+    );
+    Some(cid)
 }
 
 /// What an op parameter or output can be: any [`Value`] (stored whole, as one value) or a
@@ -311,5 +330,48 @@ mod tests {
         assert!(!r.in_memory());
         assert_eq!(r.clone().fill(3), &3);
         assert_eq!(r.value(), Some(&3), "clones share the loaded value");
+    }
+
+    #[test]
+    fn a_large_vector_hashed_in_two_halves_has_its_whole_encodings_id() {
+        // Elements of 3, 5 and 9 bytes mixed, so that the halves' boundary falls inside
+        // elements of every width, in vectors just over the threshold and larger.
+        let mixed = |n: usize, phase: usize| -> Vec<f64> {
+            (0..n)
+                .map(|i| match (i + phase) % 7 {
+                    0 => 0.5,              // 3 bytes
+                    1 => 1.0e10,           // 5 bytes
+                    2 => f64::NAN,         // 3 bytes
+                    _ => (i as f64).sin(), // 9 bytes
+                })
+                .collect()
+        };
+        let whole = |v: &dyn erased::Encode| Id::hash(Kind::Value, &v.encode());
+        for (n, phases) in [(250_000, 7), (250_001, 7), (333_333, 7), (1_500_000, 1)] {
+            for phase in 0..phases {
+                let v = mixed(n, phase);
+                assert_eq!(large_value_cid(&v), Some(whole(&v)), "{n} {phase}");
+                let narrow: Vec<f32> = v.iter().map(|x| *x as f32).collect();
+                assert_eq!(
+                    large_value_cid(&narrow),
+                    Some(whole(&narrow)),
+                    "{n} {phase}"
+                );
+            }
+        }
+        // Under the threshold, and not a float vector: hashed whole elsewhere.
+        assert_eq!(large_value_cid(&vec![0.5f64; 1000]), None);
+        assert_eq!(large_value_cid(&vec![1u64; 1_000_000]), None);
+    }
+
+    mod erased {
+        pub trait Encode {
+            fn encode(&self) -> Vec<u8>;
+        }
+        impl<T: serde::Serialize + 'static> Encode for T {
+            fn encode(&self) -> Vec<u8> {
+                crate::format::cbor::encode_value(self).unwrap()
+            }
+        }
     }
 }

@@ -115,6 +115,35 @@ impl Id {
         Id(*h.finalize().as_bytes())
     }
 
+    /// [`Id::hash`] of `len` bytes (more than 1 KiB) that two producers make in pieces, on
+    /// two threads: `left` feeds its hasher the first `split` bytes and `right` (on this
+    /// thread) the rest, where `split` is BLAKE3's left subtree (given to both). The same id
+    /// as hashing the bytes in one piece.
+    pub(crate) fn hash_halves(
+        kind: Kind,
+        len: u64,
+        left: impl FnOnce(u64, &mut blake3::Hasher) + Send,
+        right: impl FnOnce(u64, &mut blake3::Hasher),
+    ) -> Id {
+        use blake3::hazmat::{left_subtree_len, merge_subtrees_root, HasherExt, Mode};
+        let split = left_subtree_len(len);
+        let (l, r) = std::thread::scope(|s| {
+            let l = s.spawn(move || {
+                let mut h = kind.hasher();
+                left(split, &mut h);
+                h.finalize_non_root()
+            });
+            let mut h = kind.hasher();
+            h.set_input_offset(split);
+            right(split, &mut h);
+            (
+                l.join().expect("hashing does not panic"),
+                h.finalize_non_root(),
+            )
+        });
+        Id(*merge_subtrees_root(&l, &r, Mode::DeriveKeyMaterial(kind.context_key())).as_bytes())
+    }
+
     /// [`Id::hash`] of a large input: its left and right subtrees on two threads, merged into
     /// the root (blake3's `hazmat` API; the same bytes as hashing on one thread).
     fn hash_on_two_threads(kind: Kind, bytes: &[u8]) -> Id {

@@ -24,6 +24,7 @@ pub fn encode<T: Any>(value: &T) -> Option<Vec<u8>> {
 /// The canonical encoding of a `Vec<f64>` or `Vec<f32>` produced in pieces, so that a large
 /// one is hashed and written as it is encoded, never held whole: the bytes of [`encode`], cut
 /// at element boundaries.
+#[derive(Clone)]
 pub struct FloatPieces<'a> {
     floats: Floats<'a>,
     /// Elements already encoded; the array's head is written before the first.
@@ -31,6 +32,7 @@ pub struct FloatPieces<'a> {
     head_done: bool,
 }
 
+#[derive(Clone, Copy)]
 enum Floats<'a> {
     Wide(&'a [f64]),
     Narrow(&'a [f32]),
@@ -81,6 +83,43 @@ impl<'a> FloatPieces<'a> {
             Floats::Narrow(v) => v.iter().map(|f| f64_size(f64::from(*f))).sum(),
         };
         (head.len() + body) as u64
+    }
+
+    /// Moves to the element whose encoding holds byte `offset` of the whole (past the head),
+    /// so that the next pieces start with it; returns how many of its bytes come before
+    /// `offset` (for the caller to skip).
+    pub fn seek_byte(&mut self, offset: u64) -> usize {
+        let mut head = Vec::with_capacity(9);
+        write_head(&mut head, 4, self.floats.len() as u64);
+        let size = |i: usize| match self.floats {
+            Floats::Wide(v) => f64_size(v[i]),
+            Floats::Narrow(v) => f64_size(f64::from(v[i])),
+        };
+        let mut at = head.len() as u64;
+        let mut i = 0;
+        // Whole runs of doubles that need 9 bytes each at once, then element by element.
+        if let Floats::Wide(v) = self.floats {
+            let wide = |x: f64| f64::from(x as f32).to_bits() != x.to_bits() && !x.is_nan();
+            while i + 1024 <= v.len() && at + 9 * 1024 <= offset {
+                let run = &v[i..i + 1024];
+                let bytes = match run.iter().filter(|x| wide(**x)).count() {
+                    1024 => 9 * 1024,
+                    _ => run.iter().map(|x| f64_size(*x)).sum::<usize>() as u64,
+                };
+                if at + bytes > offset {
+                    break;
+                }
+                at += bytes;
+                i += 1024;
+            }
+        }
+        while i < self.floats.len() && at + size(i) as u64 <= offset {
+            at += size(i) as u64;
+            i += 1;
+        }
+        self.head_done = true;
+        self.next = i;
+        (offset - at) as usize
     }
 
     /// Appends the next elements' encoding to `out` until it holds at least `at_least` bytes
