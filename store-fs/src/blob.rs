@@ -41,7 +41,8 @@ pub fn claimed_size(head: &[u8], path: &Path) -> Result<u64> {
 }
 
 /// Decompresses the frame `reader` yields in pieces, feeding `hasher` and keeping nothing:
-/// constant memory whatever the frame claims. Returns the content's length and hash.
+/// constant memory whatever the frame claims (a few mebibyte buffers, passed between this
+/// thread and the hashing one). Returns the content's length and hash.
 pub fn hash_stream(
     reader: impl Read,
     path: &Path,

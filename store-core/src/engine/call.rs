@@ -133,6 +133,17 @@ impl<T: OpValue> Input<T> {
     }
 }
 
+/// A value's canonical CBOR and its content id; an encoding error names op `op` and `what`
+/// (which argument or output).
+pub(crate) fn encode_whole<T: Value>(
+    value: &T,
+    op: &str,
+    what: impl FnOnce() -> String,
+) -> Result<(Id, Vec<u8>)> {
+    let bytes = cbor::encode_value(value).map_err(|c| encode_error(op, what(), c))?;
+    Ok((Id::hash(Kind::Value, &bytes), bytes))
+}
+
 /// The error for a value of op `op` (`what`: which argument or output) that cannot be encoded.
 pub(crate) fn encode_error(op: &str, what: String, cause: cbor::EncodeError) -> Error {
     Error::Format(crate::error::FormatError::Encode {
@@ -164,11 +175,9 @@ impl<T: Value> OpValue for T {
                     RefIds::source(cid)
                 }
                 None => {
-                    let bytes = cbor::encode_value(v)
-                        .map_err(|c| encode_error(op, format!("argument '{name}'"), c))?;
-                    let ids = RefIds::source(Id::hash(Kind::Value, &bytes));
-                    call.pending.push(Pending::Bytes(ids.cid, bytes));
-                    ids
+                    let (cid, bytes) = encode_whole(v, op, || format!("argument '{name}'"))?;
+                    call.pending.push(Pending::Bytes(cid, bytes));
+                    RefIds::source(cid)
                 }
             },
             Arg::Ref(r) => {
@@ -208,12 +217,11 @@ impl<T: Value> OpValue for T {
         let (name, hid) = call.output_slot(i);
         // A large numeric vector is written as it is hashed, now; anything else is encoded
         // whole and written with the call.
-        let (cid, pending) = match call.engine.write_large(&value)? {
+        let (cid, pending) = match call.engine.write_large(&value, None)? {
             Some((cid, writer)) => (cid, Pending::Written(cid, writer)),
             None => {
-                let bytes = cbor::encode_value(&value)
-                    .map_err(|c| encode_error(call.spec.name, format!("output '{name}'"), c))?;
-                let cid = Id::hash(Kind::Value, &bytes);
+                let (cid, bytes) =
+                    encode_whole(&value, call.spec.name, || format!("output '{name}'"))?;
                 (cid, Pending::Bytes(cid, bytes))
             }
         };
@@ -385,11 +393,9 @@ impl CallBuilder {
                 arg: name,
             }
         } else {
-            match engine.write_large(value)? {
-                Some((written, writer)) => {
-                    debug_assert_eq!(written, cid, "one encoding, one hash");
-                    Pending::Written(written, writer)
-                }
+            // Hashed as it was declared: written without hashing it again.
+            match engine.write_large(value, Some(cid))? {
+                Some((_, writer)) => Pending::Written(cid, writer),
                 None => Pending::Bytes(
                     cid,
                     cbor::encode_value(value).map_err(|c| {

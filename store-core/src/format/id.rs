@@ -147,19 +147,16 @@ impl Id {
     /// [`Id::hash`] of a large input: its left and right subtrees on two threads, merged into
     /// the root (blake3's `hazmat` API; the same bytes as hashing on one thread).
     fn hash_on_two_threads(kind: Kind, bytes: &[u8]) -> Id {
-        use blake3::hazmat::{left_subtree_len, merge_subtrees_root, HasherExt, Mode};
-        let split = left_subtree_len(bytes.len() as u64) as usize;
-        let (left, right) = bytes.split_at(split);
-        let (l, r) = std::thread::scope(|s| {
-            let l = s.spawn(|| kind.hasher().update(left).finalize_non_root());
-            let r = kind
-                .hasher()
-                .set_input_offset(split as u64)
-                .update(right)
-                .finalize_non_root();
-            (l.join().expect("hashing does not panic"), r)
-        });
-        Id(*merge_subtrees_root(&l, &r, Mode::DeriveKeyMaterial(kind.context_key())).as_bytes())
+        Id::hash_halves(
+            kind,
+            bytes.len() as u64,
+            |split, h| {
+                h.update(&bytes[..split as usize]);
+            },
+            |split, h| {
+                h.update(&bytes[split as usize..]);
+            },
+        )
     }
 
     /// A BLAKE3 hasher in `kind`'s derive-key mode, for hashing data that arrives in pieces;

@@ -69,17 +69,7 @@ impl<'a> FloatPieces<'a> {
         let mut head = Vec::with_capacity(9);
         write_head(&mut head, 4, self.floats.len() as u64);
         let body: usize = match self.floats {
-            Floats::Wide(v) => {
-                // Doubles that need all 9 bytes counted in a loop the compiler vectorizes;
-                // a run with others in it then sized one by one.
-                let wide = |x: f64| f64::from(x as f32).to_bits() != x.to_bits() && !x.is_nan();
-                v.chunks(1024)
-                    .map(|run| match run.iter().filter(|x| wide(**x)).count() {
-                        n if n == run.len() => 9 * n,
-                        _ => run.iter().map(|x| f64_size(*x)).sum(),
-                    })
-                    .sum()
-            }
+            Floats::Wide(v) => v.chunks(RUN).map(run_size).sum(),
             Floats::Narrow(v) => v.iter().map(|f| f64_size(f64::from(*f))).sum(),
         };
         (head.len() + body) as u64
@@ -97,20 +87,15 @@ impl<'a> FloatPieces<'a> {
         };
         let mut at = head.len() as u64;
         let mut i = 0;
-        // Whole runs of doubles that need 9 bytes each at once, then element by element.
+        // Whole runs at once, then element by element.
         if let Floats::Wide(v) = self.floats {
-            let wide = |x: f64| f64::from(x as f32).to_bits() != x.to_bits() && !x.is_nan();
-            while i + 1024 <= v.len() && at + 9 * 1024 <= offset {
-                let run = &v[i..i + 1024];
-                let bytes = match run.iter().filter(|x| wide(**x)).count() {
-                    1024 => 9 * 1024,
-                    _ => run.iter().map(|x| f64_size(*x)).sum::<usize>() as u64,
-                };
+            while i + RUN <= v.len() {
+                let bytes = run_size(&v[i..i + RUN]) as u64;
                 if at + bytes > offset {
                     break;
                 }
                 at += bytes;
-                i += 1024;
+                i += RUN;
             }
         }
         while i < self.floats.len() && at + size(i) as u64 <= offset {
@@ -150,6 +135,20 @@ impl<'a> FloatPieces<'a> {
             self.next += run;
         }
         out.len() > before
+    }
+}
+
+/// How many doubles [`run_size`] sizes at once.
+const RUN: usize = 1024;
+
+/// The size of the encoding of the doubles `run`: those that need all 9 bytes are counted in
+/// a loop the compiler vectorizes (the common case: all of them); a run with others in it is
+/// then sized element by element.
+fn run_size(run: &[f64]) -> usize {
+    let wide = |x: f64| f64::from(x as f32).to_bits() != x.to_bits() && !x.is_nan();
+    match run.iter().filter(|x| wide(**x)).count() {
+        n if n == run.len() => 9 * n,
+        _ => run.iter().map(|x| f64_size(*x)).sum(),
     }
 }
 
