@@ -7,6 +7,7 @@
 
 use std::any::{Any, TypeId};
 
+use super::huge_pages;
 use super::ser::{f64_size, put_f64, write_f64, write_head};
 
 /// The canonical encoding of `value` if its type has a fast path.
@@ -271,11 +272,11 @@ impl FloatStream {
                 let len = usize::try_from(len).ok()?;
                 match self.most {
                     Some(most) if len > most => return None,
-                    Some(_) => self.out.reserve_exact(len),
+                    Some(_) => huge_pages::reserve_exact(&mut self.out, len),
                     // Pieces of a size not known: room for what a large value usually holds,
                     // more as it comes (a damaged head must not make us allocate what it
                     // claims).
-                    None => self.out.reserve_exact(len.min(1 << 24)),
+                    None => huge_pages::reserve_exact(&mut self.out, len.min(1 << 24)),
                 }
                 self.len = Some(len);
             }

@@ -21,6 +21,7 @@
 
 mod de;
 pub(crate) mod fast;
+mod huge_pages;
 mod ser;
 
 use serde::de::DeserializeOwned;
