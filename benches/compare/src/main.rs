@@ -138,7 +138,12 @@ fn numbers(n: u64) -> Vec<f64> {
 /// write) or loads it back (what unwrapping its ref does: read, decompress, verify, decode),
 /// in a store under `dir`; prints the time, opening the store included.
 fn big_child(what: &str, dir: &Path, n: u64) {
-    let v = numbers(n);
+    // The numbers are made only to be stored: a load is checked against their count.
+    let v = if what == "store" {
+        numbers(n)
+    } else {
+        Vec::new()
+    };
     let t = Instant::now();
     let storage = Storage::open(dir.join("big.mandala")).unwrap();
     let engine: &mandala::Engine = &storage;
@@ -152,7 +157,7 @@ fn big_child(what: &str, dir: &Path, n: u64) {
             .parse()
             .unwrap();
         let back: Vec<f64> = engine.load_value(&cid).unwrap();
-        assert_eq!(back.len(), v.len());
+        assert_eq!(back.len() as u64, n);
         black_box(back);
     }
     println!("SECONDS {}", t.elapsed().as_secs_f64());

@@ -348,6 +348,26 @@ impl FloatStream {
         self.out.reserve(room.min(bytes.len() / 3));
         let (mut at, mut taken) = (0, 0);
         while taken < room && at + 9 <= bytes.len() {
+            if bytes[at] == 0xfb && self.wide {
+                // A run of doubles (most of a vector of computed floats), converted in one
+                // loop straight into the array's room (reserved at its head's length).
+                let most = ((bytes.len() - at) / 9).min(room - taken);
+                let doubles = bytes[at..at + 9 * most].chunks_exact(9);
+                let mut run = 0;
+                for (slot, e) in self.out.spare_capacity_mut().iter_mut().zip(doubles) {
+                    if e[0] != 0xfb {
+                        break;
+                    }
+                    let b: [u8; 8] = e[1..].try_into().unwrap_or_default();
+                    slot.write(f64::from_bits(u64::from_be_bytes(b)));
+                    run += 1;
+                }
+                // SAFETY: the `run` slots after the array's length were written just above.
+                unsafe { self.out.set_len(self.out.len() + run) };
+                at += 9 * run;
+                taken += run;
+                continue;
+            }
             let v = match bytes[at] {
                 0xfb if self.wide => {
                     let b: [u8; 8] = bytes[at + 1..at + 9].try_into().ok()?;
