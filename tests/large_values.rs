@@ -103,6 +103,41 @@ fn a_damaged_large_vector_is_never_returned() -> mandala::Result<()> {
     Ok(())
 }
 
+/// A loaded vector is checked by its content's BLAKE3 against its id, not by the frame's
+/// XXH64 (a tenth of a large load): a blob whose checksum alone is damaged still gives the
+/// exact vector, and `fsck` (which checks every byte of every file) still reports it.
+#[test]
+fn a_large_vector_is_checked_by_its_id_and_fsck_still_reads_the_frame_checksum(
+) -> mandala::Result<()> {
+    let (_d, store, cid, blob) = stored_vector()?;
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 1; // the XXH64 checksum ends the frame
+    bytes[last] ^= 0x01;
+    std::fs::write(&blob, &bytes).unwrap();
+
+    let storage = Storage::open(&store)?;
+    let fs = storage.fs().unwrap();
+    assert!(
+        fs.stream_value(&cid, &mut |_| {})?,
+        "streamed: its content is intact"
+    );
+    storage.allow_new_calls(false);
+    let r = storage.run(|| signal(N))?;
+    assert_eq!(storage.unwrap(&r)?, expected(N));
+    assert_eq!(storage.stats().total.executed, 0);
+    let report = storage.verify()?;
+    let path = blob.display().to_string();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.to_string().contains(&path)),
+        "{:?}",
+        report.problems
+    );
+    Ok(())
+}
+
 /// A FIFO where a large vector's blob belongs is not read as a stream (nothing hangs): the
 /// load takes the path every value takes, which heals the call by computing it again.
 #[cfg(unix)]
