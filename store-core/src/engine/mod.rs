@@ -362,11 +362,8 @@ impl Engine {
     pub fn load_value<T: Value>(&self, cid: &Id) -> Result<T> {
         // (`decode_pieces` asks for the pieces only if `T` has a path that takes them.)
         let mut streamed = Ok(false);
-        let decoded = cbor::fast::decode_pieces::<T>(|s| {
-            streamed = self
-                .inner
-                .backend
-                .stream_value(cid, &mut |piece| s.feed(piece));
+        let decoded = cbor::fast::decode_pieces::<T>(|sink| {
+            streamed = self.inner.backend.stream_value(cid, sink);
         });
         // Not streamed, or not the shape the fast path takes: read it whole below.
         if streamed? {

@@ -167,53 +167,79 @@ fn encode_floats(len: usize, values: impl Iterator<Item = f64>) -> Vec<u8> {
 pub fn decode<T: Any>(bytes: &[u8]) -> Option<T> {
     let tid = TypeId::of::<T>();
     let boxed: Box<dyn Any> = if tid == TypeId::of::<Vec<f64>>() {
-        Box::new(decode_floats(bytes, true)?)
+        Box::new(decode_floats::<f64>(bytes)?)
     } else if tid == TypeId::of::<Vec<f32>>() {
-        let v = decode_floats(bytes, false)?;
-        Box::new(v.into_iter().map(|f| f as f32).collect::<Vec<f32>>())
+        Box::new(decode_floats::<f32>(bytes)?)
     } else {
         return None;
     };
     boxed.downcast::<T>().ok().map(|b| *b)
 }
 
-/// Reads an array of floats. With `wide == false` only half and single precision are
-/// accepted (a `Vec<f32>`'s encoding).
-fn decode_floats(bytes: &[u8], wide: bool) -> Option<Vec<f64>> {
+/// Reads an array of floats of type `F`.
+fn decode_floats<F: Float>(bytes: &[u8]) -> Option<Vec<F>> {
     // One piece, whose size bounds the array's length (at least 3 bytes an element).
-    let mut stream = FloatStream::new(wide, Some(bytes.len() / 3));
+    let mut stream = FloatStream::<F>::new(Some(bytes.len() / 3));
     stream.feed(bytes);
     stream.finish()
 }
 
-/// Decodes `T` from the pieces `feed` hands a [`FloatStream`] (the bytes of [`decode`], cut
+/// Decodes `T` from the pieces `feed` hands the sink it is given (the bytes of [`decode`], cut
 /// anywhere): `None` if `T` has no such path (then `feed` is not called) or the bytes are not
 /// what it expects.
-pub fn decode_pieces<T: Any>(feed: impl FnOnce(&mut FloatStream)) -> Option<T> {
+pub fn decode_pieces<T: Any>(feed: impl FnOnce(&mut dyn FnMut(&[u8]))) -> Option<T> {
+    fn pieces<F: Float>(feed: impl FnOnce(&mut dyn FnMut(&[u8]))) -> Option<Vec<F>> {
+        let mut stream = FloatStream::<F>::new(None);
+        feed(&mut |piece| stream.feed(piece));
+        stream.finish()
+    }
     let tid = TypeId::of::<T>();
-    let wide = if tid == TypeId::of::<Vec<f64>>() {
-        true
+    let boxed: Box<dyn Any> = if tid == TypeId::of::<Vec<f64>>() {
+        Box::new(pieces::<f64>(feed)?)
     } else if tid == TypeId::of::<Vec<f32>>() {
-        false
+        Box::new(pieces::<f32>(feed)?)
     } else {
         return None;
-    };
-    let mut stream = FloatStream::new(wide, None);
-    feed(&mut stream);
-    let v = stream.finish()?;
-    let boxed: Box<dyn Any> = if wide {
-        Box::new(v)
-    } else {
-        Box::new(v.into_iter().map(|f| f as f32).collect::<Vec<f32>>())
     };
     boxed.downcast::<T>().ok().map(|b| *b)
 }
 
+/// An element type of the arrays decoded here: `f64`, or `f32` (whose encodings hold only
+/// half and single precision floats).
+pub trait Float: Copy + 'static {
+    /// Whether double precision elements are accepted.
+    const WIDE: bool;
+    /// A double precision element (only when [`Float::WIDE`]).
+    fn from_f64(v: f64) -> Self;
+    /// A single (or half) precision element.
+    fn from_f32(v: f32) -> Self;
+}
+
+impl Float for f64 {
+    const WIDE: bool = true;
+    fn from_f64(v: f64) -> f64 {
+        v
+    }
+    fn from_f32(v: f32) -> f64 {
+        f64::from(v)
+    }
+}
+
+impl Float for f32 {
+    const WIDE: bool = false;
+    fn from_f64(v: f64) -> f32 {
+        v as f32 // never called: a double is refused in an `f32` array
+    }
+    fn from_f32(v: f32) -> f32 {
+        v
+    }
+}
+
 /// An array of floats decoded from pieces of its bytes as they come (a large value read a
 /// mebibyte at a time), so that its reader never holds the whole encoding: the same values,
-/// and the same refusals, as the one-slice fast path.
-pub struct FloatStream {
-    wide: bool,
+/// and the same refusals, as the one-slice fast path. Elements are decoded straight into
+/// an array of their final type.
+pub struct FloatStream<F: Float> {
     /// The most elements the bytes can hold, when their size is known (one slice): a head
     /// that claims more is refused, and the array is allocated at its length at once.
     most: Option<usize>,
@@ -221,14 +247,13 @@ pub struct FloatStream {
     len: Option<usize>,
     /// Bytes of the head or of an element cut by the end of a piece.
     carry: Vec<u8>,
-    out: Vec<f64>,
+    out: Vec<F>,
     failed: bool,
 }
 
-impl FloatStream {
-    fn new(wide: bool, most: Option<usize>) -> FloatStream {
+impl<F: Float> FloatStream<F> {
+    fn new(most: Option<usize>) -> FloatStream<F> {
         FloatStream {
-            wide,
             most,
             len: None,
             carry: Vec::with_capacity(9),
@@ -250,12 +275,28 @@ impl FloatStream {
                 _ => None,
             },
             Some(_) => match b {
-                0xfb if self.wide => Some(9),
+                0xfb if F::WIDE => Some(9),
                 0xfa => Some(5),
                 0xf9 => Some(3),
                 _ => None,
             },
         }
+    }
+
+    /// The element a whole float item encodes (`bytes` is exactly its size; its first byte
+    /// one [`item_size`](Self::item_size) accepts).
+    fn element(bytes: &[u8]) -> Option<F> {
+        Some(match bytes[0] {
+            0xfb => F::from_f64(f64::from_bits(u64::from_be_bytes(
+                bytes[1..9].try_into().ok()?,
+            ))),
+            0xfa => F::from_f32(f32::from_bits(u32::from_be_bytes(
+                bytes[1..5].try_into().ok()?,
+            ))),
+            _ => F::from_f32(super::de::f16_to_f32(u16::from_be_bytes(
+                bytes[1..3].try_into().ok()?,
+            ))),
+        })
     }
 
     /// Takes one whole item (`bytes` is exactly its size).
@@ -284,16 +325,7 @@ impl FloatStream {
                 if self.out.len() == len {
                     return None; // more elements than the head said
                 }
-                let v = match bytes[0] {
-                    0xfb => f64::from_bits(u64::from_be_bytes(bytes[1..].try_into().ok()?)),
-                    0xfa => f64::from(f32::from_bits(u32::from_be_bytes(
-                        bytes[1..].try_into().ok()?,
-                    ))),
-                    _ => f64::from(super::de::f16_to_f32(u16::from_be_bytes(
-                        bytes[1..].try_into().ok()?,
-                    ))),
-                };
-                self.out.push(v);
+                self.out.push(Self::element(bytes)?);
             }
         }
         Some(())
@@ -322,7 +354,7 @@ impl FloatStream {
             self.carry = item;
             self.carry.clear();
         }
-        self.take_whole_elements(piece)?;
+        self.take_whole_elements(piece);
         while let Some(&b) = piece.first() {
             let size = self.item_size(b)?;
             if piece.len() < size {
@@ -337,64 +369,56 @@ impl FloatStream {
     }
 
     /// Decodes the elements at the start of `piece` that are whole and within the array's
-    /// length, in one tight loop (the item-by-item path below was most of a large load's
-    /// decoding); leaves the rest (the head, a cut element, whatever is refused) to it.
-    fn take_whole_elements(&mut self, piece: &mut &[u8]) -> Option<()> {
+    /// length, a run of one width at a time in a tight loop (the item-by-item path below was
+    /// most of a large load's decoding); leaves the rest (the head, a cut element, whatever
+    /// is refused) to it.
+    fn take_whole_elements(&mut self, piece: &mut &[u8]) {
         let Some(len) = self.len else {
-            return Some(());
+            return;
         };
         let bytes = *piece;
-        let room = len - self.out.len();
-        self.out.reserve(room.min(bytes.len() / 3));
-        let (mut at, mut taken) = (0, 0);
-        while taken < room && at + 9 <= bytes.len() {
-            if bytes[at] == 0xfb && self.wide {
-                // A run of doubles (most of a vector of computed floats), converted in one
-                // loop straight into the array's room (reserved at its head's length).
-                let most = ((bytes.len() - at) / 9).min(room - taken);
-                let doubles = bytes[at..at + 9 * most].chunks_exact(9);
-                let mut run = 0;
-                for (slot, e) in self.out.spare_capacity_mut().iter_mut().zip(doubles) {
-                    if e[0] != 0xfb {
-                        break;
-                    }
-                    let b: [u8; 8] = e[1..].try_into().unwrap_or_default();
-                    slot.write(f64::from_bits(u64::from_be_bytes(b)));
-                    run += 1;
-                }
-                // SAFETY: the `run` slots after the array's length were written just above.
-                unsafe { self.out.set_len(self.out.len() + run) };
-                at += 9 * run;
-                taken += run;
-                continue;
-            }
-            let v = match bytes[at] {
-                0xfb if self.wide => {
-                    let b: [u8; 8] = bytes[at + 1..at + 9].try_into().ok()?;
-                    at += 9;
-                    f64::from_bits(u64::from_be_bytes(b))
-                }
-                0xfa => {
-                    let b: [u8; 4] = bytes[at + 1..at + 5].try_into().ok()?;
-                    at += 5;
-                    f64::from(f32::from_bits(u32::from_be_bytes(b)))
-                }
-                0xf9 => {
-                    let b: [u8; 2] = bytes[at + 1..at + 3].try_into().ok()?;
-                    at += 3;
-                    f64::from(super::de::f16_to_f32(u16::from_be_bytes(b)))
-                }
-                _ => break, // the item-by-item path refuses it
+        self.out
+            .reserve((len - self.out.len()).min(bytes.len() / 3));
+        let mut at = 0;
+        loop {
+            let size = match bytes.get(at) {
+                Some(0xfb) if F::WIDE => 9,
+                Some(0xfa) => 5,
+                Some(0xf9) => 3,
+                _ => break, // the end, or what the item-by-item path refuses
             };
-            self.out.push(v);
-            taken += 1;
+            let room = len - self.out.len();
+            let most = ((bytes.len() - at) / size).min(room);
+            if most == 0 {
+                break; // a cut element, or one more than the head said
+            }
+            // The run of elements of this width, converted in one loop straight into the
+            // array's room.
+            let tag = bytes[at];
+            let items = bytes[at..at + size * most].chunks_exact(size);
+            let mut run = 0;
+            for (slot, item) in self.out.spare_capacity_mut().iter_mut().zip(items) {
+                if item[0] != tag {
+                    break;
+                }
+                match Self::element(item) {
+                    Some(v) => slot.write(v),
+                    None => break,
+                };
+                run += 1;
+            }
+            // SAFETY: the `run` slots after the array's length were written just above.
+            unsafe { self.out.set_len(self.out.len() + run) };
+            if run == 0 {
+                break;
+            }
+            at += size * run;
         }
         *piece = &bytes[at..];
-        Some(())
     }
 
     /// The floats, if the pieces made exactly one array of them.
-    fn finish(self) -> Option<Vec<f64>> {
+    fn finish(self) -> Option<Vec<F>> {
         (!self.failed && self.carry.is_empty() && self.len == Some(self.out.len()))
             .then_some(self.out)
     }
@@ -432,17 +456,18 @@ mod tests {
             .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())));
         // From pieces cut anywhere (an element or the head split between two): the same.
         for cut in [1, 2, 5, 7, 8, 9, 1000, 1 << 20] {
-            let pieces = |s: &mut FloatStream| fast.chunks(cut).for_each(|c| s.feed(c));
+            let pieces = |s: &mut dyn FnMut(&[u8])| fast.chunks(cut).for_each(s);
             let back: Vec<f64> = decode_pieces(pieces).unwrap();
             assert!(back
                 .iter()
                 .zip(&v64)
                 .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())));
-            let pieces32 = |s: &mut FloatStream| fast32.chunks(cut).for_each(|c| s.feed(c));
-            assert_eq!(
-                decode_pieces::<Vec<f32>>(pieces32).unwrap().len(),
-                v32.len()
-            );
+            let pieces32 = |s: &mut dyn FnMut(&[u8])| fast32.chunks(cut).for_each(s);
+            let back32: Vec<f32> = decode_pieces(pieces32).unwrap();
+            assert!(back32
+                .iter()
+                .zip(&v32)
+                .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())));
         }
         // Encoded in pieces of any size: the same bytes, and the length said before.
         for at_least in [1, 9, 10, 1000, 1 << 20] {
@@ -462,7 +487,7 @@ mod tests {
             }
         }
         assert!(FloatPieces::of(&vec![1u8]).is_none());
-        let refused = |bytes: &[u8]| decode_pieces::<Vec<f64>>(|s| s.feed(bytes)).is_none();
+        let refused = |bytes: &[u8]| decode_pieces::<Vec<f64>>(|s| s(bytes)).is_none();
         assert!(refused(&fast[..fast.len() - 1]), "an element short");
         assert!(
             refused(&[&fast[..], &[0xf9, 0, 0]].concat()),
@@ -474,7 +499,7 @@ mod tests {
             "a head that claims 2^64"
         );
         assert!(
-            decode_pieces::<Vec<u8>>(|s| s.feed(&fast)).is_none(),
+            decode_pieces::<Vec<u8>>(|s| s(&fast)).is_none(),
             "no fast path"
         );
         // Not what the fast path expects: it declines, and the generic path decides.
