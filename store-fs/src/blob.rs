@@ -57,11 +57,10 @@ pub fn hash_stream(
 pub fn stream_frame(
     reader: impl Read,
     path: &Path,
-    mut hasher: blake3::Hasher,
+    hasher: blake3::Hasher,
     sink: &mut dyn FnMut(&[u8]),
     whole: bool,
 ) -> Result<(u64, blake3::Hash)> {
-    const PIECE: usize = 1 << 20;
     let mut dec = zstd::stream::read::Decoder::new(reader)
         .map_err(|e| Error::io("decompress", path, e))?
         .single_frame();
@@ -69,44 +68,16 @@ pub fn stream_frame(
     // against its id, and XXH64 was a tenth of a large load.
     dec.set_parameter(zstd::stream::raw::DParameter::ForceIgnoreChecksum(true))
         .map_err(|e| Error::io("decompress", path, e))?;
-    // Each piece is hashed on a thread of its own while the next is decompressed and handed
-    // to `sink`; the pieces' buffers go back and forth.
-    let (to_hasher, pieces) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
-    let (give_back, returned) = std::sync::mpsc::channel::<Vec<u8>>();
-    let (n, hash) = std::thread::scope(|s| -> Result<(u64, blake3::Hash)> {
-        let hashing = s.spawn(move || {
-            for piece in pieces {
-                hasher.update(&piece);
-                let _ = give_back.send(piece);
+    let (n, hash) = hash_pieces(hasher, sink, |buf| {
+        let mut k = 0;
+        while k < buf.len() {
+            match dec.read(&mut buf[k..]) {
+                Ok(0) => break,
+                Ok(got) => k += got,
+                Err(e) => return Err(Error::corrupt(path, format!("zstd: {e}"))),
             }
-            hasher.finalize()
-        });
-        let mut to_hasher = Some(to_hasher);
-        let read = (|| -> Result<u64> {
-            let mut n = 0u64;
-            loop {
-                let mut buf = returned.try_recv().unwrap_or_default();
-                buf.resize(PIECE, 0);
-                let mut k = 0;
-                while k < PIECE {
-                    match dec.read(&mut buf[k..]) {
-                        Ok(0) => break,
-                        Ok(got) => k += got,
-                        Err(e) => return Err(Error::corrupt(path, format!("zstd: {e}"))),
-                    }
-                }
-                if k == 0 {
-                    return Ok(n);
-                }
-                buf.truncate(k);
-                sink(&buf);
-                n += k as u64;
-                let _ = to_hasher.as_ref().expect("until the end").send(buf);
-            }
-        })();
-        drop(to_hasher.take());
-        let hash = hashing.join().expect("hashing does not panic");
-        read.map(|n| (n, hash))
+        }
+        Ok(k)
     })?;
     if whole {
         let mut probe = [0u8; 1];
@@ -123,6 +94,138 @@ pub fn stream_frame(
         }
     }
     Ok((n, hash))
+}
+
+/// The size of the pieces a streamed blob is handed over in.
+const PIECE: usize = 1 << 20;
+
+/// Hands the content `fill` produces (a piece at a time: it fills the buffer it is given,
+/// and returns how much it filled, 0 at the end) to `sink`, and hashes each piece on a thread
+/// of its own while the next is produced; the pieces' buffers go back and forth. Returns the
+/// content's length and hash.
+fn hash_pieces(
+    mut hasher: blake3::Hasher,
+    sink: &mut dyn FnMut(&[u8]),
+    mut fill: impl FnMut(&mut [u8]) -> Result<usize>,
+) -> Result<(u64, blake3::Hash)> {
+    let (to_hasher, pieces) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+    let (give_back, returned) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|s| -> Result<(u64, blake3::Hash)> {
+        let hashing = s.spawn(move || {
+            for piece in pieces {
+                hasher.update(&piece);
+                let _ = give_back.send(piece);
+            }
+            hasher.finalize()
+        });
+        let mut to_hasher = Some(to_hasher);
+        let read = (|| -> Result<u64> {
+            let mut n = 0u64;
+            loop {
+                let mut buf = returned.try_recv().unwrap_or_default();
+                buf.resize(PIECE, 0);
+                let k = fill(&mut buf)?;
+                if k == 0 {
+                    return Ok(n);
+                }
+                buf.truncate(k);
+                sink(&buf);
+                n += k as u64;
+                let _ = to_hasher.as_ref().expect("until the end").send(buf);
+            }
+        })();
+        drop(to_hasher.take());
+        let hash = hashing.join().expect("hashing does not panic");
+        read.map(|n| (n, hash))
+    })
+}
+
+/// [`stream_frame`] of the blob `file` (`len` bytes) if its frame holds only raw blocks (what
+/// zstd writes for content it cannot compress, such as most arrays of floats): their contents
+/// are read straight into the pieces, without the decoder's copy (a fifth of a large load).
+/// `Ok(None)`, with nothing handed to `sink`, for any other frame (compressed blocks, no
+/// content size, a dictionary, a size that does not add up, bytes after it): the decoder
+/// reads those, and reports what is wrong with them.
+pub fn stream_raw_frame(
+    file: &File,
+    len: u64,
+    path: &Path,
+    hasher: blake3::Hasher,
+    sink: &mut dyn FnMut(&[u8]),
+) -> Result<Option<(u64, blake3::Hash)>> {
+    let read_at = |buf: &mut [u8], at: u64| {
+        crate::open::read_exact_at(file, buf, at).map_err(|e| Error::io("read", path, e))
+    };
+    let Some(blocks) = raw_blocks(len, |buf, at| read_at(buf, at).is_ok()) else {
+        return Ok(None);
+    };
+    // Each piece is filled with whole blocks' contents (and the part of one that fits).
+    let (mut block, mut within) = (0, 0u64);
+    let (n, hash) = hash_pieces(hasher, sink, |buf| {
+        let mut k = 0;
+        while k < buf.len() && block < blocks.len() {
+            let (at, size) = blocks[block];
+            let take = (size - within).min((buf.len() - k) as u64) as usize;
+            read_at(&mut buf[k..k + take], at + within)?;
+            k += take;
+            within += take as u64;
+            if within == size {
+                (block, within) = (block + 1, 0);
+            }
+        }
+        Ok(k)
+    })?;
+    Ok(Some((n, hash)))
+}
+
+/// Where the contents of the raw blocks of a frame of `len` bytes lie (offset, size), if the
+/// frame is one whose content [`stream_raw_frame`] reads itself (see there): its header and
+/// block headers are read with `read_at` (false: not readable).
+fn raw_blocks(
+    len: u64,
+    mut read_at: impl FnMut(&mut [u8], u64) -> bool,
+) -> Option<Vec<(u64, u64)>> {
+    // Frame header (RFC 8878 §3.1.1): magic, descriptor, window descriptor unless single
+    // segment, no dictionary id, a content size field.
+    let mut head = [0u8; 14];
+    if len < head.len() as u64 || !read_at(&mut head, 0) {
+        return None;
+    }
+    if head[..4] != 0xFD2F_B528u32.to_le_bytes() {
+        return None;
+    }
+    let descriptor = head[4];
+    let (size_flag, single, checksum) =
+        (descriptor >> 6, descriptor & 0x20 != 0, descriptor & 4 != 0);
+    if descriptor & 0x0b != 0 || (size_flag == 0 && !single) {
+        return None; // reserved bit, a dictionary id, or no content size
+    }
+    let mut at = 5 + usize::from(!single);
+    let size_len = [1, 2, 4, 8][usize::from(size_flag)];
+    let mut field = [0u8; 8];
+    field[..size_len].copy_from_slice(&head[at..at + size_len]);
+    let claimed = u64::from_le_bytes(field) + if size_len == 2 { 256 } else { 0 };
+    at += size_len;
+    let mut at = at as u64;
+    let (mut blocks, mut total) = (Vec::new(), 0u64);
+    loop {
+        let mut header = [0u8; 4];
+        if at + 3 > len || !read_at(&mut header[..3], at) {
+            return None;
+        }
+        let header = u32::from_le_bytes(header);
+        let (last, raw, size) = (header & 1 == 1, header & 0b110 == 0, u64::from(header >> 3));
+        if !raw || at + 3 + size > len {
+            return None;
+        }
+        blocks.push((at + 3, size));
+        total += size;
+        at += 3 + size;
+        if last {
+            break;
+        }
+    }
+    (at + 4 * u64::from(checksum) == len && total == claimed).then_some(blocks)
 }
 
 thread_local! {
@@ -460,6 +563,77 @@ mod tests {
         // Raw blocks: the frame is its content plus a few bytes of headers.
         assert!(za.len() < noise.len() + 1024, "{} bytes", za.len());
         assert_eq!(decompress_from(File::open(&a).unwrap(), &a).unwrap(), noise);
+    }
+
+    /// A frame of raw blocks is read without the decoder: the same content and hash as the
+    /// decoder's; any other frame, or one damaged in its structure, is declined with nothing
+    /// handed on, and left to the decoder.
+    #[test]
+    fn frames_of_raw_blocks_are_streamed_without_the_decoder() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..(5 << 20) + 12_345)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let repeats: Vec<u8> = (0..3u32 << 20).map(|i| (i % 97) as u8).collect();
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("blob");
+        let stream = |bytes: &[u8]| -> Option<(Vec<u8>, u64, blake3::Hash)> {
+            std::fs::write(&f, bytes).unwrap();
+            let file = File::open(&f).unwrap();
+            let (mut got, mut pieces) = (Vec::new(), 0);
+            let read = stream_raw_frame(
+                &file,
+                bytes.len() as u64,
+                &f,
+                blake3::Hasher::new(),
+                &mut |p| {
+                    got.extend_from_slice(p);
+                    pieces += 1;
+                },
+            )
+            .unwrap();
+            if read.is_none() {
+                assert_eq!(pieces, 0, "nothing handed on when declined");
+            }
+            read.map(|(n, hash)| (got, n, hash))
+        };
+        // What the large encoder writes for incompressible content (a window descriptor, a
+        // 4-byte content size, a checksum), and what raw_frame writes (single segment, no
+        // checksum): both read, in pieces of at most a mebibyte.
+        let mut written = Vec::new();
+        compress_to(&noise, 3, &mut written, &f).unwrap();
+        for frame in [
+            written.clone(),
+            raw_frame(&noise),
+            raw_frame(&noise[..70_000]),
+        ] {
+            let content = zstd::decode_all(&frame[..]).unwrap();
+            let (got, n, hash) = stream(&frame).expect("raw blocks");
+            assert_eq!(got, content);
+            assert_eq!(n, content.len() as u64);
+            assert_eq!(hash, blake3::hash(&content));
+        }
+        // Declined: compressed blocks; a byte more or less; a block that claims more than
+        // the file holds; content that does not add up to the claimed size; a dictionary id.
+        let mut compressed = Vec::new();
+        compress_to(&repeats, 3, &mut compressed, &f).unwrap();
+        assert!(stream(&compressed).is_none());
+        assert!(stream(&[&written[..], &[0]].concat()).is_none());
+        assert!(stream(&written[..written.len() - 1]).is_none());
+        let mut claims_more = raw_frame(&noise[..70_000]);
+        claims_more[5..9].copy_from_slice(&70_001u32.to_le_bytes());
+        assert!(stream(&claims_more).is_none());
+        let mut dictionary = raw_frame(&noise[..70_000]);
+        dictionary[4] |= 1;
+        assert!(stream(&dictionary).is_none());
+        let mut block = raw_frame(&noise[..70_000]);
+        block[9] |= 0b010; // the first block says it is RLE
+        assert!(stream(&block).is_none());
     }
 
     #[test]

@@ -111,12 +111,16 @@ impl FsBackend {
         if blob::suspicious(claimed, len) || file.seek(SeekFrom::Start(0)).is_err() {
             return Ok(false);
         }
-        Ok(
-            match blob::stream_frame(file, &path, Id::hasher(Kind::Value), sink, true) {
-                Ok((n, hash)) => n == claimed && hash.as_bytes() == cid.as_bytes(),
-                Err(_) => false, // get_value reads it again, and reports and handles the damage
-            },
-        )
+        let hasher = Id::hasher(Kind::Value);
+        let streamed = match blob::stream_raw_frame(&file, len, &path, hasher.clone(), sink) {
+            Ok(Some(read)) => Ok(read),
+            Ok(None) => blob::stream_frame(file, &path, hasher, sink, true),
+            Err(e) => Err(e),
+        };
+        Ok(match streamed {
+            Ok((n, hash)) => n == claimed && hash.as_bytes() == cid.as_bytes(),
+            Err(_) => false, // get_value reads it again, and reports and handles the damage
+        })
     }
 
     /// Moves the damaged value file at `path` out of the store's objects into `tmp/` (kept
