@@ -520,6 +520,93 @@ fn a_damaged_pack_entry_is_reported_then_computed_again() {
     assert!(report.warnings.is_empty(), "{:#?}", report.warnings);
 }
 
+/// A handle checks each pack entry it serves against its id until it has checked an eighth of
+/// the pack; then it checks the pack whole, once (here on a thread of its own: the pack is
+/// over a mebibyte), and serves the rest of its entries without hashing each.
+#[test]
+fn a_pack_checked_whole_serves_its_entries_without_hashing_each() {
+    let d = tempfile::tempdir().unwrap();
+    let s = d.path().join("s.mandala");
+    job(&Storage::open(&s).unwrap(), 0..4000, false).unwrap();
+    let pack = s.join("packs").join(&packs(&s)[1]);
+    assert!(std::fs::metadata(&pack).unwrap().len() > 1 << 20);
+
+    let storage = Storage::open(&s).unwrap();
+    storage.allow_new_calls(false);
+    let trust = |storage: &Storage| {
+        let t = storage.fs().unwrap().pack_trust();
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert_eq!(t[0].path, pack);
+        t[0].clone()
+    };
+    // Packs are opened by the first lookup; a few lookups check a few entries.
+    job(&storage, 0..10, false).unwrap();
+    assert_eq!(trust(&storage).state, store_fs::PackTrustState::Unchecked);
+    job(&storage, 10..1000, false).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while trust(&storage).state != store_fs::PackTrustState::Trusted {
+        assert_eq!(trust(&storage).state, store_fs::PackTrustState::Unchecked);
+        assert!(
+            Instant::now() < deadline,
+            "the pack was never checked whole"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let before = trust(&storage).unchecked_reads;
+    let (y, z) = storage
+        .run(|| -> mandala::Result<_> {
+            job(&storage, 1000..4000, false)?;
+            let y = inc(3999)?;
+            let z = square(&y)?;
+            Ok((y, z))
+        })
+        .unwrap();
+    assert_eq!(storage.unwrap(&z).unwrap(), 4000 * 4000);
+    assert_eq!(storage.unwrap(&y).unwrap(), 4000);
+    // Every record of the last 3000 calls and the values unwrapped: served unchecked.
+    let after = trust(&storage).unchecked_reads;
+    assert!(after >= before + 6000, "{before} -> {after}");
+    assert_eq!(storage.stats().total.executed, 0);
+    drop(storage);
+    assert_clean(&s);
+}
+
+/// A pack that does not hash to what its index records is never trusted: a handle that
+/// checks it whole finds it damaged, keeps checking its entries one by one, and reports the
+/// damaged one when it is read.
+#[test]
+fn a_damaged_pack_is_never_trusted() {
+    let d = tempfile::tempdir().unwrap();
+    let s = d.path().join("s.mandala");
+    let storage = Storage::open(&s).unwrap();
+    job(&storage, 0..2000, false).unwrap();
+    // square(2000)'s value (the last call's), first met as its entry's id: flip a byte of
+    // its frame.
+    let z = storage.run(|| square(&inc(1999)?)).unwrap().cid();
+    drop(storage);
+    let pack = s.join("packs").join(&packs(&s)[1]);
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let at = bytes
+        .windows(32)
+        .position(|w| w == z.0)
+        .expect("the value's entry");
+    bytes[at + 32 + 4 + 6] ^= 0x55;
+    std::fs::write(&pack, &bytes).unwrap();
+
+    let storage = Storage::open(&s).unwrap();
+    storage.allow_new_calls(false);
+    job(&storage, 0..2000, false).unwrap();
+    let t = storage.fs().unwrap().pack_trust();
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert_eq!(t[0].state, store_fs::PackTrustState::Damaged, "{t:?}");
+    assert_eq!(t[0].unchecked_reads, 0);
+    let z = storage.run(|| square(&inc(1999)?)).unwrap();
+    let e = storage.unwrap(&z).unwrap_err().to_string();
+    assert!(e.contains(&pack.display().to_string()), "{e}");
+    assert!(e.contains(&format!("entry at offset {}", at - 1)), "{e}");
+    assert_eq!(storage.stats().total.executed, 0);
+}
+
 /// Deleting calls that live in packs, then collecting the values no call names: both
 /// rewrite the packs, and what was deleted is computed again.
 #[test]

@@ -78,7 +78,7 @@ use store_core::{Backend, CallName, CallRecord, Error, Id, Result, StoredCall};
 pub use config::{Config, FORMAT_VERSION};
 pub use gc::GcReport;
 pub use pack::repack::{PackReport, AUTO_PACKS};
-pub use pack::PACK_VALUE_MAX;
+pub use pack::{PackTrust, PackTrustState, PACK_VALUE_MAX};
 pub use status::{KindStatus, StoreStatus};
 pub use verify::{Problem, VerifyReport};
 pub use write::Durability;

@@ -505,6 +505,7 @@ impl FsBackend {
                         map: None,
                         path: path.clone(),
                         entry: e,
+                        trust: None,
                     },
                 );
             }

@@ -188,6 +188,7 @@ impl FsBackend {
             file: log.file.clone(),
             idx: format::Idx::parse(idx, &id).map_err(|r| Error::corrupt(&idx_path, r))?,
             size,
+            trust: super::Trust::new(),
         })
     }
 

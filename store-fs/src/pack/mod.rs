@@ -24,6 +24,7 @@ pub(crate) mod repack;
 use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -97,6 +98,9 @@ pub(crate) struct Pack {
     pub(crate) idx: Idx,
     /// Size of the `.pack` file.
     pub(crate) size: u64,
+    /// Whether this process has checked the pack whole, so that lookups serve its entries
+    /// without hashing each.
+    pub(crate) trust: Arc<Trust>,
 }
 
 impl Pack {
@@ -133,6 +137,137 @@ pub(crate) fn hash_file(file: &File, len: u64) -> std::io::Result<blake3::Hash> 
     let mut bytes = vec![0u8; len as usize];
     read_exact_at(file, &mut bytes, 0)?;
     Ok(blake3::hash(&bytes))
+}
+
+/// How far this process trusts a pack's entries (docs/FORMAT.md §11.3). Every entry a lookup
+/// serves is checked against its id (its content hashed: 5-6 BLAKE3 compressions for a call
+/// record, a seventh of a fresh hit) until the entries checked one by one add up to an eighth
+/// of the pack; then the whole pack is hashed once, on a thread of its own for a large one,
+/// against the hash its index records — which says that every entry is what was sealed, and
+/// sealing checked each. From then on lookups serve its entries without hashing them. A pack
+/// that does not match is never trusted: its entries stay checked one by one, and the
+/// damaged ones are reported as before. `fsck`, consolidation and fetching from a remote
+/// always check every entry.
+pub(crate) struct Trust {
+    /// Bytes of entries checked one by one so far.
+    checked: AtomicU64,
+    state: AtomicU8,
+    /// Entries served without their own check.
+    trusted_reads: AtomicU64,
+}
+
+const UNCHECKED: u8 = 0;
+const CHECKING: u8 = 1;
+const TRUSTED: u8 = 2;
+const DAMAGED: u8 = 3;
+
+/// Packs up to this size are hashed whole by the lookup that reaches the threshold; larger
+/// ones on a thread of their own (a mebibyte takes ~0.2 ms here).
+const CHECK_INLINE_MAX: u64 = 1 << 20;
+
+impl Trust {
+    pub(crate) fn new() -> Arc<Trust> {
+        Arc::new(Trust {
+            checked: AtomicU64::new(0),
+            state: AtomicU8::new(UNCHECKED),
+            trusted_reads: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether the pack was checked whole and matched.
+    pub(crate) fn trusted(&self) -> bool {
+        self.state.load(Ordering::Acquire) == TRUSTED
+    }
+
+    /// What a handle knows of this pack's soundness.
+    fn state(&self) -> PackTrustState {
+        match self.state.load(Ordering::Acquire) {
+            TRUSTED => PackTrustState::Trusted,
+            DAMAGED => PackTrustState::Damaged,
+            _ => PackTrustState::Unchecked,
+        }
+    }
+
+    /// Counts `bytes` of an entry checked one by one in the pack `map` (of `size` bytes, whose
+    /// index records `want`), and checks the pack whole once they reach an eighth of it.
+    fn checked_entry(
+        self: &Arc<Trust>,
+        bytes: usize,
+        map: &Arc<memmap2::Mmap>,
+        size: u64,
+        want: [u8; 32],
+    ) {
+        let total = self.checked.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
+        if total < size / 8
+            || self
+                .state
+                .compare_exchange(UNCHECKED, CHECKING, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        let check = {
+            let (trust, map) = (self.clone(), map.clone());
+            move || {
+                let sound = map
+                    .get(..size as usize)
+                    .is_some_and(|bytes| blake3::hash(bytes).as_bytes() == &want);
+                trust
+                    .state
+                    .store(if sound { TRUSTED } else { DAMAGED }, Ordering::Release);
+            }
+        };
+        if size <= CHECK_INLINE_MAX {
+            check();
+        } else if std::thread::Builder::new()
+            .name("mandala-pack-check".into())
+            .spawn(check)
+            .is_err()
+        {
+            // No thread to spare: stay with checking entries one by one.
+            self.state.store(UNCHECKED, Ordering::Release);
+        }
+    }
+}
+
+/// Whether a handle has checked a pack whole (see [`FsBackend::pack_trust`](crate::FsBackend::pack_trust)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PackTrustState {
+    /// Not checked whole yet: its entries are checked one by one as they are read.
+    Unchecked,
+    /// Checked whole, and it hashes to what its index records: its entries are served
+    /// without each being hashed.
+    Trusted,
+    /// Checked whole, and it does not: its entries stay checked one by one.
+    Damaged,
+}
+
+/// How far a handle trusts one pack it has opened.
+#[derive(Clone, Debug)]
+pub struct PackTrust {
+    /// The `.pack` file.
+    pub path: PathBuf,
+    pub state: PackTrustState,
+    /// Entries lookups served from it without hashing them.
+    pub unchecked_reads: u64,
+}
+
+impl crate::FsBackend {
+    /// How far this handle trusts each pack it has opened (docs/FORMAT.md §11.3): a lookup
+    /// checks each entry it serves against its id until the entries checked add up to an
+    /// eighth of their pack, then checks the pack whole once, and serves the entries of a
+    /// pack that matched without hashing each.
+    pub fn pack_trust(&self) -> Vec<PackTrust> {
+        self.packs()
+            .packs
+            .iter()
+            .map(|p| PackTrust {
+                path: p.path.clone(),
+                state: p.trust.state(),
+                unchecked_reads: p.trust.trusted_reads.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
 }
 
 /// The entries of a log: one of a running writer (read as it grows), or this handle's own.
@@ -279,16 +414,34 @@ pub(crate) struct Found {
     pub(crate) map: Option<Arc<memmap2::Mmap>>,
     pub(crate) path: PathBuf,
     pub(crate) entry: Located,
+    /// For an entry a lookup found in a mapped pack: the pack's trust, its size and the hash
+    /// its index records (see [`Trust`]). `None`: the entry is always checked.
+    pub(crate) trust: Option<(Arc<Trust>, u64, [u8; 32])>,
 }
 
 impl Found {
-    /// Where entry `entry` of pack `p` is.
+    /// Where entry `entry` of pack `p` is, to be checked whenever it is read (`fsck`,
+    /// consolidation, a fetched pack).
     pub(crate) fn in_pack(p: &Pack, entry: Located) -> Found {
         Found {
             file: p.file.clone(),
             map: p.map.clone(),
             path: p.path.clone(),
             entry,
+            trust: None,
+        }
+    }
+
+    /// Where entry `entry` of pack `p` is, for a lookup: served unchecked once the pack is
+    /// trusted (see [`Trust`]).
+    pub(crate) fn for_lookup(p: &Pack, entry: Located) -> Found {
+        let trust = p
+            .map
+            .is_some()
+            .then(|| (p.trust.clone(), p.size, p.idx.pack_hash()));
+        Found {
+            trust,
+            ..Found::in_pack(p, entry)
         }
     }
 }
@@ -467,14 +620,14 @@ impl Packs {
             .filter_map(|(pack, row)| {
                 let p = &self.packs[pack];
                 let e = p.idx.value(row);
-                (e.id == EntryId::Value(*cid)).then(|| Found::in_pack(p, e))
+                (e.id == EntryId::Value(*cid)).then(|| Found::for_lookup(p, e))
             })
             .find(sound);
         covered.or_else(|| {
             self.uncovered().find_map(|p| {
                 p.idx
                     .find_value(cid)
-                    .map(|e| Found::in_pack(p, e))
+                    .map(|e| Found::for_lookup(p, e))
                     .filter(sound)
             })
         })
@@ -493,11 +646,11 @@ impl Packs {
             .find_map(|(pack, row)| {
                 let p = &self.packs[pack];
                 let e = p.idx.call(row);
-                (e.id == EntryId::Call(*name)).then(|| Found::in_pack(p, e))
+                (e.id == EntryId::Call(*name)).then(|| Found::for_lookup(p, e))
             });
         covered.or_else(|| {
             self.uncovered()
-                .find_map(|p| p.idx.find_call(name).map(|e| Found::in_pack(p, e)))
+                .find_map(|p| p.idx.find_call(name).map(|e| Found::for_lookup(p, e)))
         })
     }
 
@@ -554,6 +707,7 @@ fn found(file: &Arc<File>, path: &Path, entry: Located) -> Found {
         map: None,
         path: path.to_path_buf(),
         entry,
+        trust: None,
     }
 }
 
@@ -606,6 +760,7 @@ pub(crate) fn open_pack_at(
         file: Arc::new(file),
         idx,
         size,
+        trust: Trust::new(),
     }))
 }
 
@@ -652,8 +807,21 @@ fn check_entry(found: &Found, buf: &[u8]) -> Result<Vec<u8>> {
         Ok(_) => return Err(at_offset("does not match the pack's index".into())),
         Err(reason) => return Err(at_offset(reason)),
     }
-    check_content(&entry.id, &buf[entry.id.header_len()..], path)
-        .map_err(|e| at_offset(crate::verify::reason_of(e)))
+    let frame = &buf[entry.id.header_len()..];
+    if let Some((trust, size, want)) = &found.trust {
+        if trust.trusted() {
+            trust.trusted_reads.fetch_add(1, Ordering::Relaxed);
+            return blob::decompress(frame, path, MAX_ENTRY)
+                .map_err(|e| at_offset(crate::verify::reason_of(e)));
+        }
+        let content = check_content(&entry.id, frame, path)
+            .map_err(|e| at_offset(crate::verify::reason_of(e)))?;
+        if let Some(map) = &found.map {
+            trust.checked_entry(buf.len(), map, *size, *want);
+        }
+        return Ok(content);
+    }
+    check_content(&entry.id, frame, path).map_err(|e| at_offset(crate::verify::reason_of(e)))
 }
 
 /// The content of the frame `frame` of an entry found by `id`, read from `path`: decompressed,
