@@ -539,18 +539,22 @@ mod tests {
         assert!(compress_entry(&text, 1).unwrap().len() < 100);
     }
 
-    #[test]
-    fn large_blobs_that_compress_poorly_are_written_raw() {
-        // Pseudo-random bytes: zstd cannot shrink them.
+    /// `n` pseudo-random bytes: zstd cannot shrink them.
+    fn noise(n: usize) -> Vec<u8> {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let noise: Vec<u8> = (0..3 << 20)
+        (0..n)
             .map(|_| {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
                 x as u8
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn large_blobs_that_compress_poorly_are_written_raw() {
+        let noise = noise(3 << 20);
         assert_eq!(level_for(&noise, 1).unwrap(), POOR_LEVEL);
         let repeats: Vec<u8> = (0..3u32 << 20).map(|i| (i % 97) as u8).collect();
         assert_eq!(level_for(&repeats, 3).unwrap(), 3);
@@ -570,15 +574,7 @@ mod tests {
     /// handed on, and left to the decoder.
     #[test]
     fn frames_of_raw_blocks_are_streamed_without_the_decoder() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let noise: Vec<u8> = (0..(5 << 20) + 12_345)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let noise = noise((5 << 20) + 12_345);
         let repeats: Vec<u8> = (0..3u32 << 20).map(|i| (i % 97) as u8).collect();
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("blob");
