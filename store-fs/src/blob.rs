@@ -215,7 +215,9 @@ fn raw_blocks(
         }
         let header = u32::from_le_bytes(header);
         let (last, raw, size) = (header & 1 == 1, header & 0b110 == 0, u64::from(header >> 3));
-        if !raw || at + 3 + size > len {
+        // (A frame cut into tiny blocks — zstd writes them of up to 128 KiB — would cost a
+        // read each: the decoder reads it instead.)
+        if !raw || at + 3 + size > len || blocks.len() as u64 > 16 + len / 1024 {
             return None;
         }
         blocks.push((at + 3, size));
@@ -630,6 +632,19 @@ mod tests {
         let mut block = raw_frame(&noise[..70_000]);
         block[9] |= 0b010; // the first block says it is RLE
         assert!(stream(&block).is_none());
+        // A frame of a hundred thousand 1-byte raw blocks: left to the decoder.
+        // Magic, descriptor (single segment, 4-byte content size), the content size.
+        let mut tiny = 0xFD2F_B528u32.to_le_bytes().to_vec();
+        tiny.push(0xA0);
+        tiny.extend_from_slice(&100_000u32.to_le_bytes());
+        for i in 0..100_000u32 {
+            let last = u32::from(i == 99_999);
+            tiny.extend_from_slice(&((1 << 3) | last).to_le_bytes()[..3]);
+            tiny.push(i as u8);
+        }
+        let content = zstd::decode_all(&tiny[..]).unwrap();
+        assert_eq!(content.len(), 100_000, "a valid frame");
+        assert!(stream(&tiny).is_none());
     }
 
     #[test]
