@@ -247,6 +247,7 @@ pub enum PackTrustState {
 pub struct PackTrust {
     /// The `.pack` file.
     pub path: PathBuf,
+    /// Whether it was checked whole, and how that went.
     pub state: PackTrustState,
     /// Entries lookups served from it without hashing them.
     pub unchecked_reads: u64,
