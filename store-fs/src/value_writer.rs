@@ -220,19 +220,11 @@ mod tests {
 
     /// `n` bytes that zstd cannot shrink (`noise`) or that it can.
     fn content(n: usize, noise: bool) -> Vec<u8> {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        (0..n)
-            .map(|i| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                if noise {
-                    x as u8
-                } else {
-                    (i / 64 % 7) as u8
-                }
-            })
-            .collect()
+        if noise {
+            crate::blob::noise(n)
+        } else {
+            (0..n).map(|i| (i / 64 % 7) as u8).collect()
+        }
     }
 
     /// Writes `bytes` through a value writer in pieces of `piece` bytes (the first one

@@ -181,14 +181,15 @@ impl FsBackend {
             }
         }
         let size = log.file.metadata().map(|m| m.len()).unwrap_or(0);
+        let idx = format::Idx::parse(idx, &id).map_err(|r| Error::corrupt(&idx_path, r))?;
         Ok(Pack {
             name: id,
             path: pack_path,
             map: super::map_pack(&log.file),
             file: log.file.clone(),
-            idx: format::Idx::parse(idx, &id).map_err(|r| Error::corrupt(&idx_path, r))?,
+            trust: super::Trust::new(size, idx.pack_hash()),
+            idx,
             size,
-            trust: super::Trust::new(),
         })
     }
 

@@ -149,6 +149,9 @@ pub(crate) fn hash_file(file: &File, len: u64) -> std::io::Result<blake3::Hash> 
 /// damaged ones are reported as before. `fsck`, consolidation and fetching from a remote
 /// always check every entry.
 pub(crate) struct Trust {
+    /// The pack's size, and the hash its index records.
+    size: u64,
+    want: [u8; 32],
     /// Bytes of entries checked one by one so far.
     checked: AtomicU64,
     state: AtomicU8,
@@ -166,8 +169,11 @@ const DAMAGED: u8 = 3;
 const CHECK_INLINE_MAX: u64 = 1 << 20;
 
 impl Trust {
-    pub(crate) fn new() -> Arc<Trust> {
+    /// The trust of a pack of `size` bytes whose index records the hash `want`.
+    pub(crate) fn new(size: u64, want: [u8; 32]) -> Arc<Trust> {
         Arc::new(Trust {
+            size,
+            want,
             checked: AtomicU64::new(0),
             state: AtomicU8::new(UNCHECKED),
             trusted_reads: AtomicU64::new(0),
@@ -188,15 +194,10 @@ impl Trust {
         }
     }
 
-    /// Counts `bytes` of an entry checked one by one in the pack `map` (of `size` bytes, whose
-    /// index records `want`), and checks the pack whole once they reach an eighth of it.
-    fn checked_entry(
-        self: &Arc<Trust>,
-        bytes: usize,
-        map: &Arc<memmap2::Mmap>,
-        size: u64,
-        want: [u8; 32],
-    ) {
+    /// Counts `bytes` of an entry checked one by one in the pack mapped as `map`, and checks
+    /// the pack whole once they reach an eighth of it.
+    fn checked_entry(self: &Arc<Trust>, bytes: usize, map: &Arc<memmap2::Mmap>) {
+        let (size, want) = (self.size, self.want);
         let total = self.checked.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
         if total < size / 8
             || self
@@ -415,9 +416,9 @@ pub(crate) struct Found {
     pub(crate) map: Option<Arc<memmap2::Mmap>>,
     pub(crate) path: PathBuf,
     pub(crate) entry: Located,
-    /// For an entry a lookup found in a mapped pack: the pack's trust, its size and the hash
-    /// its index records (see [`Trust`]). `None`: the entry is always checked.
-    pub(crate) trust: Option<(Arc<Trust>, u64, [u8; 32])>,
+    /// For an entry a lookup found in a mapped pack: the pack's trust (see [`Trust`]).
+    /// `None`: the entry is always checked.
+    pub(crate) trust: Option<Arc<Trust>>,
 }
 
 impl Found {
@@ -436,10 +437,7 @@ impl Found {
     /// Where entry `entry` of pack `p` is, for a lookup: served unchecked once the pack is
     /// trusted (see [`Trust`]).
     pub(crate) fn for_lookup(p: &Pack, entry: Located) -> Found {
-        let trust = p
-            .map
-            .is_some()
-            .then(|| (p.trust.clone(), p.size, p.idx.pack_hash()));
+        let trust = p.map.is_some().then(|| p.trust.clone());
         Found {
             trust,
             ..Found::in_pack(p, entry)
@@ -759,9 +757,9 @@ pub(crate) fn open_pack_at(
         path,
         map: map_pack(&file),
         file: Arc::new(file),
+        trust: Trust::new(size, idx.pack_hash()),
         idx,
         size,
-        trust: Trust::new(),
     }))
 }
 
@@ -809,20 +807,20 @@ fn check_entry(found: &Found, buf: &[u8]) -> Result<Vec<u8>> {
         Err(reason) => return Err(at_offset(reason)),
     }
     let frame = &buf[entry.id.header_len()..];
-    if let Some((trust, size, want)) = &found.trust {
-        if trust.trusted() {
-            trust.trusted_reads.fetch_add(1, Ordering::Relaxed);
-            return blob::decompress(frame, path, MAX_ENTRY)
-                .map_err(|e| at_offset(crate::verify::reason_of(e)));
+    let trust = found.trust.as_ref();
+    let trusted = trust.filter(|t| t.trusted());
+    let content = match trusted {
+        Some(t) => {
+            t.trusted_reads.fetch_add(1, Ordering::Relaxed);
+            blob::decompress(frame, path, MAX_ENTRY)
         }
-        let content = check_content(&entry.id, frame, path)
-            .map_err(|e| at_offset(crate::verify::reason_of(e)))?;
-        if let Some(map) = &found.map {
-            trust.checked_entry(buf.len(), map, *size, *want);
-        }
-        return Ok(content);
+        None => check_content(&entry.id, frame, path),
     }
-    check_content(&entry.id, frame, path).map_err(|e| at_offset(crate::verify::reason_of(e)))
+    .map_err(|e| at_offset(crate::verify::reason_of(e)))?;
+    if let (None, Some(t), Some(map)) = (trusted, trust, &found.map) {
+        t.checked_entry(buf.len(), map);
+    }
+    Ok(content)
 }
 
 /// The content of the frame `frame` of an entry found by `id`, read from `path`: decompressed,

@@ -165,39 +165,32 @@ fn encode_floats(len: usize, values: impl Iterator<Item = f64>) -> Vec<u8> {
 
 /// Decodes `bytes` as `T` if `T` has a fast path and the bytes are what it expects.
 pub fn decode<T: Any>(bytes: &[u8]) -> Option<T> {
-    let tid = TypeId::of::<T>();
-    let boxed: Box<dyn Any> = if tid == TypeId::of::<Vec<f64>>() {
-        Box::new(decode_floats::<f64>(bytes)?)
-    } else if tid == TypeId::of::<Vec<f32>>() {
-        Box::new(decode_floats::<f32>(bytes)?)
-    } else {
-        return None;
-    };
-    boxed.downcast::<T>().ok().map(|b| *b)
-}
-
-/// Reads an array of floats of type `F`.
-fn decode_floats<F: Float>(bytes: &[u8]) -> Option<Vec<F>> {
     // One piece, whose size bounds the array's length (at least 3 bytes an element).
-    let mut stream = FloatStream::<F>::new(Some(bytes.len() / 3));
-    stream.feed(bytes);
-    stream.finish()
+    decode_fed(Some(bytes.len() / 3), |sink| sink(bytes))
 }
 
 /// Decodes `T` from the pieces `feed` hands the sink it is given (the bytes of [`decode`], cut
 /// anywhere): `None` if `T` has no such path (then `feed` is not called) or the bytes are not
 /// what it expects.
 pub fn decode_pieces<T: Any>(feed: impl FnOnce(&mut dyn FnMut(&[u8]))) -> Option<T> {
-    fn pieces<F: Float>(feed: impl FnOnce(&mut dyn FnMut(&[u8]))) -> Option<Vec<F>> {
-        let mut stream = FloatStream::<F>::new(None);
+    decode_fed(None, feed)
+}
+
+/// [`decode_pieces`], with at most `most` elements when that is known.
+fn decode_fed<T: Any>(most: Option<usize>, feed: impl FnOnce(&mut dyn FnMut(&[u8]))) -> Option<T> {
+    fn floats<F: Float>(
+        most: Option<usize>,
+        feed: impl FnOnce(&mut dyn FnMut(&[u8])),
+    ) -> Option<Vec<F>> {
+        let mut stream = FloatStream::<F>::new(most);
         feed(&mut |piece| stream.feed(piece));
         stream.finish()
     }
     let tid = TypeId::of::<T>();
     let boxed: Box<dyn Any> = if tid == TypeId::of::<Vec<f64>>() {
-        Box::new(pieces::<f64>(feed)?)
+        Box::new(floats::<f64>(most, feed)?)
     } else if tid == TypeId::of::<Vec<f32>>() {
-        Box::new(pieces::<f32>(feed)?)
+        Box::new(floats::<f32>(most, feed)?)
     } else {
         return None;
     };
