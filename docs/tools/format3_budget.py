@@ -32,21 +32,34 @@ def varint_len(n):
     return size
 
 
+def call_hid(rec):
+    hids = {s["name"]: s["hid"] for s in rec["inputs"]}
+    return h("mandala v1 call hid", canonical([rec["op"], hids, rec["semver"]]))
+
+
+UNVERSIONED = h("mandala v1 unversioned", b"")
+
+
 def compact_record(rec, git_index):
-    """The proposal's record: a CBOR array in a fixed order, no key names; an input's hid is
-    null when it is the source hid of its cid (a value passed in from outside); an output's
-    hid is left out (it is derived from the call hid and the output's name); the git commit
-    is an index into the pack's table of commits."""
-    inputs = []
-    for s in sorted(rec["inputs"], key=lambda s: s["name"].encode()):
-        source = h("mandala v1 source hid", s["cid"]) == s["hid"]
-        inputs.append([s["name"], s["cid"], None if source else s["hid"]])
-    outputs = [[s["name"], s["cid"]] for s in rec["outputs"]]
-    body = [rec["op"], rec["semver"], inputs, outputs]
-    if rec.get("deps"):
-        body.append(rec["deps"])
+    """The compact record as store-core encodes it (store-core/src/format/record/compact.rs):
+    a CBOR array in a fixed order, no key names; semver null when unversioned; a slot is
+    [name, cid] when its hid is the derived one (an input's source hid, an output's hid from
+    the call hid and its name), else [name, cid, hid]; the git commit is an index into the
+    pack's table of commits."""
+    hid = call_hid(rec)
+
+    def slot(s, derived):
+        return [s["name"], s["cid"]] + ([] if derived == s["hid"] else [s["hid"]])
+
+    inputs = [slot(s, h("mandala v1 source hid", s["cid"])) for s in rec["inputs"]]
+    outputs = [slot(s, h("mandala v1 output hid", canonical([hid, s["name"]])))
+               for s in rec["outputs"]]
+    semver = None if rec["semver"] == UNVERSIONED else rec["semver"]
+    body = [rec["op"], semver, inputs, outputs]
+    if rec.get("deps") or git_index is not None:
+        body.append(rec.get("deps") or {})
     if git_index is not None:
-        body += [None] * (5 - len(body)) + [git_index]
+        body.append(git_index)
     return canonical(body)
 
 

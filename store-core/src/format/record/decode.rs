@@ -20,7 +20,7 @@ thread_local! {
 const MAX_NAMES: usize = 4096;
 
 /// `s` as a shared name, allocated once per thread.
-fn intern(s: &str) -> Name {
+pub(super) fn intern(s: &str) -> Name {
     NAMES.with_borrow_mut(|names| {
         if let Some(name) = names.get(s) {
             return name.clone();
@@ -34,14 +34,16 @@ fn intern(s: &str) -> Name {
     })
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+/// A cursor over CBOR bytes that reads the few item types records are made of, `None` at
+/// anything else.
+pub(super) struct Reader<'a> {
+    pub(super) buf: &'a [u8],
+    pub(super) pos: usize,
 }
 
 impl<'a> Reader<'a> {
     /// A head of major type `major`: its argument (length or value).
-    fn head(&mut self, major: u8) -> Option<usize> {
+    pub(super) fn head(&mut self, major: u8) -> Option<usize> {
         let b = *self.buf.get(self.pos)?;
         self.pos += 1;
         if b >> 5 != major {
@@ -58,24 +60,24 @@ impl<'a> Reader<'a> {
         usize::try_from(n).ok()
     }
 
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(super) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let s = self.buf.get(self.pos..self.pos.checked_add(n)?)?;
         self.pos += n;
         Some(s)
     }
 
-    fn text(&mut self) -> Option<&'a str> {
+    pub(super) fn text(&mut self) -> Option<&'a str> {
         std::str::from_utf8(self.key()?).ok()
     }
 
     /// A text's bytes unchecked: for map keys, which are compared with known ASCII names
     /// (anything else is rejected), so checking them as UTF-8 first would be wasted work.
-    fn key(&mut self) -> Option<&'a [u8]> {
+    pub(super) fn key(&mut self) -> Option<&'a [u8]> {
         let n = self.head(3)?;
         self.take(n)
     }
 
-    fn id(&mut self) -> Option<Id> {
+    pub(super) fn id(&mut self) -> Option<Id> {
         if self.head(2)? != 32 {
             return None;
         }

@@ -14,7 +14,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::format::cbor;
 use crate::format::id::{Id, Kind};
 
+mod compact;
 mod decode;
+
+pub use compact::CommitTable;
 
 /// An op's or a slot's name: shared text, because names repeat in every call of an op (a
 /// whole-store query decodes each distinct name once). Reads as a `str` and compares with one.
