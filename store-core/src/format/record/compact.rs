@@ -30,7 +30,7 @@ use crate::format::cbor::{self, DecodeError};
 use crate::format::id::Id;
 use crate::format::record::decode::{intern, Reader};
 use crate::format::record::{
-    call_hid, key_order, output_hid, put_id, put_text, source_hid, CallRecord, Slot,
+    call_hid, output_hid, put_deps, put_id, put_text, source_hid, CallRecord, Slot,
 };
 
 /// The git commits named by a set of compact records, each stored once: records hold an
@@ -137,13 +137,7 @@ impl CallRecord {
         slots(&mut out, &self.inputs, &|s| source_hid(&s.cid));
         slots(&mut out, &self.outputs, &|s| output_hid(&hid, &s.name));
         if tail > 0 {
-            let mut deps: Vec<(&String, &Id)> = self.deps.iter().collect();
-            deps.sort_by(|a, b| key_order(a.0, b.0));
-            cbor::write_head(&mut out, 5, deps.len() as u64);
-            for (name, dep) in deps {
-                put_text(&mut out, name);
-                put_id(&mut out, dep);
-            }
+            put_deps(&mut out, &self.deps);
         }
         if let Some(git) = &self.git {
             cbor::write_head(&mut out, 0, commits.index_of(git));

@@ -179,6 +179,17 @@ pub(crate) fn put_id(out: &mut Vec<u8>, id: &Id) {
     out.extend_from_slice(id.as_bytes());
 }
 
+/// Appends a deps map (`{component name: id}`) in canonical key order.
+pub(crate) fn put_deps(out: &mut Vec<u8>, deps: &BTreeMap<String, Id>) {
+    let mut deps: Vec<(&String, &Id)> = deps.iter().collect();
+    deps.sort_by(|a, b| key_order(a.0, b.0));
+    cbor::write_head(out, 5, deps.len() as u64);
+    for (name, dep) in deps {
+        put_text(out, name);
+        put_id(out, dep);
+    }
+}
+
 /// Writes the canonical CBOR of `[op, {input name: pick(input)}, semver?]` and hashes it,
 /// without building intermediate maps (this runs on every call).
 fn call_id(
@@ -325,13 +336,7 @@ impl CallRecord {
         }
         if !self.deps.is_empty() {
             put_text(&mut out, "deps");
-            let mut deps: Vec<(&String, &Id)> = self.deps.iter().collect();
-            deps.sort_by(|a, b| key_order(a.0, b.0));
-            cbor::write_head(&mut out, 5, deps.len() as u64);
-            for (name, dep) in deps {
-                put_text(&mut out, name);
-                put_id(&mut out, dep);
-            }
+            put_deps(&mut out, &self.deps);
         }
         put_text(&mut out, "inputs");
         slots(&mut out, &self.inputs);
