@@ -200,16 +200,16 @@ fn a_call_naming_a_missing_value_is_reported_then_healed() {
 fn a_newer_format_is_refused_and_left_alone() {
     let f = Fixture::new();
     let toml = f.store.join("mandala.toml");
-    fs::write(&toml, "format = 3\n").unwrap();
+    fs::write(&toml, "format = 4\n").unwrap();
     let e = Storage::open(&f.store).err().unwrap();
     assert_eq!(
         e.to_string(),
         format!(
-            "{} uses store format 3, but this mandala reads formats 1 to 2; upgrade mandala",
+            "{} uses store format 4, but this mandala reads formats 1 to 3; upgrade mandala",
             toml.display()
         )
     );
-    assert_eq!(fs::read_to_string(&toml).unwrap(), "format = 3\n");
+    assert_eq!(fs::read_to_string(&toml).unwrap(), "format = 4\n");
 }
 
 #[test]

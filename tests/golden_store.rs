@@ -1,9 +1,10 @@
 //! The golden stores in `fixtures/`: `golden-store.mandala`, written by format 1 (one file per
-//! object), and `golden-store-v2.mandala`, written by format 2 (one pack): every future
-//! version must read both back value by value, with every call a hit.
+//! object), `golden-store-v2.mandala`, written by format 2 (one pack of version 1), and
+//! `golden-store-v3.mandala`, written by format 3 (one pack of version 2): every future
+//! version must read each back value by value, with every call a hit.
 //!
 //! Regenerate one only for a deliberate format change:
-//! `cargo test --test golden_store -- --ignored bless_golden_store` (or `…_v2`).
+//! `cargo test --test golden_store -- --ignored bless_golden_store` (or `…_v2`, `…_v3`).
 
 mod common;
 use common::copy_dir;
@@ -103,6 +104,10 @@ fn golden_v2() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden-store-v2.mandala")
 }
 
+fn golden_v3() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden-store-v3.mandala")
+}
+
 #[test]
 #[ignore = "writes fixtures/golden-store.mandala; run only for a deliberate format change"]
 fn bless_golden_store() {
@@ -120,10 +125,20 @@ fn bless_golden_store() {
 #[ignore = "writes fixtures/golden-store-v2.mandala; run only for a deliberate format change"]
 fn bless_golden_store_v2() {
     let _ = std::fs::remove_dir_all(golden_v2());
-    let storage = Storage::open(golden_v2()).unwrap();
+    let storage = Storage::open_with(golden_v2(), common::format(2)).unwrap();
     assert_eq!(pipeline(&storage).unwrap(), EXPECTED);
     drop(storage); // seals the log into the pack
     std::fs::remove_dir_all(golden_v2().join("tmp")).unwrap();
+}
+
+#[test]
+#[ignore = "writes fixtures/golden-store-v3.mandala; run only for a deliberate format change"]
+fn bless_golden_store_v3() {
+    let _ = std::fs::remove_dir_all(golden_v3());
+    let storage = Storage::open_with(golden_v3(), common::format(3)).unwrap();
+    assert_eq!(pipeline(&storage).unwrap(), EXPECTED);
+    drop(storage); // seals the log into the pack
+    std::fs::remove_dir_all(golden_v3().join("tmp")).unwrap();
 }
 
 /// Opens a copy of `store` (in the returned directory) and checks every call is a hit with
@@ -167,26 +182,78 @@ fn the_format_2_golden_store_reads_back_value_by_value() {
     assert_eq!((st.calls.count, st.values.count), (0, 0));
 }
 
-/// The format-1 golden store upgraded: one pack, nothing loose, every call still a hit.
 #[test]
-fn the_format_1_golden_store_upgrades_to_format_2() {
-    let d = tempfile::tempdir().unwrap();
-    let copy = d.path().join("golden.mandala");
-    copy_dir(&golden(), &copy);
-    let report = store_fs::FsBackend::open_existing(&copy)
+fn the_format_3_golden_store_reads_back_value_by_value() {
+    let (_d, storage) = reads_back(&golden_v3());
+    let fs = storage.fs().unwrap();
+    assert_eq!(fs.format(), 3);
+    let st = fs.status().unwrap();
+    assert_eq!(
+        (st.packs.count, st.packed_calls, st.packed_values),
+        (1, 6, 12)
+    );
+    assert_eq!((st.calls.count, st.values.count), (0, 0));
+    // Its records name the commit they were made at: once, in the pack's commit entry.
+    let pack = std::fs::read_dir(golden_v3().join("packs"))
         .unwrap()
-        .upgrade()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "pack"))
         .unwrap();
-    assert_eq!((report.calls, report.values, report.loose), (6, 12, 18));
-    let (_d, storage) = reads_back(&copy);
-    let st = storage.fs().unwrap().status().unwrap();
-    assert_eq!(st.format, 2);
-    assert_eq!((st.packs.count, st.calls.count, st.values.count), (1, 0, 0));
+    let commit = storage.backend().all_calls().unwrap()[0]
+        .record
+        .git
+        .clone()
+        .expect("made inside a git repository");
+    let bytes = std::fs::read(pack).unwrap();
+    let times = bytes
+        .windows(commit.len())
+        .filter(|w| *w == commit.as_bytes())
+        .count();
+    assert_eq!(times, 1);
+}
+
+/// The format-1 and format-2 golden stores upgraded: one pack of version 2, nothing loose,
+/// every call still a hit; the pack's name (the hash of its index, which holds the hash of
+/// the pack) is pinned: a consolidated pack is sorted and its encoding deterministic, so the
+/// same objects make the same pack on any machine, in any run.
+#[test]
+fn the_format_1_and_2_golden_stores_upgrade_to_format_3() {
+    let d = tempfile::tempdir().unwrap();
+    for (store, loose, name) in [
+        (
+            golden(),
+            18,
+            "87ac91f59ac112ca923226a92c3c5cc474a681ee551d5590b407c7e99741b945",
+        ),
+        (
+            golden_v2(),
+            0,
+            "055364ffabb62d72ad86dc8ce6e8756f14324260b7f442d11963fa99150275e0",
+        ),
+    ] {
+        let copy = d.path().join(format!("golden{loose}.mandala"));
+        copy_dir(&store, &copy);
+        let report = store_fs::FsBackend::open_existing(&copy)
+            .unwrap()
+            .upgrade()
+            .unwrap();
+        assert_eq!((report.calls, report.values, report.loose), (6, 12, loose));
+        let (_d, storage) = reads_back(&copy);
+        let st = storage.fs().unwrap().status().unwrap();
+        assert_eq!(st.format, 3);
+        assert_eq!((st.packs.count, st.calls.count, st.values.count), (1, 0, 0));
+        assert_eq!(
+            report.pack.unwrap().to_string(),
+            name,
+            "{}",
+            store.display()
+        );
+    }
 }
 
 /// docs/tools/read_pack.py, a reader of packs written from docs/FORMAT.md with nothing but
-/// Python's blake3, zstandard and cbor2, checks the names and hashes of the format-2 golden
-/// pack and of a pack made by consolidation, and re-derives every entry's id.
+/// Python's blake3, zstandard and cbor2, checks the names and hashes of the golden packs (of
+/// both versions) and of a pack made by consolidation, and re-derives every entry's id.
 #[test]
 fn an_independent_reader_re_derives_every_id_in_a_pack() {
     let d = tempfile::tempdir().unwrap();
@@ -196,7 +263,7 @@ fn an_independent_reader_re_derives_every_id_in_a_pack() {
         .unwrap()
         .upgrade()
         .unwrap();
-    for store in [golden_v2(), upgraded] {
+    for store in [golden_v2(), golden_v3(), upgraded] {
         let stdout = common::read_first_pack(&store);
         assert!(
             stdout.ends_with("ok: 12 values and 6 calls re-derive their ids\n"),
@@ -205,13 +272,13 @@ fn an_independent_reader_re_derives_every_id_in_a_pack() {
     }
 }
 
-/// Store format 3's compact record (docs/FORMAT3.md, not yet written by any store): every
-/// record of both golden stores, git commits and all, expands from its compact form to the
-/// same record, with the same record id, in well under half the bytes.
+/// Store format 3's compact record (docs/FORMAT.md §11.9): every record of the golden stores,
+/// git commits and all, expands from its compact form to the same record, with the same
+/// record id, in well under half the bytes.
 #[test]
 fn every_golden_record_expands_from_its_compact_form() {
     use store_core::format::record::{CallRecord, CommitTable};
-    for store in [golden(), golden_v2()] {
+    for store in [golden(), golden_v2(), golden_v3()] {
         let (_d, storage) = reads_back(&store);
         let mut commits = CommitTable::default();
         let (mut canonical, mut compact) = (0, 0);

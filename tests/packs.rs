@@ -325,7 +325,7 @@ fn packed_stores_merge_with_rsync_and_git() {
 }
 
 /// A format-1 store stays format 1 when written (loose files, no packs), until `upgrade`
-/// packs its small objects and marks it format 2.
+/// packs its small objects and marks it with the newest format.
 #[test]
 fn a_format_1_store_is_read_and_written_as_format_1_then_upgraded() {
     let d = tempfile::tempdir().unwrap();
@@ -345,7 +345,8 @@ fn a_format_1_store_is_read_and_written_as_format_1_then_upgraded() {
     assert_eq!(report.loose, 80 + values);
     drop(backend);
     let toml = std::fs::read_to_string(s.join("mandala.toml")).unwrap();
-    assert!(toml.contains("format = 2"), "{toml}");
+    assert!(toml.contains("format = 3"), "{toml}");
+    assert_eq!(pack_versions(&s), [2]);
     let st = store_fs::FsBackend::open_existing(&s)
         .unwrap()
         .status()
@@ -360,6 +361,68 @@ fn a_format_1_store_is_read_and_written_as_format_1_then_upgraded() {
         .iter()
         .all(|shard| files(&calls.join(shard)).is_empty()));
     assert_all_hits(&s, 0..50);
+}
+
+/// The versions of a store's pack indexes (bytes 12..16 of each `.idx`), sorted.
+fn pack_versions(store: &Path) -> Vec<u32> {
+    let mut v: Vec<u32> = packs(store)
+        .iter()
+        .filter(|n| n.ends_with(".idx"))
+        .map(|n| {
+            let b = std::fs::read(store.join("packs").join(n)).unwrap();
+            u32::from_le_bytes(b[12..16].try_into().unwrap())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A format-2 store stays format 2 (packs of version 1) when this mandala writes it, even
+/// with version-2 packs merged in (consolidating writes version 1 again); a format-3 store
+/// takes in a format-2 store's packs by a union of files (rsync) and reads both; `upgrade`
+/// turns a format-2 store into format 3, its packs into one of version 2.
+#[test]
+fn format_2_and_format_3_stores_merge_and_format_2_upgrades() {
+    let d = tempfile::tempdir().unwrap();
+    let (two, three) = (d.path().join("two.mandala"), d.path().join("three.mandala"));
+    Storage::open_with(&two, common::format(2)).unwrap();
+    run_child(&two, "0 40");
+    run_child(&three, "20 60");
+    assert_eq!(pack_versions(&two), [1]);
+    assert_eq!(pack_versions(&three), [2]);
+    let toml = |s: &Path| std::fs::read_to_string(s.join("mandala.toml")).unwrap();
+    assert!(toml(&two).contains("format = 2"), "{}", toml(&two));
+
+    // Each merged into a copy of the other: both read every call, and a consolidation
+    // writes the version of the store's format.
+    for (base, other, version) in [(&two, &three, 1), (&three, &two, 2)] {
+        let merged = d.path().join(format!("m{version}"));
+        common::rsync_into(base, &merged);
+        common::rsync_into(other, &merged);
+        assert_eq!(pack_versions(&merged), [1, 2]);
+        assert_clean(&merged);
+        assert_all_hits(&merged, 0..60);
+        let fs = store_fs::FsBackend::open_existing(&merged).unwrap();
+        let report = fs.pack(false).unwrap();
+        assert_eq!((report.packs, report.calls), (2, 120), "{report:?}");
+        drop(fs);
+        assert_eq!(pack_versions(&merged), [version]);
+        assert_clean(&merged);
+        assert_all_hits(&merged, 0..60);
+    }
+
+    let fs = store_fs::FsBackend::open_existing(&two).unwrap();
+    let report = fs.upgrade().unwrap();
+    assert_eq!((report.packs, report.calls), (1, 80), "{report:?}");
+    assert_eq!(fs.format(), 3);
+    drop(fs);
+    assert!(toml(&two).contains("format = 3"), "{}", toml(&two));
+    assert_eq!(pack_versions(&two), [2]);
+    assert_clean(&two);
+    assert_all_hits(&two, 0..40);
+    run_child(&two, "40 50");
+    assert_eq!(pack_versions(&two), [2, 2]);
+    assert_all_hits(&two, 0..50);
 }
 
 /// `pack` merges many packs into one while a writer keeps writing and sealing: nothing is
@@ -469,14 +532,13 @@ fn a_damaged_pack_entry_is_reported_then_computed_again() {
     drop(storage);
     let pack: PathBuf = s.join("packs").join(&packs(&s)[1]);
     let mut bytes = std::fs::read(&pack).unwrap();
-    // The first entry is the smallest value id's; find y's entry by its id and flip a byte
-    // of its frame.
+    // The first entry is the smallest value id's; find y's entry by its id and flip the
+    // first byte of its content (the value's CBOR, stored as it is: format 3).
     let at = bytes
         .windows(32)
         .position(|w| w == y.cid().0)
         .expect("the value's entry");
-    let frame = at + 32 + 4;
-    bytes[frame + 6] ^= 0x55;
+    bytes[at + 32 + 4] ^= 0x55;
     std::fs::write(&pack, &bytes).unwrap();
 
     let report = Storage::open(&s).unwrap().verify().unwrap();
@@ -580,8 +642,8 @@ fn a_damaged_pack_is_never_trusted() {
     let s = d.path().join("s.mandala");
     let storage = Storage::open(&s).unwrap();
     job(&storage, 0..2000, false).unwrap();
-    // square(2000)'s value (the last call's), first met as its entry's id: flip a byte of
-    // its frame.
+    // square(2000)'s value (the last call's), first met as its entry's id: flip the first
+    // byte of its content.
     let z = storage.run(|| square(&inc(1999)?)).unwrap().cid();
     drop(storage);
     let pack = s.join("packs").join(&packs(&s)[1]);
@@ -590,7 +652,7 @@ fn a_damaged_pack_is_never_trusted() {
         .windows(32)
         .position(|w| w == z.0)
         .expect("the value's entry");
-    bytes[at + 32 + 4 + 6] ^= 0x55;
+    bytes[at + 32 + 4] ^= 0x55;
     std::fs::write(&pack, &bytes).unwrap();
 
     let storage = Storage::open(&s).unwrap();

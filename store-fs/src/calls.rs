@@ -239,8 +239,12 @@ impl FsBackend {
         };
         if self.format() >= 2 {
             if self.packs().find_call(&name).is_none() {
-                let frame = blob::compress_entry(&bytes, self.inner.config.zstd_level)?;
-                self.log_append(crate::pack::format::EntryId::Call(name), &frame, true)?;
+                let call = crate::pack::log::Append::Call {
+                    name,
+                    record,
+                    cbor: &bytes,
+                };
+                self.log_append(call, true)?;
             }
             let cat = &mut *self.catalog();
             if cat.index.loaded {
@@ -302,7 +306,7 @@ impl FsBackend {
         let (packed, running): (Vec<CallName>, Vec<CallName>) = {
             let mut packs = self.packs();
             packs.refresh(&self.inner.root, true, false)?;
-            let in_packs = |n: &CallName| packs.packs.iter().any(|p| p.idx.find_call(n).is_some());
+            let in_packs = |n: &CallName| packs.packs.iter().any(|p| p.find_call(n).is_some());
             let in_own =
                 |n: &CallName| packs.own.as_ref().is_some_and(|o| o.view.call(n).is_some());
             let packed = names

@@ -8,7 +8,7 @@ use store_core::{Error, Result};
 /// The store format of new stores, and the newest this build reads and writes (it reads and
 /// writes every format from 1 on, each as itself). Bump only with a migration and a golden
 /// store.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The oldest store format this build reads and writes.
 pub const OLDEST_FORMAT: u32 = 1;
@@ -19,7 +19,8 @@ pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 /// The settings of a store, from its `mandala.toml`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// The format version: 1 (one file per object) or 2 (packs; see [`FORMAT_VERSION`]).
+    /// The format version: 1 (one file per object), 2 (packs of version 1) or 3 (packs of
+    /// version 2: compact records, raw small entries; see [`FORMAT_VERSION`]).
     pub format: u32,
     /// The zstd level new blobs are compressed with. Readers accept any level.
     pub zstd_level: i32,
@@ -122,12 +123,12 @@ mod tests {
 
     #[test]
     fn newer_format_is_refused_by_name() {
-        let e = Config::parse("format = 3\n", Path::new("/s/mandala.toml")).unwrap_err();
+        let e = Config::parse("format = 4\n", Path::new("/s/mandala.toml")).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "/s/mandala.toml uses store format 3, but this mandala reads formats 1 to 2; upgrade mandala"
+            "/s/mandala.toml uses store format 4, but this mandala reads formats 1 to 3; upgrade mandala"
         );
-        for format in [1, 2] {
+        for format in [1, 2, 3] {
             let c = Config::parse(&format!("format = {format}\n"), Path::new("m.toml")).unwrap();
             assert_eq!(c.format, format);
         }

@@ -292,7 +292,11 @@ impl FsBackend {
                 "the pack does not hash to what its index records (damaged or truncated)",
             ));
         }
+        opened
+            .read_commits()
+            .map_err(|why| refused(what, Error::corrupt(pack, why)))?;
         for e in opened.entries() {
+            let e = e.map_err(|why| refused(what, Error::corrupt(pack, why)))?;
             crate::pack::read_entry(&crate::pack::Found::in_pack(&opened, e))
                 .map_err(|e| refused(what, e))?;
         }

@@ -85,7 +85,8 @@ impl FsBackend {
             packs.refresh(self.root(), true, true)?;
             for p in packs.packs.iter().filter(|p| age_of(&p.path) < min_age) {
                 for i in 0..p.idx.n_values() {
-                    if let crate::pack::format::EntryId::Value(cid) = p.idx.value(i).id {
+                    if let Some(crate::pack::format::EntryId::Value(cid)) = p.value(i).map(|e| e.id)
+                    {
                         if !referenced.contains(&cid) {
                             young_packed.insert(cid);
                         }
@@ -96,7 +97,7 @@ impl FsBackend {
                 .packs
                 .iter()
                 .filter(|p| age_of(&p.path) >= min_age)
-                .flat_map(|p| (0..p.idx.n_values()).map(move |i| p.idx.value(i)))
+                .flat_map(|p| (0..p.idx.n_values()).filter_map(move |i| p.value(i)))
                 .filter_map(|e| match e.id {
                     crate::pack::format::EntryId::Value(cid) if !referenced.contains(&cid) => {
                         Some((cid, u64::from(e.len)))

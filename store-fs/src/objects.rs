@@ -377,11 +377,24 @@ impl FsBackend {
     pub(crate) fn store_value(&self, cid: &Id, cbor: &[u8]) -> Result<()> {
         if self.format() >= 2 && cbor.len() < crate::PACK_VALUE_MAX {
             if self.packs().find_value(cid).is_none() {
-                let frame = blob::compress_entry(cbor, self.inner.config.zstd_level)?;
+                // Encoded here, not under the lock of the log (compressing takes a while).
+                let version = self.pack_version();
+                let level = self.inner.config.zstd_level;
+                let (enc, content) = if version == crate::pack::format::V1 {
+                    let frame = blob::compress_entry(cbor, level)?;
+                    (crate::pack::format::Enc::V1, frame)
+                } else {
+                    crate::pack::encode_v2(cbor, level)?
+                };
                 // Within a writer's hold, the value goes out with the call's record, in one
                 // write; outside one, now.
                 let commit = !self.inner.writers.held();
-                self.log_append(crate::pack::format::EntryId::Value(*cid), &frame, commit)?;
+                let value = crate::pack::log::Append::Value {
+                    cid: *cid,
+                    cbor,
+                    made: Some((version, enc, content)),
+                };
+                self.log_append(value, commit)?;
             }
         } else {
             self.put_blob(&layout::value_path(&self.inner.root, cid), cbor)?;

@@ -400,7 +400,7 @@ impl FsBackend {
                         what: reason_of(e),
                     });
                 }
-                (Err(e), EntryId::Call(_)) => report.problems.push(Problem {
+                (Err(e), _) => report.problems.push(Problem {
                     path: found.path.clone(),
                     what: reason_of(e),
                 }),
@@ -416,6 +416,7 @@ impl FsBackend {
                         }),
                     }
                 }
+                (Ok(_), EntryId::Commit) => {}
                 (Ok(bytes), EntryId::Call(name)) => match store_core::CallRecord::from_cbor(&bytes)
                 {
                     Ok(rec) => records.push((PathBuf::from(at), name, rec)),
@@ -473,8 +474,20 @@ impl FsBackend {
                     what: format!("cannot be read: {e}"),
                 }),
             }
+            if let Err(why) = pack.read_commits() {
+                report.problems.push(Problem {
+                    path: pack.path.clone(),
+                    what: why,
+                });
+            }
             for e in pack.entries() {
-                entry(report, crate::pack::Found::in_pack(&pack, e));
+                match e {
+                    Ok(e) => entry(report, crate::pack::Found::in_pack(&pack, e)),
+                    Err(why) => report.problems.push(Problem {
+                        path: pack.path.clone(),
+                        what: why,
+                    }),
+                }
             }
         }
         let logs = root.join(layout::LOGS);
@@ -488,7 +501,7 @@ impl FsBackend {
                     file.try_lock_shared(),
                     Err(std::fs::TryLockError::WouldBlock)
                 );
-            let Some((entries, whole)) = crate::pack::log::whole_entries(&file, &path)? else {
+            let Some(whole) = crate::pack::log::whole_entries(&file, &path)? else {
                 report.warnings.push(stray(
                     path,
                     "a log (<pid>-<n>-<hex>.log starting with a pack header)",
@@ -496,8 +509,12 @@ impl FsBackend {
                 continue;
             };
             let file = std::sync::Arc::new(file);
-            let (n, valid) = (entries.len(), whole.len() as u64);
-            for e in entries {
+            let (n, valid) = (whole.entries.len(), whole.bytes.len() as u64);
+            let commits = std::sync::Arc::new(whole.commits);
+            for e in whole.entries {
+                if e.id == EntryId::Commit {
+                    continue; // checked as the records that number it are
+                }
                 entry(
                     report,
                     crate::pack::Found {
@@ -506,6 +523,7 @@ impl FsBackend {
                         path: path.clone(),
                         entry: e,
                         trust: None,
+                        commits: Some(commits.clone()),
                     },
                 );
             }

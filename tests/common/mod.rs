@@ -46,6 +46,15 @@ pub fn format1() -> mandala::OpenOptions {
     }
 }
 
+/// Options that create a store of `format` (default: the newest).
+#[allow(dead_code)] // not every test binary makes one
+pub fn format(format: u32) -> mandala::OpenOptions {
+    mandala::OpenOptions {
+        format,
+        ..mandala::OpenOptions::default()
+    }
+}
+
 /// Runs `cmd args` in `dir` and returns its output; fails the test (with both outputs) if it
 /// fails.
 #[allow(dead_code)] // not every test binary runs commands

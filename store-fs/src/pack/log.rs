@@ -17,10 +17,10 @@ use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::sync::Arc;
 
-use store_core::{Error, Result};
+use store_core::{CallName, CallRecord, Error, Id, Result};
 
-use super::format::{self, EntryId, Located};
-use super::{LogView, Pack, Packs};
+use super::format::{self, Enc, EntryId, Located};
+use super::{LogView, NewEntry, Pack, Packs};
 use crate::open::read_exact_at;
 use crate::{layout, write, Durability, FsBackend};
 
@@ -52,23 +52,90 @@ impl OwnLog {
     }
 }
 
+/// An object to append to a log.
+pub(crate) enum Append<'a> {
+    /// A value (its canonical CBOR), with its entry content if the caller made it already for
+    /// a log of the version given (outside the lock: compressing a value takes a while).
+    Value {
+        cid: Id,
+        cbor: &'a [u8],
+        made: Option<(u32, Enc, Vec<u8>)>,
+    },
+    /// A call record (its canonical CBOR).
+    Call {
+        name: CallName,
+        record: &'a CallRecord,
+        cbor: &'a [u8],
+    },
+}
+
 impl FsBackend {
-    /// Adds an entry to this handle's log: written now if `commit`, else with the next commit
-    /// (see [`FsBackend::commit_log`]).
-    pub(crate) fn log_append(&self, id: EntryId, frame: &[u8], commit: bool) -> Result<()> {
+    /// The pack version this handle writes: 2 in a format-3 store, else 1.
+    pub(crate) fn pack_version(&self) -> u32 {
+        if self.format() >= 3 {
+            format::V2
+        } else {
+            format::V1
+        }
+    }
+
+    /// Adds an object to this handle's log: written now if `commit`, else with the next
+    /// commit (see [`FsBackend::commit_log`]).
+    pub(crate) fn log_append(&self, object: Append<'_>, commit: bool) -> Result<()> {
         let mut packs = self.packs();
         if packs.own.is_none() {
             let own = self.open_own_log(&mut packs)?;
             packs.own = Some(own);
         }
         let own = packs.own.as_mut().expect("opened above");
-        let offset = own.written + own.pending.len() as u64;
-        format::encode_entry(&id, frame, &mut own.pending);
-        own.view.add(Located {
-            id,
-            offset,
-            len: frame.len() as u32,
-        });
+        let version = own.view.version;
+        let level = self.inner.config.zstd_level;
+        let mut new: Vec<NewEntry> = Vec::with_capacity(2);
+        // Numbering a commit changes the log's table: kept as it was if encoding fails.
+        let commits = own.view.commits.clone();
+        let made = match object {
+            Append::Value {
+                cid,
+                made: Some((v, enc, content)),
+                ..
+            } if v == version => {
+                new.push((EntryId::Value(cid), enc, content));
+                Ok(())
+            }
+            Append::Value { cid, cbor, .. } => {
+                let table = std::sync::Arc::make_mut(&mut own.view.commits);
+                super::encode_object(
+                    version,
+                    level,
+                    EntryId::Value(cid),
+                    cbor,
+                    None,
+                    table,
+                    &mut new,
+                )
+            }
+            Append::Call { name, record, cbor } => {
+                let table = std::sync::Arc::make_mut(&mut own.view.commits);
+                let id = EntryId::Call(name);
+                super::encode_object(version, level, id, cbor, Some(record), table, &mut new)
+            }
+        };
+        if let Err(e) = made {
+            own.view.commits = commits;
+            return Err(e);
+        }
+        for (id, enc, content) in new {
+            let offset = own.written + own.pending.len() as u64;
+            format::encode_entry(&id, enc, &content, &mut own.pending);
+            let e = Located {
+                id,
+                offset,
+                len: content.len() as u32,
+                enc,
+            };
+            // A commit is in the log's table already (numbered by the encoding).
+            own.view.add(e);
+        }
         if commit {
             self.commit_log(&mut packs)?;
         }
@@ -156,7 +223,7 @@ impl FsBackend {
     /// Makes the log `log` (whole entries, hashing to `hash`) a pack: its index written into
     /// `packs/`, then the log renamed beside it.
     fn seal_file(&self, log: &LogView, hash: &[u8; 32]) -> Result<Pack> {
-        let (idx, id) = format::encode_idx(hash, &log.entries);
+        let (idx, id) = format::encode_idx(log.version, hash, &log.entries);
         let root = &self.inner.root;
         let durability = self.inner.durability;
         if durability == Durability::Sync {
@@ -182,15 +249,7 @@ impl FsBackend {
         }
         let size = log.file.metadata().map(|m| m.len()).unwrap_or(0);
         let idx = format::Idx::parse(idx, &id).map_err(|r| Error::corrupt(&idx_path, r))?;
-        Ok(Pack {
-            name: id,
-            path: pack_path,
-            map: super::map_pack(&log.file),
-            file: log.file.clone(),
-            trust: super::Trust::new(size, idx.pack_hash()),
-            idx,
-            size,
-        })
+        Ok(Pack::new(id, pack_path, log.file.clone(), idx, size))
     }
 
     /// A new log for this handle: created with its header in `tmp/`, locked, renamed into
@@ -207,11 +266,12 @@ impl FsBackend {
             .create_new(true)
             .open(&tmp)
             .map_err(|e| Error::io("create", &tmp, e))?;
+        let version = self.pack_version();
         let made = file
             .lock()
             .map_err(|e| Error::io("lock", &tmp, e))
             .and_then(|()| {
-                append(&file, &format::header()).map_err(|e| Error::io("write", &tmp, e))
+                append(&file, &format::header(version)).map_err(|e| Error::io("write", &tmp, e))
             });
         let dir = self.inner.root.join(layout::LOGS);
         let path = dir.join(&name);
@@ -227,7 +287,7 @@ impl FsBackend {
             return Err(e);
         }
         Ok(OwnLog {
-            view: LogView::new(name, path, Arc::new(file)),
+            view: LogView::new(name, path, Arc::new(file)).with_version(version),
             pending: Vec::new(),
             written: format::HEADER_LEN,
         })
@@ -258,9 +318,10 @@ impl FsBackend {
             if !same_file(&file, &path) || !file.metadata().is_ok_and(|m| m.is_file()) {
                 continue; // sealed by another process meanwhile (or not a file at all)
             }
-            let Some((entries, bytes)) = whole_entries(&file, &path)? else {
+            let Some(whole) = whole_entries(&file, &path)? else {
                 continue; // not a log: fsck reports it
             };
+            let bytes = whole.bytes;
             let valid = bytes.len() as u64;
             let len = file
                 .metadata()
@@ -270,13 +331,14 @@ impl FsBackend {
                 file.set_len(valid)
                     .map_err(|e| Error::io("cut the torn tail of", &path, e))?;
             }
-            if entries.is_empty() {
+            if whole.entries.is_empty() {
                 fs::remove_file(&path).map_err(|e| Error::io("delete", &path, e))?;
                 continue;
             }
             let hash = blake3::hash(&bytes);
-            let mut view = LogView::new(name, path, Arc::new(file));
-            for e in entries {
+            let mut view = LogView::new(name, path, Arc::new(file)).with_version(whole.version);
+            view.commits = Arc::new(whole.commits);
+            for e in whole.entries {
                 view.add(e);
             }
             let pack = self.seal_file(&view, hash.as_bytes())?;
@@ -288,34 +350,51 @@ impl FsBackend {
     }
 }
 
-/// The whole entries at the start of a log whose content checks (each decompresses and hashes
-/// to its id), and the bytes they fill (from the start of the file); `None` if the file is not
-/// a log.
-pub(crate) fn whole_entries(
-    file: &File,
-    path: &std::path::Path,
-) -> Result<Option<(Vec<Located>, Vec<u8>)>> {
+/// The whole entries at the start of a log whose content checks, with what they make.
+pub(crate) struct WholeEntries {
+    pub(crate) version: u32,
+    pub(crate) entries: Vec<Located>,
+    /// The commits its records number.
+    pub(crate) commits: store_core::format::record::CommitTable,
+    /// The bytes the entries fill (from the start of the file).
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// The whole entries at the start of a log whose content checks (each decompresses, expands
+/// and hashes to its id); `None` if the file is not a log.
+pub(crate) fn whole_entries(file: &File, path: &std::path::Path) -> Result<Option<WholeEntries>> {
     let len = file
         .metadata()
         .map_err(|e| Error::io("stat", path, e))?
         .len();
     let mut bytes = vec![0u8; len as usize];
     read_exact_at(file, &mut bytes, 0).map_err(|e| Error::io("read", path, e))?;
-    if bytes.len() < format::HEADER_LEN as usize || bytes[..16] != format::header() {
+    let Some(version) = format::header_version(&bytes) else {
         return Ok(None);
-    }
+    };
     let mut at = format::HEADER_LEN;
     let mut entries = Vec::new();
-    while let Ok(Some(e)) = format::parse_entry(&bytes, 0, at) {
-        let frame = &bytes[e.frame_at() as usize..e.end() as usize];
-        if super::check_content(&e.id, frame, path).is_err() {
+    let mut commits = store_core::format::record::CommitTable::default();
+    while let Ok(Some(e)) = format::parse_entry(&bytes, 0, at, version) {
+        let stored = &bytes[e.frame_at() as usize..e.end() as usize];
+        if e.id == EntryId::Commit {
+            match super::commit_text(&e, stored, path) {
+                Ok(text) => commits.push(text),
+                Err(_) => break,
+            }
+        } else if super::entry_content(&e, stored, Some(&commits), path, true).is_err() {
             break;
         }
         entries.push(e);
         at = e.end();
     }
     bytes.truncate(at as usize);
-    Ok(Some((entries, bytes)))
+    Ok(Some(WholeEntries {
+        version,
+        entries,
+        commits,
+        bytes,
+    }))
 }
 
 fn add_pack(packs: &mut Packs, pack: Pack) {

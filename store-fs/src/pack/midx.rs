@@ -33,12 +33,7 @@ impl Entry {
     }
 }
 
-/// Which table.
-#[derive(Clone, Copy)]
-pub(crate) enum Table {
-    Values,
-    Calls,
-}
+pub(crate) use super::format::Table;
 
 /// One sorted table, with a fan-out of its leading bits: `fanout[b]` is the first entry whose
 /// prefix's top `bits` bits are `b` or more, so a search reads two fan-out slots and a bucket
@@ -120,12 +115,12 @@ impl Midx {
         }
         let tag = (at as u32) << 24;
         let values = (0..nv).map(|i| Entry {
-            prefix: prefix(&p.idx.value_key(i)[..4]),
+            prefix: prefix(p.idx.key(Table::Values, i)),
             at: tag | i as u32,
         });
         self.values = Sorted::new(merge(&self.values.entries, values));
         let calls = (0..nc).map(|i| Entry {
-            prefix: prefix(&p.idx.call_key(i)[..4]),
+            prefix: prefix(p.idx.key(Table::Calls, i)),
             at: tag | i as u32,
         });
         self.calls = Sorted::new(merge(&self.calls.entries, calls));

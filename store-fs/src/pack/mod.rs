@@ -28,12 +28,15 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use store_core::{CallName, Error, Id, IdMap, Result};
+use std::sync::OnceLock;
+
+use store_core::format::record::CommitTable;
+use store_core::{CallName, CallRecord, Error, Id, IdMap, Result};
 
 use crate::index::Stamp;
 use crate::open::read_exact_at;
 use crate::{blob, layout};
-use format::{EntryId, Idx, Located};
+use format::{Enc, EntryId, Idx, Located, Row, Table};
 
 /// Values whose canonical CBOR is shorter than this go into packs (format 2); longer ones
 /// stay loose files, as in format 1. Records always go into packs.
@@ -101,14 +104,161 @@ pub(crate) struct Pack {
     /// Whether this process has checked the pack whole, so that lookups serve its entries
     /// without hashing each.
     pub(crate) trust: Arc<Trust>,
+    /// The git commits its compact records number (version 2), read when first needed.
+    commits: OnceLock<Arc<CommitTable>>,
 }
 
 impl Pack {
-    /// Every entry its index lists: values, then calls.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = Located> + '_ {
-        (0..self.idx.n_values())
-            .map(|i| self.idx.value(i))
-            .chain((0..self.idx.n_calls()).map(|i| self.idx.call(i)))
+    /// A pack whose index is `idx` and whose file (`size` bytes) is open as `file`.
+    pub(crate) fn new(name: Id, path: PathBuf, file: Arc<File>, idx: Idx, size: u64) -> Pack {
+        Pack {
+            name,
+            path,
+            map: map_pack(&file),
+            file,
+            trust: Trust::new(size, idx.pack_hash()),
+            idx,
+            size,
+            commits: OnceLock::new(),
+        }
+    }
+
+    /// `len` bytes of the pack file from `offset` (`None` past its end or if unreadable).
+    fn bytes_at(&self, offset: u64, len: usize) -> Option<std::borrow::Cow<'_, [u8]>> {
+        let end = offset.checked_add(len as u64).filter(|&e| e <= self.size)?;
+        if let Some(map) = &self.map {
+            return map.get(offset as usize..end as usize).map(Into::into);
+        }
+        let mut buf = vec![0u8; len];
+        read_exact_at(&self.file, &mut buf, offset).ok()?;
+        Some(buf.into())
+    }
+
+    /// The entry at `offset`, read from its header (`None` if there is no whole entry).
+    fn entry_at(&self, offset: u64) -> Option<Located> {
+        // The longest header (a call's), or what is left of the file.
+        let len = self.size.saturating_sub(offset).min(1 + 96 + 4) as usize;
+        let head = self.bytes_at(offset, len)?;
+        let e = format::parse_header(&head, offset, self.idx.version()).ok()??;
+        (e.end() <= self.size).then_some(e)
+    }
+
+    /// The entry row `i` of `table` names, if the row and the entry agree (a version-2 row
+    /// holds where the entry is and its id's first bytes; the entry the rest).
+    pub(crate) fn row(&self, table: Table, i: usize) -> Option<Located> {
+        match self.idx.row(table, i) {
+            Row::Entry(e) => Some(e),
+            Row::At { key, offset } => {
+                let e = self.entry_at(offset)?;
+                let lead: &[u8] = match (table, &e.id) {
+                    (Table::Values, EntryId::Value(cid)) => &cid.0,
+                    (Table::Calls, EntryId::Call(n)) => &n.key.0,
+                    _ => return None,
+                };
+                (lead[..key.len()] == *key).then_some(e)
+            }
+        }
+    }
+
+    /// The `i`th value entry (by cid order).
+    pub(crate) fn value(&self, i: usize) -> Option<Located> {
+        self.row(Table::Values, i)
+    }
+
+    /// The `i`th call entry (by name order).
+    pub(crate) fn call(&self, i: usize) -> Option<Located> {
+        self.row(Table::Calls, i)
+    }
+
+    /// Row `i` of `table`, if it may be the entry `wanted`: the entry itself, or, when its
+    /// row's id bytes match but the entry it points to is not a whole entry with such an id
+    /// (the pack or its index is damaged), a copy of `wanted` that reading reports damaged —
+    /// as reading a damaged version-1 entry does. `None` if the row is another object's.
+    pub(crate) fn candidate(&self, table: Table, i: usize, wanted: &EntryId) -> Option<Located> {
+        match self.idx.row(table, i) {
+            Row::Entry(e) => (e.id == *wanted).then_some(e),
+            Row::At { key, offset } => match self.row(table, i) {
+                Some(e) => (e.id == *wanted).then_some(e),
+                None => (wanted.row_key().get(..key.len()) == Some(key)).then_some(Located {
+                    id: *wanted,
+                    offset,
+                    len: 0,
+                    enc: Enc::Raw,
+                }),
+            },
+        }
+    }
+
+    /// Value `cid`'s entry, if the pack holds it (or a damaged copy of it: see
+    /// [`Pack::candidate`]).
+    pub(crate) fn find_value(&self, cid: &Id) -> Option<Located> {
+        let wanted = EntryId::Value(*cid);
+        self.idx
+            .rows_of(Table::Values, cid)
+            .find_map(|i| self.candidate(Table::Values, i, &wanted))
+    }
+
+    /// The call entries under call key `key`, in name order.
+    pub(crate) fn calls_of(&self, key: &Id) -> impl Iterator<Item = (CallName, Located)> + '_ {
+        let key = *key;
+        self.idx
+            .rows_of(Table::Calls, &key)
+            .filter_map(|i| self.call(i))
+            .filter_map(move |e| match e.id {
+                EntryId::Call(n) if n.key == key => Some((n, e)),
+                _ => None,
+            })
+    }
+
+    /// Call `name`'s entry, if the pack holds it.
+    pub(crate) fn find_call(&self, name: &CallName) -> Option<Located> {
+        self.calls_of(&name.key)
+            .find(|(n, _)| n == name)
+            .map(|(_, e)| e)
+    }
+
+    /// Every entry its index lists (values, then calls), or for a row whose entry does not
+    /// match it, which row it is.
+    pub(crate) fn entries(
+        &self,
+    ) -> impl Iterator<Item = std::result::Result<Located, String>> + '_ {
+        let rows = |table, n| {
+            (0..n).map(move |i| {
+                self.row(table, i).ok_or_else(|| {
+                    let what = if table == Table::Values { "value" } else { "call" };
+                    format!("{what} row {i} of the index does not name a whole entry of the pack that matches it")
+                })
+            })
+        };
+        rows(Table::Values, self.idx.n_values()).chain(rows(Table::Calls, self.idx.n_calls()))
+    }
+
+    /// The git commits this pack's compact records number (empty for a version-1 pack).
+    pub(crate) fn commits(&self) -> Arc<CommitTable> {
+        self.commits
+            .get_or_init(|| Arc::new(self.read_commits().unwrap_or_default()))
+            .clone()
+    }
+
+    /// Reads the pack's commit entries; an error says which one is damaged.
+    pub(crate) fn read_commits(&self) -> std::result::Result<CommitTable, String> {
+        let mut list = Vec::with_capacity(self.idx.n_commits());
+        for i in 0..self.idx.n_commits() {
+            let offset = self.idx.commit_at(i);
+            let bad = |why: &str| format!("commit {i} (entry at offset {offset}): {why}");
+            let e = self
+                .entry_at(offset)
+                .filter(|e| e.id == EntryId::Commit)
+                .ok_or_else(|| bad("not a whole commit entry"))?;
+            let stored = self
+                .bytes_at(e.frame_at(), e.len as usize)
+                .ok_or_else(|| bad("cut short"))?;
+            list.push(
+                commit_text(&e, &stored, &self.path)
+                    .map_err(|err| bad(&crate::verify::reason_of(err)))?,
+            );
+        }
+        Ok(CommitTable::from_list(list))
     }
 
     /// Whether the `.pack` file hashes to what its index records (`fsck`, and a pack fetched
@@ -288,6 +438,10 @@ pub(crate) struct LogView {
     keys: IdMap<u32>,
     same_key: Vec<u32>,
     n_calls: usize,
+    /// The log's version (0 until its header is read).
+    pub(crate) version: u32,
+    /// The git commits its compact records number, in the order of its commit entries.
+    pub(crate) commits: Arc<CommitTable>,
 }
 
 const NONE: u32 = u32::MAX;
@@ -304,7 +458,21 @@ impl LogView {
             keys: IdMap::default(),
             same_key: Vec::new(),
             n_calls: 0,
+            version: 0,
+            commits: Arc::default(),
         }
+    }
+
+    /// A log of `version` (this handle's own, just created).
+    pub(crate) fn with_version(mut self, version: u32) -> LogView {
+        self.version = version;
+        self
+    }
+
+    /// Takes in the commit entry `e`, whose text is `commit`.
+    pub(crate) fn add_commit(&mut self, e: Located, commit: String) {
+        Arc::make_mut(&mut self.commits).push(commit);
+        self.add(e);
     }
 
     /// Takes in the entry `e` (a second copy of an object is kept in `entries`, as it is in
@@ -322,6 +490,7 @@ impl LogView {
                     self.n_calls += 1;
                 }
             }
+            EntryId::Commit => {}
         }
         self.same_key.push(prev);
         self.entries.push(e);
@@ -334,7 +503,13 @@ impl LogView {
         let entries = std::mem::take(&mut self.entries);
         let keep = entries.partition_point(|e| e.offset < offset);
         let name = std::mem::take(&mut self.name);
-        *self = LogView::new(name, self.path.clone(), self.file.clone());
+        let commits = std::mem::take(&mut self.commits);
+        let kept = entries[..keep]
+            .iter()
+            .filter(|e| e.id == EntryId::Commit)
+            .count();
+        *self = LogView::new(name, self.path.clone(), self.file.clone()).with_version(self.version);
+        self.commits = Arc::new(CommitTable::from_list(commits.list()[..kept].to_vec()));
         for e in &entries[..keep] {
             self.add(*e);
         }
@@ -365,9 +540,9 @@ impl LogView {
 
     /// The names of the records under call key `key` (newest first).
     pub(crate) fn calls_of(&self, key: &Id) -> impl Iterator<Item = CallName> + '_ {
-        self.key_entries(key).map(|e| match e.id {
-            EntryId::Call(n) => n,
-            EntryId::Value(_) => unreachable!("a key's chain holds calls"),
+        self.key_entries(key).filter_map(|e| match e.id {
+            EntryId::Call(n) => Some(n),
+            _ => None, // a key's chain holds calls
         })
     }
 
@@ -396,14 +571,29 @@ impl LogView {
         if len <= self.read_to {
             return Ok(());
         }
-        let base = self.read_to;
+        // The header too, the first time.
+        let base = if self.version == 0 { 0 } else { self.read_to };
         let mut bytes = vec![0u8; (len - base) as usize];
         read_exact_at(&self.file, &mut bytes, base)
             .map_err(|e| Error::io("read", &self.path, e))?;
-        let mut at = base;
-        while let Ok(Some(e)) = format::parse_entry(&bytes, base, at) {
+        if self.version == 0 {
+            match format::header_version(&bytes) {
+                Some(v) => self.version = v,
+                None => return Ok(()), // not (yet) a log: fsck reports it
+            }
+        }
+        let mut at = self.read_to;
+        while let Ok(Some(e)) = format::parse_entry(&bytes, base, at, self.version) {
+            if e.id == EntryId::Commit {
+                let stored = &bytes[(e.frame_at() - base) as usize..(e.end() - base) as usize];
+                match commit_text(&e, stored, &self.path) {
+                    Ok(commit) => self.add_commit(e, commit),
+                    Err(_) => break, // damaged: what follows is not read (fsck reports it)
+                }
+            } else {
+                self.add(e);
+            }
             at = e.end();
-            self.add(e);
         }
         Ok(())
     }
@@ -419,18 +609,22 @@ pub(crate) struct Found {
     /// For an entry a lookup found in a mapped pack: the pack's trust (see [`Trust`]).
     /// `None`: the entry is always checked.
     pub(crate) trust: Option<Arc<Trust>>,
+    /// For a compact record: the commits of its pack or log.
+    pub(crate) commits: Option<Arc<CommitTable>>,
 }
 
 impl Found {
     /// Where entry `entry` of pack `p` is, to be checked whenever it is read (`fsck`,
     /// consolidation, a fetched pack).
     pub(crate) fn in_pack(p: &Pack, entry: Located) -> Found {
+        let compact = entry.enc.compact() && matches!(entry.id, EntryId::Call(_));
         Found {
             file: p.file.clone(),
             map: p.map.clone(),
             path: p.path.clone(),
             entry,
             trust: None,
+            commits: compact.then(|| p.commits()),
         }
     }
 
@@ -607,7 +801,7 @@ impl Packs {
         };
         for log in self.sources() {
             if let Some(e) = log.value(cid) {
-                let f = found(&log.file, &log.path, *e);
+                let f = found(log, *e);
                 if sound(&f) {
                     return Some(f);
                 }
@@ -618,14 +812,13 @@ impl Packs {
             .candidates(midx::Table::Values, &cid.0)
             .filter_map(|(pack, row)| {
                 let p = &self.packs[pack];
-                let e = p.idx.value(row);
-                (e.id == EntryId::Value(*cid)).then(|| Found::for_lookup(p, e))
+                let e = p.candidate(Table::Values, row, &EntryId::Value(*cid))?;
+                Some(Found::for_lookup(p, e))
             })
             .find(sound);
         covered.or_else(|| {
             self.uncovered().find_map(|p| {
-                p.idx
-                    .find_value(cid)
+                p.find_value(cid)
                     .map(|e| Found::for_lookup(p, e))
                     .filter(sound)
             })
@@ -636,7 +829,7 @@ impl Packs {
     pub(crate) fn find_call(&self, name: &CallName) -> Option<Found> {
         for log in self.sources() {
             if let Some(e) = log.call(name) {
-                return Some(found(&log.file, &log.path, *e));
+                return Some(found(log, *e));
             }
         }
         let covered = self
@@ -644,12 +837,12 @@ impl Packs {
             .candidates(midx::Table::Calls, &name.key.0)
             .find_map(|(pack, row)| {
                 let p = &self.packs[pack];
-                let e = p.idx.call(row);
+                let e = p.call(row)?;
                 (e.id == EntryId::Call(*name)).then(|| Found::for_lookup(p, e))
             });
         covered.or_else(|| {
             self.uncovered()
-                .find_map(|p| p.idx.find_call(name).map(|e| Found::for_lookup(p, e)))
+                .find_map(|p| p.find_call(name).map(|e| Found::for_lookup(p, e)))
         })
     }
 
@@ -659,17 +852,14 @@ impl Packs {
             out.extend(log.calls_of(key));
         }
         for (pack, row) in self.midx.candidates(midx::Table::Calls, &key.0) {
-            if let EntryId::Call(n) = self.packs[pack].idx.call(row).id {
+            if let Some(EntryId::Call(n)) = self.packs[pack].call(row).map(|e| e.id) {
                 if n.key == *key {
                     out.push(n);
                 }
             }
         }
         for p in self.uncovered() {
-            out.extend(p.idx.calls_of(key).map(|e| match e.id {
-                EntryId::Call(n) => n,
-                EntryId::Value(_) => unreachable!("a call table holds calls"),
-            }));
+            out.extend(p.calls_of(key).map(|(n, _)| n));
         }
     }
 
@@ -679,9 +869,9 @@ impl Packs {
             out.extend(log.call_names());
         }
         for p in &self.packs {
-            out.extend((0..p.idx.n_calls()).map(|i| match p.idx.call(i).id {
-                EntryId::Call(n) => n,
-                EntryId::Value(_) => unreachable!("a call table holds calls"),
+            out.extend((0..p.idx.n_calls()).filter_map(|i| match p.call(i)?.id {
+                EntryId::Call(n) => Some(n),
+                _ => None,
             }));
         }
     }
@@ -692,21 +882,23 @@ impl Packs {
             out.extend(log.value_ids());
         }
         for p in &self.packs {
-            out.extend((0..p.idx.n_values()).map(|i| match p.idx.value(i).id {
-                EntryId::Value(cid) => cid,
-                EntryId::Call(_) => unreachable!("a value table holds values"),
+            out.extend((0..p.idx.n_values()).filter_map(|i| match p.value(i)?.id {
+                EntryId::Value(cid) => Some(cid),
+                _ => None,
             }));
         }
     }
 }
 
-fn found(file: &Arc<File>, path: &Path, entry: Located) -> Found {
+fn found(log: &LogView, entry: Located) -> Found {
+    let compact = entry.enc.compact() && matches!(entry.id, EntryId::Call(_));
     Found {
-        file: file.clone(),
+        file: log.file.clone(),
         map: None,
-        path: path.to_path_buf(),
+        path: log.path.clone(),
         entry,
         trust: None,
+        commits: compact.then(|| log.commits.clone()),
     }
 }
 
@@ -752,15 +944,7 @@ pub(crate) fn open_pack_at(
     let Some((file, size)) = crate::open::open_regular(&path)? else {
         return Ok(None);
     };
-    Ok(Some(Pack {
-        name: *id,
-        path,
-        map: map_pack(&file),
-        file: Arc::new(file),
-        trust: Trust::new(size, idx.pack_hash()),
-        idx,
-        size,
-    }))
+    Ok(Some(Pack::new(*id, path, Arc::new(file), idx, size)))
 }
 
 /// The content of the entry `found`, decompressed and checked against its id.
@@ -801,7 +985,7 @@ fn check_entry(found: &Found, buf: &[u8]) -> Result<Vec<u8>> {
     let at_offset = |reason: String| {
         Error::corrupt(path, format!("entry at offset {}: {reason}", entry.offset))
     };
-    match format::parse_entry(buf, entry.offset, entry.offset) {
+    match format::parse_entry(buf, entry.offset, entry.offset, entry_version(entry)) {
         Ok(Some(e)) if e == *entry => {}
         Ok(_) => return Err(at_offset("does not match the pack's index".into())),
         Err(reason) => return Err(at_offset(reason)),
@@ -809,33 +993,134 @@ fn check_entry(found: &Found, buf: &[u8]) -> Result<Vec<u8>> {
     let frame = &buf[entry.id.header_len()..];
     let trust = found.trust.as_ref();
     let trusted = trust.filter(|t| t.trusted());
-    let content = match trusted {
-        Some(t) => {
-            t.trusted_reads.fetch_add(1, Ordering::Relaxed);
-            blob::decompress(frame, path, MAX_ENTRY)
-        }
-        None => check_content(&entry.id, frame, path),
+    if let Some(t) = trusted {
+        t.trusted_reads.fetch_add(1, Ordering::Relaxed);
     }
-    .map_err(|e| at_offset(crate::verify::reason_of(e)))?;
+    let commits = found.commits.as_deref();
+    let content = entry_content(entry, frame, commits, path, trusted.is_none())
+        .map_err(|e| at_offset(crate::verify::reason_of(e)))?;
     if let (None, Some(t), Some(map)) = (trusted, trust, &found.map) {
         t.checked_entry(buf.len(), map);
     }
     Ok(content)
 }
 
-/// The content of the frame `frame` of an entry found by `id`, read from `path`: decompressed,
-/// and checked to hash to its id.
-pub(crate) fn check_content(id: &EntryId, frame: &[u8], path: &Path) -> Result<Vec<u8>> {
-    let bytes = blob::decompress(frame, path, MAX_ENTRY)?;
-    let (kind, want) = id.content_id();
-    let actual = Id::hash(kind, &bytes);
-    if actual != want {
-        return Err(Error::corrupt(
-            path,
-            format!("content hashes to {actual}, not to {want}"),
-        ));
+/// An entry to write: what it is found by, how its content is stored, the content.
+pub(crate) type NewEntry = (EntryId, Enc, Vec<u8>);
+
+/// How a pack or log of version 2 stores `bytes` (a value's canonical CBOR, a compact
+/// record, a commit): as they are under [`blob::RAW_ENTRY_MAX`] bytes (zstd does not shrink a
+/// few hundred bytes that are mostly hashes, and a frame around them costs 9 more), else
+/// compressed at `level` if that makes them smaller.
+pub(crate) fn encode_v2(bytes: &[u8], level: i32) -> Result<(Enc, Vec<u8>)> {
+    if bytes.len() < blob::RAW_ENTRY_MAX {
+        return Ok((Enc::Raw, bytes.to_vec()));
+    }
+    let z = blob::compress(bytes, level)?;
+    Ok(if z.len() < bytes.len() {
+        (Enc::Zstd, z)
+    } else {
+        (Enc::Raw, bytes.to_vec())
+    })
+}
+
+/// The entries that store object `id` (whose canonical CBOR is `cbor`; for a call, the
+/// record, if the caller has it decoded) in a pack or log of `version`, appended to `out`. In
+/// version 2 a record is stored in its compact form, numbering its commit in `commits`; a
+/// commit new to the table gets its own entry first.
+pub(crate) fn encode_object(
+    version: u32,
+    level: i32,
+    id: EntryId,
+    cbor: &[u8],
+    record: Option<&CallRecord>,
+    commits: &mut CommitTable,
+    out: &mut Vec<NewEntry>,
+) -> Result<()> {
+    if version == format::V1 {
+        out.push((id, Enc::V1, blob::compress_entry(cbor, level)?));
+        return Ok(());
+    }
+    let EntryId::Call(name) = id else {
+        let (enc, content) = encode_v2(cbor, level)?;
+        out.push((id, enc, content));
+        return Ok(());
+    };
+    let decoded;
+    let record = match record {
+        Some(r) => r,
+        None => {
+            decoded = CallRecord::from_cbor(cbor).map_err(|e| {
+                Error::corrupt(format!("call record {}", name.rid.short(12)), e.to_string())
+            })?;
+            &decoded
+        }
+    };
+    let known = commits.list().len();
+    let compact = record.to_compact(commits);
+    if let Some(commit) = commits.list().get(known) {
+        let (enc, content) = encode_v2(commit.as_bytes(), level)?;
+        out.push((EntryId::Commit, enc, content));
+    }
+    let (enc, content) = encode_v2(&compact, level)?;
+    out.push((id, enc, content));
+    Ok(())
+}
+
+/// The version of the pack or log an entry of this encoding is in.
+fn entry_version(e: &Located) -> u32 {
+    if e.enc == Enc::V1 {
+        format::V1
+    } else {
+        format::V2
+    }
+}
+
+/// The canonical content of entry `e` (a value's CBOR, a record's canonical CBOR) from the
+/// bytes it stores after its header (`stored`, read from `path`): decompressed if a frame, a
+/// compact record expanded (its commit numbered in `commits`), and checked to hash to its id
+/// if `check`.
+pub(crate) fn entry_content(
+    e: &Located,
+    stored: &[u8],
+    commits: Option<&CommitTable>,
+    path: &Path,
+    check: bool,
+) -> Result<Vec<u8>> {
+    let bytes = if e.enc.framed() {
+        blob::decompress(stored, path, MAX_ENTRY)?
+    } else {
+        stored.to_vec()
+    };
+    let bytes = match e.id {
+        EntryId::Call(name) if e.enc.compact() => {
+            let none = CommitTable::default();
+            CallRecord::from_compact(&bytes, commits.unwrap_or(&none), Some(&name.hid))
+                .map_err(|err| Error::corrupt(path, err.to_string()))?
+                .to_cbor()
+        }
+        _ => bytes,
+    };
+    if let (true, Some((kind, want))) = (check, e.id.content_id()) {
+        let actual = Id::hash(kind, &bytes);
+        if actual != want {
+            return Err(Error::corrupt(
+                path,
+                format!("content hashes to {actual}, not to {want}"),
+            ));
+        }
     }
     Ok(bytes)
+}
+
+/// The text of commit entry `e` from the bytes it stores after its header.
+pub(crate) fn commit_text(e: &Located, stored: &[u8], path: &Path) -> Result<String> {
+    let bytes = if e.enc.framed() {
+        blob::decompress(stored, path, MAX_ENTRY)?
+    } else {
+        stored.to_vec()
+    };
+    String::from_utf8(bytes).map_err(|_| Error::corrupt(path, "a commit that is not UTF-8 text"))
 }
 
 /// [`read_entry`] for many entries at once (whole-store queries): the entries of one file are
@@ -895,8 +1180,9 @@ pub(crate) fn read_entries(found: &[Found]) -> Vec<Result<Vec<u8>>> {
         .collect()
 }
 
-/// The raw frame of the entry `found` (for consolidation, which checks it separately).
-pub(crate) fn read_frame(found: &Found) -> Result<Vec<u8>> {
+/// The stored bytes (after its header) of the entry `found` (consolidation copies them
+/// as they are when it can).
+pub(crate) fn read_stored(found: &Found) -> Result<Vec<u8>> {
     let (at, len) = (found.entry.frame_at(), found.entry.len as usize);
     if let Some(map) = &found.map {
         return map
@@ -917,7 +1203,7 @@ pub(crate) fn read_frame(found: &Found) -> Result<Vec<u8>> {
 /// The value and call counts in the header of the index at `path` (unchecked: for `status`).
 pub(crate) fn idx_counts(path: &Path) -> Option<(u64, u64)> {
     let (file, _) = crate::open::open_regular(path).ok()??;
-    let mut head = [0u8; format::IDX_HEAD];
+    let mut head = [0u8; format::IDX_HEAD_V1];
     read_exact_at(&file, &mut head, 0).ok()?;
     if &head[..12] != format::IDX_MAGIC {
         return None;
@@ -946,7 +1232,7 @@ pub(crate) fn log_counts(path: &Path) -> (u64, u64) {
 
 fn has_pack_header(file: &File) -> bool {
     let mut h = [0u8; 16];
-    read_exact_at(file, &mut h, 0).is_ok() && h == format::header()
+    read_exact_at(file, &mut h, 0).is_ok() && format::header_version(&h).is_some()
 }
 
 fn dir_stamp(dir: &Path) -> Result<Option<Stamp>> {

@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use store_core::{CallName, Error, Id, Result};
 
-use super::format::{self, EntryId, Located};
-use super::{read_frame, Found, Pack, PACK_VALUE_MAX};
+use super::format::{self, Enc, EntryId, Located};
+use super::{entry_content, read_stored, Found, NewEntry, Pack, PACK_VALUE_MAX};
 use crate::lock::ExclusiveLock;
 use crate::{blob, layout, write, FsBackend};
 
@@ -129,13 +129,18 @@ impl FsBackend {
         }
     }
 
-    /// Converts a format-1 store to format 2: `mandala.toml` says format 2 first (so an older
-    /// mandala stops writing loose objects into it), then every loose small object is packed.
+    /// Converts a store to the newest format ([`crate::FORMAT_VERSION`]): `mandala.toml` says
+    /// so first (so that an older mandala stops writing into it: one that reads format 1 or 2
+    /// only refuses it with its "upgrade mandala" message), then every loose small object and
+    /// every pack is repacked into one pack of the version the format writes.
     pub fn upgrade(&self) -> Result<PackReport> {
         let lock = ExclusiveLock::acquire(&self.lock_path())?;
-        if self.format() < 2 {
+        let target = crate::FORMAT_VERSION;
+        if self.format() < target {
+            // What this handle has yet to write goes out in the format it was made for.
+            self.seal_own(&mut self.packs())?;
             let config = crate::Config {
-                format: 2,
+                format: target,
                 ..self.inner.config.clone()
             };
             let root = &self.inner.root;
@@ -151,7 +156,7 @@ impl FsBackend {
             }
             self.inner
                 .format
-                .store(2, std::sync::atomic::Ordering::SeqCst);
+                .store(target, std::sync::atomic::Ordering::SeqCst);
         }
         self.repack(
             Some(&lock),
@@ -190,16 +195,12 @@ impl FsBackend {
         let mut calls: BTreeMap<CallName, Vec<Source>> = BTreeMap::new();
         for (i, p) in chosen.iter().enumerate() {
             report.bytes_before += p.size + idx_size(&self.inner.root, &p.name);
-            for j in 0..p.idx.n_values() {
-                let e = p.idx.value(j);
-                if let EntryId::Value(cid) = e.id {
-                    values.entry(cid).or_default().push(Source::Pack(i, e));
-                }
-            }
-            for j in 0..p.idx.n_calls() {
-                let e = p.idx.call(j);
-                if let EntryId::Call(name) = e.id {
-                    calls.entry(name).or_default().push(Source::Pack(i, e));
+            // A row that names no matching entry is damage fsck reports: nothing to copy.
+            for e in p.entries().flatten() {
+                match e.id {
+                    EntryId::Value(cid) => values.entry(cid).or_default().push(Source::Pack(i, e)),
+                    EntryId::Call(name) => calls.entry(name).or_default().push(Source::Pack(i, e)),
+                    EntryId::Commit => {}
                 }
             }
         }
@@ -235,7 +236,10 @@ impl FsBackend {
             && report.dropped_values == 0
             && report.dropped_calls == 0
             && absorbed.is_empty()
-            && chosen.len() <= 1;
+            && chosen.len() <= 1
+            && chosen
+                .iter()
+                .all(|p| p.idx.version() == self.pack_version());
         if plan.dry_run || nothing_to_do {
             report.values = values.len();
             report.calls = calls.len();
@@ -259,7 +263,7 @@ impl FsBackend {
                 return Err(e);
             }
         };
-        let (idx, id) = format::encode_idx(hash.as_bytes(), &entries);
+        let (idx, id) = format::encode_idx(self.pack_version(), hash.as_bytes(), &entries);
         let root = &self.inner.root;
         let idx_path = layout::pack_path(root, &id, "idx");
         let pack_path = layout::pack_path(root, &id, "pack");
@@ -312,8 +316,11 @@ impl FsBackend {
         Ok(report)
     }
 
-    /// Writes the entries of `values` then `calls` into a new pack file at `tmp`, verifying
-    /// each; returns their locations and the file's hash.
+    /// Writes the entries of `values` then `calls` into a new pack file at `tmp` (of the
+    /// version this store writes), verifying each; returns their locations and the file's
+    /// hash. An entry already stored as a version-1 frame goes into a version-1 pack as it
+    /// is; any other is encoded anew (a record of a version-2 pack numbers its commit in the
+    /// new pack's table).
     fn write_pack(
         &self,
         tmp: &std::path::Path,
@@ -328,7 +335,11 @@ impl FsBackend {
         let mut offset = format::HEADER_LEN;
         let mut entries = Vec::with_capacity(values.len() + calls.len());
         let mut buf = Vec::new();
-        let header = format::header();
+        let version = self.pack_version();
+        let level = self.inner.config.zstd_level;
+        let mut commits = store_core::format::record::CommitTable::default();
+        let mut new: Vec<NewEntry> = Vec::with_capacity(2);
+        let header = format::header(version);
         out.write_all(&header)
             .map_err(|e| Error::io("write", tmp, e))?;
         hasher.update(&header);
@@ -340,30 +351,47 @@ impl FsBackend {
             let mut sound = None;
             for source in sources {
                 match check_copy(chosen, &id, source) {
-                    Ok(frame) => {
-                        sound = Some(frame);
+                    Ok(copy) => {
+                        sound = Some(copy);
                         break;
                     }
                     Err(e) => report.damaged.push(format!("{}: {}", describe(&id), e)),
                 }
             }
-            let Some(frame) = sound else {
+            let Some(copy) = sound else {
                 continue; // every copy damaged: left out (fsck reported it)
             };
-            buf.clear();
-            format::encode_entry(&id, &frame, &mut buf);
-            out.write_all(&buf)
-                .map_err(|e| Error::io("write", tmp, e))?;
-            hasher.update(&buf);
-            entries.push(Located {
-                id,
-                offset,
-                len: frame.len() as u32,
-            });
-            offset += buf.len() as u64;
-            match id {
-                EntryId::Value(_) => report.values += 1,
-                EntryId::Call(_) => report.calls += 1,
+            new.clear();
+            match copy.frame {
+                Some(frame) if version == format::V1 => new.push((id, Enc::V1, frame)),
+                _ => super::encode_object(
+                    version,
+                    level,
+                    id,
+                    &copy.cbor,
+                    None,
+                    &mut commits,
+                    &mut new,
+                )?,
+            }
+            for (id, enc, content) in new.drain(..) {
+                buf.clear();
+                format::encode_entry(&id, enc, &content, &mut buf);
+                out.write_all(&buf)
+                    .map_err(|e| Error::io("write", tmp, e))?;
+                hasher.update(&buf);
+                entries.push(Located {
+                    id,
+                    offset,
+                    len: content.len() as u32,
+                    enc,
+                });
+                offset += buf.len() as u64;
+                match id {
+                    EntryId::Value(_) => report.values += 1,
+                    EntryId::Call(_) => report.calls += 1,
+                    EntryId::Commit => {}
+                }
             }
         }
         let file = out
@@ -399,21 +427,39 @@ impl FsBackend {
     }
 }
 
-/// The frame of one copy of `id`, checked: it decompresses and hashes to its id.
-fn check_copy(chosen: &[Arc<Pack>], id: &EntryId, source: Source) -> Result<Vec<u8>> {
-    let (frame, path) = match source {
+/// One sound copy of an object: its canonical CBOR, and its stored bytes when they are a
+/// version-1 frame (a loose file's too), which a version-1 pack takes as they are.
+struct Copy {
+    cbor: Vec<u8>,
+    frame: Option<Vec<u8>>,
+}
+
+/// One copy of `id`, checked: it decompresses (and expands) and hashes to its id.
+fn check_copy(chosen: &[Arc<Pack>], id: &EntryId, source: Source) -> Result<Copy> {
+    match source {
         Source::Pack(i, e) => {
             let found = Found::in_pack(&chosen[i], e);
-            (read_frame(&found), chosen[i].path.clone())
+            let stored = read_stored(&found)?;
+            let commits = found.commits.as_deref();
+            let cbor = entry_content(&e, &stored, commits, &chosen[i].path, true)?;
+            let frame = (e.enc == Enc::V1).then_some(stored);
+            Ok(Copy { cbor, frame })
         }
-        Source::Loose(path) => (
-            fs::read(&path).map_err(|e| Error::io("read", &path, e)),
-            path,
-        ),
-    };
-    let frame = frame?;
-    super::check_content(id, &frame, &path)?;
-    Ok(frame)
+        Source::Loose(path) => {
+            let frame = fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+            let e = Located {
+                id: *id,
+                offset: 0,
+                len: frame.len() as u32,
+                enc: Enc::V1,
+            };
+            let cbor = entry_content(&e, &frame, None, &path, true)?;
+            Ok(Copy {
+                cbor,
+                frame: Some(frame),
+            })
+        }
+    }
 }
 
 fn idx_size(root: &std::path::Path, id: &Id) -> u64 {
@@ -426,5 +472,6 @@ fn describe(id: &EntryId) -> String {
     match id {
         EntryId::Value(cid) => format!("value {}", cid.short(12)),
         EntryId::Call(n) => format!("call record {}", n.rid.short(12)),
+        EntryId::Commit => "a commit".into(),
     }
 }

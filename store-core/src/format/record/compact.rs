@@ -71,6 +71,14 @@ impl CommitTable {
         i
     }
 
+    /// Appends `commit` (a reader taking in a stored table in order: its position is its
+    /// index, as the records that number it were written).
+    pub fn push(&mut self, commit: String) {
+        let i = self.list.len() as u64;
+        self.index.entry(commit.clone()).or_insert(i);
+        self.list.push(commit);
+    }
+
     /// The commit at `index`.
     pub fn get(&self, index: u64) -> Option<&str> {
         self.list
