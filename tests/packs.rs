@@ -669,6 +669,71 @@ fn a_damaged_pack_is_never_trusted() {
     assert_eq!(storage.stats().total.executed, 0);
 }
 
+/// Format 3 keeps each git commit once, in a commit entry its records number: damage to it
+/// makes every record that names it damaged — reported by fsck, computed again by the next
+/// run — never a record with another commit.
+#[test]
+fn a_damaged_commit_entry_makes_its_records_damaged_never_wrong() {
+    let d = tempfile::tempdir().unwrap();
+    let s = d.path().join("s.mandala");
+    let storage = Storage::open(&s).unwrap();
+    job(&storage, 0..10, false).unwrap();
+    let commit = storage.backend().all_calls().unwrap()[0]
+        .record
+        .git
+        .clone()
+        .expect("the tests run inside a git repository, so records name a commit");
+    drop(storage);
+    let pack = s.join("packs").join(&packs(&s)[1]);
+    let mut bytes = std::fs::read(&pack).unwrap();
+    // The commit entry: kind 3, length 40, the commit's text, once in the whole pack.
+    let mut entry = vec![3u8, 40, 0, 0, 0];
+    entry.extend_from_slice(commit.as_bytes());
+    let at = bytes
+        .windows(entry.len())
+        .position(|w| w == entry)
+        .expect("one commit entry");
+    assert_eq!(
+        bytes
+            .windows(commit.len())
+            .filter(|w| *w == commit.as_bytes())
+            .count(),
+        1
+    );
+    // Another hex digit: still a commit's text, but not this one.
+    let digit = &mut bytes[at + 5];
+    *digit = if *digit == b'0' { b'1' } else { b'0' };
+    std::fs::write(&pack, &bytes).unwrap();
+
+    let report = Storage::open(&s).unwrap().verify().unwrap();
+    let damaged: Vec<&str> = report
+        .problems
+        .iter()
+        .map(|p| p.what.as_str())
+        .filter(|w| w.contains("content hashes to"))
+        .collect();
+    assert_eq!(damaged.len(), 20, "{:#?}", report.problems);
+
+    // A damaged record is an error naming where it is, not a recomputation (as in every
+    // format); consolidating leaves the damaged records out, and they are computed again.
+    let storage = Storage::open(&s).unwrap();
+    let e = job(&storage, 0..10, false).unwrap_err().to_string();
+    assert!(e.contains(&pack.display().to_string()), "{e}");
+    assert!(e.contains("content hashes to"), "{e}");
+    assert_eq!(storage.stats().total.executed, 0);
+    let consolidated = storage.fs().unwrap().pack(false).unwrap();
+    assert_eq!(consolidated.damaged.len(), 20, "{consolidated:?}");
+    job(&storage, 0..10, false).unwrap();
+    assert_eq!(
+        storage.stats().total.executed,
+        20,
+        "every record was damaged"
+    );
+    drop(storage);
+    assert_clean(&s);
+    assert_all_hits(&s, 0..10);
+}
+
 /// Deleting calls that live in packs, then collecting the values no call names: both
 /// rewrite the packs, and what was deleted is computed again.
 #[test]

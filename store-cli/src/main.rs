@@ -184,15 +184,17 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         min_age_secs: u64,
     },
-    /// Merge the store's packs (and, in format 2, its loose small objects) into one pack and
-    /// remove what it replaced; safe beside running programs.
+    /// Merge the store's packs (and, in formats 2 and 3, its loose small objects) into one
+    /// pack of the version its format writes, and remove what it replaced; safe beside
+    /// running programs.
     Pack {
         /// Say what would be merged, change nothing.
         #[arg(long)]
         dry_run: bool,
     },
-    /// Convert a format-1 store (one file per object) to format 2 (packs). An older mandala
-    /// then refuses the store with an "upgrade mandala" message instead of missing its calls.
+    /// Convert a format-1 store (one file per object) or a format-2 store (packs of version 1)
+    /// to format 3 (packs of version 2: half the bytes a call). An older mandala then refuses
+    /// the store with an "upgrade mandala" message instead of missing its calls.
     Upgrade,
     /// Manage the store's remotes (kept in its remotes.toml; never a secret).
     Remote {

@@ -11,6 +11,9 @@ use store_core::{CallName, CallRecord, Error, Id, Kind, Result, StoredCall};
 
 use crate::{blob, layout, FsBackend};
 
+/// A record found: where, the record, and its canonical CBOR if reading made it.
+type Found = (PathBuf, CallRecord, Option<Vec<u8>>);
+
 impl FsBackend {
     /// The canonical CBOR of the record at `path`, checked against its record id `rid`;
     /// `None` if there is no such file.
@@ -76,15 +79,15 @@ impl FsBackend {
     /// A call record read from its file, added to the call index if this process has loaded
     /// it (with the call's content id, then known); `None` if there is no such file.
     fn call_from_file(&self, name: &CallName) -> Result<Option<(CallRecord, Option<Id>)>> {
-        let Some((path, bytes)) = self.call_bytes_anywhere(name)? else {
+        let Some((_, record, bytes)) = self.call_anywhere(name)? else {
             return Ok(None);
         };
-        let record = Self::decode_call(&path, &bytes)?;
         let mut cat = self.catalog();
         if !cat.index.loaded {
             return Ok(Some((record, None)));
         }
         let cid = record.cid();
+        let bytes = bytes.unwrap_or_else(|| record.to_cbor());
         cat.index.records.insert(*name, bytes, cid);
         cat.index.dirty = true;
         Ok(Some((record, Some(cid))))
@@ -106,28 +109,27 @@ impl FsBackend {
     /// One record, read from its file (never from the call index: a lookup must not be
     /// served a record another process deleted); `None` if there is none.
     pub(crate) fn read_call(&self, name: &CallName) -> Result<Option<CallRecord>> {
-        match self.call_bytes_anywhere(name)? {
-            Some((path, bytes)) => Self::decode_call(&path, &bytes).map(Some),
-            None => Ok(None),
-        }
+        Ok(self.call_anywhere(name)?.map(|(_, record, _)| record))
     }
 
-    /// A record's canonical CBOR, verified, from a log or pack, else from its loose file,
-    /// with where it was found; packs and logs are looked at again before answering `None`.
-    fn call_bytes_anywhere(&self, name: &CallName) -> Result<Option<(PathBuf, Vec<u8>)>> {
+    /// A record, verified, from a log or pack, else from its loose file, with where it was
+    /// found and its canonical CBOR if reading made it; packs and logs are looked at again
+    /// before answering `None`.
+    fn call_anywhere(&self, name: &CallName) -> Result<Option<Found>> {
         if let Some(found) = self.packed_call(name, false)? {
             return Ok(Some(found));
         }
         let path = layout::call_path(&self.inner.root, name);
         if let Some(bytes) = self.read_call_bytes(&path, &name.rid)? {
-            return Ok(Some((path, bytes)));
+            let record = Self::decode_call(&path, &bytes)?;
+            return Ok(Some((path, record, Some(bytes))));
         }
         self.packed_call(name, true)
     }
 
     /// A record from a log or pack this handle knows (after looking at `packs/` and `logs/`
     /// again if `miss`, or if it is time to).
-    fn packed_call(&self, name: &CallName, miss: bool) -> Result<Option<(PathBuf, Vec<u8>)>> {
+    fn packed_call(&self, name: &CallName, miss: bool) -> Result<Option<Found>> {
         let found = {
             let mut packs = self.packs();
             packs.refresh(&self.inner.root, miss, false)?;
@@ -137,8 +139,8 @@ impl FsBackend {
             self.commit_if_pending(&mut packs, &found)?;
             found
         };
-        let bytes = crate::pack::read_entry(&found)?;
-        Ok(Some((found.path, bytes)))
+        let (record, bytes) = crate::pack::read_record(&found)?;
+        Ok(Some((found.path, record, bytes)))
     }
 
     /// One record with its ids, for whole-store queries (from the call index if it has it).

@@ -1,6 +1,6 @@
 //! mandala's on-disk store: a directory of write-once, content-named files — one per object
-//! (format 1), or packs of small objects written through per-process logs (format 2, the
-//! default; docs/FORMAT.md §11).
+//! (format 1), or packs of small objects written through per-process logs (format 2; format
+//! 3, the default, with packs of version 2; docs/FORMAT.md §11).
 //!
 //! ```
 //! use store_core::Backend;
@@ -35,7 +35,7 @@
 //! - `calls`: call records, by [`CallName`] — read, written, deleted.
 //! - `catalog`: what this process knows the store holds — its listing of each call shard
 //!   directory and the call index (`index/calls`), behind one lock.
-//! - `pack`: format 2 — packs and their indexes, logs and sealing, consolidation.
+//! - `pack`: formats 2 and 3 — packs and their indexes, logs and sealing, consolidation.
 //! - `layout` (paths and names), `write` (atomic write-once files), `blob` (zstd frames),
 //!   `open` (regular files only), `lock` (the collection lock), `config`, `status`,
 //!   `verify` (fsck), `gc`.
@@ -95,7 +95,7 @@ pub struct OpenOptions {
     pub zstd_level: i32,
     /// The format of a store created by this open (default [`FORMAT_VERSION`], packs); an
     /// existing store keeps its format until `mandala upgrade`. Format 1 (one file per
-    /// object) is for stores shared with a mandala older than format 2.
+    /// object) and 2 (packs of version 1) are for stores shared with an older mandala.
     pub format: u32,
     /// Claim each new call across processes before computing it, for this long at most
     /// (`None`, the default: no claims). Processes sharing the store then compute each call

@@ -1,6 +1,8 @@
-//! Logs (`logs/<pid>-<random>.log`): where a handle of a format-2 store appends the objects
-//! of each call with one `write()`, and how a log becomes a pack (sealing), including the log
-//! of a writer that died.
+//! Logs (`logs/<pid>-<random>.log`): where a handle of a format-2 or format-3 store appends
+//! the objects of each call with one `write()`, and how a log becomes a pack (sealing),
+//! including the log of a writer that died. A log has the version of the packs its store
+//! writes (format 3: version 2, whose records number their commit in the log's own commit
+//! entries).
 //!
 //! # Guarantees
 //! - A log is created complete with its header in `tmp/`, locked (exclusive `flock`, held

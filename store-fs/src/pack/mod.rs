@@ -1,5 +1,6 @@
-//! Packs (store format 2, docs/FORMAT.md §9): small objects — call records, and values whose
-//! CBOR is under [`PACK_VALUE_MAX`] — live in pack files instead of one file each.
+//! Packs (store formats 2 and 3, docs/FORMAT.md §11): small objects — call records, and values
+//! whose CBOR is under [`PACK_VALUE_MAX`] — live in pack files instead of one file each. Both
+//! pack versions are read everywhere; a store writes the version of its format (see `format`).
 //!
 //! - Each writing handle appends each call's objects with **one `write()`** to its own log
 //!   (`logs/<pid>-<random>.log`, locked while it lives): see `log`.
@@ -949,6 +950,26 @@ pub(crate) fn open_pack_at(
 
 /// The content of the entry `found`, decompressed and checked against its id.
 pub(crate) fn read_entry(found: &Found) -> Result<Vec<u8>> {
+    read_entry_with(found, |e, stored, check| {
+        entry_content(e, stored, found.commits.as_deref(), &found.path, check)
+    })
+}
+
+/// The record of the call entry `found`, checked as [`read_entry`] checks it, with its
+/// canonical CBOR when reading made it (to check it, or because the entry holds it): a
+/// compact record served from a trusted pack is expanded, and neither encoded nor hashed.
+pub(crate) fn read_record(found: &Found) -> Result<(CallRecord, Option<Vec<u8>>)> {
+    read_entry_with(found, |e, stored, check| {
+        record_content(e, stored, found.commits.as_deref(), &found.path, check)
+    })
+}
+
+/// The content of the entry `found`, made by `decode` from the bytes it stores (and
+/// whether to check them against its id: unless its pack is trusted).
+fn read_entry_with<T>(
+    found: &Found,
+    decode: impl FnOnce(&Located, &[u8], bool) -> Result<T>,
+) -> Result<T> {
     let Found {
         file, path, entry, ..
     } = found;
@@ -965,7 +986,7 @@ pub(crate) fn read_entry(found: &Found) -> Result<Vec<u8>> {
     if let Some(map) = &found.map {
         let at = entry.offset as usize;
         let bytes = map.get(at..at + len).ok_or_else(cut_short)?;
-        return check_entry(found, bytes);
+        return check_entry(found, bytes, decode);
     }
     let mut buf = vec![0u8; len];
     read_exact_at(file, &mut buf, entry.offset).map_err(|e| {
@@ -975,12 +996,16 @@ pub(crate) fn read_entry(found: &Found) -> Result<Vec<u8>> {
             Error::io("read", path, e)
         }
     })?;
-    check_entry(found, &buf)
+    check_entry(found, &buf, decode)
 }
 
 /// The content of the entry `found` from `buf`, its bytes (header and frame), decompressed
 /// and checked: the header against the index, the content against its id.
-fn check_entry(found: &Found, buf: &[u8]) -> Result<Vec<u8>> {
+fn check_entry<T>(
+    found: &Found,
+    buf: &[u8],
+    decode: impl FnOnce(&Located, &[u8], bool) -> Result<T>,
+) -> Result<T> {
     let Found { path, entry, .. } = found;
     let at_offset = |reason: String| {
         Error::corrupt(path, format!("entry at offset {}: {reason}", entry.offset))
@@ -996,8 +1021,7 @@ fn check_entry(found: &Found, buf: &[u8]) -> Result<Vec<u8>> {
     if let Some(t) = trusted {
         t.trusted_reads.fetch_add(1, Ordering::Relaxed);
     }
-    let commits = found.commits.as_deref();
-    let content = entry_content(entry, frame, commits, path, trusted.is_none())
+    let content = decode(entry, frame, trusted.is_none())
         .map_err(|e| at_offset(crate::verify::reason_of(e)))?;
     if let (None, Some(t), Some(map)) = (trusted, trust, &found.map) {
         t.checked_entry(buf.len(), map);
@@ -1113,6 +1137,53 @@ pub(crate) fn entry_content(
     Ok(bytes)
 }
 
+/// [`entry_content`] of a call record entry, as the record (and its canonical CBOR when
+/// made: a version-1 entry's, or a compact one's that was checked).
+pub(crate) fn record_content(
+    e: &Located,
+    stored: &[u8],
+    commits: Option<&CommitTable>,
+    path: &Path,
+    check: bool,
+) -> Result<(CallRecord, Option<Vec<u8>>)> {
+    let EntryId::Call(name) = e.id else {
+        return Err(Error::corrupt(path, "not a call record entry"));
+    };
+    if !e.enc.compact() {
+        let bytes = entry_content(e, stored, commits, path, check)?;
+        let record = CallRecord::from_cbor(&bytes)
+            .map_err(|err| Error::corrupt(path, format!("not a call record: {err}")))?;
+        return Ok((record, Some(bytes)));
+    }
+    let expanded = if e.enc.framed() {
+        let bytes = blob::decompress(stored, path, MAX_ENTRY)?;
+        CallRecord::from_compact(
+            &bytes,
+            commits.unwrap_or(&CommitTable::default()),
+            Some(&name.hid),
+        )
+    } else {
+        CallRecord::from_compact(
+            stored,
+            commits.unwrap_or(&CommitTable::default()),
+            Some(&name.hid),
+        )
+    };
+    let record = expanded.map_err(|err| Error::corrupt(path, err.to_string()))?;
+    if !check {
+        return Ok((record, None));
+    }
+    let bytes = record.to_cbor();
+    let actual = Id::hash(store_core::Kind::CallRecord, &bytes);
+    if actual != name.rid {
+        return Err(Error::corrupt(
+            path,
+            format!("content hashes to {actual}, not to {}", name.rid),
+        ));
+    }
+    Ok((record, Some(bytes)))
+}
+
 /// The text of commit entry `e` from the bytes it stores after its header.
 pub(crate) fn commit_text(e: &Located, stored: &[u8], path: &Path) -> Result<String> {
     let bytes = if e.enc.framed() {
@@ -1165,7 +1236,9 @@ pub(crate) fn read_entries(found: &[Found]) -> Vec<Result<Vec<u8>>> {
             Ok::<_, Error>(match &span {
                 Some(buf) => {
                     let at = (f.entry.offset - start) as usize;
-                    check_entry(f, &buf[at..(f.entry.end() - start) as usize])
+                    check_entry(f, &buf[at..(f.entry.end() - start) as usize], |e, b, c| {
+                        entry_content(e, b, f.commits.as_deref(), &f.path, c)
+                    })
                 }
                 None => read_entry(f),
             })

@@ -239,7 +239,10 @@ impl FsBackend {
             && chosen.len() <= 1
             && chosen
                 .iter()
-                .all(|p| p.idx.version() == self.pack_version());
+                .all(|p| p.idx.version() == self.pack_version())
+            // A lone pack that does not hash to what its index records is rewritten without
+            // its damaged entries (hashed only here, when it would otherwise be left alone).
+            && chosen.iter().all(|p| p.hash_matches().unwrap_or(false));
         if plan.dry_run || nothing_to_do {
             report.values = values.len();
             report.calls = calls.len();

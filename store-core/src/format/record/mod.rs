@@ -268,8 +268,28 @@ pub fn semantic_version(deps: &BTreeMap<String, Id>) -> Id {
 }
 
 /// The history id of a value passed in from outside: `H_source_hid(cid bytes)`.
+///
+/// The last few computed on each thread are remembered: a call's inputs get their source
+/// hids when they are wrapped, and again when the call's compact record is written or read
+/// (which leaves them out), so the second time costs a lookup, not a BLAKE3 compression.
 pub fn source_hid(cid: &Id) -> Id {
-    Id::hash(Kind::SourceHid, cid.as_bytes())
+    const SLOTS: usize = 64;
+    thread_local! {
+        static RECENT: std::cell::RefCell<[Option<(Id, Id)>; SLOTS]> =
+            const { std::cell::RefCell::new([None; SLOTS]) };
+    }
+    let slot = usize::from(cid.0[0]) % SLOTS;
+    RECENT.with(|recent| {
+        let mut recent = recent.borrow_mut();
+        match recent[slot] {
+            Some((c, hid)) if c == *cid => hid,
+            _ => {
+                let hid = Id::hash(Kind::SourceHid, cid.as_bytes());
+                recent[slot] = Some((*cid, hid));
+                hid
+            }
+        }
+    })
 }
 
 impl CallRecord {
