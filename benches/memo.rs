@@ -276,7 +276,7 @@ fn record_new_calls(dir: &Path, quick: bool) {
     base.sort();
     let (ours, base) = (ours[3], base[3]);
     let (fpc, dpc) = (files as f64 / n as f64, dirs as f64 / n as f64);
-    println!("a new call creates {fpc:.4} files and {dpc:.4} directories (2 new inputs, 1 new output, 1 record; format 2: appended to a log)");
+    println!("a new call creates {fpc:.4} files and {dpc:.4} directories (2 new inputs, 1 new output, 1 record; formats 2 and 3: appended to a log)");
     row(
         "record a new call (run of 5k)",
         ns(ours),

@@ -169,30 +169,28 @@ fn the_golden_store_reads_back_value_by_value() {
     assert_eq!(storage.fs().unwrap().format(), 1);
 }
 
-#[test]
-fn the_format_2_golden_store_reads_back_value_by_value() {
-    let (_d, storage) = reads_back(&golden_v2());
+/// A packed golden store of `format`, read back: its format kept, everything in one pack.
+fn packed_reads_back(store: &Path, format: u32) -> (tempfile::TempDir, Storage) {
+    let (d, storage) = reads_back(store);
     let fs = storage.fs().unwrap();
-    assert_eq!(fs.format(), 2);
+    assert_eq!(fs.format(), format);
     let st = fs.status().unwrap();
     assert_eq!(
         (st.packs.count, st.packed_calls, st.packed_values),
         (1, 6, 12)
     );
     assert_eq!((st.calls.count, st.values.count), (0, 0));
+    (d, storage)
+}
+
+#[test]
+fn the_format_2_golden_store_reads_back_value_by_value() {
+    packed_reads_back(&golden_v2(), 2);
 }
 
 #[test]
 fn the_format_3_golden_store_reads_back_value_by_value() {
-    let (_d, storage) = reads_back(&golden_v3());
-    let fs = storage.fs().unwrap();
-    assert_eq!(fs.format(), 3);
-    let st = fs.status().unwrap();
-    assert_eq!(
-        (st.packs.count, st.packed_calls, st.packed_values),
-        (1, 6, 12)
-    );
-    assert_eq!((st.calls.count, st.values.count), (0, 0));
+    let (_d, storage) = packed_reads_back(&golden_v3(), 3);
     // Its records name the commit they were made at: once, in the pack's commit entry.
     let pack = std::fs::read_dir(golden_v3().join("packs"))
         .unwrap()

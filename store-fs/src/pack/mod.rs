@@ -510,6 +510,7 @@ impl LogView {
             .filter(|e| e.id == EntryId::Commit)
             .count();
         *self = LogView::new(name, self.path.clone(), self.file.clone()).with_version(self.version);
+        let kept = kept.min(commits.list().len());
         self.commits = Arc::new(CommitTable::from_list(commits.list()[..kept].to_vec()));
         for e in &entries[..keep] {
             self.add(*e);
@@ -1081,7 +1082,7 @@ pub(crate) fn encode_object(
         }
     };
     let known = commits.list().len();
-    let compact = record.to_compact(commits);
+    let compact = record.to_compact_with_hid(commits, &name.hid);
     if let Some(commit) = commits.list().get(known) {
         let (enc, content) = encode_v2(commit.as_bytes(), level)?;
         out.push((EntryId::Commit, enc, content));

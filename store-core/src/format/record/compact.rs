@@ -116,7 +116,15 @@ impl CallRecord {
     /// assert_eq!(CallRecord::from_compact(&bytes, &commits, None).unwrap(), rec);
     /// ```
     pub fn to_compact(&self, commits: &mut CommitTable) -> Vec<u8> {
-        let hid = self.hid();
+        self.to_compact_with_hid(commits, &self.hid())
+    }
+
+    /// [`CallRecord::to_compact`] with the call hid outputs' hids are derived from given
+    /// (`self.hid()`, which a writer has from the call's name: computing it again costs a
+    /// hash). Any hid round-trips, if the reader passes the same one to
+    /// [`CallRecord::from_compact`]: an output whose hid it does not derive is spelled out.
+    pub fn to_compact_with_hid(&self, commits: &mut CommitTable, hid: &Id) -> Vec<u8> {
+        let hid = *hid;
         let mut out = Vec::with_capacity(self.size_bound() / 2);
         let tail = if self.git.is_some() {
             2
