@@ -669,6 +669,67 @@ fn a_damaged_pack_is_never_trusted() {
     assert_eq!(storage.stats().total.executed, 0);
 }
 
+/// A version-2 index row holds an id's first 8 bytes and an offset: a row pointed at another
+/// entry (here, two value rows with their offsets swapped) makes that value read as damaged
+/// — reported with the pack and the offset, never served as the other value — and fsck
+/// reports the index; the next run computes the call that made it again.
+#[test]
+fn a_version_2_index_row_pointing_elsewhere_is_damage_never_another_value() {
+    let d = tempfile::tempdir().unwrap();
+    let s = d.path().join("s.mandala");
+    let storage = Storage::open(&s).unwrap();
+    let y = storage.run(|| inc(41)).unwrap();
+    drop(storage);
+    let name = packs(&s)[0].clone();
+    assert!(name.ends_with(".idx"));
+    let idx_path = s.join("packs").join(&name);
+    let pack = idx_path.with_extension("pack");
+    let mut idx = std::fs::read(&idx_path).unwrap();
+    assert_eq!(idx[12..16], 2u32.to_le_bytes());
+    let values = u64::from_le_bytes(idx[48..56].try_into().unwrap()) as usize;
+    assert_eq!(values, 2, "41 and 42");
+    let row = |i: usize| 72 + i * 16;
+    let mine = (0..values)
+        .find(|&i| idx[row(i)..row(i) + 8] == y.cid().0[..8])
+        .expect("42's row");
+    let other = 1 - mine;
+    let offset = |idx: &[u8], i: usize| idx[row(i) + 8..row(i) + 16].to_vec();
+    let (a, b) = (offset(&idx, mine), offset(&idx, other));
+    idx[row(mine) + 8..row(mine) + 16].copy_from_slice(&b);
+    idx[row(other) + 8..row(other) + 16].copy_from_slice(&a);
+    std::fs::write(&idx_path, &idx).unwrap();
+    let at = u64::from_le_bytes(b.try_into().unwrap());
+
+    // fsck finds the index damaged (it no longer hashes to its name).
+    let report = Storage::open(&s).unwrap().verify().unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.path == idx_path && p.what.contains("trailing hash does not match")),
+        "{:#?}",
+        report.problems
+    );
+
+    let storage = Storage::open(&s).unwrap();
+    let y = storage.run(|| inc(41)).unwrap();
+    let e = storage.unwrap(&y).unwrap_err().to_string();
+    assert!(e.contains(&pack.display().to_string()), "{e}");
+    assert!(e.contains(&format!("entry at offset {at}")), "{e}");
+    assert!(e.contains("does not match the pack's index"), "{e}");
+    drop(storage);
+    let storage = Storage::open(&s).unwrap();
+    let y = storage.run(|| inc(41)).unwrap();
+    assert_eq!(storage.unwrap(&y).unwrap(), 42);
+    assert_eq!(storage.stats().op("inc").healed, 1);
+    drop(storage);
+    assert_clean(&s);
+    let fresh = Storage::open(&s).unwrap();
+    let y = fresh.run(|| inc(41)).unwrap();
+    assert_eq!(fresh.unwrap(&y).unwrap(), 42);
+    assert_eq!(fresh.stats().op("inc").executed, 0);
+}
+
 /// Format 3 keeps each git commit once, in a commit entry its records number: damage to it
 /// makes every record that names it damaged — reported by fsck, computed again by the next
 /// run — never a record with another commit.
