@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Weighs the calls of a format-2 pack as the store-format-3 proposal would store them
-(docs/FORMAT3.md): prints bytes per call now and under the proposal, item by item, from the
-pack's own records and values (nothing is written).
+"""Weighs the calls of a format-2 pack (version 1) as the store-format-3 proposal would store
+them (docs/FORMAT3.md; entries without names, which format 3 as built keeps): prints bytes per
+call now and under the proposal, item by item, from the pack's own records and values
+(nothing is written).
 
     pip install blake3 zstandard cbor2
     python3 docs/tools/format3_budget.py STORE/packs/pack-<ID>.idx
@@ -66,6 +67,8 @@ def compact_record(rec, git_index):
 def main(idx_path):
     idx = open(idx_path, "rb").read()
     pack = open(idx_path[: -len(".idx")] + ".pack", "rb").read()
+    if struct.unpack("<I", idx[12:16])[0] != 1:
+        sys.exit(f"{idx_path}: not a pack of version 1 (format 2); a version-2 pack is format 3 already")
     n_values, n_calls = struct.unpack("<QQ", idx[48:64])
     rows = [(1, idx[64 + i * 44 : 64 + (i + 1) * 44]) for i in range(n_values)]
     base = 64 + n_values * 44
