@@ -379,13 +379,8 @@ impl FsBackend {
             if self.packs().find_value(cid).is_none() {
                 // Encoded here, not under the lock of the log (compressing takes a while).
                 let version = self.pack_version();
-                let level = self.inner.config.zstd_level;
-                let (enc, content) = if version == crate::pack::format::V1 {
-                    let frame = blob::compress_entry(cbor, level)?;
-                    (crate::pack::format::Enc::V1, frame)
-                } else {
-                    crate::pack::encode_v2(cbor, level)?
-                };
+                let (enc, content) =
+                    crate::pack::encode_value(version, cbor, self.inner.config.zstd_level)?;
                 // Within a writer's hold, the value goes out with the call's record, in one
                 // write; outside one, now.
                 let commit = !self.inner.writers.held();

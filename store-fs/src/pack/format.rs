@@ -149,8 +149,15 @@ impl Enc {
     }
 }
 
-/// Appends one entry (header and content) to `out`.
-pub(crate) fn encode_entry(id: &EntryId, enc: Enc, content: &[u8], out: &mut Vec<u8>) {
+/// Appends one entry (header and content), which starts at `offset` of its file, to `out`,
+/// and says where it is.
+pub(crate) fn encode_entry(
+    id: &EntryId,
+    enc: Enc,
+    content: &[u8],
+    offset: u64,
+    out: &mut Vec<u8>,
+) -> Located {
     debug_assert!(enc != Enc::V1 || *id != EntryId::Commit);
     out.push(id.kind() | if enc == Enc::Zstd { ZSTD } else { 0 });
     match id {
@@ -164,6 +171,12 @@ pub(crate) fn encode_entry(id: &EntryId, enc: Enc, content: &[u8], out: &mut Vec
     }
     out.extend_from_slice(&(content.len() as u32).to_le_bytes());
     out.extend_from_slice(content);
+    Located {
+        id: *id,
+        offset,
+        len: content.len() as u32,
+        enc,
+    }
 }
 
 /// An entry found in a pack's or log's bytes.
@@ -186,6 +199,12 @@ impl Located {
     /// Where the next entry starts.
     pub(crate) fn end(&self) -> u64 {
         self.frame_at() + u64::from(self.len)
+    }
+
+    /// Whether the entry is a call record in its compact form (which needs its file's
+    /// commits to expand).
+    pub(crate) fn is_compact_record(&self) -> bool {
+        self.enc.compact() && matches!(self.id, EntryId::Call(_))
     }
 }
 
@@ -617,12 +636,36 @@ mod tests {
         for (version, enc) in [(V1, Enc::V1), (V2, Enc::Raw), (V2, Enc::Zstd)] {
             let mut bytes = header(version).to_vec();
             assert_eq!(header_version(&bytes), Some(version));
-            encode_entry(&EntryId::Value(Id([2; 32])), enc, b"two", &mut bytes);
+            encode_entry(
+                &EntryId::Value(Id([2; 32])),
+                enc,
+                b"two",
+                bytes.len() as u64,
+                &mut bytes,
+            );
             if version == V2 {
-                encode_entry(&EntryId::Commit, enc, b"1b92543b", &mut bytes);
+                encode_entry(
+                    &EntryId::Commit,
+                    enc,
+                    b"1b92543b",
+                    bytes.len() as u64,
+                    &mut bytes,
+                );
             }
-            encode_entry(&EntryId::Call(name), enc, b"record", &mut bytes);
-            encode_entry(&EntryId::Value(Id([1; 32])), enc, b"one", &mut bytes);
+            encode_entry(
+                &EntryId::Call(name),
+                enc,
+                b"record",
+                bytes.len() as u64,
+                &mut bytes,
+            );
+            encode_entry(
+                &EntryId::Value(Id([1; 32])),
+                enc,
+                b"one",
+                bytes.len() as u64,
+                &mut bytes,
+            );
             let found = entries_of(&bytes, version);
             assert!(found.iter().all(|e| e.enc == enc));
             let last = *found.last().unwrap();
@@ -672,8 +715,20 @@ mod tests {
         a[31] = 1;
         b[31] = 2;
         let mut bytes = header(V2).to_vec();
-        encode_entry(&EntryId::Value(Id(b)), Enc::Raw, b"b", &mut bytes);
-        encode_entry(&EntryId::Value(Id(a)), Enc::Raw, b"a", &mut bytes);
+        encode_entry(
+            &EntryId::Value(Id(b)),
+            Enc::Raw,
+            b"b",
+            bytes.len() as u64,
+            &mut bytes,
+        );
+        encode_entry(
+            &EntryId::Value(Id(a)),
+            Enc::Raw,
+            b"a",
+            bytes.len() as u64,
+            &mut bytes,
+        );
         let found = entries_of(&bytes, V2);
         let (idx, id) = encode_idx(V2, blake3::hash(&bytes).as_bytes(), &found);
         let idx = Idx::parse(idx, &id).unwrap();

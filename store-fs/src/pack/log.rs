@@ -93,49 +93,32 @@ impl FsBackend {
         let version = own.view.version;
         let level = self.inner.config.zstd_level;
         let mut new: Vec<NewEntry> = Vec::with_capacity(2);
-        // Numbering a commit changes the log's table: kept as it was if encoding fails.
-        let commits = own.view.commits.clone();
-        let made = match object {
+        let (id, cbor, record) = match object {
             Append::Value {
                 cid,
                 made: Some((v, enc, content)),
                 ..
             } if v == version => {
                 new.push((EntryId::Value(cid), enc, content));
-                Ok(())
+                (EntryId::Value(cid), &[][..], None)
             }
-            Append::Value { cid, cbor, .. } => {
-                let table = std::sync::Arc::make_mut(&mut own.view.commits);
-                super::encode_object(
-                    version,
-                    level,
-                    EntryId::Value(cid),
-                    cbor,
-                    None,
-                    table,
-                    &mut new,
-                )
-            }
-            Append::Call { name, record, cbor } => {
-                let table = std::sync::Arc::make_mut(&mut own.view.commits);
-                let id = EntryId::Call(name);
-                super::encode_object(version, level, id, cbor, Some(record), table, &mut new)
-            }
+            Append::Value { cid, cbor, .. } => (EntryId::Value(cid), cbor, None),
+            Append::Call { name, record, cbor } => (EntryId::Call(name), cbor, Some(record)),
         };
-        if let Err(e) = made {
-            own.view.commits = commits;
-            return Err(e);
+        if new.is_empty() {
+            // Numbering a commit changes the log's table: kept as it was if encoding fails.
+            let commits = own.view.commits.clone();
+            let table = Arc::make_mut(&mut own.view.commits);
+            let made = super::encode_object(version, level, id, cbor, record, table, &mut new);
+            if let Err(e) = made {
+                own.view.commits = commits;
+                return Err(e);
+            }
         }
         for (id, enc, content) in new {
             let offset = own.written + own.pending.len() as u64;
-            format::encode_entry(&id, enc, &content, &mut own.pending);
-            let e = Located {
-                id,
-                offset,
-                len: content.len() as u32,
-                enc,
-            };
             // A commit is in the log's table already (numbered by the encoding).
+            let e = format::encode_entry(&id, enc, &content, offset, &mut own.pending);
             own.view.add(e);
         }
         if commit {

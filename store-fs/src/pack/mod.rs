@@ -149,16 +149,19 @@ impl Pack {
     pub(crate) fn row(&self, table: Table, i: usize) -> Option<Located> {
         match self.idx.row(table, i) {
             Row::Entry(e) => Some(e),
-            Row::At { key, offset } => {
-                let e = self.entry_at(offset)?;
-                let lead: &[u8] = match (table, &e.id) {
-                    (Table::Values, EntryId::Value(cid)) => &cid.0,
-                    (Table::Calls, EntryId::Call(n)) => &n.key.0,
-                    _ => return None,
-                };
-                (lead[..key.len()] == *key).then_some(e)
-            }
+            Row::At { key, offset } => self.entry_of_row(table, key, offset),
         }
+    }
+
+    /// The entry at `offset`, if it is a whole entry of `table` whose id starts with `key`.
+    fn entry_of_row(&self, table: Table, key: &[u8], offset: u64) -> Option<Located> {
+        let e = self.entry_at(offset)?;
+        let lead: &[u8] = match (table, &e.id) {
+            (Table::Values, EntryId::Value(cid)) => &cid.0,
+            (Table::Calls, EntryId::Call(n)) => &n.key.0,
+            _ => return None,
+        };
+        (lead[..key.len()] == *key).then_some(e)
     }
 
     /// The `i`th value entry (by cid order).
@@ -178,7 +181,7 @@ impl Pack {
     pub(crate) fn candidate(&self, table: Table, i: usize, wanted: &EntryId) -> Option<Located> {
         match self.idx.row(table, i) {
             Row::Entry(e) => (e.id == *wanted).then_some(e),
-            Row::At { key, offset } => match self.row(table, i) {
+            Row::At { key, offset } => match self.entry_of_row(table, key, offset) {
                 Some(e) => (e.id == *wanted).then_some(e),
                 None => (wanted.row_key().get(..key.len()) == Some(key)).then_some(Located {
                     id: *wanted,
@@ -619,14 +622,13 @@ impl Found {
     /// Where entry `entry` of pack `p` is, to be checked whenever it is read (`fsck`,
     /// consolidation, a fetched pack).
     pub(crate) fn in_pack(p: &Pack, entry: Located) -> Found {
-        let compact = entry.enc.compact() && matches!(entry.id, EntryId::Call(_));
         Found {
             file: p.file.clone(),
             map: p.map.clone(),
             path: p.path.clone(),
             entry,
             trust: None,
-            commits: compact.then(|| p.commits()),
+            commits: entry.is_compact_record().then(|| p.commits()),
         }
     }
 
@@ -893,14 +895,13 @@ impl Packs {
 }
 
 fn found(log: &LogView, entry: Located) -> Found {
-    let compact = entry.enc.compact() && matches!(entry.id, EntryId::Call(_));
     Found {
         file: log.file.clone(),
         map: None,
         path: log.path.clone(),
         entry,
         trust: None,
-        commits: compact.then(|| log.commits.clone()),
+        commits: entry.is_compact_record().then(|| log.commits.clone()),
     }
 }
 
@@ -1049,6 +1050,15 @@ pub(crate) fn encode_v2(bytes: &[u8], level: i32) -> Result<(Enc, Vec<u8>)> {
     })
 }
 
+/// How a pack or log of `version` stores a value whose canonical CBOR is `cbor`.
+pub(crate) fn encode_value(version: u32, cbor: &[u8], level: i32) -> Result<(Enc, Vec<u8>)> {
+    if version == format::V1 {
+        Ok((Enc::V1, blob::compress_entry(cbor, level)?))
+    } else {
+        encode_v2(cbor, level)
+    }
+}
+
 /// The entries that store object `id` (whose canonical CBOR is `cbor`; for a call, the
 /// record, if the caller has it decoded) in a pack or log of `version`, appended to `out`. In
 /// version 2 a record is stored in its compact form, numbering its commit in `commits`; a
@@ -1062,15 +1072,15 @@ pub(crate) fn encode_object(
     commits: &mut CommitTable,
     out: &mut Vec<NewEntry>,
 ) -> Result<()> {
+    let EntryId::Call(name) = id else {
+        let (enc, content) = encode_value(version, cbor, level)?;
+        out.push((id, enc, content));
+        return Ok(());
+    };
     if version == format::V1 {
         out.push((id, Enc::V1, blob::compress_entry(cbor, level)?));
         return Ok(());
     }
-    let EntryId::Call(name) = id else {
-        let (enc, content) = encode_v2(cbor, level)?;
-        out.push((id, enc, content));
-        return Ok(());
-    };
     let decoded;
     let record = match record {
         Some(r) => r,
@@ -1112,30 +1122,36 @@ pub(crate) fn entry_content(
     path: &Path,
     check: bool,
 ) -> Result<Vec<u8>> {
-    let bytes = if e.enc.framed() {
-        blob::decompress(stored, path, MAX_ENTRY)?
-    } else {
-        stored.to_vec()
-    };
-    let bytes = match e.id {
-        EntryId::Call(name) if e.enc.compact() => {
-            let none = CommitTable::default();
-            CallRecord::from_compact(&bytes, commits.unwrap_or(&none), Some(&name.hid))
-                .map_err(|err| Error::corrupt(path, err.to_string()))?
-                .to_cbor()
-        }
-        _ => bytes,
-    };
+    if e.is_compact_record() {
+        let (record, bytes) = record_content(e, stored, commits, path, check)?;
+        return Ok(bytes.unwrap_or_else(|| record.to_cbor()));
+    }
+    let bytes = unframed(e, stored, path)?.into_owned();
     if let (true, Some((kind, want))) = (check, e.id.content_id()) {
-        let actual = Id::hash(kind, &bytes);
-        if actual != want {
-            return Err(Error::corrupt(
-                path,
-                format!("content hashes to {actual}, not to {want}"),
-            ));
-        }
+        check_hash(kind, &want, &bytes, path)?;
     }
     Ok(bytes)
+}
+
+/// The bytes entry `e` stands for, from those it stores (`stored`): decompressed if a frame.
+fn unframed<'a>(e: &Located, stored: &'a [u8], path: &Path) -> Result<std::borrow::Cow<'a, [u8]>> {
+    Ok(if e.enc.framed() {
+        blob::decompress(stored, path, MAX_ENTRY)?.into()
+    } else {
+        stored.into()
+    })
+}
+
+/// Checks that `bytes` (read from `path`) hash to `want` as an object of `kind`.
+fn check_hash(kind: store_core::Kind, want: &Id, bytes: &[u8], path: &Path) -> Result<()> {
+    let actual = Id::hash(kind, bytes);
+    if actual != *want {
+        return Err(Error::corrupt(
+            path,
+            format!("content hashes to {actual}, not to {want}"),
+        ));
+    }
+    Ok(())
 }
 
 /// [`entry_content`] of a call record entry, as the record (and its canonical CBOR when
@@ -1156,43 +1172,22 @@ pub(crate) fn record_content(
             .map_err(|err| Error::corrupt(path, format!("not a call record: {err}")))?;
         return Ok((record, Some(bytes)));
     }
-    let expanded = if e.enc.framed() {
-        let bytes = blob::decompress(stored, path, MAX_ENTRY)?;
-        CallRecord::from_compact(
-            &bytes,
-            commits.unwrap_or(&CommitTable::default()),
-            Some(&name.hid),
-        )
-    } else {
-        CallRecord::from_compact(
-            stored,
-            commits.unwrap_or(&CommitTable::default()),
-            Some(&name.hid),
-        )
-    };
-    let record = expanded.map_err(|err| Error::corrupt(path, err.to_string()))?;
+    let compact = unframed(e, stored, path)?;
+    let none = CommitTable::default();
+    let record = CallRecord::from_compact(&compact, commits.unwrap_or(&none), Some(&name.hid))
+        .map_err(|err| Error::corrupt(path, err.to_string()))?;
     if !check {
         return Ok((record, None));
     }
     let bytes = record.to_cbor();
-    let actual = Id::hash(store_core::Kind::CallRecord, &bytes);
-    if actual != name.rid {
-        return Err(Error::corrupt(
-            path,
-            format!("content hashes to {actual}, not to {}", name.rid),
-        ));
-    }
+    check_hash(store_core::Kind::CallRecord, &name.rid, &bytes, path)?;
     Ok((record, Some(bytes)))
 }
 
 /// The text of commit entry `e` from the bytes it stores after its header.
 pub(crate) fn commit_text(e: &Located, stored: &[u8], path: &Path) -> Result<String> {
-    let bytes = if e.enc.framed() {
-        blob::decompress(stored, path, MAX_ENTRY)?
-    } else {
-        stored.to_vec()
-    };
-    String::from_utf8(bytes).map_err(|_| Error::corrupt(path, "a commit that is not UTF-8 text"))
+    String::from_utf8(unframed(e, stored, path)?.into_owned())
+        .map_err(|_| Error::corrupt(path, "a commit that is not UTF-8 text"))
 }
 
 /// [`read_entry`] for many entries at once (whole-store queries): the entries of one file are

@@ -137,8 +137,6 @@ impl FsBackend {
         let lock = ExclusiveLock::acquire(&self.lock_path())?;
         let target = crate::FORMAT_VERSION;
         if self.format() < target {
-            // What this handle has yet to write goes out in the format it was made for.
-            self.seal_own(&mut self.packs())?;
             let config = crate::Config {
                 format: target,
                 ..self.inner.config.clone()
@@ -379,16 +377,10 @@ impl FsBackend {
             }
             for (id, enc, content) in new.drain(..) {
                 buf.clear();
-                format::encode_entry(&id, enc, &content, &mut buf);
+                entries.push(format::encode_entry(&id, enc, &content, offset, &mut buf));
                 out.write_all(&buf)
                     .map_err(|e| Error::io("write", tmp, e))?;
                 hasher.update(&buf);
-                entries.push(Located {
-                    id,
-                    offset,
-                    len: content.len() as u32,
-                    enc,
-                });
                 offset += buf.len() as u64;
                 match id {
                     EntryId::Value(_) => report.values += 1,
