@@ -108,37 +108,32 @@ fn golden_v3() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden-store-v3.mandala")
 }
 
+/// Writes the golden store of `format` at `path` anew: the pipeline, then (dropping the
+/// storage seals a packed store's log into its pack) without its `tmp/`.
+fn bless(path: &Path, format: u32) {
+    let _ = std::fs::remove_dir_all(path);
+    let storage = Storage::open_with(path, common::format(format)).unwrap();
+    assert_eq!(pipeline(&storage).unwrap(), EXPECTED);
+    drop(storage);
+    std::fs::remove_dir_all(path.join("tmp")).unwrap();
+}
+
 #[test]
 #[ignore = "writes fixtures/golden-store.mandala; run only for a deliberate format change"]
 fn bless_golden_store() {
-    let _ = std::fs::remove_dir_all(golden());
-    let options = mandala::OpenOptions {
-        format: 1,
-        ..Default::default()
-    };
-    let storage = Storage::open_with(golden(), options).unwrap();
-    assert_eq!(pipeline(&storage).unwrap(), EXPECTED);
-    std::fs::remove_dir_all(golden().join("tmp")).unwrap();
+    bless(&golden(), 1);
 }
 
 #[test]
 #[ignore = "writes fixtures/golden-store-v2.mandala; run only for a deliberate format change"]
 fn bless_golden_store_v2() {
-    let _ = std::fs::remove_dir_all(golden_v2());
-    let storage = Storage::open_with(golden_v2(), common::format(2)).unwrap();
-    assert_eq!(pipeline(&storage).unwrap(), EXPECTED);
-    drop(storage); // seals the log into the pack
-    std::fs::remove_dir_all(golden_v2().join("tmp")).unwrap();
+    bless(&golden_v2(), 2);
 }
 
 #[test]
 #[ignore = "writes fixtures/golden-store-v3.mandala; run only for a deliberate format change"]
 fn bless_golden_store_v3() {
-    let _ = std::fs::remove_dir_all(golden_v3());
-    let storage = Storage::open_with(golden_v3(), common::format(3)).unwrap();
-    assert_eq!(pipeline(&storage).unwrap(), EXPECTED);
-    drop(storage); // seals the log into the pack
-    std::fs::remove_dir_all(golden_v3().join("tmp")).unwrap();
+    bless(&golden_v3(), 3);
 }
 
 /// Opens a copy of `store` (in the returned directory) and checks every call is a hit with
