@@ -15,7 +15,7 @@
 //! assert_eq!(e.to_string(), "corrupt object values/ab/cd: not a complete zstd frame");
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::format::cbor::{DecodeError, EncodeError};
 use crate::format::id::ParseIdError;
@@ -301,18 +301,18 @@ impl From<ParseIdError> for Error {
 
 impl Error {
     /// A [`StoreError::Io`] for `action` on `path`.
-    pub fn io(action: &'static str, path: impl Into<PathBuf>, cause: std::io::Error) -> Error {
+    pub fn io(action: &'static str, path: impl AsRef<Path>, cause: std::io::Error) -> Error {
         Error::Store(StoreError::Io {
             action,
-            path: path.into(),
+            path: path.as_ref().to_path_buf(),
             cause,
         })
     }
 
     /// A [`StoreError::Corrupt`] for `path`.
-    pub fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Error {
+    pub fn corrupt(path: impl AsRef<Path>, reason: impl Into<String>) -> Error {
         Error::Store(StoreError::Corrupt {
-            path: path.into(),
+            path: path.as_ref().to_path_buf(),
             reason: reason.into(),
         })
     }

@@ -140,7 +140,7 @@ impl FsBackend {
             found
         };
         let (record, bytes) = crate::pack::read_record(&found)?;
-        Ok(Some((found.path, record, bytes)))
+        Ok(Some((found.path.to_path_buf(), record, bytes)))
     }
 
     /// One record with its ids, for whole-store queries (from the call index if it has it).
@@ -182,34 +182,36 @@ impl FsBackend {
         for rid in &damaged {
             self.index_damaged(&format!("call record {}", rid.short(12)));
         }
-        // Records in packs and logs: located at once, then read a file span at a time.
+        // Records in packs and logs, looked up and read on all cores. Kept in the call index
+        // if it is loaded (a store with loose records), for the next process's queries: that
+        // needs each record's canonical CBOR, which a compact record from a trusted pack is
+        // otherwise served without.
         let mut rest: Vec<usize> = (0..names.len()).filter(|i| out[*i].is_none()).collect();
-        let (packed, found) = self.locate_packed(&rest, |packs, i| packs.find_call(&names[i]))?;
-        let read = crate::pack::read_entries(&found);
-        let positions: Vec<usize> = (0..packed.len()).collect();
-        let decoded = store_core::par::try_map(&positions, 256, |&at| {
-            let i = packed[at];
-            let Ok(bytes) = &read[at] else {
-                return Ok(None); // damaged: read below, one by one, which reports it
-            };
-            let record = Self::decode_call(&found[at].path, bytes)?;
-            let cid = record.cid();
-            Ok::<_, Error>(Some(Arc::new(stored_call(&names[i], (record, Some(cid))))))
-        })?;
-        {
-            // Kept in the call index, if loaded, for the next process's queries.
+        let indexing = self.catalog().index.loaded;
+        let read = self.read_packed(
+            &rest,
+            |packs, i| packs.find_call(&names[i]),
+            |i, found| {
+                // A damaged entry gives None: read below, one by one, which reports it.
+                let (record, bytes) = crate::pack::read_record(found).ok()?;
+                let bytes = indexing.then(|| bytes.unwrap_or_else(|| record.to_cbor()));
+                let cid = record.cid();
+                Some((Arc::new(stored_call(&names[i], (record, Some(cid)))), bytes))
+            },
+        )?;
+        if indexing {
             let mut cat = self.catalog();
-            if cat.index.loaded && !packed.is_empty() {
-                for ((&i, call), bytes) in packed.iter().zip(&decoded).zip(read) {
-                    if let (Some(call), Ok(bytes)) = (call, bytes) {
-                        cat.index.records.insert(names[i], bytes, call.cid);
-                    }
+            for (&i, read) in rest.iter().zip(&read) {
+                if let Some((call, Some(bytes))) = read {
+                    cat.index
+                        .records
+                        .insert(names[i], bytes.as_slice(), call.cid);
+                    cat.index.dirty = true;
                 }
-                cat.index.dirty = true;
             }
         }
-        for (&i, call) in packed.iter().zip(decoded) {
-            out[i] = call;
+        for (&i, read) in rest.iter().zip(read) {
+            out[i] = read.map(|(call, _)| call);
         }
         // The others (loose files, or damaged entries), one by one.
         rest.retain(|i| out[*i].is_none());

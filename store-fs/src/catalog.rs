@@ -328,7 +328,16 @@ impl FsBackend {
     /// The name of every call record in the store, sorted: shards whose directory has not
     /// changed since this process (or the index file) listed them are not listed again.
     pub(crate) fn list_all_calls(&self) -> Result<Vec<CallName>> {
-        let mut names = self.loose_call_names()?;
+        // A format-3 store without a calls/ directory (one never merged with a format-1
+        // store) has no loose record to list, and no use for the call index: its packs index
+        // every record already, and serve them as fast as the index's copies (format 2's
+        // packs compress each record: the index still saves decompressing them).
+        let loose = self.format() < 3 || self.inner.root.join(layout::CALLS).is_dir();
+        let mut names = if loose {
+            self.loose_call_names()?
+        } else {
+            Vec::new()
+        };
         let loose = names.len();
         {
             let mut packs = self.packs();
@@ -386,6 +395,9 @@ impl FsBackend {
                     (Some(s), Some(names)) if Some(s) == stamp => {
                         ShardCache::from_names(stamp, true, names)
                     }
+                    // No such directory (a packed store has none): no loose records, nothing
+                    // to list, and nothing the index file would learn.
+                    _ if stamp.is_none() => ShardCache::from_names(None, true, Vec::new()),
                     _ => {
                         idx.relisted = true;
                         self.list_shard(shard)?

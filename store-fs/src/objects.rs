@@ -357,13 +357,17 @@ impl FsBackend {
         }
         // Values in packs and logs: located at once, then read a file span at a time.
         let mut rest: Vec<usize> = (0..cids.len()).filter(|i| out[*i].is_none()).collect();
-        let (packed, found) = self.locate_packed(&rest, |packs, i| packs.find_value(&cids[i]))?;
-        for (i, read) in packed.into_iter().zip(crate::pack::read_entries(&found)) {
-            // A damaged entry is read again below, one by one, which reports and repairs it.
-            if let Ok(bytes) = &read {
+        // A damaged entry is read again below, one by one, which reports and repairs it.
+        let read = self.read_packed(
+            &rest,
+            |packs, i| packs.find_value(&cids[i]),
+            |_, found| crate::pack::read_entry(found).ok(),
+        )?;
+        for (&i, bytes) in rest.iter().zip(read) {
+            if let Some(bytes) = &bytes {
                 self.index_small_value(&cids[i], bytes);
             }
-            out[i] = read.ok();
+            out[i] = bytes;
         }
         // The others (loose files, or damaged entries), one by one.
         rest.retain(|i| out[*i].is_none());
@@ -416,24 +420,24 @@ impl FsBackend {
         self.list_ids(layout::VALUES)
     }
 
-    /// For batch reads: which of the items `items` (indices into the caller's list) are in a
-    /// log or pack this handle knows, looked up with `find` after one look at the store, with
-    /// where each is; the caller reads them with `pack::read_entries`.
-    pub(crate) fn locate_packed(
+    /// For batch reads: reads each of the items `items` (indices into the caller's list) that
+    /// is in a log or pack this handle knows — found with `find`, read with `read` — on all
+    /// cores, after one look at the store; `None` for an item found nowhere (or whose `read`
+    /// declined it). The packs stay locked meanwhile: lookups and reads share them.
+    pub(crate) fn read_packed<R: Send>(
         &self,
         items: &[usize],
-        find: impl Fn(&crate::pack::Packs, usize) -> Option<crate::pack::Found>,
-    ) -> Result<(Vec<usize>, Vec<crate::pack::Found>)> {
+        find: impl Fn(&crate::pack::Packs, usize) -> Option<crate::pack::Found> + Sync,
+        read: impl Fn(usize, &crate::pack::Found) -> Option<R> + Sync,
+    ) -> Result<Vec<Option<R>>> {
         let mut packs = self.packs();
         packs.refresh(&self.inner.root, true, false)?;
-        let mut located = Vec::new();
-        for &i in items {
-            if let Some(f) = find(&packs, i) {
-                self.commit_if_pending(&mut packs, &f)?;
-                located.push((i, f));
-            }
-        }
-        Ok(located.into_iter().unzip())
+        // What this handle has yet to write is written first, so every entry can be read.
+        self.commit_log(&mut packs)?;
+        let packs = &*packs;
+        store_core::par::try_map(items, 256, |&i| {
+            Ok(find(packs, i).and_then(|found| read(i, &found)))
+        })
     }
 
     /// Writes this handle's pending log entries if `found` is one of them (so it can be read).

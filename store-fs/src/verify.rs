@@ -396,12 +396,12 @@ impl FsBackend {
                 (Err(e), EntryId::Value(cid)) => {
                     present.insert(cid);
                     report.problems.push(Problem {
-                        path: found.path.clone(),
+                        path: found.path.to_path_buf(),
                         what: reason_of(e),
                     });
                 }
                 (Err(e), _) => report.problems.push(Problem {
-                    path: found.path.clone(),
+                    path: found.path.to_path_buf(),
                     what: reason_of(e),
                 }),
                 (Ok(bytes), EntryId::Value(cid)) => {
@@ -411,7 +411,7 @@ impl FsBackend {
                             values.insert(cid);
                         }
                         Err(e) => report.problems.push(Problem {
-                            path: found.path.clone(),
+                            path: found.path.to_path_buf(),
                             what: format!("entry at offset {}: not CBOR: {e}", found.entry.offset),
                         }),
                     }
@@ -421,7 +421,7 @@ impl FsBackend {
                 {
                     Ok(rec) => records.push((PathBuf::from(at), name, rec)),
                     Err(e) => report.problems.push(Problem {
-                        path: found.path.clone(),
+                        path: found.path.to_path_buf(),
                         what: format!(
                             "entry at offset {}: not a call record: {e}",
                             found.entry.offset
@@ -466,17 +466,17 @@ impl FsBackend {
             match pack.hash_matches() {
                 Ok(true) => {}
                 Ok(false) => report.problems.push(Problem {
-                    path: pack.path.clone(),
+                    path: pack.path.to_path_buf(),
                     what: "does not hash to what its index records (damaged or truncated)".into(),
                 }),
                 Err(e) => report.problems.push(Problem {
-                    path: pack.path.clone(),
+                    path: pack.path.to_path_buf(),
                     what: format!("cannot be read: {e}"),
                 }),
             }
             if let Err(why) = pack.read_commits() {
                 report.problems.push(Problem {
-                    path: pack.path.clone(),
+                    path: pack.path.to_path_buf(),
                     what: why,
                 });
             }
@@ -484,7 +484,7 @@ impl FsBackend {
                 match e {
                     Ok(e) => entry(report, crate::pack::Found::in_pack(&pack, e)),
                     Err(why) => report.problems.push(Problem {
-                        path: pack.path.clone(),
+                        path: pack.path.to_path_buf(),
                         what: why,
                     }),
                 }
@@ -511,6 +511,7 @@ impl FsBackend {
             let file = std::sync::Arc::new(file);
             let (n, valid) = (whole.entries.len(), whole.bytes.len() as u64);
             let commits = std::sync::Arc::new(whole.commits);
+            let shared: std::sync::Arc<std::path::Path> = path.as_path().into();
             for e in whole.entries {
                 if e.id == EntryId::Commit {
                     continue; // checked as the records that number it are
@@ -520,7 +521,7 @@ impl FsBackend {
                     crate::pack::Found {
                         file: file.clone(),
                         map: None,
-                        path: path.clone(),
+                        path: shared.clone(),
                         entry: e,
                         trust: None,
                         commits: Some(commits.clone()),

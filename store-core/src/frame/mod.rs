@@ -103,6 +103,9 @@ pub struct ComputationFrame {
     consumed: IdSet,
     /// The function node of each op added so far (nodes are reused per op).
     op_nodes: BTreeMap<String, Arc<str>>,
+    /// How many calls the frame was made room for (see `reserve`): a new variable or node
+    /// starts with room for that many, rather than growing by rehashing.
+    room: usize,
 }
 
 /// The edge label of input or output `slot` of a call of `op`: its name, except that the
@@ -166,6 +169,7 @@ impl ComputationFrame {
             created_by: IdMap::default(),
             consumed: IdSet::default(),
             op_nodes: BTreeMap::new(),
+            room: 0,
         }
     }
 
@@ -305,7 +309,10 @@ impl ComputationFrame {
                 _ => self.fresh_name(&base),
             }
         });
-        self.vars.entry(var.clone()).or_default();
+        let room = self.room;
+        self.vars
+            .entry(var.clone())
+            .or_insert_with(|| RefSet::with_capacity_and_hasher(room, Default::default()));
         let f = self.funcs.get_mut(node).expect("exists");
         let edges = if output {
             &mut f.outputs
@@ -327,6 +334,7 @@ impl ComputationFrame {
             name.clone(),
             FuncNode {
                 op: op.to_string(),
+                calls: CallSet::with_capacity_and_hasher(self.room, Default::default()),
                 ..FuncNode::default()
             },
         );
@@ -436,6 +444,7 @@ impl ComputationFrame {
 
     /// Makes room for `n` more calls (of a few inputs and outputs each).
     fn reserve(&mut self, n: usize) {
+        self.room = self.room.max(n);
         self.calls.reserve(n);
         Arc::make_mut(&mut self.cids).reserve(2 * n);
         self.created_by.reserve(n);

@@ -488,9 +488,10 @@ impl Table {
         // Each distinct value once: its place in `wanted` by content id, and the place of
         // each ref's value in the order the cells are visited (the second visit reads them
         // back in that order instead of looking each up again).
-        let mut wanted: Vec<Id> = Vec::new();
-        let mut place = IdMap::default();
-        let mut places: Vec<u32> = Vec::new();
+        let cells = self.rows.len() * self.rows.first().map_or(0, Vec::len);
+        let mut wanted: Vec<Id> = Vec::with_capacity(cells);
+        let mut place = IdMap::with_capacity_and_hasher(cells, Default::default());
+        let mut places: Vec<u32> = Vec::with_capacity(cells);
         for cell in self.rows.iter().flatten().flatten() {
             let mut note = |hid: &Id| {
                 let cid = source.cid(hid);

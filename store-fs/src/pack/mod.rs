@@ -94,7 +94,8 @@ impl DirState {
 /// One sealed pack: its index in memory, its file open.
 pub(crate) struct Pack {
     pub(crate) name: Id,
-    pub(crate) path: PathBuf,
+    /// Shared with every [`Found`] entry of it (made for each lookup: no allocation).
+    pub(crate) path: Arc<Path>,
     pub(crate) file: Arc<File>,
     /// The file mapped into memory (entries are then read without a system call each), if
     /// mapping it worked.
@@ -114,7 +115,7 @@ impl Pack {
     pub(crate) fn new(name: Id, path: PathBuf, file: Arc<File>, idx: Idx, size: u64) -> Pack {
         Pack {
             name,
-            path,
+            path: path.into(),
             map: map_pack(&file),
             file,
             trust: Trust::new(size, idx.pack_hash()),
@@ -418,7 +419,7 @@ impl crate::FsBackend {
             .packs
             .iter()
             .map(|p| PackTrust {
-                path: p.path.clone(),
+                path: p.path.to_path_buf(),
                 state: p.trust.state(),
                 unchecked_reads: p.trust.trusted_reads.load(Ordering::Relaxed),
             })
@@ -429,7 +430,7 @@ impl crate::FsBackend {
 /// The entries of a log: one of a running writer (read as it grows), or this handle's own.
 pub(crate) struct LogView {
     pub(crate) name: String,
-    pub(crate) path: PathBuf,
+    pub(crate) path: Arc<Path>,
     pub(crate) file: Arc<File>,
     /// Entries end here (a torn or growing tail after it is read again later).
     pub(crate) read_to: u64,
@@ -454,7 +455,7 @@ impl LogView {
     pub(crate) fn new(name: String, path: PathBuf, file: Arc<File>) -> LogView {
         LogView {
             name,
-            path,
+            path: path.into(),
             file,
             read_to: format::HEADER_LEN,
             entries: Vec::new(),
@@ -512,7 +513,8 @@ impl LogView {
             .iter()
             .filter(|e| e.id == EntryId::Commit)
             .count();
-        *self = LogView::new(name, self.path.clone(), self.file.clone()).with_version(self.version);
+        *self = LogView::new(name, self.path.to_path_buf(), self.file.clone())
+            .with_version(self.version);
         let kept = kept.min(commits.list().len());
         self.commits = Arc::new(CommitTable::from_list(commits.list()[..kept].to_vec()));
         for e in &entries[..keep] {
@@ -609,7 +611,7 @@ pub(crate) struct Found {
     pub(crate) file: Arc<File>,
     /// The file mapped, for a pack (a log grows: it is read with `pread`).
     pub(crate) map: Option<Arc<memmap2::Mmap>>,
-    pub(crate) path: PathBuf,
+    pub(crate) path: Arc<Path>,
     pub(crate) entry: Located,
     /// For an entry a lookup found in a mapped pack: the pack's trust (see [`Trust`]).
     /// `None`: the entry is always checked.
@@ -660,7 +662,7 @@ pub(crate) struct Packs {
     pub(crate) epoch: Option<u64>,
     /// Entries found damaged (file, offset): passed over, so the value counts as missing
     /// here and the call that made it is computed again, its value written anew.
-    pub(crate) damaged: std::collections::HashSet<(PathBuf, u64)>,
+    pub(crate) damaged: std::collections::HashSet<(Arc<Path>, u64)>,
     /// Whether the store has a `calls/` directory (loose records: format 1, or merged from a
     /// format-1 store), as of the last refresh.
     pub(crate) loose_calls: bool,
@@ -669,6 +671,16 @@ pub(crate) struct Packs {
     /// Whether this handle sealed a log into a pack: only a handle that wrote consolidates
     /// automatically (a reader, `mandala status` or `fsck`, never changes the store).
     pub(crate) sealed: bool,
+    /// The call names of `packs`, as last listed (see [`Packs::all_calls`]).
+    pack_calls: PackCalls,
+}
+
+/// The call names of a list of packs, sorted and distinct.
+#[derive(Default)]
+struct PackCalls {
+    /// The packs' names, in the order of [`Packs::packs`].
+    packs: Vec<Id>,
+    names: Vec<CallName>,
 }
 
 impl Packs {
@@ -868,16 +880,36 @@ impl Packs {
     }
 
     /// Every call name in the logs and packs this handle knows (unsorted, may repeat).
-    pub(crate) fn all_calls(&self, out: &mut Vec<CallName>) {
+    pub(crate) fn all_calls(&mut self, out: &mut Vec<CallName>) {
         for log in self.sources() {
             out.extend(log.call_names());
         }
-        for p in &self.packs {
-            out.extend((0..p.idx.n_calls()).filter_map(|i| match p.call(i)?.id {
-                EntryId::Call(n) => Some(n),
-                _ => None,
-            }));
+        // Packs never change: their names are listed once per set of packs (a whole-store
+        // query asks before each step, and reading a name from a version-2 pack parses the
+        // entry's header).
+        let known = &self.pack_calls;
+        if known.packs.len() != self.packs.len()
+            || known
+                .packs
+                .iter()
+                .zip(&self.packs)
+                .any(|(n, p)| *n != p.name)
+        {
+            let mut names = Vec::new();
+            for p in &self.packs {
+                names.extend((0..p.idx.n_calls()).filter_map(|i| match p.call(i)?.id {
+                    EntryId::Call(n) => Some(n),
+                    _ => None,
+                }));
+            }
+            names.sort_unstable();
+            names.dedup();
+            self.pack_calls = PackCalls {
+                packs: self.packs.iter().map(|p| p.name).collect(),
+                names,
+            };
         }
+        out.extend_from_slice(&self.pack_calls.names);
     }
 
     /// Every value id in the logs and packs this handle knows (unsorted, may repeat).
@@ -1188,65 +1220,6 @@ pub(crate) fn record_content(
 pub(crate) fn commit_text(e: &Located, stored: &[u8], path: &Path) -> Result<String> {
     String::from_utf8(unframed(e, stored, path)?.into_owned())
         .map_err(|_| Error::corrupt(path, "a commit that is not UTF-8 text"))
-}
-
-/// [`read_entry`] for many entries at once (whole-store queries): the entries of one file are
-/// read with one read of the span that holds them (unless they are a small part of it), then
-/// checked on all cores. In the order of `found`.
-pub(crate) fn read_entries(found: &[Found]) -> Vec<Result<Vec<u8>>> {
-    let mut by_file: std::collections::HashMap<*const File, Vec<usize>> = Default::default();
-    for (i, f) in found.iter().enumerate() {
-        by_file.entry(Arc::as_ptr(&f.file)).or_default().push(i);
-    }
-    let mut out: Vec<Option<Result<Vec<u8>>>> = (0..found.len()).map(|_| None).collect();
-    for (_, group) in by_file {
-        let first = &found[group[0]];
-        let start = group
-            .iter()
-            .map(|&i| found[i].entry.offset)
-            .min()
-            .unwrap_or(0);
-        let end = group
-            .iter()
-            .map(|&i| found[i].entry.end())
-            .max()
-            .unwrap_or(0);
-        let wanted: u64 = group
-            .iter()
-            .map(|&i| found[i].entry.end() - found[i].entry.offset)
-            .sum();
-        // One read of the span, unless it holds mostly other entries: up to 64 times what is
-        // wanted (a memory copy costs far less than a read per entry), at most 256 MiB.
-        let span_len = end - start;
-        let span =
-            if first.map.is_none() && group.len() > 8 && span_len <= (wanted * 64).min(256 << 20) {
-                let mut buf = vec![0u8; (end - start) as usize];
-                read_exact_at(&first.file, &mut buf, start)
-                    .ok()
-                    .map(|()| buf)
-            } else {
-                None
-            };
-        let results = store_core::par::try_map(&group, 256, |&i| {
-            let f = &found[i];
-            Ok::<_, Error>(match &span {
-                Some(buf) => {
-                    let at = (f.entry.offset - start) as usize;
-                    check_entry(f, &buf[at..(f.entry.end() - start) as usize], |e, b, c| {
-                        entry_content(e, b, f.commits.as_deref(), &f.path, c)
-                    })
-                }
-                None => read_entry(f),
-            })
-        })
-        .expect("errors are returned per entry");
-        for (i, r) in group.into_iter().zip(results) {
-            out[i] = Some(r);
-        }
-    }
-    out.into_iter()
-        .map(|r| r.expect("every entry is read"))
-        .collect()
 }
 
 /// The stored bytes (after its header) of the entry `found` (consolidation copies them

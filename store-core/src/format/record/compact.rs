@@ -185,9 +185,12 @@ impl CallRecord {
         } else {
             r.id().ok_or_else(|| fail(&r, "no semantic version"))?
         };
-        // Slots whose hid is left out get a placeholder until the ids it is derived from are
-        // known (an output's needs the call hid, which needs every input).
-        let slots = |r: &mut Reader, what: &str| -> Result<Vec<(Slot, bool)>, DecodeError> {
+        // A slot whose hid is left out gets the one it is derived from: an input's from its
+        // cid, an output's from the call hid, which the inputs (read first) determine.
+        let slots = |r: &mut Reader,
+                     what: &str,
+                     derived: &mut dyn FnMut(&Slot) -> Id|
+         -> Result<Vec<Slot>, DecodeError> {
             let n = r
                 .head(4)
                 .ok_or_else(|| fail(r, &format!("no {what} array")))?;
@@ -197,24 +200,26 @@ impl CallRecord {
                 let items = items.ok_or_else(|| fail(r, &format!("not an {what} slot")))?;
                 let name = intern(r.text().ok_or_else(|| fail(r, "no slot name"))?);
                 let cid = r.id().ok_or_else(|| fail(r, "no slot content id"))?;
-                let (hid, implied) = match items {
-                    3 => (r.id().ok_or_else(|| fail(r, "no slot history id"))?, false),
-                    _ => (Id([0; 32]), true),
+                let mut slot = Slot {
+                    name,
+                    hid: Id([0; 32]),
+                    cid,
                 };
-                out.push((Slot { name, hid, cid }, implied));
+                slot.hid = match items {
+                    3 => r.id().ok_or_else(|| fail(r, "no slot history id"))?,
+                    _ => derived(&slot),
+                };
+                out.push(slot);
             }
             Ok(out)
         };
-        let inputs: Vec<Slot> = slots(&mut r, "input")?
-            .into_iter()
-            .map(|(mut s, implied)| {
-                if implied {
-                    s.hid = source_hid(&s.cid);
-                }
-                s
-            })
-            .collect();
-        let outputs = slots(&mut r, "output")?;
+        let inputs = slots(&mut r, "input", &mut |s| source_hid(&s.cid))?;
+        // Computed only if an output needs it.
+        let mut call = hid.copied();
+        let outputs = slots(&mut r, "output", &mut |s| {
+            let hid = *call.get_or_insert_with(|| call_hid(&op, &inputs, &semver));
+            output_hid(&hid, &s.name)
+        })?;
         let mut deps = BTreeMap::new();
         if n >= 5 {
             let m = r.head(5).ok_or_else(|| fail(&r, "no deps map"))?;
@@ -241,20 +246,6 @@ impl CallRecord {
         if r.pos != bytes.len() {
             return Err(fail(&r, "bytes after the record"));
         }
-        let hid = match hid {
-            Some(h) => *h,
-            None if outputs.iter().any(|(_, implied)| *implied) => call_hid(&op, &inputs, &semver),
-            None => Id([0; 32]), // not needed
-        };
-        let outputs = outputs
-            .into_iter()
-            .map(|(mut s, implied)| {
-                if implied {
-                    s.hid = output_hid(&hid, &s.name);
-                }
-                s
-            })
-            .collect();
         Ok(CallRecord {
             op,
             semver,
