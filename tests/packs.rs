@@ -977,3 +977,38 @@ fn queries_of_packed_stores_leave_the_call_index_alone() {
     }
     assert_eq!(answers[0], answers[1]);
 }
+
+/// A handle remembers where its last lookups found a call and a value (a hit reads what it
+/// just looked up); deleting calls or collecting values in the same handle forgets it, so
+/// nothing deleted is served from where it was.
+#[test]
+fn a_handle_serves_nothing_it_deleted_from_where_it_found_it() {
+    let d = tempfile::tempdir().unwrap();
+    let s = d.path().join("s.mandala");
+    job(&Storage::open(&s).unwrap(), 0..5, false).unwrap();
+    let storage = Storage::open(&s).unwrap();
+    // Hits: the last one leaves square(25)'s record and value remembered.
+    job(&storage, 0..5, false).unwrap();
+    assert_eq!(storage.stats().total.executed, 0);
+    let backend = storage.backend();
+    let last: Vec<_> = backend
+        .call_names()
+        .unwrap()
+        .into_iter()
+        .filter(|n| {
+            let r = backend.get_call(n).unwrap().unwrap();
+            &*r.op == "square"
+        })
+        .collect();
+    assert_eq!(last.len(), 5);
+    assert_eq!(storage.cf("square").unwrap().delete_calls().unwrap(), 5);
+    for name in &last {
+        assert!(
+            backend.get_call(name).unwrap().is_none(),
+            "{name:?} served after deletion"
+        );
+    }
+    job(&storage, 0..5, false).unwrap();
+    assert_eq!(storage.stats().op("square").executed, 5);
+    assert_eq!(storage.stats().op("inc").executed, 0);
+}

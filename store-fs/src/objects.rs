@@ -230,14 +230,14 @@ impl FsBackend {
     pub(crate) fn value_exists(&self, cid: &Id) -> Result<bool> {
         {
             let mut packs = self.packs();
-            if packs.find_value(cid).is_some() {
+            if packs.has_value(cid) {
                 return Ok(true);
             }
             if self.format() >= 2 {
                 // Packs sealed or taken in since the last look (or never looked at, in a new
                 // handle) may hold it.
                 packs.refresh(&self.inner.root, true, false)?;
-                if packs.find_value(cid).is_some() {
+                if packs.has_value(cid) {
                     return Ok(true);
                 }
                 // No values/ directory when last looked (a millisecond ago at most on a

@@ -534,7 +534,7 @@ impl LogView {
             .find(|e| e.id == EntryId::Call(*name))
     }
 
-    fn key_entries(&self, key: &Id) -> impl Iterator<Item = &Located> {
+    pub(crate) fn key_entries(&self, key: &Id) -> impl Iterator<Item = &Located> {
         let mut at = self.keys.get(key).copied().unwrap_or(NONE);
         std::iter::from_fn(move || {
             (at != NONE).then(|| {
@@ -607,6 +607,7 @@ impl LogView {
 }
 
 /// Where an entry is: the file holding it, for messages its path, and the entry.
+#[derive(Clone)]
 pub(crate) struct Found {
     pub(crate) file: Arc<File>,
     /// The file mapped, for a pack (a log grows: it is read with `pread`).
@@ -673,6 +674,12 @@ pub(crate) struct Packs {
     pub(crate) sealed: bool,
     /// The call names of `packs`, as last listed (see [`Packs::all_calls`]).
     pack_calls: PackCalls,
+    /// Where the last lookups found things: a hit asks for a call key's records and then
+    /// reads one, and asks whether its output is stored and then reads it. The second
+    /// question of each pair is answered from here without searching again (entries never
+    /// change where they are; a damaged one is still passed over).
+    recent_calls: Option<(Id, Vec<(CallName, Found)>)>,
+    recent_value: Option<(Id, Found)>,
 }
 
 /// The call names of a list of packs, sorted and distinct.
@@ -697,6 +704,9 @@ impl Packs {
             return Ok(());
         }
         self.last_refresh = Some(Instant::now());
+        // What was found before may have been removed since (a consolidation or gc of this
+        // process or another): looked up anew.
+        self.forget_recent();
         self.loose_calls = root.join(layout::CALLS).is_dir();
         self.loose_values = root.join(layout::VALUES).is_dir();
         // Logs before packs: a writer seals its log into a pack (renamed in) before it removes
@@ -788,7 +798,14 @@ impl Packs {
     }
 
     /// Adds a pack this handle opened or sealed (once).
+    /// Forgets where the last lookups found things (see `recent_calls`).
+    fn forget_recent(&mut self) {
+        self.recent_calls = None;
+        self.recent_value = None;
+    }
+
     pub(crate) fn add_pack(&mut self, pack: Arc<Pack>) {
+        self.forget_recent();
         if self.packs.iter().any(|p| p.name == pack.name) {
             return;
         }
@@ -809,12 +826,28 @@ impl Packs {
             .chain(&self.logs)
     }
 
+    /// Whether value `cid` is in a log or pack this handle knows, remembering where for a
+    /// [`Packs::find_value`] that follows.
+    pub(crate) fn has_value(&mut self, cid: &Id) -> bool {
+        let found = self.find_value(cid);
+        let has = found.is_some();
+        if let Some(f) = found {
+            self.recent_value = Some((*cid, f));
+        }
+        has
+    }
+
     /// Where value `cid` is, if in a log or pack this handle knows (and not found damaged):
     /// the first copy, logs first, then the largest packs (most likely to hold it).
     pub(crate) fn find_value(&self, cid: &Id) -> Option<Found> {
         let sound = |f: &Found| {
             self.damaged.is_empty() || !self.damaged.contains(&(f.path.clone(), f.entry.offset))
         };
+        if let Some((c, f)) = &self.recent_value {
+            if c == cid && sound(f) {
+                return Some(f.clone());
+            }
+        }
         for log in self.sources() {
             if let Some(e) = log.value(cid) {
                 let f = found(log, *e);
@@ -843,6 +876,13 @@ impl Packs {
 
     /// Where call `name` is, if in a log or pack this handle knows.
     pub(crate) fn find_call(&self, name: &CallName) -> Option<Found> {
+        if let Some((key, found)) = &self.recent_calls {
+            if *key == name.key {
+                if let Some((_, f)) = found.iter().find(|(n, _)| n == name) {
+                    return Some(f.clone());
+                }
+            }
+        }
         for log in self.sources() {
             if let Some(e) = log.call(name) {
                 return Some(found(log, *e));
@@ -862,21 +902,32 @@ impl Packs {
         })
     }
 
-    /// The names of the records under call key `key` in the logs and packs this handle knows.
-    pub(crate) fn calls_of(&self, key: &Id, out: &mut Vec<CallName>) {
+    /// The names of the records under call key `key` in the logs and packs this handle knows,
+    /// remembering where each is for a [`Packs::find_call`] that follows (a lookup reads the
+    /// record it is after next).
+    pub(crate) fn calls_of(&mut self, key: &Id, out: &mut Vec<CallName>) {
+        let mut located = Vec::new();
         for log in self.sources() {
-            out.extend(log.calls_of(key));
+            located.extend(log.key_entries(key).filter_map(|e| match e.id {
+                EntryId::Call(n) => Some((n, found(log, *e))),
+                _ => None,
+            }));
         }
         for (pack, row) in self.midx.candidates(midx::Table::Calls, &key.0) {
-            if let Some(EntryId::Call(n)) = self.packs[pack].call(row).map(|e| e.id) {
-                if n.key == *key {
-                    out.push(n);
+            let p = &self.packs[pack];
+            if let Some(e) = p.call(row) {
+                if let EntryId::Call(n) = e.id {
+                    if n.key == *key {
+                        located.push((n, Found::for_lookup(p, e)));
+                    }
                 }
             }
         }
         for p in self.uncovered() {
-            out.extend(p.calls_of(key).map(|(n, _)| n));
+            located.extend(p.calls_of(key).map(|(n, e)| (n, Found::for_lookup(p, e))));
         }
+        out.extend(located.iter().map(|(n, _)| *n));
+        self.recent_calls = Some((*key, located));
     }
 
     /// Every call name in the logs and packs this handle knows (unsorted, may repeat).

@@ -14,22 +14,44 @@ thread_local! {
     /// The op and slot names this thread's decoder has seen: they repeat across thousands of
     /// records, so each is allocated once and shared (and stays in cache for the frames that
     /// compare them). Bounded: cleared when it holds `MAX_NAMES`.
-    static NAMES: RefCell<HashSet<Name>> = RefCell::new(HashSet::new());
+    static NAMES: RefCell<Names> = RefCell::new(Names::default());
+}
+
+#[derive(Default)]
+struct Names {
+    all: HashSet<Name>,
+    /// The last name seen in each of a few slots (by length and end bytes): a record's op and
+    /// slot names are found here by comparing a few bytes, without hashing them.
+    recent: [Option<Name>; RECENT],
 }
 
 const MAX_NAMES: usize = 4096;
+const RECENT: usize = 16;
 
 /// `s` as a shared name, allocated once per thread.
 pub(super) fn intern(s: &str) -> Name {
+    let b = s.as_bytes();
+    let first = usize::from(*b.first().unwrap_or(&0));
+    let last = usize::from(*b.last().unwrap_or(&0));
+    let slot = (b.len() ^ (first * 7) ^ (last * 13)) % RECENT;
     NAMES.with_borrow_mut(|names| {
-        if let Some(name) = names.get(s) {
-            return name.clone();
+        if let Some(name) = &names.recent[slot] {
+            if **name == *s {
+                return name.clone();
+            }
         }
-        if names.len() >= MAX_NAMES {
-            names.clear();
-        }
-        let name = Name::from(s);
-        names.insert(name.clone());
+        let name = match names.all.get(s) {
+            Some(name) => name.clone(),
+            None => {
+                if names.all.len() >= MAX_NAMES {
+                    names.all.clear();
+                }
+                let name = Name::from(s);
+                names.all.insert(name.clone());
+                name
+            }
+        };
+        names.recent[slot] = Some(name.clone());
         name
     })
 }
