@@ -139,7 +139,7 @@ impl FsBackend {
             self.commit_if_pending(&mut packs, &found)?;
             found
         };
-        let (record, bytes) = crate::pack::read_record(&found)?;
+        let (record, bytes) = crate::pack::read_record(found.at())?;
         Ok(Some((found.path.to_path_buf(), record, bytes)))
     }
 
@@ -190,7 +190,7 @@ impl FsBackend {
         let indexing = self.catalog().index.loaded;
         let read = self.read_packed(
             &rest,
-            |packs, i| packs.find_call(&names[i]),
+            |packs, i| packs.locate_call(&names[i]),
             |i, found| {
                 // A damaged entry gives None: read below, one by one, which reports it.
                 let (record, bytes) = crate::pack::read_record(found).ok()?;

@@ -297,7 +297,7 @@ impl FsBackend {
             .map_err(|why| refused(what, Error::corrupt(pack, why)))?;
         for e in opened.entries() {
             let e = e.map_err(|why| refused(what, Error::corrupt(pack, why)))?;
-            crate::pack::read_entry(&crate::pack::Found::in_pack(&opened, e))
+            crate::pack::read_entry(crate::pack::Found::in_pack(&opened, e).at())
                 .map_err(|e| refused(what, e))?;
         }
         drop(opened);

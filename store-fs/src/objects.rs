@@ -305,7 +305,7 @@ impl FsBackend {
                 self.commit_if_pending(&mut packs, &found)?;
                 found
             };
-            match crate::pack::read_entry(&found) {
+            match crate::pack::read_entry(found.at()) {
                 Ok(bytes) => {
                     self.index_small_value(cid, &bytes);
                     return Ok(Some(bytes));
@@ -360,7 +360,7 @@ impl FsBackend {
         // A damaged entry is read again below, one by one, which reports and repairs it.
         let read = self.read_packed(
             &rest,
-            |packs, i| packs.find_value(&cids[i]),
+            |packs, i| packs.locate_value(&cids[i]),
             |_, found| crate::pack::read_entry(found).ok(),
         )?;
         for (&i, bytes) in rest.iter().zip(read) {
@@ -427,8 +427,8 @@ impl FsBackend {
     pub(crate) fn read_packed<R: Send>(
         &self,
         items: &[usize],
-        find: impl Fn(&crate::pack::Packs, usize) -> Option<crate::pack::Found> + Sync,
-        read: impl Fn(usize, &crate::pack::Found) -> Option<R> + Sync,
+        find: impl for<'p> Fn(&'p crate::pack::Packs, usize) -> Option<crate::pack::At<'p>> + Sync,
+        read: impl Fn(usize, crate::pack::At<'_>) -> Option<R> + Sync,
     ) -> Result<Vec<Option<R>>> {
         let mut packs = self.packs();
         packs.refresh(&self.inner.root, true, false)?;
@@ -436,7 +436,7 @@ impl FsBackend {
         self.commit_log(&mut packs)?;
         let packs = &*packs;
         store_core::par::try_map(items, 256, |&i| {
-            Ok(find(packs, i).and_then(|found| read(i, &found)))
+            Ok(find(packs, i).and_then(|found| read(i, found)))
         })
     }
 

@@ -392,7 +392,7 @@ impl FsBackend {
                 found.path.display(),
                 found.entry.offset
             );
-            match (crate::pack::read_entry(&found), found.entry.id) {
+            match (crate::pack::read_entry(found.at()), found.entry.id) {
                 (Err(e), EntryId::Value(cid)) => {
                     present.insert(cid);
                     report.problems.push(Problem {

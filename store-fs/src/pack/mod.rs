@@ -240,9 +240,12 @@ impl Pack {
 
     /// The git commits this pack's compact records number (empty for a version-1 pack).
     pub(crate) fn commits(&self) -> Arc<CommitTable> {
+        self.commits_ref().clone()
+    }
+
+    fn commits_ref(&self) -> &Arc<CommitTable> {
         self.commits
             .get_or_init(|| Arc::new(self.read_commits().unwrap_or_default()))
-            .clone()
     }
 
     /// Reads the pack's commit entries; an error says which one is damaged.
@@ -310,9 +313,14 @@ pub(crate) struct Trust {
     /// Bytes of entries checked one by one so far.
     checked: AtomicU64,
     state: AtomicU8,
-    /// Entries served without their own check.
-    trusted_reads: AtomicU64,
+    /// Entries served without their own check (on a cache line of its own: threads reading a
+    /// trusted pack all count here, and must not disturb their reads of `state`).
+    trusted_reads: Padded<AtomicU64>,
 }
+
+/// A value alone on its cache line.
+#[repr(align(64))]
+struct Padded<T>(T);
 
 const UNCHECKED: u8 = 0;
 const CHECKING: u8 = 1;
@@ -331,7 +339,7 @@ impl Trust {
             want,
             checked: AtomicU64::new(0),
             state: AtomicU8::new(UNCHECKED),
-            trusted_reads: AtomicU64::new(0),
+            trusted_reads: Padded(AtomicU64::new(0)),
         })
     }
 
@@ -421,7 +429,7 @@ impl crate::FsBackend {
             .map(|p| PackTrust {
                 path: p.path.to_path_buf(),
                 state: p.trust.state(),
-                unchecked_reads: p.trust.trusted_reads.load(Ordering::Relaxed),
+                unchecked_reads: p.trust.trusted_reads.0.load(Ordering::Relaxed),
             })
             .collect()
     }
@@ -635,13 +643,68 @@ impl Found {
         }
     }
 
+    /// The entry, borrowed from this.
+    pub(crate) fn at(&self) -> At<'_> {
+        At {
+            file: &self.file,
+            map: self.map.as_ref(),
+            path: &self.path,
+            entry: self.entry,
+            trust: self.trust.as_ref(),
+            commits: self.commits.as_ref(),
+        }
+    }
+}
+
+/// Where an entry is, borrowed from the pack or log that holds it: reading it takes no
+/// reference counts (a whole-store query reads thousands of entries on several threads,
+/// whose counts of one pack's shared parts would bounce between the cores). [`Found`] owns
+/// the same.
+#[derive(Clone, Copy)]
+pub(crate) struct At<'a> {
+    pub(crate) file: &'a Arc<File>,
+    pub(crate) map: Option<&'a Arc<memmap2::Mmap>>,
+    pub(crate) path: &'a Arc<Path>,
+    pub(crate) entry: Located,
+    pub(crate) trust: Option<&'a Arc<Trust>>,
+    pub(crate) commits: Option<&'a Arc<CommitTable>>,
+}
+
+impl<'a> At<'a> {
     /// Where entry `entry` of pack `p` is, for a lookup: served unchecked once the pack is
     /// trusted (see [`Trust`]).
-    pub(crate) fn for_lookup(p: &Pack, entry: Located) -> Found {
-        let trust = p.map.is_some().then(|| p.trust.clone());
+    pub(crate) fn for_lookup(p: &'a Pack, entry: Located) -> At<'a> {
+        At {
+            file: &p.file,
+            map: p.map.as_ref(),
+            path: &p.path,
+            entry,
+            trust: p.map.is_some().then_some(&p.trust),
+            commits: entry.is_compact_record().then(|| p.commits_ref()),
+        }
+    }
+
+    /// Where entry `entry` of `log` is (always checked: a log is not hashed whole).
+    fn in_log(log: &'a LogView, entry: Located) -> At<'a> {
+        At {
+            file: &log.file,
+            map: None,
+            path: &log.path,
+            entry,
+            trust: None,
+            commits: entry.is_compact_record().then_some(&log.commits),
+        }
+    }
+
+    /// The same, owned.
+    pub(crate) fn to_found(self) -> Found {
         Found {
-            trust,
-            ..Found::in_pack(p, entry)
+            file: self.file.clone(),
+            map: self.map.cloned(),
+            path: self.path.clone(),
+            entry: self.entry,
+            trust: self.trust.cloned(),
+            commits: self.commits.cloned(),
         }
     }
 }
@@ -840,17 +903,22 @@ impl Packs {
     /// Where value `cid` is, if in a log or pack this handle knows (and not found damaged):
     /// the first copy, logs first, then the largest packs (most likely to hold it).
     pub(crate) fn find_value(&self, cid: &Id) -> Option<Found> {
-        let sound = |f: &Found| {
+        self.locate_value(cid).map(At::to_found)
+    }
+
+    /// [`Packs::find_value`], borrowed from the packs.
+    pub(crate) fn locate_value(&self, cid: &Id) -> Option<At<'_>> {
+        let sound = |f: &At| {
             self.damaged.is_empty() || !self.damaged.contains(&(f.path.clone(), f.entry.offset))
         };
         if let Some((c, f)) = &self.recent_value {
-            if c == cid && sound(f) {
-                return Some(f.clone());
+            if c == cid && sound(&f.at()) {
+                return Some(f.at());
             }
         }
         for log in self.sources() {
             if let Some(e) = log.value(cid) {
-                let f = found(log, *e);
+                let f = At::in_log(log, *e);
                 if sound(&f) {
                     return Some(f);
                 }
@@ -862,13 +930,13 @@ impl Packs {
             .filter_map(|(pack, row)| {
                 let p = &self.packs[pack];
                 let e = p.candidate(Table::Values, row, &EntryId::Value(*cid))?;
-                Some(Found::for_lookup(p, e))
+                Some(At::for_lookup(p, e))
             })
             .find(sound);
         covered.or_else(|| {
             self.uncovered().find_map(|p| {
                 p.find_value(cid)
-                    .map(|e| Found::for_lookup(p, e))
+                    .map(|e| At::for_lookup(p, e))
                     .filter(sound)
             })
         })
@@ -876,16 +944,21 @@ impl Packs {
 
     /// Where call `name` is, if in a log or pack this handle knows.
     pub(crate) fn find_call(&self, name: &CallName) -> Option<Found> {
+        self.locate_call(name).map(At::to_found)
+    }
+
+    /// [`Packs::find_call`], borrowed from the packs.
+    pub(crate) fn locate_call(&self, name: &CallName) -> Option<At<'_>> {
         if let Some((key, found)) = &self.recent_calls {
             if *key == name.key {
                 if let Some((_, f)) = found.iter().find(|(n, _)| n == name) {
-                    return Some(f.clone());
+                    return Some(f.at());
                 }
             }
         }
         for log in self.sources() {
             if let Some(e) = log.call(name) {
-                return Some(found(log, *e));
+                return Some(At::in_log(log, *e));
             }
         }
         let covered = self
@@ -894,11 +967,11 @@ impl Packs {
             .find_map(|(pack, row)| {
                 let p = &self.packs[pack];
                 let e = p.call(row)?;
-                (e.id == EntryId::Call(*name)).then(|| Found::for_lookup(p, e))
+                (e.id == EntryId::Call(*name)).then(|| At::for_lookup(p, e))
             });
         covered.or_else(|| {
             self.uncovered()
-                .find_map(|p| p.find_call(name).map(|e| Found::for_lookup(p, e)))
+                .find_map(|p| p.find_call(name).map(|e| At::for_lookup(p, e)))
         })
     }
 
@@ -909,7 +982,7 @@ impl Packs {
         let mut located = Vec::new();
         for log in self.sources() {
             located.extend(log.key_entries(key).filter_map(|e| match e.id {
-                EntryId::Call(n) => Some((n, found(log, *e))),
+                EntryId::Call(n) => Some((n, At::in_log(log, *e).to_found())),
                 _ => None,
             }));
         }
@@ -918,13 +991,16 @@ impl Packs {
             if let Some(e) = p.call(row) {
                 if let EntryId::Call(n) = e.id {
                     if n.key == *key {
-                        located.push((n, Found::for_lookup(p, e)));
+                        located.push((n, At::for_lookup(p, e).to_found()));
                     }
                 }
             }
         }
         for p in self.uncovered() {
-            located.extend(p.calls_of(key).map(|(n, e)| (n, Found::for_lookup(p, e))));
+            located.extend(
+                p.calls_of(key)
+                    .map(|(n, e)| (n, At::for_lookup(p, e).to_found())),
+            );
         }
         out.extend(located.iter().map(|(n, _)| *n));
         self.recent_calls = Some((*key, located));
@@ -977,17 +1053,6 @@ impl Packs {
     }
 }
 
-fn found(log: &LogView, entry: Located) -> Found {
-    Found {
-        file: log.file.clone(),
-        map: None,
-        path: log.path.clone(),
-        entry,
-        trust: None,
-        commits: entry.is_compact_record().then(|| log.commits.clone()),
-    }
-}
-
 /// Maps an immutable pack file into memory; `None` if the system will not (then it is read
 /// with `pread`).
 pub(crate) fn map_pack(file: &File) -> Option<Arc<memmap2::Mmap>> {
@@ -1034,28 +1099,28 @@ pub(crate) fn open_pack_at(
 }
 
 /// The content of the entry `found`, decompressed and checked against its id.
-pub(crate) fn read_entry(found: &Found) -> Result<Vec<u8>> {
+pub(crate) fn read_entry(found: At<'_>) -> Result<Vec<u8>> {
     read_entry_with(found, |e, stored, check| {
-        entry_content(e, stored, found.commits.as_deref(), &found.path, check)
+        entry_content(e, stored, found.commits.map(|c| &**c), found.path, check)
     })
 }
 
 /// The record of the call entry `found`, checked as [`read_entry`] checks it, with its
 /// canonical CBOR when reading made it (to check it, or because the entry holds it): a
 /// compact record served from a trusted pack is expanded, and neither encoded nor hashed.
-pub(crate) fn read_record(found: &Found) -> Result<(CallRecord, Option<Vec<u8>>)> {
+pub(crate) fn read_record(found: At<'_>) -> Result<(CallRecord, Option<Vec<u8>>)> {
     read_entry_with(found, |e, stored, check| {
-        record_content(e, stored, found.commits.as_deref(), &found.path, check)
+        record_content(e, stored, found.commits.map(|c| &**c), found.path, check)
     })
 }
 
 /// The content of the entry `found`, made by `decode` from the bytes it stores (and
 /// whether to check them against its id: unless its pack is trusted).
 fn read_entry_with<T>(
-    found: &Found,
+    found: At<'_>,
     decode: impl FnOnce(&Located, &[u8], bool) -> Result<T>,
 ) -> Result<T> {
-    let Found {
+    let At {
         file, path, entry, ..
     } = found;
     let len = entry.id.header_len() + entry.len as usize;
@@ -1068,7 +1133,7 @@ fn read_entry_with<T>(
             ),
         )
     };
-    if let Some(map) = &found.map {
+    if let Some(map) = found.map {
         let at = entry.offset as usize;
         let bytes = map.get(at..at + len).ok_or_else(cut_short)?;
         return check_entry(found, bytes, decode);
@@ -1087,28 +1152,28 @@ fn read_entry_with<T>(
 /// The content of the entry `found` from `buf`, its bytes (header and frame), decompressed
 /// and checked: the header against the index, the content against its id.
 fn check_entry<T>(
-    found: &Found,
+    found: At<'_>,
     buf: &[u8],
     decode: impl FnOnce(&Located, &[u8], bool) -> Result<T>,
 ) -> Result<T> {
-    let Found { path, entry, .. } = found;
+    let At { path, entry, .. } = found;
     let at_offset = |reason: String| {
         Error::corrupt(path, format!("entry at offset {}: {reason}", entry.offset))
     };
-    match format::parse_entry(buf, entry.offset, entry.offset, entry_version(entry)) {
-        Ok(Some(e)) if e == *entry => {}
+    match format::parse_entry(buf, entry.offset, entry.offset, entry_version(&entry)) {
+        Ok(Some(e)) if e == entry => {}
         Ok(_) => return Err(at_offset("does not match the pack's index".into())),
         Err(reason) => return Err(at_offset(reason)),
     }
     let frame = &buf[entry.id.header_len()..];
-    let trust = found.trust.as_ref();
+    let trust = found.trust;
     let trusted = trust.filter(|t| t.trusted());
     if let Some(t) = trusted {
-        t.trusted_reads.fetch_add(1, Ordering::Relaxed);
+        t.trusted_reads.0.fetch_add(1, Ordering::Relaxed);
     }
-    let content = decode(entry, frame, trusted.is_none())
+    let content = decode(&entry, frame, trusted.is_none())
         .map_err(|e| at_offset(crate::verify::reason_of(e)))?;
-    if let (None, Some(t), Some(map)) = (trusted, trust, &found.map) {
+    if let (None, Some(t), Some(map)) = (trusted, trust, found.map) {
         t.checked_entry(buf.len(), map);
     }
     Ok(content)
@@ -1275,21 +1340,21 @@ pub(crate) fn commit_text(e: &Located, stored: &[u8], path: &Path) -> Result<Str
 
 /// The stored bytes (after its header) of the entry `found` (consolidation copies them
 /// as they are when it can).
-pub(crate) fn read_stored(found: &Found) -> Result<Vec<u8>> {
+pub(crate) fn read_stored(found: At<'_>) -> Result<Vec<u8>> {
     let (at, len) = (found.entry.frame_at(), found.entry.len as usize);
-    if let Some(map) = &found.map {
+    if let Some(map) = found.map {
         return map
             .get(at as usize..at as usize + len)
             .map(<[u8]>::to_vec)
             .ok_or_else(|| {
                 Error::corrupt(
-                    &found.path,
+                    found.path,
                     format!("entry at offset {} is cut short", found.entry.offset),
                 )
             });
     }
     let mut buf = vec![0u8; len];
-    read_exact_at(&found.file, &mut buf, at).map_err(|e| Error::io("read", &found.path, e))?;
+    read_exact_at(found.file, &mut buf, at).map_err(|e| Error::io("read", found.path, e))?;
     Ok(buf)
 }
 

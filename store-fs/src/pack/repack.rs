@@ -434,7 +434,7 @@ fn check_copy(chosen: &[Arc<Pack>], id: &EntryId, source: Source) -> Result<Copy
     match source {
         Source::Pack(i, e) => {
             let found = Found::in_pack(&chosen[i], e);
-            let stored = read_stored(&found)?;
+            let stored = read_stored(found.at())?;
             let commits = found.commits.as_deref();
             let cbor = entry_content(&e, &stored, commits, &chosen[i].path, true)?;
             let frame = (e.enc == Enc::V1).then_some(stored);
