@@ -979,7 +979,15 @@ impl Packs {
     /// remembering where each is for a [`Packs::find_call`] that follows (a lookup reads the
     /// record it is after next).
     pub(crate) fn calls_of(&mut self, key: &Id, out: &mut Vec<CallName>) {
-        let mut located = Vec::new();
+        // The last list's room, reused (this runs for every call a program makes).
+        let mut located = self
+            .recent_calls
+            .take()
+            .map(|(_, mut v)| {
+                v.clear();
+                v
+            })
+            .unwrap_or_default();
         for log in self.sources() {
             located.extend(log.key_entries(key).filter_map(|e| match e.id {
                 EntryId::Call(n) => Some((n, At::in_log(log, *e).to_found())),

@@ -45,18 +45,28 @@ impl Name {
     /// assert!(a == "x" && a == b);
     /// ```
     pub fn from_static(text: &'static str) -> Name {
+        const SLOTS: usize = 32;
+        type Key = (usize, usize);
+        type Recent = [Option<(Key, Name)>; SLOTS];
+        type All = std::collections::HashMap<Key, Name>;
         thread_local! {
-            static NAMES: std::cell::RefCell<std::collections::HashMap<(usize, usize), Name>> =
-                std::cell::RefCell::default();
+            static NAMES: std::cell::RefCell<(Recent, All)> =
+                std::cell::RefCell::new((std::array::from_fn(|_| None), All::default()));
         }
         // Keyed by address and length: one text is one entry, and the key costs no hashing
-        // of the text.
-        NAMES.with(|names| {
-            names
-                .borrow_mut()
-                .entry((text.as_ptr() as usize, text.len()))
-                .or_insert_with(|| Name::from(text))
-                .clone()
+        // of the text. The argument names of a program's ops are found in a few slots
+        // (direct-mapped by address), the others in a map.
+        let key = (text.as_ptr() as usize, text.len());
+        let slot = (key.0 >> 3 ^ key.1) % SLOTS;
+        NAMES.with_borrow_mut(|(recent, all)| {
+            if let Some((k, name)) = &recent[slot] {
+                if *k == key {
+                    return name.clone();
+                }
+            }
+            let name = all.entry(key).or_insert_with(|| Name::from(text)).clone();
+            recent[slot] = Some((key, name.clone()));
+            name
         })
     }
 }
