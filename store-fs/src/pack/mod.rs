@@ -11,7 +11,9 @@
 //! - **Readers** know the packs' indexes (sorted tables searched in place) and the entries
 //!   of the logs of running processes; they look at `logs/` and `packs/` again (one stat each,
 //!   plus one per running writer's log) when a lookup misses, and at most every
-//!   [`REFRESH_EVERY`] on hits, never listing a directory that did not change.
+//!   [`REFRESH_EVERY`] on hits, never listing a directory that did not change. A lookup
+//!   remembers where it found a call key's records and a value, for the read that follows
+//!   (forgotten at the next look at the store); reads borrow the entry from its pack ([`At`]).
 //! - **Consolidation** (`repack`) merges packs into one under the collection lock: see
 //!   `repack`.
 //!
