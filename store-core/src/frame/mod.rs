@@ -42,7 +42,7 @@ use crate::engine::provenance::Provenance;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::format::id::{Id, IdHasher, IdMap, IdSet};
-use crate::format::record::{Slot, StoredCall};
+use crate::format::record::{CallRecord, Name, Slot, StoredCall};
 
 pub use table::{Cell, Table, CELL_WIDTH};
 
@@ -106,6 +106,32 @@ pub struct ComputationFrame {
     /// How many calls the frame was made room for (see `reserve`): a new variable or node
     /// starts with room for that many, rather than growing by rehashing.
     room: usize,
+}
+
+/// How the last call a loop added mapped its slots to variables (see
+/// `ComputationFrame::add_call`): most calls of a frame have the op and slot names of the one
+/// before, and are then added without looking their node and edges up by name again. Edges
+/// are only ever added while a frame grows, so a plan stays true.
+struct Plan {
+    op: Name,
+    /// The slots' names, inputs then outputs, and how many are inputs.
+    names: Vec<Name>,
+    inputs: usize,
+    node: Arc<str>,
+    /// The variable each slot's edge leads to, in the order of `names`.
+    vars: Vec<String>,
+}
+
+impl Plan {
+    /// Whether calls like `rec` are added by this plan.
+    fn fits(&self, rec: &CallRecord) -> bool {
+        self.op == rec.op
+            && self.inputs == rec.inputs.len()
+            && self.names.len() == rec.inputs.len() + rec.outputs.len()
+            && (rec.inputs.iter().chain(&rec.outputs))
+                .zip(&self.names)
+                .all(|(s, n)| s.name == *n)
+    }
 }
 
 /// The edge label of input or output `slot` of a call of `op`: its name, except that the
@@ -180,8 +206,9 @@ impl ComputationFrame {
         let index = engine.provenance()?;
         let calls = index.calls_of(op);
         cf.reserve(calls.len());
+        let mut plan = None;
         for call in calls {
-            cf.add_call(&index, call, None, None);
+            cf.add_call(&index, call, None, None, &mut plan);
         }
         Ok(cf)
     }
@@ -350,11 +377,72 @@ impl ComputationFrame {
         call: &Arc<StoredCall>,
         hint: Option<(&str, &str)>,
         mut new_refs: Option<&mut Vec<(Id, String)>>,
+        plan: &mut Option<Plan>,
     ) -> bool {
         let id = call_id(call);
         if self.calls.contains_key(&id) {
             return false;
         }
+        if !plan.as_ref().is_some_and(|p| p.fits(&call.record)) {
+            self.add_edges(index, call, hint);
+            *plan = Some(self.plan_of(&call.record));
+        }
+        let plan = plan.as_ref().expect("made above");
+        let f = self.funcs.get_mut(&*plan.node).expect("exists");
+        let cids = Arc::make_mut(&mut self.cids);
+        let slots = (call.record.inputs.iter().map(|s| (false, s)))
+            .chain(call.record.outputs.iter().map(|s| (true, s)));
+        for ((output, slot), var) in slots.zip(&plan.vars) {
+            let fresh = self
+                .vars
+                .get_mut(var)
+                .expect("edges lead to variables")
+                .insert(slot.hid);
+            if let (true, Some(out)) = (fresh, new_refs.as_deref_mut()) {
+                out.push((slot.hid, var.clone()));
+            }
+            cids.insert(slot.hid, slot.cid);
+            if output {
+                self.created_by
+                    .entry(slot.hid)
+                    .or_insert_with(|| (plan.node.clone(), call.clone()));
+            } else {
+                self.consumed.insert(slot.hid);
+            }
+        }
+        f.calls.insert(id);
+        self.calls.insert(id, call.clone());
+        true
+    }
+
+    /// How the slots of calls like `rec` (its op, its slot names) map to variables, once
+    /// their edges exist.
+    fn plan_of(&self, rec: &CallRecord) -> Plan {
+        let node = self.op_nodes[&*rec.op].clone();
+        let f = &self.funcs[&*node];
+        let label = |s: &Slot| edge_label(&rec.op, &s.name).to_string();
+        let vars = (rec.inputs.iter().map(|s| f.inputs[&label(s)].clone()))
+            .chain(rec.outputs.iter().map(|s| f.outputs[&label(s)].clone()))
+            .collect();
+        Plan {
+            op: rec.op.clone(),
+            names: (rec.inputs.iter().chain(&rec.outputs))
+                .map(|s| s.name.clone())
+                .collect(),
+            inputs: rec.inputs.len(),
+            node,
+            vars,
+        }
+    }
+
+    /// Creates the node of `call`'s op if needed, and the edges (with their variables) for
+    /// the slots of `call` its node does not have yet.
+    fn add_edges(
+        &mut self,
+        index: &Provenance,
+        call: &Arc<StoredCall>,
+        hint: Option<(&str, &str)>,
+    ) {
         if !self.op_nodes.contains_key(&*call.record.op) {
             let n = self.node_for(&call.record.op);
             self.op_nodes.insert(call.record.op.to_string(), n);
@@ -408,38 +496,6 @@ impl ComputationFrame {
                 self.var_for(&node, label, output, slot, h, base);
             }
         }
-        // Borrowed, not cloned: reference counts are atomic, and this runs for every call of
-        // a frame.
-        let node = &self.op_nodes[&*call.record.op];
-        let f = self.funcs.get_mut(&**node).expect("exists");
-        let cids = Arc::make_mut(&mut self.cids);
-        for (output, slots, edges) in [
-            (false, &call.record.inputs, &f.inputs),
-            (true, &call.record.outputs, &f.outputs),
-        ] {
-            for slot in slots {
-                let var = &edges[edge_label(&call.record.op, &slot.name)];
-                let fresh = self
-                    .vars
-                    .get_mut(var)
-                    .expect("edges lead to variables")
-                    .insert(slot.hid);
-                if let (true, Some(out)) = (fresh, new_refs.as_deref_mut()) {
-                    out.push((slot.hid, var.clone()));
-                }
-                cids.insert(slot.hid, slot.cid);
-                if output {
-                    self.created_by
-                        .entry(slot.hid)
-                        .or_insert_with(|| (node.clone(), call.clone()));
-                } else {
-                    self.consumed.insert(slot.hid);
-                }
-            }
-        }
-        f.calls.insert(id);
-        self.calls.insert(id, call.clone());
-        true
     }
 
     /// Makes room for `n` more calls (of a few inputs and outputs each).
@@ -558,6 +614,7 @@ impl ComputationFrame {
         let mut added = 0;
         let mut found: Vec<(Id, String)> = Vec::new();
         let mut calls = Vec::new();
+        let mut plan = None;
         while let Some((hid, var)) = frontier.pop() {
             calls.clear();
             if back && !self.created_by.contains_key(&hid) {
@@ -592,7 +649,7 @@ impl ComputationFrame {
                     .map(|s| edge_label(&call.record.op, &s.name).to_string());
                 let hint = label.as_deref().map(|l| (l, var.as_str()));
                 found.clear();
-                if self.add_call(index, &call, hint, Some(&mut found)) {
+                if self.add_call(index, &call, hint, Some(&mut found), &mut plan) {
                     added += 1;
                     if recursive {
                         for (h, v) in found.drain(..) {
