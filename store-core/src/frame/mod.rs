@@ -103,8 +103,8 @@ pub struct ComputationFrame {
     consumed: IdSet,
     /// The function node of each op added so far (nodes are reused per op).
     op_nodes: BTreeMap<String, Arc<str>>,
-    /// How many calls the frame was made room for (see `reserve`): a new variable or node
-    /// starts with room for that many, rather than growing by rehashing.
+    /// How many calls the frame is being made from (see `reserve`; 0 once made): a new
+    /// variable or node starts with room for that many, rather than growing by rehashing.
     room: usize,
 }
 
@@ -210,6 +210,8 @@ impl ComputationFrame {
         for call in calls {
             cf.add_call(&index, call, None, None, &mut plan);
         }
+        // Expansions add other ops' variables, which may hold far fewer refs: they grow.
+        cf.room = 0;
         Ok(cf)
     }
 
