@@ -94,6 +94,13 @@ fn run_child(store: &Path, job: &str) {
 }
 
 /// Every call of `job(a..b)` is a hit in a new handle: nothing executes.
+/// Opens the store at `s` and calls `inc(41)` in it (computed, or a hit).
+fn inc_41(s: &Path) -> (Storage, mandala::Ref<i64>) {
+    let storage = Storage::open(s).unwrap();
+    let y = storage.run(|| inc(41)).unwrap();
+    (storage, y)
+}
+
 fn assert_all_hits(store: &Path, range: std::ops::Range<i64>) {
     let storage = Storage::open(store).unwrap();
     storage.allow_new_calls(false);
@@ -532,8 +539,7 @@ fn many_packs_are_consolidated_automatically() {
 fn a_damaged_pack_entry_is_reported_then_computed_again() {
     let d = tempfile::tempdir().unwrap();
     let s = d.path().join("s.mandala");
-    let storage = Storage::open(&s).unwrap();
-    let y = storage.run(|| inc(41)).unwrap();
+    let (storage, y) = inc_41(&s);
     drop(storage);
     let pack: PathBuf = s.join("packs").join(&packs(&s)[1]);
     let mut bytes = std::fs::read(&pack).unwrap();
@@ -564,8 +570,7 @@ fn a_damaged_pack_entry_is_reported_then_computed_again() {
     drop(fs);
     assert_eq!(std::fs::read(&pack).unwrap(), bytes);
 
-    let storage = Storage::open(&s).unwrap();
-    let y = storage.run(|| inc(41)).unwrap();
+    let (storage, y) = inc_41(&s);
     let e = storage.unwrap(&y).unwrap_err().to_string();
     assert!(e.contains(&pack.display().to_string()), "{e}");
     assert!(e.contains(&format!("entry at offset {}", at - 1)), "{e}");
@@ -573,8 +578,7 @@ fn a_damaged_pack_entry_is_reported_then_computed_again() {
     drop(storage);
     // The packs were rewritten without it: the next run computes the call again.
     assert!(!pack.exists());
-    let storage = Storage::open(&s).unwrap();
-    let y = storage.run(|| inc(41)).unwrap();
+    let (storage, y) = inc_41(&s);
     assert_eq!(storage.unwrap(&y).unwrap(), 42);
     assert_eq!(storage.stats().op("inc").healed, 1);
     drop(storage);
@@ -682,8 +686,7 @@ fn a_damaged_pack_is_never_trusted() {
 fn a_version_2_index_row_pointing_elsewhere_is_damage_never_another_value() {
     let d = tempfile::tempdir().unwrap();
     let s = d.path().join("s.mandala");
-    let storage = Storage::open(&s).unwrap();
-    let y = storage.run(|| inc(41)).unwrap();
+    let (storage, y) = inc_41(&s);
     drop(storage);
     let name = packs(&s)[0].clone();
     assert!(name.ends_with(".idx"));
@@ -716,15 +719,13 @@ fn a_version_2_index_row_pointing_elsewhere_is_damage_never_another_value() {
         report.problems
     );
 
-    let storage = Storage::open(&s).unwrap();
-    let y = storage.run(|| inc(41)).unwrap();
+    let (storage, y) = inc_41(&s);
     let e = storage.unwrap(&y).unwrap_err().to_string();
     assert!(e.contains(&pack.display().to_string()), "{e}");
     assert!(e.contains(&format!("entry at offset {at}")), "{e}");
     assert!(e.contains("does not match the pack's index"), "{e}");
     drop(storage);
-    let storage = Storage::open(&s).unwrap();
-    let y = storage.run(|| inc(41)).unwrap();
+    let (storage, y) = inc_41(&s);
     assert_eq!(storage.unwrap(&y).unwrap(), 42);
     assert_eq!(storage.stats().op("inc").healed, 1);
     drop(storage);

@@ -332,8 +332,8 @@ impl FsBackend {
         // store) has no loose record to list, and no use for the call index: its packs index
         // every record already, and serve them as fast as the index's copies (format 2's
         // packs compress each record: the index still saves decompressing them).
-        let loose = self.format() < 3 || self.inner.root.join(layout::CALLS).is_dir();
-        let mut names = if loose {
+        let has_loose = self.format() < 3 || self.inner.root.join(layout::CALLS).is_dir();
+        let mut names = if has_loose {
             self.loose_call_names()?
         } else {
             Vec::new()

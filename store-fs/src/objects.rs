@@ -355,7 +355,7 @@ impl FsBackend {
                 *bytes = None;
             }
         }
-        // Values in packs and logs: located at once, then read a file span at a time.
+        // Values in packs and logs, looked up and read on all cores.
         let mut rest: Vec<usize> = (0..cids.len()).filter(|i| out[*i].is_none()).collect();
         // A damaged entry is read again below, one by one, which reports and repairs it.
         let read = self.read_packed(

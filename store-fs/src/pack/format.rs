@@ -607,6 +607,12 @@ pub(crate) fn encode_idx(version: u32, pack_hash: &[u8; 32], entries: &[Located]
 mod tests {
     use super::*;
 
+    /// Encodes an entry at the end of `bytes`.
+    fn append(bytes: &mut Vec<u8>, id: EntryId, enc: Enc, content: &[u8]) {
+        let at = bytes.len() as u64;
+        encode_entry(&id, enc, content, at, bytes);
+    }
+
     fn entries_of(bytes: &[u8], version: u32) -> Vec<Located> {
         let mut at = HEADER_LEN;
         let mut found = Vec::new();
@@ -636,36 +642,12 @@ mod tests {
         for (version, enc) in [(V1, Enc::V1), (V2, Enc::Raw), (V2, Enc::Zstd)] {
             let mut bytes = header(version).to_vec();
             assert_eq!(header_version(&bytes), Some(version));
-            encode_entry(
-                &EntryId::Value(Id([2; 32])),
-                enc,
-                b"two",
-                bytes.len() as u64,
-                &mut bytes,
-            );
+            append(&mut bytes, EntryId::Value(Id([2; 32])), enc, b"two");
             if version == V2 {
-                encode_entry(
-                    &EntryId::Commit,
-                    enc,
-                    b"1b92543b",
-                    bytes.len() as u64,
-                    &mut bytes,
-                );
+                append(&mut bytes, EntryId::Commit, enc, b"1b92543b");
             }
-            encode_entry(
-                &EntryId::Call(name),
-                enc,
-                b"record",
-                bytes.len() as u64,
-                &mut bytes,
-            );
-            encode_entry(
-                &EntryId::Value(Id([1; 32])),
-                enc,
-                b"one",
-                bytes.len() as u64,
-                &mut bytes,
-            );
+            append(&mut bytes, EntryId::Call(name), enc, b"record");
+            append(&mut bytes, EntryId::Value(Id([1; 32])), enc, b"one");
             let found = entries_of(&bytes, version);
             assert!(found.iter().all(|e| e.enc == enc));
             let last = *found.last().unwrap();
@@ -715,20 +697,8 @@ mod tests {
         a[31] = 1;
         b[31] = 2;
         let mut bytes = header(V2).to_vec();
-        encode_entry(
-            &EntryId::Value(Id(b)),
-            Enc::Raw,
-            b"b",
-            bytes.len() as u64,
-            &mut bytes,
-        );
-        encode_entry(
-            &EntryId::Value(Id(a)),
-            Enc::Raw,
-            b"a",
-            bytes.len() as u64,
-            &mut bytes,
-        );
+        append(&mut bytes, EntryId::Value(Id(b)), Enc::Raw, b"b");
+        append(&mut bytes, EntryId::Value(Id(a)), Enc::Raw, b"a");
         let found = entries_of(&bytes, V2);
         let (idx, id) = encode_idx(V2, blake3::hash(&bytes).as_bytes(), &found);
         let idx = Idx::parse(idx, &id).unwrap();
