@@ -6,6 +6,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 
 use store_core::{Error, Result};
+
+pub use crate::raw_frame::RawFrame;
 use zstd::stream::raw::CParameter;
 
 /// The largest decompressed size a blob may claim (a damaged header must not make us try to
@@ -251,23 +253,22 @@ fn workers() -> u32 {
 /// How much of a large blob [`level_for`] compresses to judge it.
 const SAMPLE: usize = 1 << 20;
 
-/// The zstd level at which a blob that compresses poorly is written: zstd's fast mode
-/// (`--fast=10`), which keeps its blocks raw, at several GB/s each way.
-pub const POOR_LEVEL: i32 = -10;
+/// The zstd level a blob that compresses poorly was written at by zstd itself until
+/// December 2026 (`zstd --fast=10`), which kept its blocks raw. Such blobs are now written as
+/// [`RawFrame`]s, the same frames for content none of whose blocks that level could shrink.
+#[cfg(test)]
+const POOR_LEVEL: i32 = -10;
 
-/// The level a large blob (at least [`STREAM_THRESHOLD`] bytes) is written at: the store's
+/// The level a large blob (at least [`STREAM_THRESHOLD`] bytes) is compressed at: the store's
 /// `level`, unless its first MiB compresses at that level to more than nine tenths of its
-/// size — then [`POOR_LEVEL`]: saving less than a tenth of the space is not worth
-/// compressing and decompressing it at a few hundred MB/s (numeric arrays rarely compress
-/// better). Decided by the content alone, so the same bytes always make the same file.
-pub fn level_for(data: &[u8], level: i32) -> Result<i32> {
+/// size — then `None`: saving less than a tenth of the space is not worth compressing and
+/// decompressing it at a few hundred MB/s (numeric arrays rarely compress better), and the
+/// blob is written in raw blocks. Decided by the content alone, so the same bytes always make
+/// the same file.
+pub fn level_for(data: &[u8], level: i32) -> Result<Option<i32>> {
     let sample = &data[..data.len().min(SAMPLE)];
     let z = compress(sample, level)?;
-    Ok(if z.len() * 10 > sample.len() * 9 {
-        POOR_LEVEL
-    } else {
-        level
-    })
+    Ok((z.len() * 10 <= sample.len() * 9).then_some(level))
 }
 
 /// Compresses `data` (at least [`STREAM_THRESHOLD`] bytes) into `file` as one zstd frame, at
@@ -281,27 +282,70 @@ pub fn compress_to(data: &[u8], level: i32, file: impl Write, path: &Path) -> Re
     Ok(())
 }
 
-/// The stream that compresses a large blob of `len` bytes (at least [`STREAM_THRESHOLD`])
-/// into `file` as one zstd frame, at the level [`level_for`] chooses from `start` (its first
-/// bytes, at least [`STREAM_THRESHOLD`] of them or all). zstd's multi-threaded frames do not
-/// depend on how the content is cut into writes, so a blob written in pieces as it is encoded
-/// is the file [`compress_to`] makes of it whole (a test holds it to that).
+/// The stream a large blob is written through: zstd's, or raw blocks.
+pub enum LargeEncoder<W: Write> {
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Raw(RawFrame<W>),
+}
+
+impl<W: Write> LargeEncoder<W> {
+    /// Ends the frame (all the announced content must have been written) and returns the
+    /// writer.
+    pub fn finish(self) -> std::io::Result<W> {
+        match self {
+            LargeEncoder::Zstd(z) => z.finish(),
+            LargeEncoder::Raw(r) => r.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for LargeEncoder<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            LargeEncoder::Zstd(z) => z.write(buf),
+            LargeEncoder::Raw(r) => r.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            LargeEncoder::Zstd(z) => z.write_all(buf),
+            LargeEncoder::Raw(r) => r.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            LargeEncoder::Zstd(z) => z.flush(),
+            LargeEncoder::Raw(r) => r.flush(),
+        }
+    }
+}
+
+/// The stream that writes a large blob of `len` bytes (at least [`STREAM_THRESHOLD`]) into
+/// `file` as one zstd frame, at the level [`level_for`] chooses from `start` (its first bytes,
+/// at least [`STREAM_THRESHOLD`] of them or all), or in raw blocks. zstd's multi-threaded
+/// frames do not depend on how the content is cut into writes, nor do raw ones, so a blob
+/// written in pieces as it is encoded is the file [`compress_to`] makes of it whole (a test
+/// holds it to that).
 pub fn large_encoder<W: Write>(
     start: &[u8],
     len: u64,
     level: i32,
     file: W,
     path: &Path,
-) -> Result<zstd::stream::write::Encoder<'static, W>> {
+) -> Result<LargeEncoder<W>> {
     let fail = |e: std::io::Error| Error::io("compress into", path, e);
-    let level = level_for(start, level)?;
+    let Some(level) = level_for(start, level)? else {
+        return Ok(LargeEncoder::Raw(RawFrame::new(file, len).map_err(fail)?));
+    };
     let mut enc = zstd::stream::write::Encoder::new(file, level).map_err(fail)?;
     enc.set_parameter(CParameter::NbWorkers(workers()))
         .map_err(fail)?;
     enc.include_checksum(true).map_err(fail)?;
     enc.include_contentsize(true).map_err(fail)?;
     enc.set_pledged_src_size(Some(len)).map_err(fail)?;
-    Ok(enc)
+    Ok(LargeEncoder::Zstd(enc))
 }
 
 /// Decompresses the large blob in `file` (at `path`) as a stream, with the same checks as
@@ -532,6 +576,7 @@ pub(crate) fn noise(n: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raw_frame;
 
     #[test]
     fn raw_frames_are_zstd_frames_of_every_size() {
@@ -558,9 +603,9 @@ mod tests {
     #[test]
     fn large_blobs_that_compress_poorly_are_written_raw() {
         let noise = noise(3 << 20);
-        assert_eq!(level_for(&noise, 1).unwrap(), POOR_LEVEL);
+        assert_eq!(level_for(&noise, 1).unwrap(), None);
         let repeats: Vec<u8> = (0..3u32 << 20).map(|i| (i % 97) as u8).collect();
-        assert_eq!(level_for(&repeats, 3).unwrap(), 3);
+        assert_eq!(level_for(&repeats, 3).unwrap(), Some(3));
         let d = tempfile::tempdir().unwrap();
         let (a, b) = (d.path().join("a"), d.path().join("b"));
         compress_to(&noise, 1, File::create(&a).unwrap(), &a).unwrap();
@@ -570,6 +615,72 @@ mod tests {
         // Raw blocks: the frame is its content plus a few bytes of headers.
         assert!(za.len() < noise.len() + 1024, "{} bytes", za.len());
         assert_eq!(decompress_from(File::open(&a).unwrap(), &a).unwrap(), noise);
+    }
+
+    /// The raw frames mandala writes are the frames zstd wrote for such content at
+    /// `--fast=10` (multi-threaded) before, byte for byte, whatever the pieces they are
+    /// written in: stores written before and after hold the same files.
+    #[test]
+    fn raw_frames_are_what_zstd_fast_10_wrote() {
+        let zstd_fast = |data: &[u8]| {
+            let mut enc = zstd::stream::write::Encoder::new(Vec::new(), POOR_LEVEL).unwrap();
+            enc.set_parameter(CParameter::NbWorkers(2)).unwrap();
+            enc.include_checksum(true).unwrap();
+            enc.include_contentsize(true).unwrap();
+            enc.set_pledged_src_size(Some(data.len() as u64)).unwrap();
+            enc.write_all(data).unwrap();
+            enc.finish().unwrap()
+        };
+        let floats: Vec<u8> = (0..400_000u32)
+            .flat_map(|i| {
+                let mut b = vec![0xfb];
+                b.extend_from_slice(&((f64::from(i) * 0.001).sin() * 1e3).to_be_bytes());
+                b
+            })
+            .collect();
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("blob");
+        for data in [
+            noise(1 << 20),
+            noise((1 << 20) + 1),
+            noise(16 * raw_frame::BLOCK as usize),
+            noise((3 << 20) + 12_345),
+            noise(4 << 20),
+            noise((6 << 20) - 1),
+            floats,
+        ] {
+            assert_eq!(level_for(&data, 1).unwrap(), None, "{}", data.len());
+            let want = zstd_fast(&data);
+            let mut whole = Vec::new();
+            compress_to(&data, 1, &mut whole, &path).unwrap();
+            let differ = |a: &[u8], b: &[u8]| (a.len(), a.iter().zip(b).position(|(x, y)| x != y));
+            assert_eq!(
+                differ(&whole, &want),
+                (want.len(), None),
+                "{} bytes",
+                data.len()
+            );
+            // In pieces of odd sizes, as a large value is encoded.
+            let mut enc = large_encoder(&data, data.len() as u64, 1, Vec::new(), &path).unwrap();
+            for piece in data.chunks(77_777) {
+                enc.write_all(piece).unwrap();
+            }
+            let pieces = enc.finish().unwrap();
+            assert_eq!(
+                differ(&pieces, &want),
+                (want.len(), None),
+                "{} bytes in pieces",
+                data.len()
+            );
+            assert_eq!(zstd::decode_all(&want[..]).unwrap(), data);
+        }
+        // Fewer or more bytes than announced are refused.
+        let data = noise(1 << 20);
+        let mut enc = large_encoder(&data, data.len() as u64 + 1, 1, Vec::new(), &path).unwrap();
+        enc.write_all(&data).unwrap();
+        assert!(enc.finish().is_err());
+        let mut enc = large_encoder(&data, data.len() as u64 - 1, 1, Vec::new(), &path).unwrap();
+        assert!(enc.write_all(&data).is_err());
     }
 
     /// A frame of raw blocks is read without the decoder: the same content and hash as the

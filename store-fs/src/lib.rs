@@ -62,6 +62,7 @@ mod lock;
 mod objects;
 mod open;
 mod pack;
+mod raw_frame;
 pub mod status;
 mod value_writer;
 pub mod verify;

@@ -44,7 +44,8 @@ impl FsBackend {
             first,
             len,
             self.inner.config.zstd_level,
-            BackgroundFile::new(FaultySink::new(file)),
+            BackgroundFile::new(FaultySink::new(file))
+                .map_err(|e| Error::io("start a thread to write", &writer.tmp, e))?,
             &writer.tmp,
         )?);
         Ok(Some(Box::new(writer)))
@@ -57,7 +58,7 @@ struct LargeValueWriter {
     backend: FsBackend,
     tmp: PathBuf,
     /// `None` once finished.
-    encoder: Option<zstd::stream::write::Encoder<'static, BackgroundFile>>,
+    encoder: Option<blob::LargeEncoder<BackgroundFile>>,
     /// The length announced, and the bytes written so far.
     len: u64,
     written: u64,
@@ -130,23 +131,25 @@ struct BackgroundFile {
 const CHUNK: usize = 1 << 20;
 
 impl BackgroundFile {
-    fn new(mut file: FaultySink) -> BackgroundFile {
+    fn new(mut file: FaultySink) -> io::Result<BackgroundFile> {
         let (to_thread, chunks) = mpsc::sync_channel::<Vec<u8>>(2);
         let (give_back, returned) = mpsc::sync_channel::<Vec<u8>>(4);
-        let thread = std::thread::spawn(move || {
-            for mut chunk in chunks {
-                file.write_all(&chunk)?;
-                chunk.clear();
-                let _ = give_back.try_send(chunk);
-            }
-            Ok(file.into_inner())
-        });
-        BackgroundFile {
+        let thread = std::thread::Builder::new()
+            .name("mandala-write".into())
+            .spawn(move || {
+                for mut chunk in chunks {
+                    file.write_all(&chunk)?;
+                    chunk.clear();
+                    let _ = give_back.try_send(chunk);
+                }
+                Ok(file.into_inner())
+            })?;
+        Ok(BackgroundFile {
             chunk: Vec::with_capacity(CHUNK),
             to_thread: Some(to_thread),
             returned,
             thread: Some(thread),
-        }
+        })
     }
 
     /// Hands the current chunk to the thread (or its error, if it stopped).
@@ -252,8 +255,8 @@ mod tests {
             };
             let whole = FsBackend::open_with(&d.path().join("whole"), options.clone()).unwrap();
             let pieces = FsBackend::open_with(&d.path().join("pieces"), options).unwrap();
-            // Poorly compressible (written at zstd's fast level) and compressible (at the
-            // store's level), over several zstd jobs; pieces of odd sizes.
+            // Poorly compressible (raw blocks) and compressible (at the store's level), over
+            // several zstd jobs; pieces of odd sizes.
             for (noise, n, first, piece) in [
                 (true, 9 << 20, 1 << 20, 1 << 20),
                 (false, (5 << 20) + 3, (1 << 20) + 7, 333_333),

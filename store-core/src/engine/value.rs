@@ -44,15 +44,7 @@ pub(crate) fn large_value_cid<T: 'static>(value: &T) -> Option<Id> {
     let cid = Id::hash_halves(
         Kind::Value,
         len,
-        move |split, hasher| {
-            let (mut piece, mut fed) = (Vec::with_capacity(PIECE + 16), 0u64);
-            while fed < split && left.next_into(&mut piece, PIECE) {
-                let take = (split - fed).min(piece.len() as u64) as usize;
-                hasher.update(&piece[..take]);
-                fed += take as u64;
-                piece.clear();
-            }
-        },
+        move |split, hasher| hash_first_bytes(&mut left, split, hasher),
         |split, hasher| {
             let mut skip = right.seek_byte(split);
             let mut piece = Vec::with_capacity(PIECE + 16);
@@ -64,6 +56,23 @@ pub(crate) fn large_value_cid<T: 'static>(value: &T) -> Option<Id> {
         },
     );
     Some(cid)
+}
+
+/// Feeds `hasher` the first `split` bytes of the encoding `pieces` makes, encoded a mebibyte
+/// at a time: the left half of BLAKE3's tree, on a thread of its own.
+pub(crate) fn hash_first_bytes(
+    pieces: &mut cbor::fast::FloatPieces<'_>,
+    split: u64,
+    hasher: &mut blake3::Hasher,
+) {
+    const PIECE: usize = 1 << 20;
+    let (mut piece, mut fed) = (Vec::with_capacity(PIECE + 16), 0u64);
+    while fed < split && pieces.next_into(&mut piece, PIECE) {
+        let take = (split - fed).min(piece.len() as u64) as usize;
+        hasher.update(&piece[..take]);
+        fed += take as u64;
+        piece.clear();
+    }
 }
 
 /// What an op parameter or output can be: any [`Value`] (stored whole, as one value) or a

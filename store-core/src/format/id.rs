@@ -128,11 +128,14 @@ impl Id {
         use blake3::hazmat::{left_subtree_len, merge_subtrees_root, HasherExt, Mode};
         let split = left_subtree_len(len);
         let (l, r) = std::thread::scope(|s| {
-            let l = s.spawn(move || {
-                let mut h = kind.hasher();
-                left(split, &mut h);
-                h.finalize_non_root()
-            });
+            let l = std::thread::Builder::new()
+                .name("mandala-hash".into())
+                .spawn_scoped(s, move || {
+                    let mut h = kind.hasher();
+                    left(split, &mut h);
+                    h.finalize_non_root()
+                })
+                .expect("a thread to hash on (as `std::thread::scope`'s `spawn`)");
             let mut h = kind.hasher();
             h.set_input_offset(split);
             right(split, &mut h);
