@@ -67,6 +67,13 @@ pub trait ValueWriter {
     /// Appends the next piece of the value's canonical CBOR.
     fn write(&mut self, piece: &[u8]) -> Result<()>;
 
+    /// [`ValueWriter::write`] of a piece the writer may keep (and read from another thread)
+    /// until it is written, instead of copying it; the caller reuses the buffer once it holds
+    /// the only reference again.
+    fn write_shared(&mut self, piece: &std::sync::Arc<Vec<u8>>) -> Result<()> {
+        self.write(piece)
+    }
+
     /// Completes the value and makes it visible under `cid`, the content id of everything
     /// written (which the caller hashed as it wrote). Fails if fewer or more bytes than the
     /// announced length were written; a value already stored under `cid` stays as it is.

@@ -335,17 +335,29 @@ pub fn large_encoder<W: Write>(
     file: W,
     path: &Path,
 ) -> Result<LargeEncoder<W>> {
+    Ok(match level_for(start, level)? {
+        None => LargeEncoder::Raw(
+            RawFrame::new(file, len).map_err(|e| Error::io("compress into", path, e))?,
+        ),
+        Some(level) => LargeEncoder::Zstd(zstd_stream(level, len, file, path)?),
+    })
+}
+
+/// zstd's multi-threaded stream for a large blob of `len` bytes at `level`, into `file`.
+pub fn zstd_stream<W: Write>(
+    level: i32,
+    len: u64,
+    file: W,
+    path: &Path,
+) -> Result<zstd::stream::write::Encoder<'static, W>> {
     let fail = |e: std::io::Error| Error::io("compress into", path, e);
-    let Some(level) = level_for(start, level)? else {
-        return Ok(LargeEncoder::Raw(RawFrame::new(file, len).map_err(fail)?));
-    };
     let mut enc = zstd::stream::write::Encoder::new(file, level).map_err(fail)?;
     enc.set_parameter(CParameter::NbWorkers(workers()))
         .map_err(fail)?;
     enc.include_checksum(true).map_err(fail)?;
     enc.include_contentsize(true).map_err(fail)?;
     enc.set_pledged_src_size(Some(len)).map_err(fail)?;
-    Ok(LargeEncoder::Zstd(enc))
+    Ok(enc)
 }
 
 /// Decompresses the large blob in `file` (at `path`) as a stream, with the same checks as

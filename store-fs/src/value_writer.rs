@@ -1,17 +1,20 @@
 //! Large values written as they are encoded ([`store_core::Backend::value_writer`]): the
-//! pieces go through zstd into a temp file while the engine hashes them, and the file is
-//! renamed to the value's name once that is known. The file is byte for byte the one
-//! `put_value` makes of the whole value. The file's writes happen on a thread of their own
+//! pieces go into a temp file while the engine hashes them — through zstd, or, for content
+//! that compresses poorly, framed in raw blocks — and the file is renamed to the value's name
+//! once that is known. The file is byte for byte the one `put_value` makes of the whole value.
+//! The file's writes (and a raw frame's checksum) happen on a thread of their own
 //! ([`BackgroundFile`]), beside the encoding, hashing and compressing.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use store_core::{Error, Id, Result, ValueWriter};
 
+use crate::blob::RawFrame;
 use crate::write::{self, Durability, FaultySink};
 use crate::{blob, layout, open, FsBackend};
 
@@ -36,20 +39,35 @@ impl FsBackend {
         let mut writer = LargeValueWriter {
             backend: self.clone(),
             tmp,
-            encoder: None,
+            stream: None,
             len,
             written: 0,
         };
-        writer.encoder = Some(blob::large_encoder(
-            first,
-            len,
-            self.inner.config.zstd_level,
-            BackgroundFile::new(FaultySink::new(file))
-                .map_err(|e| Error::io("start a thread to write", &writer.tmp, e))?,
-            &writer.tmp,
-        )?);
+        let sink = FaultySink::new(file);
+        let fail = |e: io::Error, tmp: &PathBuf| Error::io("start a thread to write", tmp, e);
+        writer.stream = Some(
+            match blob::level_for(first, self.inner.config.zstd_level)? {
+                None => {
+                    let frame =
+                        RawFrame::new(sink, len).map_err(|e| Error::io("write", &writer.tmp, e))?;
+                    Stream::Raw(BackgroundFile::new(frame).map_err(|e| fail(e, &writer.tmp))?)
+                }
+                Some(level) => {
+                    let file = BackgroundFile::new(sink).map_err(|e| fail(e, &writer.tmp))?;
+                    Stream::Zstd(blob::zstd_stream(level, len, file, &writer.tmp)?)
+                }
+            },
+        );
         Ok(Some(Box::new(writer)))
     }
+}
+
+/// How a large value's pieces reach its file.
+enum Stream {
+    /// Compressed on the caller's thread; the frame written by a thread.
+    Zstd(zstd::stream::write::Encoder<'static, BackgroundFile<FaultySink>>),
+    /// Framed in raw blocks, checksummed and written by a thread.
+    Raw(BackgroundFile<RawFrame<FaultySink>>),
 }
 
 /// A large value on its way into `values/`: a temp file until committed, removed if dropped
@@ -58,18 +76,35 @@ struct LargeValueWriter {
     backend: FsBackend,
     tmp: PathBuf,
     /// `None` once finished.
-    encoder: Option<blob::LargeEncoder<BackgroundFile>>,
+    stream: Option<Stream>,
     /// The length announced, and the bytes written so far.
     len: u64,
     written: u64,
 }
 
+impl LargeValueWriter {
+    fn fail(&self, e: io::Error) -> Error {
+        Error::io("write a large value into", &self.tmp, e)
+    }
+}
+
 impl ValueWriter for LargeValueWriter {
     fn write(&mut self, piece: &[u8]) -> Result<()> {
-        let encoder = self.encoder.as_mut().expect("written before commit");
-        encoder
-            .write_all(piece)
-            .map_err(|e| Error::io("compress into", &self.tmp, e))?;
+        let written = match self.stream.as_mut().expect("written before commit") {
+            Stream::Zstd(encoder) => encoder.write_all(piece),
+            Stream::Raw(file) => file.write_all(piece),
+        };
+        written.map_err(|e| self.fail(e))?;
+        self.written += piece.len() as u64;
+        Ok(())
+    }
+
+    fn write_shared(&mut self, piece: &Arc<Vec<u8>>) -> Result<()> {
+        let written = match self.stream.as_mut().expect("written before commit") {
+            Stream::Zstd(encoder) => encoder.write_all(piece),
+            Stream::Raw(file) => file.hand_over(Piece::Shared(piece.clone())),
+        };
+        written.map_err(|e| self.fail(e))?;
         self.written += piece.len() as u64;
         Ok(())
     }
@@ -88,11 +123,11 @@ impl ValueWriter for LargeValueWriter {
                 ),
             ));
         }
-        let encoder = self.encoder.take().expect("committed once");
-        let file = encoder
-            .finish()
-            .and_then(BackgroundFile::finish)
-            .map_err(|e| Error::io("compress into", &self.tmp, e))?;
+        let file = match self.stream.take().expect("committed once") {
+            Stream::Zstd(encoder) => encoder.finish().and_then(BackgroundFile::finish),
+            Stream::Raw(file) => file.finish().and_then(RawFrame::finish),
+        };
+        let file = file.map_err(|e| self.fail(e))?.into_inner();
         let durability = self.backend.inner.durability;
         if durability == Durability::Sync {
             file.sync_all()
@@ -111,38 +146,51 @@ impl ValueWriter for LargeValueWriter {
 impl Drop for LargeValueWriter {
     fn drop(&mut self) {
         // Renamed into place, or never to be: either way no temp file stays behind.
-        drop(self.encoder.take());
+        drop(self.stream.take());
         let _ = fs::remove_file(&self.tmp);
     }
 }
 
-/// A file written by a thread of its own, in mebibyte chunks: what is written to it is
-/// copied into a chunk, and full chunks go to the thread, which writes them (through the
-/// fault-injection budget) and hands the buffers back for reuse. The first error stops the
-/// thread; the next write or [`BackgroundFile::finish`] returns it.
-struct BackgroundFile {
+/// What a [`BackgroundFile`]'s thread is handed: a chunk of its own (handed back for reuse
+/// once written), or a piece it shares with its maker (the engine's encoded pieces, which
+/// another thread may be hashing).
+enum Piece {
+    Own(Vec<u8>),
+    Shared(Arc<Vec<u8>>),
+}
+
+/// A writer `W` driven by a thread of its own: what is written to it is copied into mebibyte
+/// chunks (or handed over shared, [`BackgroundFile::hand_over`]), and the thread writes them
+/// into `W` (through the fault-injection budget) and hands the chunks back for reuse. The
+/// first error stops the thread; the next write or [`BackgroundFile::finish`] returns it.
+struct BackgroundFile<W: Write + Send + 'static> {
     chunk: Vec<u8>,
-    to_thread: Option<SyncSender<Vec<u8>>>,
+    to_thread: Option<SyncSender<Piece>>,
     returned: Receiver<Vec<u8>>,
-    thread: Option<JoinHandle<io::Result<File>>>,
+    thread: Option<JoinHandle<io::Result<W>>>,
 }
 
 /// The size of the chunks a [`BackgroundFile`] hands its thread.
 const CHUNK: usize = 1 << 20;
 
-impl BackgroundFile {
-    fn new(mut file: FaultySink) -> io::Result<BackgroundFile> {
-        let (to_thread, chunks) = mpsc::sync_channel::<Vec<u8>>(2);
+impl<W: Write + Send + 'static> BackgroundFile<W> {
+    fn new(mut out: W) -> io::Result<BackgroundFile<W>> {
+        let (to_thread, pieces) = mpsc::sync_channel::<Piece>(2);
         let (give_back, returned) = mpsc::sync_channel::<Vec<u8>>(4);
         let thread = std::thread::Builder::new()
             .name("mandala-write".into())
             .spawn(move || {
-                for mut chunk in chunks {
-                    file.write_all(&chunk)?;
-                    chunk.clear();
-                    let _ = give_back.try_send(chunk);
+                for piece in pieces {
+                    match piece {
+                        Piece::Own(mut chunk) => {
+                            out.write_all(&chunk)?;
+                            chunk.clear();
+                            let _ = give_back.try_send(chunk);
+                        }
+                        Piece::Shared(piece) => out.write_all(&piece)?,
+                    }
                 }
-                Ok(file.into_inner())
+                Ok(out)
             })?;
         Ok(BackgroundFile {
             chunk: Vec::with_capacity(CHUNK),
@@ -152,15 +200,16 @@ impl BackgroundFile {
         })
     }
 
-    /// Hands the current chunk to the thread (or its error, if it stopped).
-    fn hand_over(&mut self) -> io::Result<()> {
-        let next = self
-            .returned
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-        let full = std::mem::replace(&mut self.chunk, next);
+    /// Hands `piece` to the thread, after the chunk being filled (or returns the thread's
+    /// error, if it stopped).
+    fn hand_over(&mut self, piece: Piece) -> io::Result<()> {
+        if let Piece::Shared(_) = piece {
+            if !self.chunk.is_empty() {
+                self.hand_over_chunk()?;
+            }
+        }
         let sent = match &self.to_thread {
-            Some(to_thread) => to_thread.send(full).is_ok(),
+            Some(to_thread) => to_thread.send(piece).is_ok(),
             None => false,
         };
         if sent {
@@ -173,8 +222,19 @@ impl BackgroundFile {
         }
     }
 
-    /// Stops the thread once it wrote what it was given; the file, or the first error.
-    fn stop(&mut self) -> io::Result<File> {
+    /// Hands the current chunk to the thread, and takes a returned one (or a new one) to
+    /// fill next.
+    fn hand_over_chunk(&mut self) -> io::Result<()> {
+        let next = self
+            .returned
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let full = std::mem::replace(&mut self.chunk, next);
+        self.hand_over(Piece::Own(full))
+    }
+
+    /// Stops the thread once it wrote what it was given; the writer, or the first error.
+    fn stop(&mut self) -> io::Result<W> {
         drop(self.to_thread.take());
         match self.thread.take() {
             Some(thread) => thread
@@ -184,20 +244,20 @@ impl BackgroundFile {
         }
     }
 
-    /// Writes what is left and returns the file once every byte is written.
-    fn finish(mut self) -> io::Result<File> {
+    /// Writes what is left and returns the writer once every byte is written.
+    fn finish(mut self) -> io::Result<W> {
         if !self.chunk.is_empty() {
-            self.hand_over()?;
+            self.hand_over_chunk()?;
         }
         self.stop()
     }
 }
 
-impl Write for BackgroundFile {
+impl<W: Write + Send + 'static> Write for BackgroundFile<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.chunk.extend_from_slice(buf);
         if self.chunk.len() >= CHUNK {
-            self.hand_over()?;
+            self.hand_over_chunk()?;
         }
         Ok(buf.len())
     }
@@ -207,7 +267,7 @@ impl Write for BackgroundFile {
     }
 }
 
-impl Drop for BackgroundFile {
+impl<W: Write + Send + 'static> Drop for BackgroundFile<W> {
     fn drop(&mut self) {
         let _ = self.stop();
     }

@@ -75,6 +75,37 @@ pub(crate) fn hash_first_bytes(
     }
 }
 
+/// The buffers of a large value's encoded pieces while they are shared with the threads that
+/// write and hash them ([`crate::ValueWriter::write_shared`]): a buffer is reused once this
+/// thread holds its only reference again, so a value of any size takes a handful of them.
+#[derive(Default)]
+pub(crate) struct SharedPieces {
+    handed: Vec<Arc<Vec<u8>>>,
+}
+
+impl SharedPieces {
+    /// Keeps `handed` until the other threads are done with it; a buffer to fill next (one
+    /// they are done with, or a new one).
+    pub(crate) fn swap(&mut self, handed: Arc<Vec<u8>>) -> Arc<Vec<u8>> {
+        self.handed.push(handed);
+        match self
+            .handed
+            .iter_mut()
+            .position(|b| Arc::get_mut(b).is_some())
+        {
+            Some(i) => self.handed.swap_remove(i),
+            None => Arc::new(Vec::with_capacity((1 << 20) + 16)),
+        }
+    }
+
+    /// The emptied contents of `piece`, a buffer [`SharedPieces::swap`] gave.
+    pub(crate) fn fill<'a>(&self, piece: &'a mut Arc<Vec<u8>>) -> &'a mut Vec<u8> {
+        let buf = Arc::get_mut(piece).expect("a buffer no other thread holds");
+        buf.clear();
+        buf
+    }
+}
+
 /// What an op parameter or output can be: any [`Value`] (stored whole, as one value) or a
 /// collection, [`MList`](crate::MList) or [`MDict`](crate::MDict) (stored per element, each
 /// element a ref with its own history).
