@@ -20,17 +20,11 @@ const WINDOW_DESCRIPTOR: u8 = 0x48;
 
 /// A zstd frame of `len` bytes of content in raw blocks, written to `out` as the content
 /// arrives: the frame header (magic, descriptor, window descriptor, content size), a 3-byte
-/// header before every [`BLOCK`] bytes of content (and an empty last block after content of a
-/// multiple of 2 MiB), and the low 4 bytes of the content's XXH64 (seed 0) after it. Byte for byte the frame zstd (1.5, multi-threaded) writes at
-/// `--fast=10` for content none of whose blocks it can shrink (a test holds it to that), and
-/// an ordinary frame for any zstd decoder.
-///
-/// ```ignore
-/// let mut frame = RawFrame::new(Vec::new(), 3)?;
-/// frame.write_all(b"abc")?;
-/// let bytes = frame.finish()?;
-/// assert_eq!(zstd::decode_all(&bytes[..])?, b"abc");
-/// ```
+/// header before every [`BLOCK`] bytes of content (and an empty last block after content of
+/// a multiple of 2 MiB), and the low 4 bytes of the content's XXH64 (seed 0) after it. Byte
+/// for byte the frame zstd (1.5, multi-threaded) writes at `--fast=10` for content none of
+/// whose blocks it can shrink (a test holds it to that), and an ordinary frame for any zstd
+/// decoder. Writing more than `len` bytes, or finishing with fewer, is an error.
 pub struct RawFrame<W: Write> {
     out: W,
     checksum: Xxh64,
