@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 
-use store_core::{Error, Result};
+use store_core::{Error, Id, Kind, Result};
 
 pub use crate::raw_frame::RawFrame;
 use zstd::stream::raw::CParameter;
@@ -143,41 +143,75 @@ fn hash_pieces(
 }
 
 /// [`stream_frame`] of the blob `file` (`len` bytes) if its frame holds only raw blocks (what
-/// zstd writes for content it cannot compress, such as most arrays of floats): their contents
-/// are read straight into the pieces, without the decoder's copy (~12 % of a large load's CPU).
-/// `Ok(None)`, with nothing handed to `sink`, for any other frame (compressed blocks, no
-/// content size, a dictionary, a size that does not add up, bytes after it): the decoder
-/// reads those, and reports what is wrong with them.
+/// mandala writes for content that compresses poorly, such as most arrays of floats), with
+/// the content's id under `kind`: the file is mapped, and its blocks are handed to `sink` and
+/// hashed where the page cache holds them, without a copy — BLAKE3's left subtree on a thread
+/// of its own, the rest on this one, beside `sink`. `Ok(None)`, with nothing handed to `sink`,
+/// for any other frame (compressed blocks, no content size, a dictionary, a size that does
+/// not add up, bytes after it) or a file that cannot be mapped: the decoder reads those, and
+/// reports what is wrong with them.
 pub fn stream_raw_frame(
     file: &File,
     len: u64,
-    path: &Path,
-    hasher: blake3::Hasher,
+    kind: Kind,
     sink: &mut dyn FnMut(&[u8]),
-) -> Result<Option<(u64, blake3::Hash)>> {
-    let read_at = |buf: &mut [u8], at: u64| {
-        crate::open::read_exact_at(file, buf, at).map_err(|e| Error::io("read", path, e))
-    };
-    let Some(blocks) = raw_blocks(len, |buf, at| read_at(buf, at).is_ok()) else {
-        return Ok(None);
-    };
-    // Each piece is filled with whole blocks' contents (and the part of one that fits).
-    let (mut block, mut within) = (0, 0u64);
-    let (n, hash) = hash_pieces(hasher, sink, |buf| {
-        let mut k = 0;
-        while k < buf.len() && block < blocks.len() {
-            let (at, size) = blocks[block];
-            let take = (size - within).min((buf.len() - k) as u64) as usize;
-            read_at(&mut buf[k..k + take], at + within)?;
-            k += take;
-            within += take as u64;
-            if within == size {
-                (block, within) = (block + 1, 0);
+) -> Option<(u64, Id)> {
+    // SAFETY: a blob is never changed in place (it is written to a temp file, renamed into
+    // place and later removed whole), so the mapping holds the bytes it had when mapped. As
+    // with the packs, another program truncating the file under a reader would fault it.
+    let map = unsafe { memmap2::Mmap::map(file) }.ok()?;
+    if map.len() as u64 != len {
+        return None;
+    }
+    // The whole file is read: mapped at once rather than a page fault at a time.
+    #[cfg(target_os = "linux")]
+    let _ = map.advise(memmap2::Advice::PopulateRead);
+    let blocks = raw_blocks(len, |buf, at| {
+        let at = at as usize;
+        match map.get(at..at + buf.len()) {
+            Some(bytes) => {
+                buf.copy_from_slice(bytes);
+                true
             }
+            None => false,
         }
-        Ok(k)
     })?;
-    Ok(Some((n, hash)))
+    let total: u64 = blocks.iter().map(|(_, size)| size).sum();
+    if total <= 1024 {
+        return None; // (no halves to hash apart; frames this small are not streamed)
+    }
+    // The content's bytes `from..to`, a block (or the part of one in range) at a time.
+    let content = |from: u64, to: u64, each: &mut dyn FnMut(&[u8])| {
+        let mut start = 0u64;
+        for &(at, size) in &blocks {
+            let (lo, hi) = (from.max(start), to.min(start + size));
+            if lo < hi {
+                each(&map[(at + lo - start) as usize..(at + hi - start) as usize]);
+            }
+            start += size;
+        }
+    };
+    let id = Id::hash_halves(
+        kind,
+        total,
+        |split, hasher| {
+            content(0, split, &mut |bytes| {
+                hasher.update(bytes);
+            })
+        },
+        |split, hasher| {
+            let mut start = 0u64;
+            content(0, total, &mut |bytes| {
+                sink(bytes);
+                let end = start + bytes.len() as u64;
+                if end > split {
+                    hasher.update(&bytes[split.saturating_sub(start) as usize..]);
+                }
+                start = end;
+            });
+        },
+    );
+    Some((total, id))
 }
 
 /// Where the contents of the raw blocks of a frame of `len` bytes lie (offset, size), if the
@@ -704,21 +738,14 @@ mod tests {
         let repeats: Vec<u8> = (0..3u32 << 20).map(|i| (i % 97) as u8).collect();
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("blob");
-        let stream = |bytes: &[u8]| -> Option<(Vec<u8>, u64, blake3::Hash)> {
+        let stream = |bytes: &[u8]| -> Option<(Vec<u8>, u64, Id)> {
             std::fs::write(&f, bytes).unwrap();
             let file = File::open(&f).unwrap();
             let (mut got, mut pieces) = (Vec::new(), 0);
-            let read = stream_raw_frame(
-                &file,
-                bytes.len() as u64,
-                &f,
-                blake3::Hasher::new(),
-                &mut |p| {
-                    got.extend_from_slice(p);
-                    pieces += 1;
-                },
-            )
-            .unwrap();
+            let read = stream_raw_frame(&file, bytes.len() as u64, Kind::Value, &mut |p| {
+                got.extend_from_slice(p);
+                pieces += 1;
+            });
             if read.is_none() {
                 assert_eq!(pieces, 0, "nothing handed on when declined");
             }
@@ -738,7 +765,7 @@ mod tests {
             let (got, n, hash) = stream(&frame).expect("raw blocks");
             assert_eq!(got, content);
             assert_eq!(n, content.len() as u64);
-            assert_eq!(hash, blake3::hash(&content));
+            assert_eq!(hash, Id::hash(Kind::Value, &content));
         }
         // Declined: compressed blocks; a byte more or less; a block that claims more than
         // the file holds; content that does not add up to the claimed size; a dictionary id.

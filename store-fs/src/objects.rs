@@ -111,14 +111,13 @@ impl FsBackend {
         if blob::suspicious(claimed, len) || file.seek(SeekFrom::Start(0)).is_err() {
             return Ok(false);
         }
-        let hasher = Id::hasher(Kind::Value);
-        let streamed = match blob::stream_raw_frame(&file, len, &path, hasher.clone(), sink) {
-            Ok(Some(read)) => Ok(read),
-            Ok(None) => blob::stream_frame(file, &path, hasher, sink, true),
-            Err(e) => Err(e),
+        let streamed = match blob::stream_raw_frame(&file, len, Kind::Value, sink) {
+            Some(read) => Ok(read),
+            None => blob::stream_frame(file, &path, Id::hasher(Kind::Value), sink, true)
+                .map(|(n, hash)| (n, Id(*hash.as_bytes()))),
         };
         Ok(match streamed {
-            Ok((n, hash)) => n == claimed && hash.as_bytes() == cid.as_bytes(),
+            Ok((n, id)) => n == claimed && id == *cid,
             Err(_) => false, // get_value reads it again, and reports and handles the damage
         })
     }

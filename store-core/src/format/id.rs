@@ -119,7 +119,23 @@ impl Id {
     /// two threads: `left` feeds its hasher the first `split` bytes and `right` (on this
     /// thread) the rest, where `split` is BLAKE3's left subtree (given to both). The same id
     /// as hashing the bytes in one piece.
-    pub(crate) fn hash_halves(
+    ///
+    /// ```
+    /// use mandala::{Id, Kind};
+    /// let bytes = vec![7u8; 10_000];
+    /// let id = Id::hash_halves(
+    ///     Kind::Value,
+    ///     bytes.len() as u64,
+    ///     |split, h| {
+    ///         h.update(&bytes[..split as usize]);
+    ///     },
+    ///     |split, h| {
+    ///         h.update(&bytes[split as usize..]);
+    ///     },
+    /// );
+    /// assert_eq!(id, Id::hash(Kind::Value, &bytes));
+    /// ```
+    pub fn hash_halves(
         kind: Kind,
         len: u64,
         left: impl FnOnce(u64, &mut blake3::Hasher) + Send,
