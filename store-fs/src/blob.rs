@@ -146,7 +146,7 @@ fn hash_pieces(
 /// mandala writes for content that compresses poorly, such as most arrays of floats), with
 /// the content's id under `kind`: the file is mapped, and its blocks are handed to `sink` and
 /// hashed where the page cache holds them, without a copy — BLAKE3's left subtree on a thread
-/// of its own, the rest on this one, beside `sink`. `Ok(None)`, with nothing handed to `sink`,
+/// of its own, the rest on this one, beside `sink`. `None`, with nothing handed to `sink`,
 /// for any other frame (compressed blocks, no content size, a dictionary, a size that does
 /// not add up, bytes after it) or a file that cannot be mapped: the decoder reads those, and
 /// reports what is wrong with them.

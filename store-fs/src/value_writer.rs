@@ -291,14 +291,20 @@ mod tests {
     }
 
     /// Writes `bytes` through a value writer in pieces of `piece` bytes (the first one
-    /// `first` bytes) and commits it; its id.
+    /// `first` bytes), copied and shared in turn (two of each: a shared piece must follow
+    /// what was copied before it), and commits it; its id.
     fn write_in_pieces(fs: &FsBackend, bytes: &[u8], first: usize, piece: usize) -> Id {
         let mut w = fs
             .value_writer(bytes.len() as u64, &bytes[..first])
             .unwrap()
             .expect("a large value");
-        for p in std::iter::once(&bytes[..first]).chain(bytes[first..].chunks(piece)) {
-            w.write(p).unwrap();
+        let pieces = std::iter::once(&bytes[..first]).chain(bytes[first..].chunks(piece));
+        for (i, p) in pieces.enumerate() {
+            if i % 4 < 2 {
+                w.write(p).unwrap();
+            } else {
+                w.write_shared(&std::sync::Arc::new(p.to_vec())).unwrap();
+            }
         }
         let cid = Id::hash(Kind::Value, bytes);
         w.commit(&cid).unwrap();
@@ -319,6 +325,7 @@ mod tests {
             // several zstd jobs; pieces of odd sizes.
             for (noise, n, first, piece) in [
                 (true, 9 << 20, 1 << 20, 1 << 20),
+                (true, (5 << 20) + 3, (1 << 20) + 7, 333_333),
                 (false, (5 << 20) + 3, (1 << 20) + 7, 333_333),
             ] {
                 let bytes = content(n, noise);

@@ -813,8 +813,7 @@ impl Engine {
         };
         let cid = match known {
             Some(cid) => {
-                drop(hashed);
-                write_all(u64::MAX, None);
+                write_all(0, None); // nothing to hash
                 cid
             }
             None => Id::hash_halves(

@@ -60,7 +60,7 @@ pub(crate) fn large_value_cid<T: 'static>(value: &T) -> Option<Id> {
 
 /// Feeds `hasher` the first `split` bytes of the encoding `pieces` makes, encoded a mebibyte
 /// at a time: the left half of BLAKE3's tree, on a thread of its own.
-pub(crate) fn hash_first_bytes(
+fn hash_first_bytes(
     pieces: &mut cbor::fast::FloatPieces<'_>,
     split: u64,
     hasher: &mut blake3::Hasher,
