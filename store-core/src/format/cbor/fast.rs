@@ -65,13 +65,14 @@ impl<'a> FloatPieces<'a> {
     }
 
     /// The size of the whole encoding, in bytes (a pass over the elements, without encoding
-    /// them: a few milliseconds for ten million).
+    /// them; for a million elements or more, its halves on two threads: ~6 ms for ten million
+    /// here, where the pass reads memory at a few GB/s).
     pub fn encoded_len(&self) -> u64 {
         let mut head = Vec::with_capacity(9);
         write_head(&mut head, 4, self.floats.len() as u64);
-        let body: usize = match self.floats {
-            Floats::Wide(v) => v.chunks(RUN).map(run_size).sum(),
-            Floats::Narrow(v) => v.iter().map(|f| f64_size(f64::from(*f))).sum(),
+        let body = match self.floats {
+            Floats::Wide(v) => in_halves(v, |v| v.chunks(RUN).map(run_size).sum()),
+            Floats::Narrow(v) => in_halves(v, |v| v.iter().map(|f| f64_size(f64::from(*f))).sum()),
         };
         (head.len() + body) as u64
     }
@@ -137,6 +138,27 @@ impl<'a> FloatPieces<'a> {
         }
         out.len() > before
     }
+}
+
+/// `size` of `v`, a sum over its elements: for a million elements or more, its two halves on
+/// two threads.
+fn in_halves<T: Sync>(v: &[T], size: impl Fn(&[T]) -> usize + Sync) -> usize {
+    if v.len() < 1 << 20 {
+        return size(v);
+    }
+    let (first, second) = v.split_at(v.len() / 2);
+    std::thread::scope(|s| {
+        let sizing = std::thread::Builder::new()
+            .name("mandala-size".into())
+            .spawn_scoped(s, || size(first));
+        let second = size(second);
+        // (If no thread could be started, the first half is sized here too.)
+        let first = match sizing {
+            Ok(thread) => thread.join().expect("sizing does not panic"),
+            Err(_) => size(first),
+        };
+        first + second
+    })
 }
 
 /// How many doubles [`run_size`] sizes at once.
@@ -479,6 +501,23 @@ mod tests {
                 assert_eq!(&all, whole);
             }
         }
+        // A million elements or more are sized in two halves: each half mixed.
+        let big: Vec<f64> = (0..1_500_001u32)
+            .map(|i| match i % 3 {
+                0 => f64::from(i),
+                1 => f64::from(i).sqrt(),
+                _ => f64::NAN,
+            })
+            .collect();
+        let narrow: Vec<f32> = big.iter().map(|x| *x as f32).collect();
+        assert_eq!(
+            FloatPieces::of(&big).unwrap().encoded_len(),
+            encode(&big).unwrap().len() as u64
+        );
+        assert_eq!(
+            FloatPieces::of(&narrow).unwrap().encoded_len(),
+            encode(&narrow).unwrap().len() as u64
+        );
         assert!(FloatPieces::of(&vec![1u8]).is_none());
         let refused = |bytes: &[u8]| decode_pieces::<Vec<f64>>(|s| s(bytes)).is_none();
         assert!(refused(&fast[..fast.len() - 1]), "an element short");
