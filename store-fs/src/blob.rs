@@ -7,6 +7,7 @@ use std::path::Path;
 
 use store_core::{Error, Id, Kind, Result};
 
+use crate::raw_frame;
 pub use crate::raw_frame::RawFrame;
 use zstd::stream::raw::CParameter;
 
@@ -203,11 +204,8 @@ pub fn stream_raw_frame(
             let mut start = 0u64;
             content(0, total, &mut |bytes| {
                 sink(bytes);
-                let end = start + bytes.len() as u64;
-                if end > split {
-                    hasher.update(&bytes[split.saturating_sub(start) as usize..]);
-                }
-                start = end;
+                hasher.update(Id::split_piece(bytes, start, split).1);
+                start += bytes.len() as u64;
             });
         },
     );
@@ -533,7 +531,7 @@ pub const RAW_ENTRY_MAX: usize = 512;
 /// size, then raw blocks of at most 128 KiB, the last one flagged; no checksum (entries are
 /// verified by their BLAKE3 ids).
 pub fn raw_frame(data: &[u8]) -> Vec<u8> {
-    const BLOCK: usize = 128 << 10;
+    const BLOCK: usize = raw_frame::BLOCK as usize;
     let n = data.len() as u64;
     let mut out = Vec::with_capacity(data.len() + 18 + 3 * (data.len() / BLOCK));
     out.extend_from_slice(&0xFD2F_B528u32.to_le_bytes());
@@ -554,9 +552,10 @@ pub fn raw_frame(data: &[u8]) -> Vec<u8> {
     let blocks = data.len().div_ceil(BLOCK).max(1);
     for b in 0..blocks {
         let chunk = &data[(b * BLOCK).min(data.len())..((b + 1) * BLOCK).min(data.len())];
-        // Block header: bit 0 last block, bits 1-2 type (0: raw), bits 3-23 size.
-        let header = ((chunk.len() as u32) << 3) | u32::from(b + 1 == blocks);
-        out.extend_from_slice(&header.to_le_bytes()[..3]);
+        out.extend_from_slice(&raw_frame::raw_block_header(
+            chunk.len() as u64,
+            b + 1 == blocks,
+        ));
         out.extend_from_slice(chunk);
     }
     out
@@ -622,7 +621,6 @@ pub(crate) fn noise(n: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raw_frame;
 
     #[test]
     fn raw_frames_are_zstd_frames_of_every_size() {

@@ -18,6 +18,14 @@ const JOB: u64 = 2 << 20;
 /// what zstd's fast levels announce for content of 256 KiB or more.
 const WINDOW_DESCRIPTOR: u8 = 0x48;
 
+/// The 3-byte header of a raw block of `size` bytes (RFC 8878 §3.1.1.2.1, little-endian): bit 0
+/// the last block, bits 1-2 the type (0: raw), bits 3-23 the size.
+pub fn raw_block_header(size: u64, last: bool) -> [u8; 3] {
+    let header = ((size as u32) << 3) | u32::from(last);
+    let b = header.to_le_bytes();
+    [b[0], b[1], b[2]]
+}
+
 /// A zstd frame of `len` bytes of content in raw blocks, written to `out` as the content
 /// arrives: the frame header (magic, descriptor, window descriptor, content size), a 3-byte
 /// header before every [`BLOCK`] bytes of content (and an empty last block after content of
@@ -70,7 +78,7 @@ impl<W: Write> RawFrame<W> {
         }
         if self.len.is_multiple_of(JOB) {
             // An empty raw block, the last.
-            self.out.write_all(&[1, 0, 0])?;
+            self.out.write_all(&raw_block_header(0, true))?;
         }
         let sum = self.checksum.digest() as u32;
         self.out.write_all(&sum.to_le_bytes())?;
@@ -91,11 +99,9 @@ impl<W: Write> Write for RawFrame<W> {
         while !buf.is_empty() {
             let within = self.written % BLOCK;
             if within == 0 {
-                // Block header: bit 0 last block, bits 1-2 type (0: raw), bits 3-23 size.
                 let size = (self.len - self.written).min(BLOCK);
                 let last = self.written + size == self.len && !self.len.is_multiple_of(JOB);
-                let header = ((size as u32) << 3) | u32::from(last);
-                self.out.write_all(&header.to_le_bytes()[..3])?;
+                self.out.write_all(&raw_block_header(size, last))?;
             }
             let take = ((BLOCK - within) as usize).min(buf.len());
             self.out.write_all(&buf[..take])?;

@@ -102,7 +102,7 @@ impl ValueWriter for LargeValueWriter {
     fn write_shared(&mut self, piece: &Arc<Vec<u8>>) -> Result<()> {
         let written = match self.stream.as_mut().expect("written before commit") {
             Stream::Zstd(encoder) => encoder.write_all(piece),
-            Stream::Raw(file) => file.hand_over(Piece::Shared(piece.clone())),
+            Stream::Raw(file) => file.hand_over_shared(piece.clone()),
         };
         written.map_err(|e| self.fail(e))?;
         self.written += piece.len() as u64;
@@ -160,7 +160,7 @@ enum Piece {
 }
 
 /// A writer `W` driven by a thread of its own: what is written to it is copied into mebibyte
-/// chunks (or handed over shared, [`BackgroundFile::hand_over`]), and the thread writes them
+/// chunks (or handed over shared, [`BackgroundFile::hand_over_shared`]), and the thread writes them
 /// into `W` (through the fault-injection budget) and hands the chunks back for reuse. The
 /// first error stops the thread; the next write or [`BackgroundFile::finish`] returns it.
 struct BackgroundFile<W: Write + Send + 'static> {
@@ -200,14 +200,28 @@ impl<W: Write + Send + 'static> BackgroundFile<W> {
         })
     }
 
-    /// Hands `piece` to the thread, after the chunk being filled (or returns the thread's
-    /// error, if it stopped).
-    fn hand_over(&mut self, piece: Piece) -> io::Result<()> {
-        if let Piece::Shared(_) = piece {
-            if !self.chunk.is_empty() {
-                self.hand_over_chunk()?;
-            }
+    /// Hands `piece`, shared, to the thread after what was copied before it (or returns the
+    /// thread's error, if it stopped).
+    fn hand_over_shared(&mut self, piece: Arc<Vec<u8>>) -> io::Result<()> {
+        if !self.chunk.is_empty() {
+            self.hand_over_chunk()?;
         }
+        self.send(Piece::Shared(piece))
+    }
+
+    /// Hands the current chunk to the thread, and takes a returned one (or a new one) to
+    /// fill next.
+    fn hand_over_chunk(&mut self) -> io::Result<()> {
+        let next = self
+            .returned
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let full = std::mem::replace(&mut self.chunk, next);
+        self.send(Piece::Own(full))
+    }
+
+    /// Sends `piece` to the thread, or returns its error if it stopped.
+    fn send(&mut self, piece: Piece) -> io::Result<()> {
         let sent = match &self.to_thread {
             Some(to_thread) => to_thread.send(piece).is_ok(),
             None => false,
@@ -220,17 +234,6 @@ impl<W: Write + Send + 'static> BackgroundFile<W> {
                 .err()
                 .unwrap_or_else(|| io::Error::other("the thread writing the file stopped")))
         }
-    }
-
-    /// Hands the current chunk to the thread, and takes a returned one (or a new one) to
-    /// fill next.
-    fn hand_over_chunk(&mut self) -> io::Result<()> {
-        let next = self
-            .returned
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-        let full = std::mem::replace(&mut self.chunk, next);
-        self.hand_over(Piece::Own(full))
     }
 
     /// Stops the thread once it wrote what it was given; the writer, or the first error.

@@ -797,8 +797,8 @@ impl Engine {
                 if end >= split {
                     to_hasher = None; // the hashing thread has all its bytes
                 }
-                if let Some(hasher) = hasher.as_deref_mut().filter(|_| end > split) {
-                    hasher.update(&piece[split.saturating_sub(at) as usize..]);
+                if let Some(hasher) = hasher.as_deref_mut() {
+                    hasher.update(Id::split_piece(&piece, at, split).1);
                 }
                 if let Err(e) = writer.write_shared(&piece) {
                     written = Err(e);
@@ -820,11 +820,10 @@ impl Engine {
                 crate::format::id::Kind::Value,
                 len,
                 move |split, hasher| {
-                    let mut fed = 0u64;
+                    let mut at = 0u64;
                     for piece in hashed {
-                        let take = (split - fed).min(piece.len() as u64) as usize;
-                        hasher.update(&piece[..take]);
-                        fed += take as u64;
+                        hasher.update(Id::split_piece(&piece, at, split).0);
+                        at += piece.len() as u64;
                     }
                 },
                 |split, hasher| write_all(split, Some(hasher)),

@@ -66,11 +66,10 @@ fn hash_first_bytes(
     hasher: &mut blake3::Hasher,
 ) {
     const PIECE: usize = 1 << 20;
-    let (mut piece, mut fed) = (Vec::with_capacity(PIECE + 16), 0u64);
-    while fed < split && pieces.next_into(&mut piece, PIECE) {
-        let take = (split - fed).min(piece.len() as u64) as usize;
-        hasher.update(&piece[..take]);
-        fed += take as u64;
+    let (mut piece, mut at) = (Vec::with_capacity(PIECE + 16), 0u64);
+    while at < split && pieces.next_into(&mut piece, PIECE) {
+        hasher.update(Id::split_piece(&piece, at, split).0);
+        at += piece.len() as u64;
         piece.clear();
     }
 }

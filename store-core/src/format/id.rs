@@ -163,6 +163,12 @@ impl Id {
         Id(*merge_subtrees_root(&l, &r, Mode::DeriveKeyMaterial(kind.context_key())).as_bytes())
     }
 
+    /// The parts of `piece`, the content's bytes from offset `at`, before and from `split`
+    /// (the boundary [`Id::hash_halves`] gives its two producers): what each feeds its hasher.
+    pub fn split_piece(piece: &[u8], at: u64, split: u64) -> (&[u8], &[u8]) {
+        piece.split_at(split.saturating_sub(at).min(piece.len() as u64) as usize)
+    }
+
     /// [`Id::hash`] of a large input: its left and right subtrees on two threads, merged into
     /// the root (blake3's `hazmat` API; the same bytes as hashing on one thread).
     fn hash_on_two_threads(kind: Kind, bytes: &[u8]) -> Id {
