@@ -18,15 +18,21 @@ pub fn map_chunks<T: Sync, R: Send>(
         return vec![f(items)];
     }
     let per = items.len().div_ceil(threads);
+    // The last chunk is done on the calling thread: one thread fewer to start, and what it
+    // allocates comes from the calling thread's heap, which grows in large steps, where a
+    // new thread's glibc heap grows a page (an `mprotect`) at a time.
+    let (first, last) = items.split_at(per * (items.len().div_ceil(per) - 1));
     std::thread::scope(|s| {
         let f = &f;
-        let handles: Vec<_> = items
+        let handles: Vec<_> = first
             .chunks(per)
             .map(|chunk| s.spawn(move || f(chunk)))
             .collect();
+        let last = f(last);
         handles
             .into_iter()
             .map(|h| h.join().expect("a worker does not panic"))
+            .chain(std::iter::once(last))
             .collect()
     })
 }
