@@ -382,7 +382,10 @@ impl ComputationFrame {
         plan: &mut Option<Plan>,
     ) -> bool {
         let id = call_id(call);
-        if self.calls.contains_key(&id) {
+        // One search of the (large) call map, not a look and then an insert: a call already
+        // there is the same record under the same name, and stays as it was.
+        if let Some(was) = self.calls.insert(id, call.clone()) {
+            self.calls.insert(id, was);
             return false;
         }
         if !plan.as_ref().is_some_and(|p| p.fits(&call.record)) {
@@ -413,7 +416,6 @@ impl ComputationFrame {
             }
         }
         f.calls.insert(id);
-        self.calls.insert(id, call.clone());
         true
     }
 
