@@ -21,13 +21,11 @@ pub fn map_chunks<T: Sync, R: Send>(
     // The last chunk is done on the calling thread: one thread fewer to start, and what it
     // allocates comes from the calling thread's heap, which grows in large steps, where a
     // new thread's glibc heap grows a page (an `mprotect`) at a time.
-    let (first, last) = items.split_at(per * (items.len().div_ceil(per) - 1));
+    let mut chunks = items.chunks(per);
+    let last = chunks.next_back().expect("at least two items");
     std::thread::scope(|s| {
         let f = &f;
-        let handles: Vec<_> = first
-            .chunks(per)
-            .map(|chunk| s.spawn(move || f(chunk)))
-            .collect();
+        let handles: Vec<_> = chunks.map(|chunk| s.spawn(move || f(chunk))).collect();
         let last = f(last);
         handles
             .into_iter()

@@ -35,7 +35,7 @@ mod draw;
 mod restrict;
 mod table;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{hash_map, BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::engine::provenance::Provenance;
@@ -382,11 +382,12 @@ impl ComputationFrame {
         plan: &mut Option<Plan>,
     ) -> bool {
         let id = call_id(call);
-        // One search of the (large) call map, not a look and then an insert: a call already
-        // there is the same record under the same name, and stays as it was.
-        if let Some(was) = self.calls.insert(id, call.clone()) {
-            self.calls.insert(id, was);
-            return false;
+        // One search of the (large) call map, not a look and then an insert.
+        match self.calls.entry(id) {
+            hash_map::Entry::Occupied(_) => return false,
+            hash_map::Entry::Vacant(v) => {
+                v.insert(call.clone());
+            }
         }
         if !plan.as_ref().is_some_and(|p| p.fits(&call.record)) {
             self.add_edges(index, call, hint);
