@@ -56,6 +56,40 @@ pub(super) fn intern(s: &str) -> Name {
     })
 }
 
+/// The op of a call record, read from the first bytes of its canonical CBOR
+/// ([`CallRecord::to_cbor`]: a map whose first key is `op`) or of its compact form
+/// ([`CallRecord::to_compact`]: an array that starts with it), without decoding the rest:
+/// what counting the calls of each op needs. `None` if the bytes do not start as a record
+/// does. The rest is not checked: a damaged record may still give its op here.
+///
+/// ```
+/// # use store_core::format::record::{op_of, CallRecord};
+/// let rec = CallRecord {
+///     op: "inc".into(),
+///     semver: store_core::Id::unversioned(),
+///     inputs: vec![],
+///     outputs: vec![],
+///     deps: Default::default(),
+///     git: None,
+/// };
+/// assert_eq!(op_of(&rec.to_cbor()), Some("inc"));
+/// assert_eq!(op_of(b"not a record"), None);
+/// ```
+pub fn op_of(bytes: &[u8]) -> Option<&str> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    match bytes.first()? >> 5 {
+        // Canonical CBOR: a map of 4 to 6 fields, "op" first (the shortest key).
+        5 => {
+            let n = r.head(5)?;
+            ((4..=6).contains(&n) && r.key()? == b"op").then_some(())?;
+        }
+        // Compact: an array of 4 to 6 items, the op first.
+        4 => (4..=6).contains(&r.head(4)?).then_some(())?,
+        _ => return None,
+    }
+    r.text()
+}
+
 /// A cursor over CBOR bytes that reads the few item types records are made of, `None` at
 /// anything else.
 pub(super) struct Reader<'a> {

@@ -18,6 +18,7 @@ mod compact;
 mod decode;
 
 pub use compact::CommitTable;
+pub use decode::op_of;
 
 /// An op's or a slot's name: shared text, because names repeat in every call of an op (a
 /// whole-store query decodes each distinct name once). Reads as a `str` and compares with one.
@@ -583,6 +584,45 @@ mod tests {
         rec.git = None;
         rec.inputs.clear();
         check(&rec);
+    }
+
+    #[test]
+    fn the_op_is_read_from_either_form_without_the_rest() {
+        let mut rec = CallRecord {
+            op: "an_op_name_of_more_than_23_bytes".into(),
+            semver: Id([5; 32]),
+            inputs: vec![slot("x", 1)],
+            outputs: vec![slot("output_0", 7)],
+            deps: BTreeMap::new(),
+            git: None,
+        };
+        let mut commits = CommitTable::default();
+        for step in 0..3 {
+            match step {
+                1 => rec.git = Some("0123456789abcdef0123456789abcdef01234567".into()),
+                2 => {
+                    rec.deps.insert("helper".into(), Id([2; 32]));
+                    rec.op = "f".into();
+                }
+                _ => {}
+            }
+            let cbor = rec.to_cbor();
+            let compact = rec.to_compact(&mut commits);
+            assert_eq!(op_of(&cbor), Some(&*rec.op), "canonical, step {step}");
+            assert_eq!(op_of(&compact), Some(&*rec.op), "compact, step {step}");
+            // Only the start is read: a record cut after its op still gives it.
+            let cut = cbor.len() - 40;
+            assert_eq!(op_of(&cbor[..cut]), Some(&*rec.op));
+            // Cut within the op: nothing.
+            assert_eq!(op_of(&compact[..2]), None);
+        }
+        // Other shapes: a value, a map whose first key is not "op", an array of 3.
+        assert_eq!(op_of(&cbor::to_canonical(&42u64).unwrap()), None);
+        let other: BTreeMap<&str, &str> =
+            [("id", "x"), ("xy", "z"), ("abc", "d"), ("abcd", "e")].into();
+        assert_eq!(op_of(&cbor::to_canonical(&other).unwrap()), None);
+        assert_eq!(op_of(&cbor::to_canonical(&("f", 1, 2)).unwrap()), None);
+        assert_eq!(op_of(&[]), None);
     }
 
     #[test]
