@@ -377,15 +377,17 @@ fn new_call_at_scale(dir: &Path, quick: bool) {
             "store of {n} calls: {files} files, {:.0} allocated bytes per call",
             bytes as f64 / n as f64
         );
+        // What `mandala status` computes: the files and objects of each kind, and the
+        // number of ops (which reads the op at the start of every record).
         let t = Instant::now();
-        let st = store_fs::FsBackend::open_existing(&store)
-            .unwrap()
-            .status()
-            .unwrap();
+        let fs = store_fs::FsBackend::open_existing(&store).unwrap();
+        let st = fs.status().unwrap();
+        let ops = fs.op_counts().unwrap();
         println!(
-            "mandala status of it: {:.1} ms ({} calls)",
+            "mandala status of it: {:.1} ms ({} calls, {} op)",
             ns(t.elapsed()) / 1e6,
-            st.call_count()
+            st.call_count(),
+            ops.len()
         );
         row(
             &format!("new call, run of {n} ({growth:.2}x the first size)"),

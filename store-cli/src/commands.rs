@@ -1,6 +1,6 @@
 //! The commands: each reads the store and writes text or JSON to `out`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -235,17 +235,9 @@ fn value_json_upto(store: &FsBackend, cid: &Id, limit: usize) -> Result<Json> {
 /// Elements a collection shows in one line of text (cut to its width after).
 const BRIEF_ELEMENTS: usize = 16;
 
-fn ops_of(calls: &[StoredCall]) -> BTreeMap<&str, usize> {
-    let mut m = BTreeMap::new();
-    for c in calls {
-        *m.entry(c.record.op.as_str()).or_insert(0) += 1;
-    }
-    m
-}
-
 fn status(store: &FsBackend, as_json: bool, out: &mut impl Write) -> Result<ExitCode> {
     let st = store.status()?;
-    let n_ops = ops_of(&store.all_calls()?).len();
+    let n_ops = store.op_counts()?.len();
     if as_json {
         let kind = |k: store_fs::KindStatus| json!({"count": k.count, "bytes": k.bytes});
         writeln!(
@@ -410,8 +402,7 @@ fn tags(store: &FsBackend, as_json: bool, out: &mut impl Write) -> Result<ExitCo
 }
 
 fn ops(store: &FsBackend, as_json: bool, out: &mut impl Write) -> Result<ExitCode> {
-    let calls = store.all_calls()?;
-    let ops = ops_of(&calls);
+    let ops = store.op_counts()?;
     if as_json {
         let list: Vec<Json> = ops
             .iter()
@@ -422,7 +413,7 @@ fn ops(store: &FsBackend, as_json: bool, out: &mut impl Write) -> Result<ExitCod
         writeln!(out, "{}", Json::Array(list))?;
     } else {
         let w = ops.keys().map(|k| k.len()).max().unwrap_or(0);
-        for (op, n) in ops {
+        for (op, n) in &ops {
             // Structural calls are mandala's own: collections built and taken apart, pointers.
             let note = if store_core::format::collection::is_structural(op) {
                 "  (structural: collections and pointers)"
@@ -432,7 +423,7 @@ fn ops(store: &FsBackend, as_json: bool, out: &mut impl Write) -> Result<ExitCod
             writeln!(
                 out,
                 "{op:<w$}  {n} call{}{note}",
-                if n == 1 { "" } else { "s" }
+                if *n == 1 { "" } else { "s" }
             )?;
         }
     }
@@ -496,10 +487,13 @@ fn calls(
     full_values: bool,
     out: &mut impl Write,
 ) -> Result<ExitCode> {
-    let all = store.all_calls()?;
-    let mine: Vec<&StoredCall> = all.iter().filter(|c| c.record.op == op).collect();
+    let mine = store.calls_of_op(op)?;
     if mine.is_empty() {
-        let known = ops_of(&all).keys().copied().collect::<Vec<_>>().join(", ");
+        let known = store
+            .op_counts()?
+            .into_keys()
+            .collect::<Vec<_>>()
+            .join(", ");
         anyhow::bail!(
             "no calls of op '{op}' in {} (ops: {})",
             store.describe(),
@@ -513,7 +507,7 @@ fn calls(
             Values::Upto(width)
         };
         let mut v = Vec::new();
-        for c in mine {
+        for c in &mine {
             v.push(call_json_with(store, c, values)?);
         }
         writeln!(out, "{}", Json::Array(v))?;
@@ -530,7 +524,7 @@ fn calls(
         }
         Ok(parts.join(" "))
     };
-    for c in mine {
+    for c in &mine {
         writeln!(
             out,
             "{}  {} → {}",

@@ -180,6 +180,17 @@ pub trait Backend: Send + Sync {
     /// Every stored call, in a deterministic order (by call key, hid, record id).
     fn all_calls(&self) -> Result<Vec<StoredCall>>;
 
+    /// Every stored call of op `op`, in the order of [`Backend::all_calls`]. The default reads
+    /// every call; a backend that can find one op's calls without decoding the others (the
+    /// file store reads the op at the start of each record) answers in time proportional to
+    /// the store's size at a small fraction of the cost, and in memory proportional to what
+    /// it returns.
+    fn calls_of_op(&self, op: &str) -> Result<Vec<StoredCall>> {
+        let mut calls = self.all_calls()?;
+        calls.retain(|c| c.record.op == op);
+        Ok(calls)
+    }
+
     /// The (call key, hid, record id) of every stored call, sorted, without reading records:
     /// cheap enough to ask before every provenance query.
     fn call_names(&self) -> Result<Vec<CallName>>;

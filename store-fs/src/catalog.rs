@@ -332,8 +332,7 @@ impl FsBackend {
         // store) has no loose record to list, and no use for the call index: its packs index
         // every record already, and serve them as fast as the index's copies (format 2's
         // packs compress each record: the index still saves decompressing them).
-        let has_loose = self.format() < 3 || self.inner.root.join(layout::CALLS).is_dir();
-        let mut names = if has_loose {
+        let mut names = if self.may_have_loose_calls() {
             self.loose_call_names()?
         } else {
             Vec::new()
@@ -349,6 +348,12 @@ impl FsBackend {
             names.dedup();
         }
         Ok(names)
+    }
+
+    /// Whether the store may hold loose call records: a store of format 1 or 2, or of format
+    /// 3 with a `calls/` directory (one merged with a format-1 store).
+    pub(crate) fn may_have_loose_calls(&self) -> bool {
+        self.format() < 3 || self.inner.root.join(layout::CALLS).is_dir()
     }
 
     /// Forgets the listings of the call shard directories (after loose records were packed

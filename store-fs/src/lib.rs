@@ -35,6 +35,8 @@
 //! - `calls`: call records, by [`CallName`] — read, written, deleted.
 //! - `catalog`: what this process knows the store holds — its listing of each call shard
 //!   directory and the call index (`index/calls`), behind one lock.
+//! - `census`: the calls of each op, counted without reading them (`status`, `ops`), and
+//!   one op's calls found without reading the others.
 //! - `pack`: formats 2 and 3 — packs and their indexes, logs and sealing, consolidation.
 //! - `layout` (paths and names), `write` (atomic write-once files), `blob` (zstd frames),
 //!   `open` (regular files only), `lock` (the collection lock), `config`, `status`,
@@ -50,6 +52,7 @@
 mod blob;
 mod calls;
 mod catalog;
+mod census;
 mod claims;
 pub mod config;
 pub mod exchange;
@@ -469,6 +472,10 @@ impl Backend for FsBackend {
 
     fn all_calls(&self) -> Result<Vec<StoredCall>> {
         self.every_call()
+    }
+
+    fn calls_of_op(&self, op: &str) -> Result<Vec<StoredCall>> {
+        FsBackend::calls_of_op(self, op)
     }
 
     fn call_names(&self) -> Result<Vec<CallName>> {

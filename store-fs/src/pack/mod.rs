@@ -1049,6 +1049,51 @@ impl Packs {
         out.extend_from_slice(&self.pack_calls.names);
     }
 
+    /// The names of the calls in the logs this handle knows, its own included (unsorted).
+    pub(crate) fn logged_call_names(&self) -> Vec<CallName> {
+        self.sources().flat_map(|log| log.call_names()).collect()
+    }
+
+    /// For each call entry of each pack this handle knows, `add(acc, name, op)`, reading
+    /// only the op at the start of each record ([`with_op`]); the packs' rows are split into
+    /// runs read on all cores, each into an accumulator made by `new`, returned in order.
+    /// A call in several packs is met in each.
+    pub(crate) fn each_packed_call_op<A: Send>(
+        &self,
+        new: impl Fn() -> A + Sync,
+        add: impl Fn(&mut A, &CallName, &str) + Sync,
+    ) -> Result<Vec<A>> {
+        const RUN: usize = 1 << 14;
+        let runs: Vec<(&Arc<Pack>, std::ops::Range<usize>)> = self
+            .packs
+            .iter()
+            .flat_map(|p| {
+                let n = p.idx.n_calls();
+                (0..n.div_ceil(RUN)).map(move |r| (p, r * RUN..n.min((r + 1) * RUN)))
+            })
+            .collect();
+        store_core::par::try_map(&runs, 2, |(p, rows)| {
+            let mut acc = new();
+            for i in rows.clone() {
+                let e = p.call(i).filter(|e| matches!(e.id, EntryId::Call(_)));
+                let Some(
+                    e @ Located {
+                        id: EntryId::Call(name),
+                        ..
+                    },
+                ) = e
+                else {
+                    return Err(Error::corrupt(
+                        &*p.path,
+                        format!("call row {i} of its index does not name a whole call entry of the pack"),
+                    ));
+                };
+                with_op(At::for_lookup(p, e), |op| add(&mut acc, &name, op))?;
+            }
+            Ok(acc)
+        })
+    }
+
     /// Every value id in the logs and packs this handle knows (unsorted, may repeat).
     pub(crate) fn all_values(&self, out: &mut Vec<Id>) {
         for log in self.sources() {
@@ -1106,6 +1151,47 @@ pub(crate) fn open_pack_at(
         return Ok(None);
     };
     Ok(Some(Pack::new(*id, path, Arc::new(file), idx, size)))
+}
+
+/// `f` of the op of the call entry `found`, read from the first bytes of its record
+/// ([`store_core::format::record::op_of`]): the record is neither decoded nor checked
+/// against its id (counting calls by op does not need it; `fsck` checks them).
+pub(crate) fn with_op<R>(found: At<'_>, f: impl FnOnce(&str) -> R) -> Result<R> {
+    let At {
+        file, path, entry, ..
+    } = found;
+    let len = entry.id.header_len() + entry.len as usize;
+    let at_offset =
+        |reason: &str| Error::corrupt(path, format!("entry at offset {}: {reason}", entry.offset));
+    let read;
+    let bytes = match found.map {
+        Some(map) => {
+            let at = entry.offset as usize;
+            map.get(at..at + len)
+                .ok_or_else(|| at_offset("cut short (truncated file?)"))?
+        }
+        None => {
+            let mut buf = vec![0u8; len];
+            read_exact_at(file, &mut buf, entry.offset).map_err(|e| {
+                if e.kind() == ErrorKind::UnexpectedEof {
+                    at_offset("cut short (truncated file?)")
+                } else {
+                    Error::io("read", path, e)
+                }
+            })?;
+            read = buf;
+            &read[..]
+        }
+    };
+    match format::parse_entry(bytes, entry.offset, entry.offset, entry_version(&entry)) {
+        Ok(Some(e)) if e == entry => {}
+        Ok(_) => return Err(at_offset("does not match the pack's index")),
+        Err(reason) => return Err(at_offset(&reason)),
+    }
+    let record = unframed(&entry, &bytes[entry.id.header_len()..], path)?;
+    let op = store_core::format::record::op_of(&record)
+        .ok_or_else(|| at_offset("not a call record (no op name where a record starts)"))?;
+    Ok(f(op))
 }
 
 /// The content of the entry `found`, decompressed and checked against its id.
