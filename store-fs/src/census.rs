@@ -6,9 +6,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use store_core::{CallName, Id, Result, StoredCall};
 #[cfg(doc)]
 use store_core::Backend;
+use store_core::{CallName, Id, Result, StoredCall};
 
 use crate::FsBackend;
 
