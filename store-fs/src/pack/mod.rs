@@ -1075,13 +1075,12 @@ impl Packs {
         store_core::par::try_map(&runs, 2, |(p, rows)| {
             let mut acc = new();
             for i in rows.clone() {
-                let e = p.call(i).filter(|e| matches!(e.id, EntryId::Call(_)));
                 let Some(
                     e @ Located {
                         id: EntryId::Call(name),
                         ..
                     },
-                ) = e
+                ) = p.call(i)
                 else {
                     return Err(Error::corrupt(
                         &*p.path,
@@ -1157,41 +1156,19 @@ pub(crate) fn open_pack_at(
 /// ([`store_core::format::record::op_of`]): the record is neither decoded nor checked
 /// against its id (counting calls by op does not need it; `fsck` checks them).
 pub(crate) fn with_op<R>(found: At<'_>, f: impl FnOnce(&str) -> R) -> Result<R> {
-    let At {
-        file, path, entry, ..
-    } = found;
-    let len = entry.id.header_len() + entry.len as usize;
-    let at_offset =
-        |reason: &str| Error::corrupt(path, format!("entry at offset {}: {reason}", entry.offset));
-    let read;
-    let bytes = match found.map {
-        Some(map) => {
-            let at = entry.offset as usize;
-            map.get(at..at + len)
-                .ok_or_else(|| at_offset("cut short (truncated file?)"))?
-        }
-        None => {
-            let mut buf = vec![0u8; len];
-            read_exact_at(file, &mut buf, entry.offset).map_err(|e| {
-                if e.kind() == ErrorKind::UnexpectedEof {
-                    at_offset("cut short (truncated file?)")
-                } else {
-                    Error::io("read", path, e)
-                }
-            })?;
-            read = buf;
-            &read[..]
-        }
-    };
-    match format::parse_entry(bytes, entry.offset, entry.offset, entry_version(&entry)) {
-        Ok(Some(e)) if e == entry => {}
-        Ok(_) => return Err(at_offset("does not match the pack's index")),
-        Err(reason) => return Err(at_offset(&reason)),
-    }
-    let record = unframed(&entry, &bytes[entry.id.header_len()..], path)?;
-    let op = store_core::format::record::op_of(&record)
-        .ok_or_else(|| at_offset("not a call record (no op name where a record starts)"))?;
-    Ok(f(op))
+    with_entry_bytes(found, |buf| {
+        let record = unframed(&found.entry, checked_frame(found, buf)?, found.path)?;
+        let op = store_core::format::record::op_of(&record).ok_or_else(|| {
+            Error::corrupt(
+                found.path,
+                format!(
+                    "entry at offset {}: not a call record (no op name where a record starts)",
+                    found.entry.offset
+                ),
+            )
+        })?;
+        Ok(f(op))
+    })
 }
 
 /// The content of the entry `found`, decompressed and checked against its id.
@@ -1216,6 +1193,12 @@ fn read_entry_with<T>(
     found: At<'_>,
     decode: impl FnOnce(&Located, &[u8], bool) -> Result<T>,
 ) -> Result<T> {
+    with_entry_bytes(found, |buf| check_entry(found, buf, decode))
+}
+
+/// `f` of the bytes of the entry `found` (header and frame): from the pack's mapping, or
+/// read from its file.
+fn with_entry_bytes<T>(found: At<'_>, f: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
     let At {
         file, path, entry, ..
     } = found;
@@ -1231,8 +1214,7 @@ fn read_entry_with<T>(
     };
     if let Some(map) = found.map {
         let at = entry.offset as usize;
-        let bytes = map.get(at..at + len).ok_or_else(cut_short)?;
-        return check_entry(found, bytes, decode);
+        return f(map.get(at..at + len).ok_or_else(cut_short)?);
     }
     let mut buf = vec![0u8; len];
     read_exact_at(file, &mut buf, entry.offset).map_err(|e| {
@@ -1242,7 +1224,21 @@ fn read_entry_with<T>(
             Error::io("read", path, e)
         }
     })?;
-    check_entry(found, &buf, decode)
+    f(&buf)
+}
+
+/// The frame of the entry `found` in `buf`, its bytes, once its header is checked against
+/// the index's.
+fn checked_frame<'b>(found: At<'_>, buf: &'b [u8]) -> Result<&'b [u8]> {
+    let At { path, entry, .. } = found;
+    let at_offset = |reason: String| {
+        Error::corrupt(path, format!("entry at offset {}: {reason}", entry.offset))
+    };
+    match format::parse_entry(buf, entry.offset, entry.offset, entry_version(&entry)) {
+        Ok(Some(e)) if e == entry => Ok(&buf[entry.id.header_len()..]),
+        Ok(_) => Err(at_offset("does not match the pack's index".into())),
+        Err(reason) => Err(at_offset(reason)),
+    }
 }
 
 /// The content of the entry `found` from `buf`, its bytes (header and frame), decompressed
@@ -1256,12 +1252,7 @@ fn check_entry<T>(
     let at_offset = |reason: String| {
         Error::corrupt(path, format!("entry at offset {}: {reason}", entry.offset))
     };
-    match format::parse_entry(buf, entry.offset, entry.offset, entry_version(&entry)) {
-        Ok(Some(e)) if e == entry => {}
-        Ok(_) => return Err(at_offset("does not match the pack's index".into())),
-        Err(reason) => return Err(at_offset(reason)),
-    }
-    let frame = &buf[entry.id.header_len()..];
+    let frame = checked_frame(found, buf)?;
     let trust = found.trust;
     let trusted = trust.filter(|t| t.trusted());
     if let Some(t) = trusted {
